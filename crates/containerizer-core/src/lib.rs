@@ -1,0 +1,1 @@
+//! The Docker containerizer (not yet implemented: see the containerizer-core issue).

@@ -1,0 +1,1 @@
+//! Fetches URIs into a container sandbox (not yet implemented: see the fetcher issue).

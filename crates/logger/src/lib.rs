@@ -1,0 +1,1 @@
+//! Container stdout/stderr logging into the sandbox (not yet implemented: see the logger issue).
