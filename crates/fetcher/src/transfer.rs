@@ -1,0 +1,400 @@
+//! One pass over a source's bytes: receive, hash, and hand them to a blocking worker that writes
+//! files, extracts archives, and tees into the cache, all at once.
+//!
+//! The async side owns the network (or file) reads and the digest; the worker runs on a blocking
+//! thread fed through a bounded channel, so memory stays flat whatever the size, and hashing and
+//! decompression use two cores.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use crate::checksum::{Checksum, Hasher};
+use crate::cleanup::Cleanup;
+use crate::error::{FetchError, Result};
+use crate::extract::{self, Compression, ExtractLimits, Extractor};
+use crate::progress::Phase;
+use crate::uri::Source;
+
+/// Stall detection: fewer than `min_bytes_per_sec * window` bytes in `window` aborts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StallPolicy {
+    pub(crate) window: Duration,
+    pub(crate) min_bytes_per_sec: u64,
+}
+
+/// An opened source, ready to yield bytes.
+pub(crate) enum Body {
+    Http(reqwest::Response),
+    File(tokio::fs::File),
+}
+
+/// The result of opening a source: its body and, when known, its length.
+pub(crate) struct Opened {
+    pub(crate) body: Body,
+    pub(crate) len: Option<u64>,
+}
+
+/// Turns a reqwest error into ours, deciding whether it is worth a retry.
+fn http_error(uri: &str, e: reqwest::Error) -> FetchError {
+    let mut message = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        src = s.source();
+    }
+    // Builder errors (bad URL, bad header) will fail the same way again.
+    let transient = !(e.is_builder() || e.is_redirect());
+    FetchError::Http {
+        uri: uri.to_string(),
+        message,
+        transient,
+    }
+}
+
+/// Opens `source`: sends the request and waits for a 200 within the stall window, or opens the
+/// local file.
+pub(crate) async fn open(
+    client: &reqwest::Client,
+    uri: &str,
+    source: &Source,
+    stall: StallPolicy,
+) -> Result<Opened> {
+    match source {
+        Source::Http(url) => {
+            let send = client.get(url.clone()).send();
+            let resp = match tokio::time::timeout(stall.window, send).await {
+                Ok(r) => r.map_err(|e| http_error(uri, e))?,
+                Err(_) => {
+                    return Err(FetchError::Stalled {
+                        uri: uri.to_string(),
+                        window: stall.window,
+                        min_bytes: stall_floor(stall),
+                    })
+                }
+            };
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Err(FetchError::HttpStatus {
+                    uri: uri.to_string(),
+                    status,
+                });
+            }
+            let len = resp.content_length();
+            Ok(Opened {
+                body: Body::Http(resp),
+                len,
+            })
+        }
+        Source::File(path) => {
+            let err = |e| FetchError::Source {
+                uri: uri.to_string(),
+                path: path.clone(),
+                source: e,
+            };
+            let f = tokio::fs::File::open(path).await.map_err(err)?;
+            let meta = f.metadata().await.map_err(err)?;
+            if meta.is_dir() {
+                return Err(err(io::Error::other("it is a directory")));
+            }
+            Ok(Opened {
+                body: Body::File(f),
+                len: Some(meta.len()),
+            })
+        }
+    }
+}
+
+fn stall_floor(stall: StallPolicy) -> u64 {
+    (stall.min_bytes_per_sec as f64 * stall.window.as_secs_f64()).ceil() as u64
+}
+
+impl Body {
+    async fn next_chunk(&mut self, uri: &str, path: Option<&PathBuf>) -> Result<Option<Bytes>> {
+        match self {
+            Body::Http(resp) => resp.chunk().await.map_err(|e| http_error(uri, e)),
+            Body::File(f) => {
+                let mut buf = BytesMut::with_capacity(256 * 1024);
+                let n = f.read_buf(&mut buf).await.map_err(|e| FetchError::Source {
+                    uri: uri.to_string(),
+                    path: path.cloned().unwrap_or_default(),
+                    source: e,
+                })?;
+                Ok((n > 0).then(|| buf.freeze()))
+            }
+        }
+    }
+}
+
+/// What the worker does with the bytes besides hashing.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// Write them unchanged to this file.
+    File(PathBuf),
+    /// Decompress a bare gzip stream into this file.
+    Gunzip(PathBuf),
+    /// Extract a tar stream into this (empty, existing) directory.
+    Tar(Compression, PathBuf),
+    /// Nothing: the cache file is the only destination.
+    Discard,
+}
+
+/// Everything the worker writes during one attempt.
+pub(crate) struct Sinks {
+    pub(crate) target: Target,
+    /// A cache file to receive an exact copy of the bytes.
+    pub(crate) cache_file: Option<PathBuf>,
+    pub(crate) limits: ExtractLimits,
+    /// Guards kept alive until the worker is done, so cleanup never races its writes.
+    pub(crate) keep_alive: Vec<Arc<Cleanup>>,
+}
+
+/// What a finished transfer learned.
+pub(crate) struct Transferred {
+    pub(crate) digest: Checksum,
+    pub(crate) bytes: u64,
+}
+
+enum Msg {
+    Data(Bytes),
+    End,
+}
+
+/// A `Read` over chunks arriving from the async side. A closed channel without `End` means the
+/// transfer was abandoned (checksum mismatch, error, or the future was dropped).
+struct ChannelReader {
+    rx: mpsc::Receiver<Msg>,
+    cur: Bytes,
+    ended: bool,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Msg::Data(b)) => self.cur = b,
+                Some(Msg::End) => self.ended = true,
+                None => return Err(io::Error::other("transfer abandoned")),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        bytes::Buf::advance(&mut self.cur, n);
+        Ok(n)
+    }
+}
+
+/// Copies everything read into a second file (the cache copy).
+struct Tee<R> {
+    inner: R,
+    copy: Option<(File, PathBuf)>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some((f, path)) = &mut self.copy {
+            f.write_all(&buf[..n]).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot write cache file '{}': {e}", path.display()),
+                )
+            })?;
+        }
+        Ok(n)
+    }
+}
+
+fn run_worker(rx: mpsc::Receiver<Msg>, sinks: Sinks) -> std::result::Result<(), String> {
+    let copy = match &sinks.cache_file {
+        Some(p) => Some((
+            File::create(p)
+                .map_err(|e| format!("cannot create cache file '{}': {e}", p.display()))?,
+            p.clone(),
+        )),
+        None => None,
+    };
+    let mut reader = Tee {
+        inner: ChannelReader {
+            rx,
+            cur: Bytes::new(),
+            ended: false,
+        },
+        copy,
+    };
+    let res = match &sinks.target {
+        Target::File(path) => (|| {
+            let mut f = File::create(path)
+                .map_err(|e| format!("cannot create '{}': {e}", path.display()))?;
+            io::copy(&mut reader, &mut f)
+                .map_err(|e| format!("cannot write '{}': {e}", path.display()))?;
+            Ok(())
+        })(),
+        Target::Gunzip(path) => extract::gunzip(&mut reader, path, sinks.limits),
+        Target::Tar(c, dir) => {
+            extract::extract_tar(&mut reader, *c, Extractor::new(dir.clone(), sinks.limits))
+        }
+        Target::Discard => io::copy(&mut reader, &mut io::sink())
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    drop(sinks.keep_alive);
+    res
+}
+
+/// Per-attempt progress reporting, throttled so callbacks stay cheap.
+pub(crate) trait Report: Send {
+    fn report(&mut self, phase: Phase, done: u64, total: Option<u64>);
+}
+
+/// The fixed parameters of one transfer.
+pub(crate) struct Pass<'a> {
+    pub(crate) uri: &'a str,
+    pub(crate) source: &'a Source,
+    pub(crate) expected: Option<&'a Checksum>,
+    pub(crate) stall: StallPolicy,
+    /// Counts bytes received, for metrics.
+    pub(crate) counter: &'a std::sync::atomic::AtomicU64,
+}
+
+/// Streams `opened` through the hasher into `sinks`. Fails with a checksum mismatch before the
+/// worker is told the stream ended, so it never finishes with unverified data.
+pub(crate) async fn run(
+    pass: Pass<'_>,
+    opened: Opened,
+    sinks: Sinks,
+    progress: &mut dyn Report,
+) -> Result<Transferred> {
+    let Pass {
+        uri,
+        source,
+        expected,
+        stall,
+        counter,
+    } = pass;
+    let Opened { mut body, len } = opened;
+    let (tx, rx) = mpsc::channel::<Msg>(16);
+    let worker = tokio::task::spawn_blocking(move || run_worker(rx, sinks));
+    let path = match source {
+        Source::File(p) => Some(p),
+        Source::Http(_) => None,
+    };
+
+    let mut hasher = match expected {
+        Some(c) => c.hasher(),
+        None => Hasher::sha256(),
+    };
+    let mut done = 0u64;
+    let floor = stall_floor(stall);
+    let mut window_start = Instant::now();
+    let mut window_bytes = 0u64;
+    let mut last_report = 0u64;
+    progress.report(Phase::Downloading, 0, len);
+    let mut worker_gone = false;
+    loop {
+        let deadline = window_start + stall.window;
+        let next = tokio::time::timeout_at(deadline.into(), body.next_chunk(uri, path)).await;
+        let now = Instant::now();
+        if now >= deadline {
+            // The window is over: judge its rate, then start a new one.
+            if window_bytes < floor {
+                return Err(FetchError::Stalled {
+                    uri: uri.to_string(),
+                    window: stall.window,
+                    min_bytes: floor,
+                });
+            }
+            window_start = now;
+            window_bytes = 0;
+        }
+        let chunk = match next {
+            Ok(r) => match r? {
+                Some(c) => c,
+                None => break,
+            },
+            Err(_) => continue,
+        };
+        if chunk.is_empty() {
+            continue;
+        }
+        let n = chunk.len() as u64;
+        hasher.update(&chunk);
+        done += n;
+        window_bytes += n;
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if done - last_report >= 1 << 20 {
+            progress.report(Phase::Downloading, done, len);
+            last_report = done;
+        }
+        if tx.send(Msg::Data(chunk)).await.is_err() {
+            worker_gone = true;
+            break;
+        }
+    }
+    if worker_gone {
+        drop(tx);
+        return Err(worker_result(uri, worker.await).err().unwrap_or_else(|| {
+            FetchError::Internal {
+                uri: uri.to_string(),
+                reason: "worker stopped early without an error".into(),
+            }
+        }));
+    }
+    progress.report(Phase::Verifying, done, len);
+    let digest = hasher.finish();
+    if let Some(exp) = expected {
+        if *exp != digest {
+            drop(tx); // the worker sees an abandoned stream and stops
+            let _ = worker.await;
+            return Err(FetchError::ChecksumMismatch {
+                uri: uri.to_string(),
+                expected: exp.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+    }
+    if let Some(total) = len {
+        if total != done {
+            drop(tx);
+            let _ = worker.await;
+            return Err(FetchError::Http {
+                uri: uri.to_string(),
+                message: format!("expected {total} bytes, received {done}"),
+                transient: true,
+            });
+        }
+    }
+    let _ = tx.send(Msg::End).await;
+    worker_result(uri, worker.await)?;
+    Ok(Transferred {
+        digest,
+        bytes: done,
+    })
+}
+
+fn worker_result(
+    uri: &str,
+    joined: std::result::Result<std::result::Result<(), String>, tokio::task::JoinError>,
+) -> Result<()> {
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(FetchError::Extract {
+            uri: uri.to_string(),
+            reason,
+        }),
+        Err(e) => Err(FetchError::Internal {
+            uri: uri.to_string(),
+            reason: format!("worker failed: {e}"),
+        }),
+    }
+}
