@@ -1,1 +1,99 @@
-//! Container stdout/stderr logging into the sandbox (not yet implemented: see the logger issue).
+//! Container stdout/stderr into sandbox files: byte-exact, bounded in memory, rotated, and
+//! resumable after an agent restart.
+//!
+//! The logger knows nothing of Docker. It takes a `Stream` of [`OutputChunk`]s (stream, Docker
+//! timestamp, bytes) and writes each stream into its own file in the container's sandbox:
+//!
+//! * [`SandboxLogger`] appends to `<sandbox>/stdout` and `<sandbox>/stderr`, like Mesos' default.
+//! * [`RotatingLogger`] also rotates by size, in-process: `stdout` is current, `stdout.1` the
+//!   newest rotated file, up to `stdout.N`. The rotated files from oldest to newest followed by
+//!   the current file are exactly the stream, minus the files rotation deleted. A file is cut
+//!   at a newline when one lies within a few KiB of the limit. Containers override the limits
+//!   with `CONTAINER_LOGGER_MAX_STDOUT_SIZE`, `CONTAINER_LOGGER_MAX_STDERR_SIZE`,
+//!   `CONTAINER_LOGGER_STDOUT_ROTATE` and `CONTAINER_LOGGER_STDERR_ROTATE` (see [`settings`]).
+//!
+//! Both implement [`ContainerLogger`], whose life cycle is prepare → consume → finish (drain and
+//! fsync, so a termination is reported only once the logs are complete), plus recover after an
+//! agent restart.
+//!
+//! # Memory
+//! A container's log holds at most two batches ([`LoggerConfig::batch_bytes`], 256 KiB by
+//! default) plus one chunk: while one batch is written on a blocking thread the other fills, and
+//! when both are full the output stream is not read until the disk catches up. The back-pressure
+//! reaches the Docker connection, never the agent's memory. (It does not stall the container:
+//! Docker buffers its output in its json-file log, capped by [`DockerLogConfig`].)
+//!
+//! # Recovery
+//! Each log checkpoints its position — a time to replay from (Docker's `since`) and how many
+//! bytes of the replay were already written — atomically (temporary file, fsync, rename). After a
+//! restart, [`ContainerLogger::recover`] cuts the files back to the checkpoint and
+//! [`ContainerLog::resume_since`] says where to reopen the stream; the replayed bytes already
+//! written are skipped. The exact guarantee (no gap beyond what Docker dropped, no duplicates
+//! under stated conditions) is on [`ContainerLog::resume_since`].
+//!
+//! # Faults
+//! A failing write (disk full, I/O error) is reported through `tracing` (one warning when it
+//! starts, one message when it ends) and counted in [`LoggerMetrics`], and retried with backoff
+//! for [`LoggerConfig::retry_window`] (10 s by default) while the stream waits. If it still fails
+//! then, its bytes are dropped (counted in `bytes_dropped`), and from then on each write is tried
+//! once and dropped on failure, until one succeeds: the log never blocks a container's termination
+//! for longer than the retry window, and never crashes the agent. A log file deleted while in use
+//! is created anew (within a checkpoint interval). Write errors never surface as `Err` from
+//! [`ContainerLog::consume`]; only the stream's own errors do.
+//!
+//! # Example
+//! ```
+//! use berth_logger::{ContainerLogSpec, ContainerLogger, LoggerConfig, OutputChunk, OutputStream, RotatingLogger};
+//! use futures_util::stream;
+//! use std::time::SystemTime;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let (state_dir, sandbox) = (tmp.path().join("state"), tmp.path().join("sandbox"));
+//! # std::fs::create_dir(&sandbox)?;
+//! let logger = RotatingLogger::with_defaults(LoggerConfig::new(&state_dir))?;
+//! let spec = ContainerLogSpec::new("c1", &sandbox)
+//!     .with_env([("CONTAINER_LOGGER_MAX_STDOUT_SIZE", "2MB"), ("CONTAINER_LOGGER_STDOUT_ROTATE", "4")]);
+//! let mut log = logger.prepare(&spec)?;
+//! assert_eq!(log.resume_since(), None); // new container: read its output from the start
+//!
+//! // The containerizer maps Docker's log frames onto chunks.
+//! let now = Some(SystemTime::now());
+//! let frames = vec![
+//!     Ok::<_, std::io::Error>(OutputChunk::new(OutputStream::Stdout, now, "hello\n")),
+//!     Ok(OutputChunk::new(OutputStream::Stderr, now, "oops\n")),
+//! ];
+//! log.consume(stream::iter(frames)).await?;
+//! let report = log.finish().await?; // drained and synced: now report the termination
+//!
+//! assert_eq!(std::fs::read(sandbox.join("stdout"))?, b"hello\n");
+//! assert_eq!(std::fs::read(sandbox.join("stderr"))?, b"oops\n");
+//! assert_eq!((report.stdout_bytes, report.stderr_bytes, report.complete), (6, 5, true));
+//! # Ok(())
+//! # }
+//! ```
+
+mod batch;
+mod checkpoint;
+mod chunk;
+mod docker_log;
+mod error;
+mod file;
+mod log;
+mod logger;
+mod metrics;
+mod position;
+mod recovery;
+pub mod settings;
+mod user;
+mod writer;
+
+pub use chunk::{OutputChunk, OutputStream};
+pub use docker_log::{DockerLogConfig, DEFAULT_DOCKER_MAX_FILE, DEFAULT_DOCKER_MAX_SIZE};
+pub use error::LoggerError;
+pub use log::{ContainerLog, LogReport};
+pub use logger::{ContainerLogSpec, ContainerLogger, LoggerConfig, RotatingLogger, SandboxLogger};
+pub use metrics::{LoggerMetrics, MetricsSnapshot};
+pub use settings::{Rotation, StreamRotations};
+pub use user::Owner;

@@ -1,0 +1,302 @@
+//! The async half of a container's log: reads the output stream, applies back-pressure, and
+//! hands batches to the blocking [`Writer`](crate::writer::Writer).
+
+use std::error::Error as StdError;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_core::Stream;
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+use crate::batch::Batch;
+use crate::error::LoggerError;
+use crate::metrics::LoggerMetrics;
+use crate::position::Position;
+use crate::writer::Writer;
+use crate::OutputChunk;
+
+/// What a finished log reports. Byte counts cover the container's whole life, across agent
+/// restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogReport {
+    /// The container.
+    pub container_id: String,
+    /// Bytes written to the stdout files (including any since deleted by rotation).
+    pub stdout_bytes: u64,
+    /// Bytes written to the stderr files (including any since deleted by rotation).
+    pub stderr_bytes: u64,
+    /// Bytes given up because writes kept failing (see the crate's fault policy).
+    pub dropped_bytes: u64,
+    /// Rotations done.
+    pub rotations: u64,
+    /// Failed write, rotate or sync attempts.
+    pub write_errors: u64,
+    /// Whether the files were synced to disk and the final checkpoint stored.
+    pub complete: bool,
+}
+
+/// Where the writer is.
+#[derive(Debug)]
+enum Slot {
+    /// Waiting for work.
+    Idle(Box<Writer>),
+    /// Writing a batch on a blocking thread; gives the writer and the emptied batch back.
+    Busy(JoinHandle<(Box<Writer>, Batch)>),
+    /// Gone: it panicked, or the log was finished.
+    Gone(String),
+}
+
+/// The log of one container, returned by [`ContainerLogger::prepare`](crate::ContainerLogger::prepare)
+/// or [`ContainerLogger::recover`](crate::ContainerLogger::recover).
+///
+/// Feed it the container's output with [`consume`](Self::consume) (again after a stream error,
+/// from [`resume_since`](Self::resume_since)), then call [`finish`](Self::finish) once the
+/// container has exited. Memory use is bounded by two batches of
+/// [`LoggerConfig::batch_bytes`](crate::LoggerConfig::batch_bytes) plus one chunk.
+#[derive(Debug)]
+pub struct ContainerLog {
+    container_id: String,
+    slot: Slot,
+    pending: Batch,
+    spare: Option<Batch>,
+    /// Everything handed to the writer, written or not yet.
+    accepted: Position,
+    batch_bytes: usize,
+    checkpoint_interval: Duration,
+    was_finished: bool,
+    metrics: Arc<LoggerMetrics>,
+    open: bool,
+}
+
+impl ContainerLog {
+    pub(crate) fn new(
+        writer: Writer,
+        batch_bytes: usize,
+        checkpoint_interval: Duration,
+        was_finished: bool,
+        metrics: Arc<LoggerMetrics>,
+    ) -> Self {
+        metrics.log_opened();
+        ContainerLog {
+            container_id: writer_id(&writer),
+            accepted: writer.position().clone(),
+            slot: Slot::Idle(Box::new(writer)),
+            pending: Batch::with_capacity(batch_bytes),
+            spare: None,
+            batch_bytes,
+            checkpoint_interval,
+            was_finished,
+            metrics,
+            open: true,
+        }
+    }
+
+    /// The container this log belongs to.
+    pub fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    /// Whether this log was recovered from a checkpoint written by [`finish`](Self::finish): the
+    /// container's output had been completely consumed before the agent restarted.
+    pub fn was_finished(&self) -> bool {
+        self.was_finished
+    }
+
+    /// The `since` to open the next output stream with (Docker's `since`, which takes
+    /// nanoseconds; this value is always a whole second), or `None` to read the output from the
+    /// beginning. [`consume`](Self::consume) expects its stream to start there, and skips what
+    /// was already written.
+    ///
+    /// **Guarantee.** If every chunk carries Docker's timestamp, the files end up holding each
+    /// byte Docker replays exactly once — no gap, no duplicate — across stream errors and agent
+    /// restarts, as long as (a) Docker still has the bytes (its json-file caps,
+    /// [`DockerLogConfig`](crate::DockerLogConfig), may have discarded output while the agent was
+    /// down: that is the only gap), (b) Docker did not hold back an entry for more than a second
+    /// relative to an entry of the other stream stamped later (a replay from one second back
+    /// covers that), and (c) the host clock did not step backwards. Bytes written after the last
+    /// checkpoint are cut from the files on recovery and written again from the replay. If the
+    /// checkpointed file disappeared (deleted, or rotated away with a keep count of 0), recovery
+    /// cannot cut, and at most the bytes of one checkpoint interval (1 s by default) are
+    /// repeated. Chunks without a timestamp are written but not counted, so a replay repeats
+    /// them. On a host crash (not just an agent restart) bytes still in the page cache are lost
+    /// unless [`LoggerConfig::durable_checkpoints`](crate::LoggerConfig::durable_checkpoints) is set.
+    pub fn resume_since(&self) -> Option<SystemTime> {
+        self.accepted.resume_since()
+    }
+
+    /// The newest Docker timestamp among the bytes consumed so far.
+    pub fn newest_timestamp(&self) -> Option<SystemTime> {
+        self.accepted.newest()
+    }
+
+    /// Writes the container's output until the stream ends.
+    ///
+    /// The stream must start at [`resume_since`](Self::resume_since) (Docker's `since`; with
+    /// `timestamps` so chunks carry their times). Returns `Ok(())` when it ends, once every byte
+    /// received is in the files (not yet synced: that is [`finish`](Self::finish)). A stream
+    /// error returns [`LoggerError::Source`]; the log stays usable, so reconnect from
+    /// `resume_since` and call `consume` again.
+    ///
+    /// The stream is read only while the writer keeps up: when two batches are in hand it is not
+    /// polled until the disk has taken one. Cancelling this future (e.g. with a timeout) loses
+    /// nothing that was read from the stream.
+    pub async fn consume<S, E>(&mut self, stream: S) -> Result<(), LoggerError>
+    where
+        S: Stream<Item = Result<OutputChunk, E>>,
+        E: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let mut skip = self.accepted.replayed_bytes();
+        let mut stream = pin!(stream);
+        let mut tick = interval_at(
+            Instant::now() + self.checkpoint_interval,
+            self.checkpoint_interval,
+        );
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ended = false;
+        loop {
+            let busy = match &self.slot {
+                Slot::Idle(_) if !self.pending.is_empty() => {
+                    self.submit(false);
+                    true
+                }
+                Slot::Idle(_) if ended => return Ok(()),
+                Slot::Idle(_) => false,
+                Slot::Busy(_) => true,
+                Slot::Gone(reason) => return Err(self.lost(reason.clone())),
+            };
+            let room = self.pending.len() < self.batch_bytes;
+            tokio::select! {
+                // Finish the writer's job first: it frees the batch the stream may be waiting for.
+                biased;
+                joined = self.join(), if busy => joined?,
+                item = stream.next(), if room && !ended => match item {
+                    None => ended = true,
+                    Some(Ok(chunk)) => self.accept(chunk, &mut skip),
+                    Some(Err(e)) => {
+                        return Err(LoggerError::Source { container_id: self.container_id.clone(), source: e.into() });
+                    }
+                },
+                // Quiet stream: give the writer a chance to checkpoint what it has.
+                _ = tick.tick(), if !busy => self.submit(false),
+            }
+        }
+    }
+
+    /// Drains what is still buffered, syncs the files to disk and stores the final checkpoint.
+    ///
+    /// Call it when the container has exited and [`consume`](Self::consume) has returned (or has
+    /// been given up on): once it returns, the sandbox files hold everything that was read, so
+    /// the termination can be reported. It takes at most the retry window of
+    /// [`LoggerConfig`](crate::LoggerConfig) if the disk is failing.
+    pub async fn finish(mut self) -> Result<LogReport, LoggerError> {
+        self.settle().await?;
+        let Slot::Idle(mut writer) =
+            std::mem::replace(&mut self.slot, Slot::Gone("finished".into()))
+        else {
+            unreachable!("settle leaves the writer idle");
+        };
+        let report = tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(|e| self.lost(e.to_string()))?;
+        self.close();
+        tracing::info!(
+            container_id = %report.container_id, stdout_bytes = report.stdout_bytes,
+            stderr_bytes = report.stderr_bytes, dropped_bytes = report.dropped_bytes,
+            complete = report.complete, "container log finished"
+        );
+        Ok(report)
+    }
+
+    /// Accounts for a chunk and adds it to the pending batch, minus replayed bytes.
+    fn accept(&mut self, chunk: OutputChunk, skip: &mut [u64; 2]) {
+        let i = chunk.stream.index();
+        let mut data = &chunk.data[..];
+        if skip[i] > 0 {
+            let k = skip[i].min(data.len() as u64);
+            skip[i] -= k;
+            data = &data[k as usize..];
+        }
+        if data.is_empty() {
+            return;
+        }
+        self.accepted
+            .record(chunk.stream, chunk.timestamp, data.len() as u64);
+        self.pending.push(chunk.stream, chunk.timestamp, data);
+    }
+
+    /// Hands the pending batch (possibly empty: then the writer only checkpoints if due) to the
+    /// writer. The writer must be idle.
+    fn submit(&mut self, force_checkpoint: bool) {
+        let Slot::Idle(mut writer) =
+            std::mem::replace(&mut self.slot, Slot::Gone("in transition".into()))
+        else {
+            unreachable!("submit needs an idle writer");
+        };
+        let next = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Batch::with_capacity(self.batch_bytes));
+        let batch = std::mem::replace(&mut self.pending, next);
+        self.slot = Slot::Busy(tokio::task::spawn_blocking(move || {
+            writer.write_batch(&batch, force_checkpoint);
+            (writer, batch)
+        }));
+    }
+
+    /// Waits for the writer's current job; never completes if it has none.
+    async fn join(&mut self) -> Result<(), LoggerError> {
+        let Slot::Busy(handle) = &mut self.slot else {
+            return std::future::pending().await;
+        };
+        match handle.await {
+            Ok((writer, mut batch)) => {
+                batch.clear();
+                self.spare = Some(batch);
+                self.slot = Slot::Idle(writer);
+                Ok(())
+            }
+            Err(e) => {
+                self.slot = Slot::Gone(e.to_string());
+                Err(self.lost(e.to_string()))
+            }
+        }
+    }
+
+    /// Writes everything pending and waits until the writer is idle.
+    async fn settle(&mut self) -> Result<(), LoggerError> {
+        loop {
+            match &self.slot {
+                Slot::Busy(_) => self.join().await?,
+                Slot::Idle(_) if !self.pending.is_empty() => self.submit(false),
+                Slot::Idle(_) => return Ok(()),
+                Slot::Gone(reason) => return Err(self.lost(reason.clone())),
+            }
+        }
+    }
+
+    fn lost(&self, reason: String) -> LoggerError {
+        LoggerError::WriterLost {
+            container_id: self.container_id.clone(),
+            reason,
+        }
+    }
+
+    fn close(&mut self) {
+        if std::mem::replace(&mut self.open, false) {
+            self.metrics.log_closed();
+        }
+    }
+}
+
+impl Drop for ContainerLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_id(w: &Writer) -> String {
+    w.container_id().to_owned()
+}

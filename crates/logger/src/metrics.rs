@@ -1,0 +1,76 @@
+//! Counters the agent can export: what every container logger wrote, dropped and failed at.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared by all containers of one logger. Cheap to update (relaxed atomics); read them
+/// with [`LoggerMetrics::snapshot`].
+#[derive(Debug, Default)]
+pub struct LoggerMetrics {
+    bytes_written: AtomicU64,
+    bytes_dropped: AtomicU64,
+    write_errors: AtomicU64,
+    rotations: AtomicU64,
+    files_recreated: AtomicU64,
+    checkpoint_errors: AtomicU64,
+    active_logs: AtomicU64,
+}
+
+/// A point-in-time copy of [`LoggerMetrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// Bytes written into log files.
+    pub bytes_written: u64,
+    /// Bytes given up after write errors outlasted the retry window.
+    pub bytes_dropped: u64,
+    /// Failed write, rotate or sync attempts (each retry counts).
+    pub write_errors: u64,
+    /// Rotations done.
+    pub rotations: u64,
+    /// Log files found deleted while in use and created anew.
+    pub files_recreated: u64,
+    /// Checkpoints that could not be written.
+    pub checkpoint_errors: u64,
+    /// Container logs prepared or recovered and not yet finished or dropped.
+    pub active_logs: u64,
+}
+
+impl LoggerMetrics {
+    /// Reads all counters.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            bytes_written: r(&self.bytes_written),
+            bytes_dropped: r(&self.bytes_dropped),
+            write_errors: r(&self.write_errors),
+            rotations: r(&self.rotations),
+            files_recreated: r(&self.files_recreated),
+            checkpoint_errors: r(&self.checkpoint_errors),
+            active_logs: r(&self.active_logs),
+        }
+    }
+
+    pub(crate) fn add_written(&self, n: u64) {
+        self.bytes_written.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_dropped(&self, n: u64) {
+        self.bytes_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn write_error(&self) {
+        self.write_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn rotation(&self) {
+        self.rotations.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn file_recreated(&self) {
+        self.files_recreated.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn checkpoint_error(&self) {
+        self.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn log_opened(&self) {
+        self.active_logs.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn log_closed(&self) {
+        self.active_logs.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,189 @@
+//! How far a container's output has been consumed, in terms Docker's `since` understands.
+//!
+//! Docker replays a container's log from a `since` time: every entry whose timestamp is at or
+//! after it, in the order the entries sit in its log file. Entries of one stream carry
+//! non-decreasing timestamps (one reader per stream stamps them), but stdout and stderr entries can
+//! be slightly out of order with each other. Resuming at the newest timestamp written could
+//! therefore skip an entry of the other stream that was stamped a little earlier but not yet
+//! received, and resuming there would also repeat entries stamped exactly then.
+//!
+//! So the position is an *anchor* one whole second before the newest second written, and, per
+//! stream, the number of bytes written from entries stamped at or after the anchor. A replay from
+//! `since = anchor` yields exactly those bytes first (per stream, in order), then new ones: the
+//! logger skips the counted bytes and writes the rest. Nothing is lost or repeated provided no
+//! entry reaches Docker's log file more than a second after an entry of the other stream that was
+//! stamped later, and the host clock does not step back. Only two one-second buckets are kept,
+//! so the position is a few dozen bytes however fast the container writes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::OutputStream;
+
+/// Bytes written per stream from entries stamped within one whole second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Bucket {
+    /// Unix second.
+    pub sec: u64,
+    /// Bytes of stdout stamped in that second.
+    pub stdout: u64,
+    /// Bytes of stderr stamped in that second.
+    pub stderr: u64,
+}
+
+impl Bucket {
+    fn add(&mut self, stream: OutputStream, n: u64) {
+        match stream {
+            OutputStream::Stdout => self.stdout += n,
+            OutputStream::Stderr => self.stderr += n,
+        }
+    }
+}
+
+/// A time written in a checkpoint, exact to the nanosecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct UnixTime {
+    /// Whole seconds since the Unix epoch.
+    pub secs: u64,
+    /// Nanoseconds within the second.
+    pub nanos: u32,
+}
+
+impl UnixTime {
+    pub fn from_system(t: SystemTime) -> Option<UnixTime> {
+        let d = t.duration_since(UNIX_EPOCH).ok()?;
+        Some(UnixTime {
+            secs: d.as_secs(),
+            nanos: d.subsec_nanos(),
+        })
+    }
+
+    pub fn to_system(self) -> SystemTime {
+        UNIX_EPOCH + Duration::new(self.secs, self.nanos.min(999_999_999))
+    }
+}
+
+/// The consumed position of a container's output (see the module documentation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Position {
+    /// Buckets for the seconds at or after the anchor, oldest first (at most two).
+    buckets: Vec<Bucket>,
+    /// The newest timestamp written.
+    newest: Option<UnixTime>,
+}
+
+impl Position {
+    /// Accounts for `n` bytes of `stream` stamped `timestamp` that were consumed (written, or
+    /// deliberately dropped).
+    pub fn record(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, n: u64) {
+        let Some(t) = timestamp.and_then(UnixTime::from_system) else {
+            return;
+        };
+        if self.newest.is_none_or(|newest| t > newest) {
+            self.newest = Some(t);
+        }
+        let anchor = self.anchor_sec().expect("newest is set");
+        self.buckets.retain(|b| b.sec >= anchor);
+        if t.secs < anchor {
+            // Stamped before the anchor: a replay from the anchor will not contain it.
+            return;
+        }
+        match self.buckets.iter_mut().find(|b| b.sec == t.secs) {
+            Some(b) => b.add(stream, n),
+            None => {
+                let mut b = Bucket {
+                    sec: t.secs,
+                    stdout: 0,
+                    stderr: 0,
+                };
+                b.add(stream, n);
+                self.buckets.push(b);
+                self.buckets.sort_by_key(|b| b.sec);
+            }
+        }
+    }
+
+    fn anchor_sec(&self) -> Option<u64> {
+        self.newest.map(|n| n.secs.saturating_sub(1))
+    }
+
+    /// The `since` a replay must start from, or `None` to replay from the beginning.
+    pub fn resume_since(&self) -> Option<SystemTime> {
+        self.anchor_sec()
+            .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    }
+
+    /// Bytes per stream (indexed by [`OutputStream::index`]) that a replay from
+    /// [`Self::resume_since`] starts with and that were already consumed.
+    pub fn replayed_bytes(&self) -> [u64; 2] {
+        self.buckets
+            .iter()
+            .fold([0, 0], |[o, e], b| [o + b.stdout, e + b.stderr])
+    }
+
+    /// The newest timestamp consumed.
+    pub fn newest(&self) -> Option<SystemTime> {
+        self.newest.map(UnixTime::to_system)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64, nanos: u32) -> Option<SystemTime> {
+        Some(UNIX_EPOCH + Duration::new(secs, nanos))
+    }
+
+    #[test]
+    fn fresh_position_replays_everything() {
+        let p = Position::default();
+        assert_eq!(p.resume_since(), None);
+        assert_eq!(p.replayed_bytes(), [0, 0]);
+    }
+
+    #[test]
+    fn anchor_is_one_second_before_the_newest_second() {
+        let mut p = Position::default();
+        p.record(OutputStream::Stdout, at(100, 5), 10);
+        p.record(OutputStream::Stderr, at(100, 900_000_000), 3);
+        assert_eq!(p.resume_since(), at(99, 0));
+        assert_eq!(p.replayed_bytes(), [10, 3]);
+        p.record(OutputStream::Stdout, at(101, 1), 7);
+        assert_eq!(p.resume_since(), at(100, 0));
+        assert_eq!(p.replayed_bytes(), [17, 3]);
+        p.record(OutputStream::Stdout, at(102, 0), 1);
+        assert_eq!(p.resume_since(), at(101, 0));
+        assert_eq!(p.replayed_bytes(), [8, 0]);
+        assert_eq!(p.newest(), at(102, 0));
+    }
+
+    #[test]
+    fn slightly_late_entries_of_the_other_stream_are_counted() {
+        let mut p = Position::default();
+        p.record(OutputStream::Stdout, at(200, 10), 4);
+        // stderr stamped earlier, arriving later, still inside the anchor window
+        p.record(OutputStream::Stderr, at(199, 999_999_999), 5);
+        assert_eq!(p.replayed_bytes(), [4, 5]);
+        // stamped before the anchor: Docker will not replay it, so it is not counted
+        p.record(OutputStream::Stderr, at(198, 0), 6);
+        assert_eq!(p.replayed_bytes(), [4, 5]);
+        assert_eq!(p.newest(), at(200, 10));
+    }
+
+    #[test]
+    fn untimed_bytes_do_not_move_the_position() {
+        let mut p = Position::default();
+        p.record(OutputStream::Stdout, None, 4);
+        assert_eq!(p, Position::default());
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut p = Position::default();
+        p.record(OutputStream::Stdout, at(300, 123_456_789), 4);
+        let back: Position = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+}

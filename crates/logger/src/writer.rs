@@ -1,0 +1,339 @@
+//! The blocking half of a container's log: writes batches into the files, rotates, retries or
+//! drops on write errors, and checkpoints. It runs on Tokio's blocking threads, one batch at a
+//! time, so the async runtime never waits on the disk.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::batch::Batch;
+use crate::checkpoint::{Checkpoint, CheckpointFile, FileRecord, Phase, Totals, FORMAT_VERSION};
+use crate::file::StreamFile;
+use crate::metrics::LoggerMetrics;
+use crate::position::Position;
+use crate::{LogReport, OutputStream};
+
+/// Timing knobs of the writer (see [`crate::LoggerConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tuning {
+    pub checkpoint_interval: Duration,
+    pub retry_window: Duration,
+    pub durable_checkpoints: bool,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How writing is going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// The last write succeeded.
+    Healthy,
+    /// Writes have been failing since `since`; the same bytes are retried until the retry window
+    /// has passed.
+    Retrying { since: Instant, attempt: u32 },
+    /// The retry window passed: every write is tried once and its bytes dropped if it fails,
+    /// until one succeeds.
+    Dropping { since: Instant, dropped: u64 },
+}
+
+/// What to do with bytes whose write failed.
+enum Verdict {
+    Retry,
+    Drop,
+}
+
+/// The files, position and checkpoint of one container.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    container_id: String,
+    files: [StreamFile; 2],
+    position: Position,
+    totals: Totals,
+    checkpoint: CheckpointFile,
+    last_checkpoint: Instant,
+    bytes_at_last_checkpoint: u64,
+    dirty: bool,
+    health: Health,
+    tuning: Tuning,
+    metrics: Arc<LoggerMetrics>,
+}
+
+impl Writer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        container_id: String,
+        stdout: StreamFile,
+        stderr: StreamFile,
+        position: Position,
+        totals: Totals,
+        checkpoint: CheckpointFile,
+        tuning: Tuning,
+        metrics: Arc<LoggerMetrics>,
+    ) -> Self {
+        Writer {
+            container_id,
+            files: [stdout, stderr],
+            position,
+            totals,
+            checkpoint,
+            last_checkpoint: Instant::now(),
+            bytes_at_last_checkpoint: totals.stdout_bytes + totals.stderr_bytes,
+            dirty: true,
+            health: Health::Healthy,
+            tuning,
+            metrics,
+        }
+    }
+
+    pub fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+
+    /// Writes a whole batch (retrying or dropping per the fault policy), then checkpoints if one
+    /// is due or `force_checkpoint` is set.
+    pub fn write_batch(&mut self, batch: &Batch, force_checkpoint: bool) {
+        let mut offset = 0;
+        for seg in &batch.segments {
+            self.write_segment(
+                seg.stream,
+                seg.timestamp,
+                &batch.data[offset..offset + seg.len],
+            );
+            offset += seg.len;
+        }
+        if force_checkpoint || self.checkpoint_due() {
+            self.checkpoint(Phase::Running);
+        }
+    }
+
+    fn write_segment(
+        &mut self,
+        stream: OutputStream,
+        timestamp: Option<std::time::SystemTime>,
+        data: &[u8],
+    ) {
+        let i = stream.index();
+        let mut rest = data;
+        while !rest.is_empty() {
+            match self.files[i].write_some(rest) {
+                Ok(w) => {
+                    let n = w.bytes as u64;
+                    self.position.record(stream, timestamp, n);
+                    match stream {
+                        OutputStream::Stdout => self.totals.stdout_bytes += n,
+                        OutputStream::Stderr => self.totals.stderr_bytes += n,
+                    }
+                    self.metrics.add_written(n);
+                    self.dirty = true;
+                    rest = &rest[w.bytes..];
+                    self.healed();
+                    if w.rotated {
+                        self.totals.rotations += 1;
+                        self.metrics.rotation();
+                        // The previous file just got renamed: a checkpoint naming the new one keeps
+                        // recovery's undo short.
+                        self.checkpoint(Phase::Running);
+                    }
+                }
+                Err(e) => match self.on_write_error(stream, &e) {
+                    Verdict::Retry => {}
+                    Verdict::Drop => {
+                        let n = rest.len() as u64;
+                        // Dropped bytes count as consumed: a replay after a restart must not bring
+                        // them back out of order.
+                        self.position.record(stream, timestamp, n);
+                        self.totals.dropped_bytes += n;
+                        self.metrics.add_dropped(n);
+                        if let Health::Dropping { dropped, .. } = &mut self.health {
+                            *dropped += n;
+                        }
+                        self.dirty = true;
+                        rest = &[];
+                    }
+                },
+            }
+        }
+    }
+
+    fn on_write_error(&mut self, stream: OutputStream, error: &std::io::Error) -> Verdict {
+        self.metrics.write_error();
+        self.totals.write_errors += 1;
+        let path = self.files[stream.index()].path();
+        match self.health {
+            Health::Healthy => {
+                tracing::warn!(
+                    container_id = %self.container_id, path = %path.display(), %error,
+                    retry_window_s = self.tuning.retry_window.as_secs_f64(),
+                    "writing container log failed; retrying"
+                );
+                self.health = Health::Retrying {
+                    since: Instant::now(),
+                    attempt: 0,
+                };
+                self.on_write_error_retrying()
+            }
+            Health::Retrying { .. } => self.on_write_error_retrying(),
+            Health::Dropping { .. } => Verdict::Drop,
+        }
+    }
+
+    fn on_write_error_retrying(&mut self) -> Verdict {
+        let Health::Retrying { since, attempt } = self.health else {
+            return Verdict::Drop;
+        };
+        let elapsed = since.elapsed();
+        if elapsed >= self.tuning.retry_window {
+            tracing::error!(
+                container_id = %self.container_id, failing_for_s = elapsed.as_secs_f64(),
+                "container log writes still failing after the retry window; dropping output until a write succeeds"
+            );
+            self.health = Health::Dropping {
+                since: Instant::now(),
+                dropped: 0,
+            };
+            return Verdict::Drop;
+        }
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1 << attempt.min(16))
+            .min(MAX_BACKOFF);
+        std::thread::sleep(backoff.min(self.tuning.retry_window - elapsed));
+        self.health = Health::Retrying {
+            since,
+            attempt: attempt + 1,
+        };
+        Verdict::Retry
+    }
+
+    fn healed(&mut self) {
+        match self.health {
+            Health::Healthy => {}
+            Health::Retrying { since, .. } => {
+                tracing::info!(
+                    container_id = %self.container_id, failed_for_s = since.elapsed().as_secs_f64(),
+                    "container log writes succeed again; nothing was dropped"
+                );
+            }
+            Health::Dropping { since, dropped } => {
+                tracing::warn!(
+                    container_id = %self.container_id, dropped_bytes = dropped,
+                    dropped_for_s = since.elapsed().as_secs_f64(),
+                    "container log writes succeed again after dropping output"
+                );
+            }
+        }
+        self.health = Health::Healthy;
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.dirty && self.last_checkpoint.elapsed() >= self.tuning.checkpoint_interval
+    }
+
+    /// Recreates deleted files, then stores a checkpoint. Failures are reported, counted and
+    /// retried at the next checkpoint; they never stop the logging.
+    fn checkpoint(&mut self, phase: Phase) -> bool {
+        let mut ok = true;
+        for f in &mut self.files {
+            match f.reopen_if_removed() {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.metrics.file_recreated();
+                    tracing::warn!(
+                        container_id = %self.container_id, path = %f.path().display(),
+                        "container log file was deleted while in use; created it anew"
+                    );
+                }
+                Err(error) => {
+                    self.metrics.write_error();
+                    tracing::warn!(
+                        container_id = %self.container_id, path = %f.path().display(), %error,
+                        "cannot check or recreate container log file"
+                    );
+                }
+            }
+        }
+        if self.tuning.durable_checkpoints || phase == Phase::Finished {
+            for f in &self.files {
+                let synced = if phase == Phase::Finished {
+                    f.sync_all()
+                } else {
+                    f.sync_data()
+                };
+                if let Err(error) = synced {
+                    ok = false;
+                    self.metrics.write_error();
+                    self.totals.write_errors += 1;
+                    tracing::warn!(container_id = %self.container_id, path = %f.path().display(), %error, "cannot sync container log file");
+                }
+            }
+        }
+        let cp = self.snapshot(phase);
+        let elapsed = self.last_checkpoint.elapsed();
+        self.last_checkpoint = Instant::now();
+        match self.checkpoint.store(&cp) {
+            Ok(()) => {
+                self.dirty = false;
+                let total = self.totals.stdout_bytes + self.totals.stderr_bytes;
+                let delta = total - self.bytes_at_last_checkpoint;
+                self.bytes_at_last_checkpoint = total;
+                tracing::debug!(
+                    container_id = %self.container_id,
+                    stdout_bytes = self.totals.stdout_bytes,
+                    stderr_bytes = self.totals.stderr_bytes,
+                    dropped_bytes = self.totals.dropped_bytes,
+                    rate_bytes_per_s = (delta as f64 / elapsed.as_secs_f64().max(1e-3)) as u64,
+                    "container log checkpoint"
+                );
+                ok
+            }
+            Err(error) => {
+                self.metrics.checkpoint_error();
+                tracing::warn!(container_id = %self.container_id, %error, "cannot store container log checkpoint");
+                false
+            }
+        }
+    }
+
+    /// The checkpoint describing the current state.
+    pub fn snapshot(&self, phase: Phase) -> Checkpoint {
+        let rec = |f: &StreamFile| FileRecord {
+            inode: f.inode(),
+            len: f.len(),
+        };
+        Checkpoint {
+            version: FORMAT_VERSION,
+            container_id: self.container_id.clone(),
+            phase,
+            position: self.position.clone(),
+            stdout: rec(&self.files[0]),
+            stderr: rec(&self.files[1]),
+            totals: self.totals,
+        }
+    }
+
+    /// Stores the first checkpoint of a log; unlike later ones, failing it is an error (the
+    /// container should not start with a log that cannot be recovered).
+    pub fn initial_checkpoint(&mut self) -> Result<(), crate::LoggerError> {
+        self.checkpoint.store(&self.snapshot(Phase::Running))?;
+        self.dirty = false;
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// Syncs the files and stores the final checkpoint.
+    pub fn finish(&mut self) -> LogReport {
+        let complete = self.checkpoint(Phase::Finished);
+        LogReport {
+            container_id: self.container_id.clone(),
+            stdout_bytes: self.totals.stdout_bytes,
+            stderr_bytes: self.totals.stderr_bytes,
+            dropped_bytes: self.totals.dropped_bytes,
+            rotations: self.totals.rotations,
+            write_errors: self.totals.write_errors,
+            complete,
+        }
+    }
+}
