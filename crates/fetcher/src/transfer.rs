@@ -300,15 +300,15 @@ pub(crate) async fn run(
     let mut window_bytes = 0u64;
     let mut last_report = 0u64;
     progress.report(Phase::Downloading, 0, len);
-    let mut worker_gone = false;
-    loop {
+    // Ok(true): all bytes sent; Ok(false): the worker stopped early (its error explains why).
+    let pumped: Result<bool> = loop {
         let deadline = window_start + stall.window;
         let next = tokio::time::timeout_at(deadline.into(), body.next_chunk(uri, path)).await;
         let now = Instant::now();
         if now >= deadline {
             // The window is over: judge its rate, then start a new one.
             if window_bytes < floor {
-                return Err(FetchError::Stalled {
+                break Err(FetchError::Stalled {
                     uri: uri.to_string(),
                     window: stall.window,
                     min_bytes: floor,
@@ -318,10 +318,9 @@ pub(crate) async fn run(
             window_bytes = 0;
         }
         let chunk = match next {
-            Ok(r) => match r? {
-                Some(c) => c,
-                None => break,
-            },
+            Ok(Ok(Some(c))) => c,
+            Ok(Ok(None)) => break Ok(true),
+            Ok(Err(e)) => break Err(e),
             Err(_) => continue,
         };
         if chunk.is_empty() {
@@ -337,18 +336,27 @@ pub(crate) async fn run(
             last_report = done;
         }
         if tx.send(Msg::Data(chunk)).await.is_err() {
-            worker_gone = true;
-            break;
+            break Ok(false);
         }
-    }
-    if worker_gone {
-        drop(tx);
-        return Err(worker_result(uri, worker.await).err().unwrap_or_else(|| {
-            FetchError::Internal {
-                uri: uri.to_string(),
-                reason: "worker stopped early without an error".into(),
-            }
-        }));
+    };
+    match pumped {
+        Ok(true) => {}
+        Ok(false) => {
+            drop(tx);
+            return Err(worker_result(uri, worker.await).err().unwrap_or_else(|| {
+                FetchError::Internal {
+                    uri: uri.to_string(),
+                    reason: "worker stopped early without an error".into(),
+                }
+            }));
+        }
+        Err(e) => {
+            // Wait for the worker to see the abandoned stream, so its partial files are gone
+            // by the time the caller hears of the failure.
+            drop(tx);
+            let _ = worker.await;
+            return Err(e);
+        }
     }
     progress.report(Phase::Verifying, done, len);
     let digest = hasher.finish();
