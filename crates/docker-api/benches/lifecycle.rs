@@ -1,0 +1,2 @@
+//! Container lifecycle benchmark (placeholder until written).
+fn main() {}
