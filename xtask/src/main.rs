@@ -1,1 +1,47 @@
-fn main() {}
+//! Project automation for Berth (`cargo xtask <command>`), in Rust instead of scattered shell scripts.
+//!
+//! ```text
+//! cargo xtask testbed up|down|status   prepare / remove / show the test bed (daemon, images, registries)
+//! cargo xtask ci                       everything CI checks: fmt, clippy, test bed, all tests
+//! cargo xtask bench <name>             a benchmark against its baseline: docker-api, fetcher, logger
+//! ```
+
+mod bench;
+mod ci;
+mod testbed;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  testbed up       make this machine ready for the integration tests (idempotent)
+  testbed down     remove what the test bed made (registries, test images, test containers)
+  testbed status   show what is up
+  ci               fmt check, clippy, test bed up, every test of the workspace
+  bench <name>     run a benchmark against its baseline; names: docker-api, fetcher, logger";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["testbed", "up"] => testbed::up().map(|_| ()),
+        ["testbed", "down"] => testbed::down(),
+        ["testbed", "status"] => testbed::status(),
+        ["ci"] => ci::run(),
+        ["bench", names @ ..] if !names.is_empty() => bench::run(names),
+        ["help" | "--help" | "-h"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown command `{}`\n\n{USAGE}", args.join(" "))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

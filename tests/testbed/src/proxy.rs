@@ -1,0 +1,165 @@
+//! A TCP proxy that slows the server-to-client direction down to a chosen rate.
+//!
+//! Tests put it in front of a registry to catch a pull in flight: the daemon sees an ordinary
+//! registry on 127.0.0.1 (an insecure registry by default), only a slow one.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A running throttling proxy; dropping it closes the listener and every connection.
+#[derive(Debug)]
+pub struct ThrottledProxy {
+    addr: SocketAddr,
+    rate: Arc<AtomicU64>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Bytes moved per write; small enough that a low rate still flows smoothly.
+const CHUNK: usize = 16 * 1024;
+
+impl ThrottledProxy {
+    /// Listens on an ephemeral 127.0.0.1 port and forwards to `upstream`, delivering at most
+    /// `bytes_per_sec` bytes per second per connection from upstream to the client.
+    ///
+    /// # Panics
+    /// When no port can be bound or no thread started: the test cannot go on without its proxy.
+    pub fn start(upstream: SocketAddr, bytes_per_sec: u64) -> ThrottledProxy {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("throttled proxy: cannot bind 127.0.0.1:0: {e}"));
+        std_listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = std_listener.local_addr().expect("listener address");
+        let rate = Arc::new(AtomicU64::new(bytes_per_sec.max(1)));
+        let (stop, stopped) = watch::channel(false);
+        let thread_rate = rate.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("throttled-proxy-{addr}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("proxy runtime");
+                rt.block_on(serve(std_listener, upstream, thread_rate, stopped));
+            })
+            .unwrap_or_else(|e| panic!("throttled proxy: cannot start thread: {e}"));
+        ThrottledProxy {
+            addr,
+            rate,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Changes the rate for every open and future connection (e.g. to let a caught pull finish).
+    pub fn set_rate(&self, bytes_per_sec: u64) {
+        self.rate.store(bytes_per_sec.max(1), Ordering::Relaxed);
+    }
+}
+
+impl Drop for ThrottledProxy {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    upstream: SocketAddr,
+    rate: Arc<AtomicU64>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let listener = TcpListener::from_std(listener).expect("tokio listener");
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => {
+                let Ok((client, _)) = accepted else { continue };
+                conns.spawn(relay(client, upstream, rate.clone()));
+            }
+        }
+    }
+    // Dropping the set aborts every relay, which closes both sockets of each connection.
+    conns.abort_all();
+}
+
+async fn relay(client: TcpStream, upstream: SocketAddr, rate: Arc<AtomicU64>) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (mut client_rd, mut client_wr) = client.into_split();
+    let (mut server_rd, mut server_wr) = server.into_split();
+    let up = async {
+        let _ = tokio::io::copy(&mut client_rd, &mut server_wr).await;
+        let _ = server_wr.shutdown().await;
+    };
+    let down = async {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let want = (rate.load(Ordering::Relaxed) as usize / 10).clamp(1, CHUNK);
+            let n = match server_rd.read(&mut buf[..want]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if client_wr.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            let secs = n as f64 / rate.load(Ordering::Relaxed) as f64;
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        }
+        let _ = client_wr.shutdown().await;
+    };
+    tokio::join!(up, down);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Instant;
+
+    /// A 64 KiB answer through a 128 KiB/s proxy takes about half a second; unthrottled it is instant.
+    #[test]
+    fn limits_the_download_rate() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream = server.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in server.incoming().take(1) {
+                let mut s = stream.unwrap();
+                let mut req = [0u8; 4];
+                s.read_exact(&mut req).unwrap();
+                s.write_all(&vec![7u8; 64 * 1024]).unwrap();
+            }
+        });
+        let proxy = ThrottledProxy::start(upstream, 128 * 1024);
+        let start = Instant::now();
+        let mut c = std::net::TcpStream::connect(proxy.addr()).unwrap();
+        c.write_all(b"ping").unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        let took = start.elapsed();
+        assert_eq!(got.len(), 64 * 1024);
+        assert!(got.iter().all(|b| *b == 7));
+        assert!(
+            took >= Duration::from_millis(350),
+            "proxy did not throttle: {took:?}"
+        );
+    }
+}
