@@ -1,33 +1,91 @@
 //! `cargo xtask bench <name>`: each benchmark is a `harness = false` bench of its own crate that measures
 //! Berth against its baseline in the same run and prints the ratio.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::util::{self, Result};
 
-/// (name on the command line, package, bench target, needs the test bed)
-const BENCHES: &[(&str, &str, &str, bool)] = &[
-    ("docker-api", "berth-docker-api", "lifecycle", true),
-    ("fetcher", "berth-fetcher", "fetch", false),
-    ("logger", "berth-logger", "logger", true),
+struct Bench {
+    name: &'static str,
+    package: &'static str,
+    dir: &'static str,
+    target: &'static str,
+    needs_testbed: bool,
+}
+
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "docker-api",
+        package: "berth-docker-api",
+        dir: "crates/docker-api",
+        target: "lifecycle",
+        needs_testbed: true,
+    },
+    Bench {
+        name: "fetcher",
+        package: "berth-fetcher",
+        dir: "crates/fetcher",
+        target: "fetch",
+        needs_testbed: false,
+    },
+    Bench {
+        name: "logger",
+        package: "berth-logger",
+        dir: "crates/logger",
+        target: "logger",
+        needs_testbed: true,
+    },
+    Bench {
+        name: "containerizer",
+        package: "berth-containerizer",
+        dir: "crates/containerizer-core",
+        target: "containerizer",
+        needs_testbed: true,
+    },
+    Bench {
+        name: "agent",
+        package: "berth",
+        dir: "crates/agent-bin",
+        target: "agent",
+        needs_testbed: true,
+    },
 ];
 
-/// Runs the named benchmarks, in release mode.
+/// Runs the named benchmarks, in release mode (`cargo bench`).
 pub fn run(names: &[&str]) -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace");
     for name in names {
-        let Some(&(_, package, target, needs_testbed)) = BENCHES.iter().find(|b| b.0 == *name)
-        else {
-            let known: Vec<_> = BENCHES.iter().map(|b| b.0).collect();
+        let Some(bench) = BENCHES.iter().find(|b| b.name == *name) else {
+            let known: Vec<_> = BENCHES.iter().map(|b| b.name).collect();
             return Err(format!(
                 "unknown benchmark `{name}`; known: {}",
                 known.join(", ")
             ));
         };
-        if needs_testbed {
+        let source = root
+            .join(bench.dir)
+            .join("benches")
+            .join(format!("{}.rs", bench.target));
+        if !source.exists() {
+            return Err(format!(
+                "benchmark `{name}` is not written yet: {} does not exist",
+                source.display()
+            ));
+        }
+        if bench.needs_testbed {
             crate::testbed::up()?;
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        util::run(Command::new(cargo).args(["bench", "-p", package, "--bench", target]))?;
+        util::run(Command::new(cargo).args([
+            "bench",
+            "-p",
+            bench.package,
+            "--bench",
+            bench.target,
+        ]))?;
     }
     Ok(())
 }

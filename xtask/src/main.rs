@@ -3,11 +3,13 @@
 //! ```text
 //! cargo xtask testbed up|down|status   prepare / remove / show the test bed (daemon, images, registries)
 //! cargo xtask ci                       everything CI checks: fmt, clippy, test bed, all tests
+//! cargo xtask e2e [filter]             the real `berth` binary against the test bed
 //! cargo xtask bench <name>             a benchmark against its baseline: docker-api, fetcher, logger
 //! ```
 
 mod bench;
 mod ci;
+mod e2e;
 mod testbed;
 mod util;
 
@@ -19,8 +21,10 @@ commands:
   testbed up       make this machine ready for the integration tests (idempotent)
   testbed down     remove what the test bed made (registries, test images, test containers)
   testbed status   show what is up
-  ci               fmt check, clippy, test bed up, every test of the workspace
-  bench <name>     run a benchmark against its baseline; names: docker-api, fetcher, logger";
+  ci               fmt check, clippy, test bed up, every test of the workspace (e2e included)
+  e2e [filter]     the end-to-end suite: the real `berth` binary against the test bed
+  bench <name>     run a benchmark against its baseline;
+                   names: docker-api, fetcher, logger, containerizer, agent";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
         ["testbed", "down"] => testbed::down(),
         ["testbed", "status"] => testbed::status(),
         ["ci"] => ci::run(),
+        ["e2e", filter @ ..] => e2e::run(filter),
         ["bench", names @ ..] if !names.is_empty() => bench::run(names),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
