@@ -104,7 +104,7 @@ impl Images<'_> {
         };
         let inner = ProgressStream::new(
             JsonStream::new(Box::pin(start), "pull progress"),
-            "POST /images/create",
+            "POST /images/create".to_owned(),
             Some((display.clone(), registry)),
         );
         PullStream::new(inner, display)
@@ -140,7 +140,7 @@ impl Images<'_> {
         };
         ProgressStream::new(
             JsonStream::new(Box::pin(start), "push progress"),
-            "POST /images/{name}/push",
+            format!("POST /images/{name}/push"),
             Some((name.to_owned(), registry)),
         )
     }
@@ -193,7 +193,7 @@ impl Images<'_> {
         };
         let mut stream = ProgressStream::new(
             JsonStream::new(Box::pin(start), "import progress"),
-            "POST /images/create?fromSrc",
+            "POST /images/create?fromSrc=-".to_owned(),
             None,
         );
         let mut id = None;

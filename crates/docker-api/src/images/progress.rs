@@ -106,7 +106,7 @@ pub(crate) fn stream_failure(
 #[must_use = "streams do nothing unless polled"]
 pub struct ProgressStream {
     inner: JsonStream<ProgressMessage>,
-    request: &'static str,
+    request: String,
     image: Option<(String, String)>,
     done: bool,
 }
@@ -114,7 +114,7 @@ pub struct ProgressStream {
 impl ProgressStream {
     pub(crate) fn new(
         inner: JsonStream<ProgressMessage>,
-        request: &'static str,
+        request: String,
         image: Option<(String, String)>,
     ) -> ProgressStream {
         ProgressStream {
@@ -143,7 +143,7 @@ impl Stream for ProgressStream {
                 Some((text, code)) => {
                     this.done = true;
                     let image = this.image.as_ref().map(|(n, r)| (n.as_str(), r.clone()));
-                    Some(Err(stream_failure(this.request, text, code, image)))
+                    Some(Err(stream_failure(&this.request, text, code, image)))
                 }
                 None => Some(Ok(message)),
             },
