@@ -89,6 +89,14 @@ impl StreamFile {
         self.inode
     }
 
+    /// How many rotated files are kept (`u32::MAX` for a file that never rotates).
+    pub fn keep(&self) -> u32 {
+        match self.rotation {
+            Rotation::Never => u32::MAX,
+            Rotation::BySize { keep, .. } => keep,
+        }
+    }
+
     /// Length of the current file (as far as this writer knows).
     pub fn len(&self) -> u64 {
         self.len

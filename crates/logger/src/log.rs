@@ -135,7 +135,9 @@ impl ContainerLog {
     /// Writes the container's output until the stream ends.
     ///
     /// The stream must start at [`resume_since`](Self::resume_since) (Docker's `since`; with
-    /// `timestamps` so chunks carry their times). Returns `Ok(())` when it ends, once every byte
+    /// `timestamps` so chunks carry their times). Bytes it starts with that were already written
+    /// are skipped; a chunk stamped after everything consumed from its stream ends the skipping
+    /// early, so a stream that starts later than `resume_since` loses nothing. Returns `Ok(())` when it ends, once every byte
     /// received is in the files (not yet synced: that is [`finish`](Self::finish)). A stream
     /// error returns [`LoggerError::Source`]; the log stays usable, so reconnect from
     /// `resume_since` and call `consume` again.
@@ -214,6 +216,11 @@ impl ContainerLog {
     fn accept(&mut self, chunk: OutputChunk, skip: &mut [u64; 2]) {
         let i = chunk.stream.index();
         let mut data = &chunk.data[..];
+        if skip[i] > 0 && self.accepted.is_new(chunk.stream, chunk.timestamp) {
+            // Stamped after everything consumed from this stream: the replay part is over (the
+            // source did not start at `resume_since`, or Docker no longer had those bytes).
+            skip[i] = 0;
+        }
         if skip[i] > 0 {
             let k = skip[i].min(data.len() as u64);
             skip[i] -= k;

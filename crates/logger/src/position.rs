@@ -69,8 +69,8 @@ impl UnixTime {
 pub(crate) struct Position {
     /// Buckets for the seconds at or after the anchor, oldest first (at most two).
     buckets: Vec<Bucket>,
-    /// The newest timestamp written.
-    newest: Option<UnixTime>,
+    /// The newest timestamp written, per stream (indexed by [`OutputStream::index`]).
+    newest: [Option<UnixTime>; 2],
 }
 
 impl Position {
@@ -80,8 +80,9 @@ impl Position {
         let Some(t) = timestamp.and_then(UnixTime::from_system) else {
             return;
         };
-        if self.newest.is_none_or(|newest| t > newest) {
-            self.newest = Some(t);
+        let newest = &mut self.newest[stream.index()];
+        if newest.is_none_or(|n| t > n) {
+            *newest = Some(t);
         }
         let anchor = self.anchor_sec().expect("newest is set");
         self.buckets.retain(|b| b.sec >= anchor);
@@ -104,8 +105,12 @@ impl Position {
         }
     }
 
+    fn newest_overall(&self) -> Option<UnixTime> {
+        self.newest[0].max(self.newest[1])
+    }
+
     fn anchor_sec(&self) -> Option<u64> {
-        self.newest.map(|n| n.secs.saturating_sub(1))
+        self.newest_overall().map(|n| n.secs.saturating_sub(1))
     }
 
     /// The `since` a replay must start from, or `None` to replay from the beginning.
@@ -124,7 +129,20 @@ impl Position {
 
     /// The newest timestamp consumed.
     pub fn newest(&self) -> Option<SystemTime> {
-        self.newest.map(UnixTime::to_system)
+        self.newest_overall().map(UnixTime::to_system)
+    }
+
+    /// Whether a chunk of `stream` stamped `timestamp` is certainly new: stamped after everything
+    /// consumed from that stream, so it cannot be part of a replay.
+    pub fn is_new(&self, stream: OutputStream, timestamp: Option<SystemTime>) -> bool {
+        match (
+            timestamp.and_then(UnixTime::from_system),
+            self.newest[stream.index()],
+        ) {
+            (Some(t), Some(n)) => t > n,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 }
 
@@ -170,6 +188,17 @@ mod tests {
         p.record(OutputStream::Stderr, at(198, 0), 6);
         assert_eq!(p.replayed_bytes(), [4, 5]);
         assert_eq!(p.newest(), at(200, 10));
+    }
+
+    #[test]
+    fn only_chunks_newer_than_their_stream_are_certainly_new() {
+        let mut p = Position::default();
+        assert!(p.is_new(OutputStream::Stdout, at(1, 0)));
+        assert!(!p.is_new(OutputStream::Stdout, None));
+        p.record(OutputStream::Stdout, at(100, 5), 1);
+        assert!(!p.is_new(OutputStream::Stdout, at(100, 5)));
+        assert!(p.is_new(OutputStream::Stdout, at(100, 6)));
+        assert!(p.is_new(OutputStream::Stderr, at(50, 0)));
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub(crate) struct Writer {
     last_checkpoint: Instant,
     bytes_at_last_checkpoint: u64,
     dirty: bool,
+    rotations_since_checkpoint: [u32; 2],
     health: Health,
     tuning: Tuning,
     metrics: Arc<LoggerMetrics>,
@@ -79,6 +80,7 @@ impl Writer {
             last_checkpoint: Instant::now(),
             bytes_at_last_checkpoint: totals.stdout_bytes + totals.stderr_bytes,
             dirty: true,
+            rotations_since_checkpoint: [0, 0],
             health: Health::Healthy,
             tuning,
             metrics,
@@ -134,9 +136,12 @@ impl Writer {
                     if w.rotated {
                         self.totals.rotations += 1;
                         self.metrics.rotation();
-                        // The previous file just got renamed: a checkpoint naming the new one keeps
-                        // recovery's undo short.
-                        self.checkpoint(Phase::Running);
+                        self.rotations_since_checkpoint[i] += 1;
+                        // Recovery finds the checkpointed file among the rotated ones by inode; the
+                        // next rotation would delete it, so name the new one now.
+                        if self.rotations_since_checkpoint[i] >= self.files[i].keep() {
+                            self.checkpoint(Phase::Running);
+                        }
                     }
                 }
                 Err(e) => match self.on_write_error(stream, &e) {
@@ -276,6 +281,7 @@ impl Writer {
         match self.checkpoint.store(&cp) {
             Ok(()) => {
                 self.dirty = false;
+                self.rotations_since_checkpoint = [0, 0];
                 let total = self.totals.stdout_bytes + self.totals.stderr_bytes;
                 let delta = total - self.bytes_at_last_checkpoint;
                 self.bytes_at_last_checkpoint = total;

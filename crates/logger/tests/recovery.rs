@@ -1,0 +1,311 @@
+//! Restart and reconnect tests against a simulated Docker json-file log: the logger must end up
+//! with every byte exactly once, whatever point it was stopped at.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_logger::{
+    ContainerLogSpec, ContainerLogger, LoggerConfig, LoggerError, OutputChunk, OutputStream,
+    RotatingLogger, Rotation, SandboxLogger, StreamRotations,
+};
+use common::stream_contents;
+use futures_util::stream::{self, StreamExt};
+use proptest::prelude::*;
+
+/// One entry of the simulated json-file log, in file order.
+#[derive(Debug, Clone)]
+struct Entry {
+    stream: OutputStream,
+    ts: SystemTime,
+    data: Vec<u8>,
+}
+
+type Item = Result<OutputChunk, std::io::Error>;
+
+/// What Docker's logs endpoint returns for `since`: the entries stamped at or after it, in order.
+fn replay(entries: &[Entry], since: Option<SystemTime>) -> Vec<Item> {
+    entries
+        .iter()
+        .filter(|e| since.is_none_or(|s| e.ts >= s))
+        .map(|e| Ok(OutputChunk::new(e.stream, Some(e.ts), e.data.clone())))
+        .collect()
+}
+
+/// A stream that yields its items slowly (so checkpoints fall between them), then maybe fails.
+fn trickle(items: Vec<Item>, fail_at_end: bool) -> impl futures_core::Stream<Item = Item> {
+    let tail = fail_at_end.then(|| Err(std::io::Error::other("connection reset")));
+    stream::iter(items.into_iter().chain(tail)).then(|item| async move {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        item
+    })
+}
+
+fn expected(entries: &[Entry], stream: OutputStream) -> Vec<u8> {
+    entries
+        .iter()
+        .filter(|e| e.stream == stream)
+        .flat_map(|e| e.data.iter().copied())
+        .collect()
+}
+
+/// Builds a log where per-stream timestamps never decrease but stderr and stdout entries may be
+/// up to `max_skew_ms` out of order with each other, spread over several seconds.
+fn entries_from(spec: &[(bool, u16, u16, u8)], max_skew_ms: u64) -> Vec<Entry> {
+    let base = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut write_ms = 0u64;
+    let mut last = [base, base];
+    spec.iter()
+        .enumerate()
+        .map(|(i, &(err, step, skew, len))| {
+            write_ms += u64::from(step % 400);
+            let skew = u64::from(skew) % (max_skew_ms + 1);
+            let stream = if err {
+                OutputStream::Stderr
+            } else {
+                OutputStream::Stdout
+            };
+            let s = stream_index(stream);
+            let ts = (base + Duration::from_millis(write_ms.saturating_sub(skew))).max(last[s]);
+            last[s] = ts;
+            // Every entry is distinct, so a duplicate or a gap cannot go unnoticed.
+            let mut data = format!("<{i}:{stream}>").into_bytes();
+            data.extend(std::iter::repeat_n(b'x', usize::from(len)));
+            if i % 3 == 0 {
+                data.push(b'\n');
+            }
+            Entry { stream, ts, data }
+        })
+        .collect()
+}
+
+fn stream_index(s: OutputStream) -> usize {
+    match s {
+        OutputStream::Stdout => 0,
+        OutputStream::Stderr => 1,
+    }
+}
+
+fn setup(tmp: &Path) -> std::path::PathBuf {
+    let sandbox = tmp.join("sandbox");
+    fs::create_dir(&sandbox).unwrap();
+    sandbox
+}
+
+fn rotating(tmp: &Path, interval: Duration, max_size: u64) -> RotatingLogger {
+    let mut config = LoggerConfig::new(tmp.join("state"));
+    config.checkpoint_interval = interval;
+    config.batch_bytes = 512;
+    RotatingLogger::new(
+        config,
+        StreamRotations::both(Rotation::by_size(max_size, 1000).unwrap()),
+    )
+    .unwrap()
+}
+
+fn assert_exact(sandbox: &Path, entries: &[Entry]) {
+    for s in OutputStream::ALL {
+        let (got, _) = stream_contents(sandbox, s.file_name());
+        let want = expected(entries, s);
+        assert!(
+            got == want,
+            "{s}: got {} bytes, want {}\n got: {}\nwant: {}",
+            got.len(),
+            want.len(),
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Stop at a random point (after a random stream error and reconnect), recover, replay: every
+    /// byte exactly once, with checkpoints falling at random points and cross-stream skew.
+    #[test]
+    fn crash_anywhere_then_recover_is_exact(
+        spec in prop::collection::vec((any::<bool>(), any::<u16>(), any::<u16>(), 0u8..40), 1..50),
+        crash_frac in 0.0f64..=1.0,
+        error_frac in 0.0f64..=1.0,
+        max_size in 40u64..400,
+    ) {
+        let entries = entries_from(&spec, 900);
+        let crash = (entries.len() as f64 * crash_frac) as usize;
+        let error = (crash as f64 * error_frac) as usize;
+        let tmp = tempfile::tempdir().unwrap();
+        let sandbox = setup(tmp.path());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let id = ContainerLogSpec::new("c", &sandbox);
+            {
+                let logger = rotating(tmp.path(), Duration::from_millis(15), max_size);
+                let mut log = logger.prepare(&id).unwrap();
+                // The connection drops after `error` entries...
+                let r = log.consume(trickle(replay(&entries[..error], None), true)).await;
+                assert!(matches!(r, Err(LoggerError::Source { .. })), "{r:?}");
+                // ...and is reopened from where the log says, up to the crash.
+                let since = log.resume_since();
+                log.consume(trickle(replay(&entries[..crash], since), false)).await.unwrap();
+                // The agent dies here: no finish.
+            }
+            let logger = rotating(tmp.path(), Duration::from_millis(15), max_size);
+            let mut log = logger.recover(&id).unwrap();
+            let since = log.resume_since();
+            log.consume(stream::iter(replay(&entries, since))).await.unwrap();
+            let report = log.finish().await.unwrap();
+            assert!(report.complete);
+        });
+        assert_exact(&sandbox, &entries);
+    }
+}
+
+/// Entries spread over a few seconds, 1 KiB each.
+fn simple_entries(n: usize) -> Vec<Entry> {
+    let spec: Vec<_> = (0..n)
+        .map(|i| (i % 4 == 1, 150u16, (i * 37 % 500) as u16, 30u8))
+        .collect();
+    entries_from(&spec, 400)
+}
+
+fn checkpointed_len(state: &Path, stream: &str) -> u64 {
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(state.join("c.json")).unwrap()).unwrap();
+    v[stream]["len"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn bytes_written_after_the_checkpoint_are_cut_and_replayed_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = setup(tmp.path());
+    let entries = simple_entries(60);
+    let spec = ContainerLogSpec::new("c", &sandbox);
+    {
+        // A checkpoint interval longer than the test: only the initial checkpoint exists.
+        let logger = rotating(tmp.path(), Duration::from_secs(3600), 1 << 20);
+        let mut log = logger.prepare(&spec).unwrap();
+        log.consume(stream::iter(replay(&entries[..40], None)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(checkpointed_len(&tmp.path().join("state"), "stdout"), 0);
+    assert!(fs::metadata(sandbox.join("stdout")).unwrap().len() > 0);
+    let logger = rotating(tmp.path(), Duration::from_secs(3600), 1 << 20);
+    let mut log = logger.recover(&spec).unwrap();
+    assert_eq!(
+        fs::metadata(sandbox.join("stdout")).unwrap().len(),
+        0,
+        "cut back to the checkpoint"
+    );
+    assert_eq!(log.resume_since(), None);
+    log.consume(stream::iter(replay(&entries, None)))
+        .await
+        .unwrap();
+    log.finish().await.unwrap();
+    assert_exact(&sandbox, &entries);
+}
+
+#[tokio::test]
+async fn rotations_after_the_checkpoint_are_undone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = setup(tmp.path());
+    let entries = simple_entries(60);
+    let spec = ContainerLogSpec::new("c", &sandbox);
+    {
+        let logger = rotating(tmp.path(), Duration::from_secs(3600), 100);
+        let mut log = logger.prepare(&spec).unwrap();
+        log.consume(stream::iter(replay(&entries[..50], None)))
+            .await
+            .unwrap();
+    }
+    assert!(
+        sandbox.join("stdout.5").exists(),
+        "several rotations happened after the checkpoint"
+    );
+    let logger = rotating(tmp.path(), Duration::from_secs(3600), 100);
+    let mut log = logger.recover(&spec).unwrap();
+    assert!(!sandbox.join("stdout.1").exists(), "rotations undone");
+    log.consume(stream::iter(replay(&entries, log.resume_since())))
+        .await
+        .unwrap();
+    log.finish().await.unwrap();
+    assert_exact(&sandbox, &entries);
+}
+
+#[tokio::test]
+async fn resume_after_a_checkpoint_replays_from_one_second_back_and_skips_what_was_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = setup(tmp.path());
+    let entries = simple_entries(60);
+    let spec = ContainerLogSpec::new("c", &sandbox);
+    let logger = rotating(tmp.path(), Duration::from_secs(3600), 1 << 20);
+    let mut log = logger.prepare(&spec).unwrap();
+    log.consume(stream::iter(replay(&entries[..45], None)))
+        .await
+        .unwrap();
+    let newest = log.newest_timestamp().unwrap();
+    // finish() checkpoints everything; then the agent restarts.
+    assert!(log.finish().await.unwrap().complete);
+
+    let logger = rotating(tmp.path(), Duration::from_secs(3600), 1 << 20);
+    let mut log = logger.recover(&spec).unwrap();
+    let since = log.resume_since().unwrap();
+    let newest_sec = newest.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(since, UNIX_EPOCH + Duration::from_secs(newest_sec - 1));
+    let replayed = replay(&entries, Some(since));
+    assert!(
+        replayed.len() > entries.len() - 45,
+        "the replay starts before the stop point"
+    );
+    log.consume(stream::iter(replayed)).await.unwrap();
+    log.finish().await.unwrap();
+    assert_exact(&sandbox, &entries);
+}
+
+#[tokio::test]
+async fn a_finished_log_recovers_as_finished_and_replays_nothing_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = setup(tmp.path());
+    let entries = simple_entries(30);
+    let spec = ContainerLogSpec::new("c", &sandbox);
+    let logger = SandboxLogger::new(LoggerConfig::new(tmp.path().join("state"))).unwrap();
+    let mut log = logger.prepare(&spec).unwrap();
+    assert!(!log.was_finished());
+    log.consume(stream::iter(replay(&entries, None)))
+        .await
+        .unwrap();
+    log.finish().await.unwrap();
+    let mut log = logger.recover(&spec).unwrap();
+    assert!(log.was_finished());
+    log.consume(stream::iter(replay(&entries, log.resume_since())))
+        .await
+        .unwrap();
+    let report = log.finish().await.unwrap();
+    assert_eq!(
+        report.stdout_bytes,
+        expected(&entries, OutputStream::Stdout).len() as u64
+    );
+    assert_exact(&sandbox, &entries);
+}
+
+#[tokio::test]
+async fn recover_without_checkpoint_and_forget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = setup(tmp.path());
+    let logger = SandboxLogger::new(LoggerConfig::new(tmp.path().join("state"))).unwrap();
+    let spec = ContainerLogSpec::new("never-prepared", &sandbox);
+    let e = logger.recover(&spec).unwrap_err();
+    assert!(matches!(e, LoggerError::NoCheckpoint { .. }), "{e}");
+    assert!(e.to_string().contains("never-prepared"), "{e}");
+    let spec = ContainerLogSpec::new("c", &sandbox);
+    drop(logger.prepare(&spec).unwrap());
+    assert!(tmp.path().join("state/c.json").exists());
+    logger.forget("c").unwrap();
+    assert!(!tmp.path().join("state/c.json").exists());
+    assert!(matches!(
+        logger.recover(&spec),
+        Err(LoggerError::NoCheckpoint { .. })
+    ));
+}
