@@ -55,6 +55,7 @@ impl Tmpfs {
         let filler = self.path().join("filler");
         let mut f = OpenOptions::new()
             .create(true)
+            .truncate(true)
             .write(true)
             .open(&filler)
             .unwrap();
