@@ -169,6 +169,17 @@ pub enum FetchError {
         reason: String,
     },
 
+    /// The URI shared one download with identical URIs of the same request, and it failed.
+    #[error(
+        "'{uri}' shared its download with an identical URI of the request, which failed: {reason}"
+    )]
+    SharedDownloadFailed {
+        /// The URI fetched.
+        uri: String,
+        /// The failure of the shared download.
+        reason: String,
+    },
+
     /// A worker task died unexpectedly (a panic in extraction code).
     #[error("internal error while fetching '{uri}': {reason}")]
     Internal {

@@ -646,23 +646,19 @@ impl Fetcher {
                 }
             }
             Err(e) => {
+                // The first member reports the original error; the others refer to it.
                 let msg = e.to_string();
-                for (i, job) in group.iter().enumerate() {
-                    let err = if i == 0 {
-                        FetchError::Internal {
-                            uri: String::new(),
-                            reason: String::new(),
-                        }
-                    } else {
-                        FetchError::Internal {
-                            uri: job.spec.value.clone(),
-                            reason: format!("shared download failed: {msg}"),
-                        }
-                    };
+                let mut first_err = Some(e);
+                for job in &group {
+                    let err =
+                        first_err
+                            .take()
+                            .unwrap_or_else(|| FetchError::SharedDownloadFailed {
+                                uri: job.spec.value.clone(),
+                                reason: msg.clone(),
+                            });
                     out.push((job.index, job.uri.clone(), Err(err)));
                 }
-                // The first member reports the original error.
-                out[0].2 = Err(e);
             }
         }
         out
