@@ -180,6 +180,13 @@ pub enum FetchError {
         reason: String,
     },
 
+    /// The HTTP/TLS client cannot be set up (a bad root certificate).
+    #[error("TLS setup: {reason}")]
+    Tls {
+        /// What went wrong.
+        reason: String,
+    },
+
     /// A worker task died unexpectedly (a panic in extraction code).
     #[error("internal error while fetching '{uri}': {reason}")]
     Internal {

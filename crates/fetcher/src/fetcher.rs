@@ -68,6 +68,7 @@ pub struct FetcherBuilder {
     retry: RetryPolicy,
     limits: ExtractLimits,
     concurrency: usize,
+    root_certificates: Vec<Vec<u8>>,
 }
 
 impl Default for FetcherBuilder {
@@ -82,6 +83,7 @@ impl Default for FetcherBuilder {
             retry: RetryPolicy::default(),
             limits: ExtractLimits::default(),
             concurrency: 4,
+            root_certificates: Vec::new(),
         }
     }
 }
@@ -143,19 +145,37 @@ impl FetcherBuilder {
         self
     }
 
+    /// Trusts an extra certificate authority (PEM) for `https://`, besides the built-in web
+    /// roots; for artifact servers behind an internal CA.
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
+        self
+    }
+
     /// Creates the fetcher, opening (and locking) the cache directory if one is set.
     pub fn build(self) -> Result<Fetcher> {
         let cache = match &self.cache_dir {
             Some(dir) => Some(Cache::open(dir, self.cache_size)?),
             None => None,
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(self.stall_timeout)
-            .build()
-            .map_err(|e| FetchError::Internal {
-                uri: String::new(),
-                reason: format!("cannot build HTTP client: {e}"),
-            })?;
+        let mut client = reqwest::Client::builder().connect_timeout(self.stall_timeout);
+        for (i, pem) in self.root_certificates.iter().enumerate() {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FetchError::Tls {
+                    reason: format!("root certificate #{} is not valid PEM: {e}", i + 1),
+                })?;
+            if certs.is_empty() {
+                return Err(FetchError::Tls {
+                    reason: format!("root certificate #{} contains no PEM certificate", i + 1),
+                });
+            }
+            for cert in certs {
+                client = client.add_root_certificate(cert);
+            }
+        }
+        let client = client.build().map_err(|e| FetchError::Tls {
+            reason: format!("cannot build the HTTP client: {e}"),
+        })?;
         Ok(Fetcher {
             inner: Arc::new(Inner {
                 cfg: self,

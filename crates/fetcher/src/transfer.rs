@@ -50,8 +50,10 @@ fn http_error(uri: &str, e: reqwest::Error) -> FetchError {
         message.push_str(&s.to_string());
         src = s.source();
     }
-    // Builder errors (bad URL, bad header) will fail the same way again.
-    let transient = !(e.is_builder() || e.is_redirect());
+    // Builder errors (bad URL, bad header), redirect loops and certificate rejections will fail
+    // the same way again. rustls's verdict is only visible in the message chain.
+    let transient =
+        !(e.is_builder() || e.is_redirect() || message.contains("invalid peer certificate"));
     FetchError::Http {
         uri: uri.to_string(),
         message,

@@ -433,3 +433,116 @@ async fn duplicate_uris_with_different_output_files_are_fetched_once() {
     assert_eq!(m("three"), 0o755);
     assert_eq!(m("one"), 0o644);
 }
+
+#[tokio::test]
+async fn failed_shared_download_fails_every_duplicate_once() {
+    let srv = Server::start().await;
+    let url = srv.url("/absent.txt");
+    let sb = sandbox();
+    let f = Fetcher::builder().build().unwrap();
+    let e = f
+        .fetch(
+            FetchRequest::new(sb.path())
+                .uri(UriSpec::new(&url).output_file("a"))
+                .uri(UriSpec::new(&url).output_file("b")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(srv.hits("/absent.txt"), 1);
+    assert_eq!(e.failures.len(), 2);
+    assert!(matches!(
+        e.failures[0].error,
+        FetchError::HttpStatus { status: 404, .. }
+    ));
+    let second = e.failures[1].error.to_string();
+    assert!(
+        second.contains("shared its download") && second.contains("404"),
+        "{second}"
+    );
+    assert!(listing(sb.path()).is_empty());
+    let m = f.metrics();
+    assert_eq!(
+        (m.fetches_failed, m.uris_failed, m.uris_succeeded),
+        (1, 2, 0)
+    );
+}
+
+#[tokio::test]
+async fn mixed_request_with_cache_executable_and_extract() {
+    let srv = Server::start().await;
+    let tgz = gzip(&tar_bytes(&[TarEntry::File("lib/x.so", b"elf", 0o755)]));
+    let u1 = srv.route("/bundle.tgz", Behavior::Ok(tgz));
+    let u2 = srv.route("/start.sh", Behavior::Ok(b"#!/bin/sh\n".to_vec()));
+    let u3 = srv.route("/conf.json", Behavior::Ok(b"{}".to_vec()));
+    let cache = sandbox();
+    let f = Fetcher::builder().cache_dir(cache.path()).build().unwrap();
+    for round in 0..2 {
+        let sb = sandbox();
+        let r = f
+            .fetch(
+                FetchRequest::new(sb.path())
+                    .uri(UriSpec::new(&u1).cache(true))
+                    .uri(UriSpec::new(&u2).executable(true).cache(true))
+                    .uri(UriSpec::new(&u3)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.fetched.len(), 3, "round {round}");
+        assert_eq!(
+            listing(sb.path()),
+            vec!["conf.json", "lib", "lib/x.so", "start.sh"]
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(sb.path().join("start.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+    assert_eq!(srv.hits("/bundle.tgz"), 1);
+    assert_eq!(srv.hits("/start.sh"), 1);
+    assert_eq!(srv.hits("/conf.json"), 2);
+}
+
+#[tokio::test]
+async fn cancelling_a_cached_download_leaves_no_entry_and_no_partial_file() {
+    let srv = Server::start().await;
+    let body = noise(2 << 20, 15);
+    let url = srv.route(
+        "/cached-cancel.bin",
+        Behavior::Slow {
+            body: body.clone(),
+            chunk: 16 * 1024,
+            delay: Duration::from_millis(10),
+        },
+    );
+    let cache = sandbox();
+    let f = Fetcher::builder().cache_dir(cache.path()).build().unwrap();
+    let sb = sandbox();
+    let seen = Arc::new(AtomicU64::new(0));
+    let s2 = seen.clone();
+    let req = FetchRequest::new(sb.path())
+        .uri(UriSpec::new(&url).cache(true))
+        .on_progress(move |ev| {
+            s2.fetch_max(ev.bytes_done, Ordering::SeqCst);
+        });
+    let f2 = f.clone();
+    let handle = tokio::spawn(async move { f2.fetch(req).await });
+    while seen.load(Ordering::SeqCst) < 1 << 20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.abort();
+    let _ = handle.await;
+    wait_until_empty(sb.path()).await;
+    wait_until_empty(&cache.path().join("tmp")).await;
+    assert_eq!(f.cache_entries(), 0);
+    assert_eq!(f.metrics().cache_bytes_used, 0);
+    // The key is free again: the next fetch downloads and caches it.
+    let sb = sandbox();
+    let r = f
+        .fetch(FetchRequest::new(sb.path()).uri(UriSpec::new(&url).cache(true)))
+        .await
+        .unwrap();
+    assert_eq!(r.fetched[0].cache, berth_fetcher::CacheUse::Miss);
+    assert_eq!(fs::read(sb.path().join("cached-cancel.bin")).unwrap(), body);
+}

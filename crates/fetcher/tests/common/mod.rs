@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// How the server answers one path.
 #[derive(Clone, Debug)]
@@ -61,6 +61,7 @@ struct State {
 pub struct Server {
     addr: SocketAddr,
     state: Arc<State>,
+    tls: bool,
 }
 
 impl Server {
@@ -82,7 +83,50 @@ impl Server {
                 });
             }
         });
-        Server { addr, state }
+        Server {
+            addr,
+            state,
+            tls: false,
+        }
+    }
+
+    /// A server speaking HTTPS with a fresh self-signed certificate for 127.0.0.1; returns it
+    /// with the certificate's PEM, for the client to trust.
+    pub async fn start_tls() -> (Server, String) {
+        use tokio_rustls::rustls;
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let pem = ck.cert.pem();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State::default());
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (st, acceptor) = (st.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(sock).await {
+                        serve(tls, &st).await;
+                    }
+                });
+            }
+        });
+        (
+            Server {
+                addr,
+                state,
+                tls: true,
+            },
+            pem,
+        )
     }
 
     pub fn route(&self, path: &str, b: Behavior) -> String {
@@ -95,7 +139,8 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     /// Requests received for a path (query strings ignored).
@@ -112,7 +157,7 @@ impl Server {
     }
 }
 
-async fn serve(mut sock: TcpStream, st: &State) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, st: &State) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
