@@ -16,8 +16,14 @@ pub struct DockerLogConfig {
     pub options: BTreeMap<String, String>,
 }
 
-/// Default cap of one Docker json-file log file.
-pub const DEFAULT_DOCKER_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// Default cap of one Docker json-file log file: 32 MiB.
+///
+/// Larger than it strictly needs to be, because Docker 20.10 mishandles a followed log when the
+/// json-file rotates while the follower is behind: it skips the unread rest of the old file or
+/// repeats the start of the new one (moby/moby#37646 and related; the `docker logs -f` CLI does the
+/// same). Rarer rotations make that rarer; the logger counts the repeats it sees
+/// ([`MetricsSnapshot::timestamp_regressions`](crate::MetricsSnapshot::timestamp_regressions)).
+pub const DEFAULT_DOCKER_MAX_SIZE: u64 = 32 * 1024 * 1024;
 /// Default number of Docker json-file log files per container.
 pub const DEFAULT_DOCKER_MAX_FILE: u32 = 2;
 
@@ -48,7 +54,7 @@ impl DockerLogConfig {
 }
 
 impl Default for DockerLogConfig {
-    /// `json-file`, `max-size=10m`, `max-file=2`.
+    /// `json-file`, `max-size=32m`, `max-file=2`.
     fn default() -> Self {
         DockerLogConfig::json_file(DEFAULT_DOCKER_MAX_SIZE, DEFAULT_DOCKER_MAX_FILE)
     }
@@ -82,9 +88,9 @@ mod tests {
     fn default_caps_json_file() {
         let c = DockerLogConfig::default();
         assert_eq!(c.driver, "json-file");
-        assert_eq!(c.options["max-size"], "10m");
+        assert_eq!(c.options["max-size"], "32m");
         assert_eq!(c.options["max-file"], "2");
-        assert_eq!(c.retained_bytes(), Some(20 << 20));
+        assert_eq!(c.retained_bytes(), Some(64 << 20));
     }
 
     #[test]

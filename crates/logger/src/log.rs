@@ -69,6 +69,7 @@ pub struct ContainerLog {
     was_finished: bool,
     metrics: Arc<LoggerMetrics>,
     open: bool,
+    regression_reported: bool,
 }
 
 impl ContainerLog {
@@ -91,6 +92,7 @@ impl ContainerLog {
             was_finished,
             metrics,
             open: true,
+            regression_reported: false,
         }
     }
 
@@ -216,6 +218,9 @@ impl ContainerLog {
     fn accept(&mut self, chunk: OutputChunk, skip: &mut [u64; 2]) {
         let i = chunk.stream.index();
         let mut data = &chunk.data[..];
+        if skip[i] == 0 && self.accepted.is_older(chunk.stream, chunk.timestamp) {
+            self.note_regression(chunk.stream, data.len());
+        }
         if skip[i] > 0 && self.accepted.is_new(chunk.stream, chunk.timestamp) {
             // Stamped after everything consumed from this stream: the replay part is over (the
             // source did not start at `resume_since`, or Docker no longer had those bytes).
@@ -232,6 +237,20 @@ impl ContainerLog {
         self.accepted
             .record(chunk.stream, chunk.timestamp, data.len() as u64);
         self.pending.push(chunk.stream, chunk.timestamp, data);
+    }
+
+    /// A chunk stamped before output already written from its stream: written all the same (the
+    /// logger never drops output on a guess), but reported (once per log) and counted.
+    fn note_regression(&mut self, stream: crate::OutputStream, len: usize) {
+        self.metrics.timestamp_regression();
+        if !std::mem::replace(&mut self.regression_reported, true) {
+            tracing::warn!(
+                container_id = %self.container_id, %stream, bytes = len,
+                "output stamped before output already written: the source repeated output \
+                 (Docker 20.10 does this when its json-file rotates under a lagging follower) \
+                 or the host clock stepped back"
+            );
+        }
     }
 
     /// Hands the pending batch (possibly empty: then the writer only checkpoints if due) to the

@@ -12,6 +12,7 @@ pub struct LoggerMetrics {
     rotations: AtomicU64,
     files_recreated: AtomicU64,
     checkpoint_errors: AtomicU64,
+    timestamp_regressions: AtomicU64,
     active_logs: AtomicU64,
 }
 
@@ -30,6 +31,9 @@ pub struct MetricsSnapshot {
     pub files_recreated: u64,
     /// Checkpoints that could not be written.
     pub checkpoint_errors: u64,
+    /// Chunks stamped before output already written from their stream (a source that repeats
+    /// output, or a clock step): written anyway, counted here.
+    pub timestamp_regressions: u64,
     /// Container logs prepared or recovered and not yet finished or dropped.
     pub active_logs: u64,
 }
@@ -45,6 +49,7 @@ impl LoggerMetrics {
             rotations: r(&self.rotations),
             files_recreated: r(&self.files_recreated),
             checkpoint_errors: r(&self.checkpoint_errors),
+            timestamp_regressions: r(&self.timestamp_regressions),
             active_logs: r(&self.active_logs),
         }
     }
@@ -66,6 +71,9 @@ impl LoggerMetrics {
     }
     pub(crate) fn checkpoint_error(&self) {
         self.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn timestamp_regression(&self) {
+        self.timestamp_regressions.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn log_opened(&self) {
         self.active_logs.fetch_add(1, Ordering::Relaxed);

@@ -132,6 +132,19 @@ impl Position {
         self.newest_overall().map(UnixTime::to_system)
     }
 
+    /// Whether a chunk of `stream` is stamped strictly before bytes already consumed from that
+    /// stream. Docker stamps one stream's entries in order, so this means the source repeated
+    /// output (or the clock stepped back).
+    pub fn is_older(&self, stream: OutputStream, timestamp: Option<SystemTime>) -> bool {
+        match (
+            timestamp.and_then(UnixTime::from_system),
+            self.newest[stream.index()],
+        ) {
+            (Some(t), Some(n)) => t < n,
+            _ => false,
+        }
+    }
+
     /// Whether a chunk of `stream` stamped `timestamp` is certainly new: stamped after everything
     /// consumed from that stream, so it cannot be part of a replay.
     pub fn is_new(&self, stream: OutputStream, timestamp: Option<SystemTime>) -> bool {
@@ -199,6 +212,10 @@ mod tests {
         assert!(!p.is_new(OutputStream::Stdout, at(100, 5)));
         assert!(p.is_new(OutputStream::Stdout, at(100, 6)));
         assert!(p.is_new(OutputStream::Stderr, at(50, 0)));
+        assert!(p.is_older(OutputStream::Stdout, at(100, 4)));
+        assert!(!p.is_older(OutputStream::Stdout, at(100, 5)));
+        assert!(!p.is_older(OutputStream::Stdout, None));
+        assert!(!p.is_older(OutputStream::Stderr, at(1, 0)));
     }
 
     #[test]

@@ -139,6 +139,6 @@ fn docker_log_config_is_plain_json_file_with_caps() {
     let logger = SandboxLogger::new(LoggerConfig::new(&state)).unwrap();
     let c = logger.docker_log_config();
     assert_eq!(c.driver, "json-file");
-    assert_eq!(c.options.get("max-size").map(String::as_str), Some("10m"));
+    assert_eq!(c.options.get("max-size").map(String::as_str), Some("32m"));
     assert_eq!(c.options.get("max-file").map(String::as_str), Some("2"));
 }

@@ -309,3 +309,34 @@ async fn recover_without_checkpoint_and_forget() {
         Err(LoggerError::NoCheckpoint { .. })
     ));
 }
+
+#[tokio::test]
+async fn repeated_output_is_written_but_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = setup(tmp.path());
+    let logger = SandboxLogger::new(LoggerConfig::new(tmp.path().join("state"))).unwrap();
+    let mut log = logger
+        .prepare(&ContainerLogSpec::new("c", &sandbox))
+        .unwrap();
+    let t = |ms: u64| Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms));
+    let chunks = vec![
+        Ok::<_, std::io::Error>(OutputChunk::new(OutputStream::Stdout, t(10), "a\n")),
+        Ok(OutputChunk::new(OutputStream::Stdout, t(20), "b\n")),
+        // Docker repeats "b" (stamped 20) after a json-file rotation, then goes on.
+        Ok(OutputChunk::new(OutputStream::Stdout, t(20), "b\n")),
+        Ok(OutputChunk::new(OutputStream::Stdout, t(15), "a2\n")),
+        Ok(OutputChunk::new(OutputStream::Stderr, t(5), "e\n")),
+        Ok(OutputChunk::new(OutputStream::Stdout, t(30), "c\n")),
+    ];
+    log.consume(stream::iter(chunks)).await.unwrap();
+    log.finish().await.unwrap();
+    assert_eq!(
+        fs::read_to_string(sandbox.join("stdout")).unwrap(),
+        "a\nb\nb\na2\nc\n"
+    );
+    assert_eq!(
+        logger.metrics().snapshot().timestamp_regressions,
+        1,
+        "only the chunk stamped earlier than its stream's newest"
+    );
+}

@@ -25,7 +25,7 @@ fn chunk_strategy() -> impl Strategy<Value = (bool, Vec<u8>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn rotated_files_are_the_stream_minus_deleted_files(
