@@ -446,6 +446,18 @@ impl Report for JobReporter {
     }
 }
 
+/// Moves an extracted tree into place on a blocking thread: a large archive means many renames
+/// and (for a target user) many chowns, which must not stall the async runtime.
+async fn place_tree_blocking(ctx: &Ctx<'_>, job: &Job, tree: PathBuf) -> Result<()> {
+    let (sandbox, dest, owner) = (ctx.sandbox.to_path_buf(), job.dest.clone(), ctx.owner);
+    tokio::task::spawn_blocking(move || place_tree(&sandbox, &tree, &dest, owner))
+        .await
+        .map_err(|e| FetchError::Internal {
+            uri: job.spec.value.clone(),
+            reason: format!("placing the extracted tree failed: {e}"),
+        })?
+}
+
 impl Fetcher {
     /// A builder with default settings (no cache).
     pub fn builder() -> FetcherBuilder {
@@ -907,7 +919,7 @@ impl Fetcher {
                 ctx.owner,
             ),
             (Action::Extract(ArchiveKind::Tar(_)), _) => {
-                place_tree(ctx.sandbox, &staging.tree()?, &job.dest, ctx.owner)
+                place_tree_blocking(ctx, job, staging.tree()?).await
             }
         }
     }
@@ -991,7 +1003,7 @@ impl Fetcher {
                     reason,
                 })?;
                 match tree {
-                    Some(t) => place_tree(ctx.sandbox, &t, &job.dest, ctx.owner),
+                    Some(t) => place_tree_blocking(ctx, job, t).await,
                     None => place_file(
                         ctx.sandbox,
                         &staging.data(),
