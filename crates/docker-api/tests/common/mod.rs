@@ -1,48 +1,60 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (which all need the test bed: `cargo xtask testbed up`).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 
-use berth_docker_api::{ContainerConfig, Docker, Filters, ListContainersOptions, RemoveContainerOptions};
+use berth_docker_api::{ContainerConfig, Docker, RemoveImageOptions};
+use berth_testbed::Testbed;
 
-/// The label every test container carries (`io.berth.test=<test name>`).
-pub const TEST_LABEL: &str = "io.berth.test";
+pub use berth_testbed::TEST_LABEL;
 
-/// A client for the test daemon; fails the test loudly when there is none.
+/// The test bed record; panics with instructions when it is not up.
+pub fn testbed() -> &'static Testbed {
+    berth_testbed::testbed()
+}
+
+/// A client for the test bed's daemon; fails the test loudly when there is none.
 pub async fn docker() -> Docker {
+    testbed();
     Docker::from_env()
         .await
-        .unwrap_or_else(|e| panic!("the Docker daemon is required for this test and is not usable: {e}"))
+        .unwrap_or_else(|e| panic!("the test bed's Docker daemon is not usable: {e}"))
 }
 
 /// A tarball of a root filesystem holding Debian's static busybox with its applet links.
 pub fn busybox_tar() -> Vec<u8> {
-    let busybox = std::fs::read("/usr/bin/busybox").expect("Debian's busybox-static at /usr/bin/busybox (apt-get install busybox-static)");
+    let busybox = std::fs::read("/usr/bin/busybox")
+        .expect("Debian's busybox-static at /usr/bin/busybox (apt-get install busybox-static)");
     let mut builder = tar::Builder::new(Vec::new());
-    let mut dir = |path: &str| {
+    for d in ["bin", "tmp", "etc", "proc", "sys", "dev"] {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(0o755);
         h.set_size(0);
-        builder.append_data(&mut h, path, std::io::empty()).unwrap();
-    };
-    for d in ["bin", "tmp", "etc", "proc", "sys", "dev"] {
-        dir(d);
+        builder.append_data(&mut h, d, std::io::empty()).unwrap();
     }
     let mut h = tar::Header::new_gnu();
     h.set_mode(0o755);
     h.set_size(busybox.len() as u64);
-    builder.append_data(&mut h, "bin/busybox", &busybox[..]).unwrap();
-    let list = std::process::Command::new("/usr/bin/busybox").arg("--list").output().unwrap();
-    for applet in String::from_utf8(list.stdout).unwrap().lines() {
-        if applet == "busybox" {
-            continue;
-        }
+    builder
+        .append_data(&mut h, "bin/busybox", &busybox[..])
+        .unwrap();
+    let list = std::process::Command::new("/usr/bin/busybox")
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8(list.stdout)
+        .unwrap()
+        .lines()
+        .filter(|a| *a != "busybox")
+    {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_mode(0o777);
         h.set_size(0);
-        builder.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
+        builder
+            .append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
     }
     builder.into_inner().unwrap()
 }
@@ -52,10 +64,10 @@ pub fn labels(test: &str) -> HashMap<String, String> {
     HashMap::from([(TEST_LABEL.to_owned(), test.to_owned())])
 }
 
-/// A container config for `image` running `cmd`, labelled for `test`.
-pub fn config(test: &str, image: &str, cmd: &[&str]) -> ContainerConfig {
+/// A config for the test bed's busybox image running `cmd`, labelled for `test`.
+pub fn busybox(test: &str, cmd: &[&str]) -> ContainerConfig {
     ContainerConfig {
-        image: Some(image.to_owned()),
+        image: Some(testbed().images.busybox.clone()),
         cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
         labels: Some(labels(test)),
         ..ContainerConfig::default()
@@ -63,16 +75,25 @@ pub fn config(test: &str, image: &str, cmd: &[&str]) -> ContainerConfig {
 }
 
 /// Removes every container labelled for `test` (call at start and end).
-pub async fn cleanup(docker: &Docker, test: &str) {
-    let options = ListContainersOptions {
-        all: true,
-        filters: Filters::new().label(format!("{TEST_LABEL}={test}")),
-        ..Default::default()
-    };
-    for c in docker.containers().list(&options).await.expect("list test containers") {
-        let _ = docker
-            .containers()
-            .remove(&c.id, RemoveContainerOptions { force: true, volumes: true })
-            .await;
+pub async fn cleanup(test: &str) {
+    berth_testbed::remove_test_containers(test).await;
+}
+
+/// Removes an image if present.
+pub async fn remove_image(docker: &Docker, name: &str) {
+    match docker
+        .images()
+        .remove(
+            name,
+            RemoveImageOptions {
+                force: true,
+                no_prune: false,
+            },
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => panic!("cannot remove test image {name}: {e}"),
     }
 }

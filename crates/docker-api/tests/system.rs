@@ -1,0 +1,134 @@
+//! System calls against the test bed's daemon: ping, version, info, events.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use berth_docker_api::*;
+use futures_util::StreamExt;
+
+#[tokio::test]
+async fn connects_negotiates_and_reports() {
+    let docker = common::docker().await;
+    let ping = docker.ping().await.unwrap();
+    let daemon = ping.api_version.expect("the daemon names its API version");
+    assert_eq!(docker.api_version(), daemon.min(ApiVersion::CLIENT));
+    assert_eq!(ping.os_type.as_deref(), Some("linux"));
+
+    let version = docker.version().await.unwrap();
+    assert_eq!(version.api_version.parse::<ApiVersion>().unwrap(), daemon);
+    assert!(!version.version.is_empty());
+
+    let info = docker.info().await.unwrap();
+    assert!(info.ncpu >= 1 && info.mem_total > 0);
+    assert_eq!(info.os_type.as_deref(), Some("linux"));
+    assert!(info.server_version.is_some());
+
+    let endpoint = Endpoint::parse(&common::testbed().docker_host).unwrap();
+    assert_eq!(docker.endpoint(), &endpoint);
+    // An explicit endpoint and a pinned version skip negotiation.
+    let pinned = Docker::connect_with(
+        endpoint,
+        ClientOptions {
+            api_version: Some(ApiVersion::MINIMUM),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(pinned.api_version(), ApiVersion::MINIMUM);
+    assert!(pinned.info().await.unwrap().ncpu >= 1);
+}
+
+#[tokio::test]
+async fn events_stream_with_filters_and_sub_second_since() {
+    const TEST: &str = "events_stream_with_filters";
+    common::cleanup(TEST).await;
+    let docker = common::docker().await;
+    let before = SystemTime::now();
+    let created = docker
+        .containers()
+        .create(None, &common::busybox(TEST, &["true"]))
+        .await
+        .unwrap();
+    docker.containers().start(&created.id).await.unwrap();
+    docker
+        .containers()
+        .wait(&created.id, WaitCondition::NotRunning)
+        .await
+        .unwrap();
+    docker
+        .containers()
+        .remove(&created.id, RemoveContainerOptions::default())
+        .await
+        .unwrap();
+
+    // Replay from a sub-second `since`, only this test's container events, until now + 1 s.
+    let options = EventsOptions {
+        since: Some(before),
+        until: Some(SystemTime::now() + Duration::from_secs(1)),
+        filters: Filters::new()
+            .add("type", "container")
+            .label(format!("{}={TEST}", common::TEST_LABEL)),
+    };
+    let events: Vec<Event> = docker.events(&options).map(|e| e.unwrap()).collect().await;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    for wanted in ["create", "start", "die", "destroy"] {
+        assert!(actions.contains(&wanted), "missing {wanted} in {actions:?}");
+    }
+    assert!(events
+        .iter()
+        .all(|e| e.actor.id == created.id && e.kind == "container"));
+    let die = events.iter().find(|e| e.action == "die").unwrap();
+    assert_eq!(die.actor.attributes["exitCode"], "0");
+    assert!(events
+        .iter()
+        .all(|e| e.timestamp() >= before - Duration::from_millis(1)));
+
+    // A `since` after everything yields none of them (sub-second precision is honoured).
+    let after = SystemTime::now();
+    let options = EventsOptions {
+        since: Some(after),
+        until: Some(after + Duration::from_millis(300)),
+        ..options
+    };
+    let later: Vec<_> = docker.events(&options).collect().await;
+    assert!(later.is_empty(), "{later:?}");
+    common::cleanup(TEST).await;
+}
+
+#[tokio::test]
+async fn a_live_event_stream_sees_new_events_and_stops_when_dropped() {
+    const TEST: &str = "a_live_event_stream";
+    common::cleanup(TEST).await;
+    let docker = common::docker().await;
+    let filters = Filters::new()
+        .add("type", "container")
+        .label(format!("{}={TEST}", common::TEST_LABEL));
+    let mut events = docker.events(&EventsOptions {
+        filters,
+        ..Default::default()
+    });
+    // The stream starts when polled; poll it once so the subscription exists before the create.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), events.next())
+            .await
+            .is_err()
+    );
+    let created = docker
+        .containers()
+        .create(None, &common::busybox(TEST, &["true"]))
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (event.action.as_str(), event.actor.id.as_str()),
+        ("create", created.id.as_str())
+    );
+    drop(events);
+    common::cleanup(TEST).await;
+}
