@@ -195,7 +195,7 @@ fn run_fetch(bin: &Path, args: &[&str]) -> (Duration, u64) {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(1));
     };
     let elapsed = start.elapsed();
     let mut err = String::new();

@@ -179,9 +179,11 @@ impl Cache {
             persist: Mutex::new(()),
             _lock: lock,
         };
-        cache.load();
+        let changed = cache.load();
         let cache = Arc::new(cache);
-        cache.persist()?;
+        if changed {
+            cache.persist()?;
+        }
         Ok(cache)
     }
 
@@ -195,8 +197,9 @@ impl Cache {
     }
 
     /// Reads the index, keeping only entries whose file is still there unchanged, and deletes
-    /// files no entry refers to.
-    fn load(&self) {
+    /// files no entry refers to. Returns whether the index on disk needs rewriting.
+    fn load(&self) -> bool {
+        let mut changed = false;
         let mut st = self.lock();
         let index_path = self.dir.join("index.json");
         let index: Option<IndexFile> = match fs::read(&index_path) {
@@ -216,12 +219,14 @@ impl Cache {
             },
             Err(_) => None,
         };
+        changed |= index.is_none();
         for ie in index.map(|i| i.entries).unwrap_or_default() {
             let valid = fs::symlink_metadata(self.entry_path(&ie.file))
                 .map(|m| m.is_file() && m.len() == ie.size && mtime_ns(&m) == ie.mtime_ns)
                 .unwrap_or(false);
             if !valid || ie.key.file_id() != ie.file {
                 tracing::info!(uri = %ie.key.uri, "dropping cache entry whose file is missing or changed");
+                changed = true;
                 continue;
             }
             st.clock = st.clock.max(ie.last_used + 1);
@@ -252,7 +257,9 @@ impl Cache {
         if st.used > self.capacity {
             // The capacity shrank since last time.
             self.evict(&mut st, 0);
+            changed = true;
         }
+        changed
     }
 
     /// Writes the index atomically: temp file, fsync, rename, fsync of the directory.
