@@ -47,7 +47,7 @@ fn specs(tb: &Testbed) -> [Spec<'_>; 3] {
 fn auth_for(r: &Registry) -> Option<RegistryAuth> {
     r.auth
         .as_ref()
-        .map(|(u, p)| RegistryAuth::basic(u, p, r.addr))
+        .map(|(u, p)| RegistryAuth::basic(u, p, &r.addr))
 }
 
 /// Makes every test image present where the record says it is; builds only what is missing.
@@ -191,7 +191,7 @@ pub async fn status(docker: &Docker, registries: &[Registry]) -> Vec<String> {
         let where_: Vec<_> = registries
             .iter()
             .filter(|r| r.has(spec.name))
-            .map(|r| r.addr)
+            .map(|r| r.addr.as_str())
             .collect();
         lines.push(format!(
             "image          {:28} daemon: {:3}  registries: {}",

@@ -16,8 +16,9 @@ use berth_testbed::{TestImages, Testbed, STATE_FILE};
 use crate::util::{self, Result};
 use registry::Registry;
 
-const OPEN_REGISTRY: &str = "127.0.0.1:5301";
-const AUTH_REGISTRY: &str = "127.0.0.1:5302";
+/// First of the two registry ports; `BERTH_TESTBED_PORT` moves both (e.g. to run a second test bed
+/// from another checkout beside this one).
+const DEFAULT_PORT: u16 = 5301;
 const AUTH_USER: &str = "berth";
 
 fn state_dir() -> PathBuf {
@@ -50,16 +51,32 @@ fn auth_password(state: &Path) -> Result<String> {
     Ok(password)
 }
 
+fn registry_addrs() -> Result<(String, String)> {
+    let port = match std::env::var("BERTH_TESTBED_PORT") {
+        Ok(v) => v
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p < u16::MAX)
+            .ok_or_else(|| format!("BERTH_TESTBED_PORT={v:?} is not a port number below 65535"))?,
+        Err(_) => DEFAULT_PORT,
+    };
+    Ok((
+        format!("127.0.0.1:{port}"),
+        format!("127.0.0.1:{}", port + 1),
+    ))
+}
+
 fn registries(state: &Path) -> Result<[Registry; 2]> {
+    let (open, auth) = registry_addrs()?;
     Ok([
         Registry {
             name: "open",
-            addr: OPEN_REGISTRY,
+            addr: open,
             auth: None,
         },
         Registry {
             name: "auth",
-            addr: AUTH_REGISTRY,
+            addr: auth,
             auth: Some((AUTH_USER.to_string(), auth_password(state)?)),
         },
     ])
@@ -82,8 +99,8 @@ pub fn up() -> Result<Testbed> {
     }
     let testbed = Testbed {
         docker_host: daemon::docker_host(),
-        registry: OPEN_REGISTRY.into(),
-        auth_registry: AUTH_REGISTRY.into(),
+        registry: registries[0].addr.clone(),
+        auth_registry: registries[1].addr.clone(),
         auth_username: AUTH_USER.into(),
         auth_password: auth_password(&state)?,
         images: TestImages {

@@ -11,7 +11,7 @@ pub struct Registry {
     /// Short name, used for its folder (`registry-<name>`).
     pub name: &'static str,
     /// `127.0.0.1:<port>`.
-    pub addr: &'static str,
+    pub addr: String,
     /// Credentials, when the instance requires basic auth.
     pub auth: Option<(String, String)>,
 }
@@ -27,7 +27,7 @@ impl Registry {
 
     /// The HTTP status `/v2/` answers: 200 when open, 401 when auth is required, None when down.
     fn probe(&self) -> Option<u16> {
-        util::http_status(self.addr, "GET", "/v2/", &[])
+        util::http_status(&self.addr, "GET", "/v2/", &[])
     }
 
     fn answers(&self) -> bool {
@@ -171,7 +171,7 @@ impl Registry {
             headers.push(("Authorization", basic.as_str()));
         }
         util::http_status(
-            self.addr,
+            &self.addr,
             "HEAD",
             &format!("/v2/{repo}/manifests/{tag}"),
             &headers,
