@@ -1,0 +1,182 @@
+//! One tracked container: its state machine behind a lock, and the channels waiters listen on.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{self, Record};
+use crate::engine::PullProgress;
+use crate::id::{AgentId, ContainerId};
+use crate::spec::LaunchSpec;
+use crate::state::{Action, Event, Phase, State};
+use crate::termination::Termination;
+
+/// How far `launch()` has got, for its caller.
+#[derive(Debug, Clone)]
+pub(crate) enum LaunchStatus {
+    Pending,
+    Running,
+    Ended(Arc<Termination>),
+}
+
+/// Mutable runtime data, guarded by one lock with the state.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    pub state: State,
+    pub spec: LaunchSpec,
+    pub pid: Option<u32>,
+    pub ips: Vec<String>,
+    pub pull: Option<PullProgress>,
+    pub created_dirs: Vec<PathBuf>,
+    pub terminated_at: Option<SystemTime>,
+    pub log_task: Option<JoinHandle<Result<(), String>>>,
+}
+
+pub(crate) struct Container {
+    pub id: ContainerId,
+    pub name: String,
+    rt: Mutex<Runtime>,
+    /// Fired by destroy/kill before the process exists; the pipeline drops its current stage.
+    pub cancel: CancellationToken,
+    launched: watch::Sender<LaunchStatus>,
+    terminated: watch::Sender<Option<Arc<Termination>>>,
+    /// Serialises checkpoint writes; each write snapshots the latest state. Holds `true` once
+    /// the container was removed, so a late write cannot bring its checkpoint back.
+    pub checkpoint_lock: tokio::sync::Mutex<bool>,
+}
+
+impl Container {
+    pub fn new(id: ContainerId, name: String, spec: LaunchSpec, state: State) -> Container {
+        let term = state.termination().cloned();
+        let launched = match &term {
+            Some(t) => LaunchStatus::Ended(t.clone()),
+            None if state.phase() == Phase::Fetching => LaunchStatus::Pending,
+            None => LaunchStatus::Running,
+        };
+        Container {
+            id,
+            name,
+            rt: Mutex::new(Runtime {
+                state,
+                spec,
+                pid: None,
+                ips: Vec::new(),
+                pull: None,
+                created_dirs: Vec::new(),
+                terminated_at: None,
+                log_task: None,
+            }),
+            cancel: CancellationToken::new(),
+            launched: watch::channel(launched).0,
+            terminated: watch::channel(term).0,
+            checkpoint_lock: tokio::sync::Mutex::new(false),
+        }
+    }
+
+    pub fn rt(&self) -> MutexGuard<'_, Runtime> {
+        self.rt.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.rt().state.phase()
+    }
+
+    pub fn docker_id(&self) -> Option<String> {
+        self.rt().state.docker_id().map(str::to_owned)
+    }
+
+    pub fn termination(&self) -> Option<Arc<Termination>> {
+        self.terminated.borrow().clone()
+    }
+
+    /// Applies `event` to the state machine and publishes a termination it decides. An illegal
+    /// transition is a bug: it is logged and answered with [`Action::None`]; the returned flag
+    /// says so (counted by the containerizer).
+    pub fn apply(&self, event: Event) -> (Action, bool) {
+        let mut rt = self.rt();
+        let result = rt.state.apply(event);
+        match result {
+            Ok(action) => {
+                if let Action::Resolved(t) = &action {
+                    rt.terminated_at = Some(SystemTime::now());
+                    rt.pid = None;
+                    drop(rt);
+                    tracing::info!(container = %self.id, state = t.state.as_str(), message = %t.message, "container terminated");
+                    self.terminated.send_replace(Some(t.clone()));
+                    let t = t.clone();
+                    self.launched.send_if_modified(|s| {
+                        if matches!(s, LaunchStatus::Pending) {
+                            *s = LaunchStatus::Ended(t);
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+                (action, false)
+            }
+            Err(e) => {
+                tracing::error!(container = %self.id, error = %e, "state machine refused an event (bug)");
+                (Action::None, true)
+            }
+        }
+    }
+
+    pub fn set_running(&self) {
+        self.launched.send_if_modified(|s| {
+            if matches!(s, LaunchStatus::Pending) {
+                *s = LaunchStatus::Running;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub async fn wait_launched(&self) -> LaunchStatus {
+        let mut rx = self.launched.subscribe();
+        let status = rx.wait_for(|s| !matches!(s, LaunchStatus::Pending)).await;
+        match status {
+            Ok(s) => s.clone(),
+            // The sender lives as long as `self`.
+            Err(_) => unreachable!("launch status sender dropped while borrowed"),
+        }
+    }
+
+    pub async fn wait_terminated(&self) -> Arc<Termination> {
+        let mut rx = self.terminated.subscribe();
+        let t = rx.wait_for(Option::is_some).await;
+        match t {
+            Ok(t) => t.clone().expect("checked by wait_for"),
+            Err(_) => unreachable!("termination sender dropped while borrowed"),
+        }
+    }
+
+    /// The checkpoint record of the current state.
+    pub fn record(&self, agent_id: &AgentId) -> Record {
+        let rt = self.rt();
+        let (killed, teardown_from) = match &rt.state {
+            State::Running { killed, .. } => (*killed, None),
+            State::Destroying(t) => (t.killed, Some(t.from)),
+            _ => (false, None),
+        };
+        Record {
+            version: checkpoint::VERSION,
+            container_id: self.id.clone(),
+            agent_id: agent_id.clone(),
+            name: self.name.clone(),
+            spec: rt.spec.clone(),
+            phase: rt.state.phase(),
+            teardown_from,
+            docker_id: rt.state.docker_id().map(str::to_owned),
+            killed,
+            created_dirs: rt.created_dirs.clone(),
+            termination: rt.state.termination().map(|t| (**t).clone()),
+            terminated_at: rt.terminated_at,
+        }
+    }
+}

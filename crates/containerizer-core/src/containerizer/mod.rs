@@ -1,0 +1,466 @@
+//! [`Containerizer`]: Mesos's `Containerizer` interface over Docker.
+//!
+//! Each container is driven by one pipeline task (see `pipeline`) that walks the state machine
+//! in [`crate::state`]; API calls apply events to the same machine and carry out the action it
+//! answers (cancel the launch, stop or signal the process). Every call is implemented; none
+//! answers "unsupported".
+
+mod container;
+mod pipeline;
+mod recovery;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+pub use recovery::{OrphanAction, OrphanOutcome, RecoveryReport};
+
+use crate::checkpoint::Store;
+use crate::config::{host_totals, Config};
+use crate::engine::{Engine, ResourceUpdate};
+use crate::error::{Error, Result};
+use crate::id::ContainerId;
+use crate::mapping::{cgroup_settings, container_name};
+use crate::pull::Puller;
+use crate::seams::{Fetch, Logs};
+use crate::spec::{ContainerKind, LaunchSpec, Limits, Resources};
+use crate::state::{Action, Event, Phase, State};
+use crate::termination::Termination;
+use crate::usage::{self, ContainerStatus, HostTotals, ResourceStatistics};
+use container::{Container, LaunchStatus};
+
+/// What `launch` did (Mesos's `LaunchResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launched {
+    /// The container runs.
+    Launched,
+    /// A container with this id is already known; nothing was done.
+    AlreadyLaunched,
+    /// Not a Docker launch; another containerizer should take it.
+    NotSupported,
+}
+
+/// The Docker containerizer. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Containerizer {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub host: HostTotals,
+    pub engine: Arc<dyn Engine>,
+    pub fetcher: Arc<dyn Fetch>,
+    pub logs: Arc<dyn Logs>,
+    pub puller: Puller,
+    pub store: Store,
+    pub containers: Mutex<HashMap<ContainerId, Arc<Container>>>,
+    /// Events the state machine refused (bugs); tests assert it stays zero.
+    pub illegal: AtomicUsize,
+    /// Terminations decided (one per container, ever).
+    pub resolutions: AtomicUsize,
+    /// Lets unit tests hold the MOUNTING stage, which otherwise only touches local files.
+    #[cfg(test)]
+    pub mount_gate: std::sync::OnceLock<Arc<crate::testing::Gates>>,
+}
+
+impl std::fmt::Debug for Containerizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Containerizer")
+            .field("agent_id", &self.inner.config.agent_id)
+            .field("containers", &self.inner.map().len())
+            .finish()
+    }
+}
+
+impl Containerizer {
+    /// A containerizer over `engine`, fetching with `fetcher` and logging with `logs`.
+    /// Call [`recover`](Self::recover) before launching anything.
+    pub fn new(
+        config: Config,
+        engine: Arc<dyn Engine>,
+        fetcher: Arc<dyn Fetch>,
+        logs: Arc<dyn Logs>,
+    ) -> Result<Containerizer> {
+        config.validate()?;
+        let (cpus, memory) = host_totals();
+        let host = HostTotals {
+            cpus: config.host_cpus.or(cpus),
+            memory: config.host_memory.or(memory),
+        };
+        let store = Store::new(&config.work_dir);
+        std::fs::create_dir_all(store.root()).map_err(|source| Error::Io {
+            action: "create checkpoint directory",
+            path: store.root().to_path_buf(),
+            source,
+        })?;
+        let puller = Puller::new(engine.clone(), config.pull.clone());
+        Ok(Containerizer {
+            inner: Arc::new(Inner {
+                config,
+                host,
+                engine,
+                fetcher,
+                logs,
+                puller,
+                store,
+                containers: Mutex::new(HashMap::new()),
+                illegal: AtomicUsize::new(0),
+                resolutions: AtomicUsize::new(0),
+                #[cfg(test)]
+                mount_gate: std::sync::OnceLock::new(),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Launches a container and returns once it runs. A failed launch destroys its own
+    /// container (the caller need not) and returns [`Error::LaunchFailed`]; a destroy during the
+    /// launch returns [`Error::DestroyedDuringLaunch`]. Either way `wait` gives the termination.
+    pub async fn launch(&self, id: &ContainerId, spec: LaunchSpec) -> Result<Launched> {
+        if spec
+            .container
+            .as_ref()
+            .is_none_or(|c| c.kind != ContainerKind::Docker)
+        {
+            return Ok(Launched::NotSupported);
+        }
+        let c = {
+            let mut map = self.inner.map();
+            if map.contains_key(id) {
+                return Ok(Launched::AlreadyLaunched);
+            }
+            let name = container_name(&self.inner.config.name_prefix, id);
+            let c = Arc::new(Container::new(id.clone(), name, spec, State::Fetching));
+            map.insert(id.clone(), c.clone());
+            c
+        };
+        tracing::info!(container = %id, "launching container");
+        pipeline::spawn_launch(self.inner.clone(), c.clone());
+        match c.wait_launched().await {
+            LaunchStatus::Running => Ok(Launched::Launched),
+            LaunchStatus::Ended(t) => Err(launch_error(id, &t)),
+            LaunchStatus::Pending => unreachable!("wait_launched returns a decided status"),
+        }
+    }
+
+    /// Waits for the container's termination; `None` for an unknown container.
+    pub async fn wait(&self, id: &ContainerId) -> Option<Arc<Termination>> {
+        let c = self.inner.get(id)?;
+        Some(c.wait_terminated().await)
+    }
+
+    /// The termination if the container has ended, without waiting.
+    pub fn termination(&self, id: &ContainerId) -> Option<Arc<Termination>> {
+        self.inner.get(id)?.termination()
+    }
+
+    /// Destroys the container in whatever state it is and returns its termination (the same one
+    /// `wait` gives); `None` for an unknown container. Idempotent.
+    pub async fn destroy(&self, id: &ContainerId) -> Option<Arc<Termination>> {
+        let Some(c) = self.inner.get(id) else {
+            tracing::warn!(container = %id, "Attempted to destroy unknown container");
+            return None;
+        };
+        let action = self.inner.apply(&c, Event::Destroy);
+        self.inner.clone().carry_out(&c, action);
+        self.inner.persist(&c).await;
+        Some(c.wait_terminated().await)
+    }
+
+    /// Sends `signal` to the container's process; before the process exists, a kill destroys
+    /// the launch. Returns false if the container is unknown or already terminated. A signal
+    /// that fails to reach the daemon is retried until delivered or the container is gone.
+    pub async fn kill(&self, id: &ContainerId, signal: i32) -> bool {
+        let Some(c) = self.inner.get(id) else {
+            return false;
+        };
+        if c.phase() == Phase::Terminated {
+            return false;
+        }
+        let action = self.inner.apply(&c, Event::Kill(signal));
+        self.inner.clone().carry_out(&c, action);
+        self.inner.persist(&c).await;
+        true
+    }
+
+    /// Removes a terminated container: its Docker container, its checkpoint and its runtime
+    /// state. Unknown: [`Error::UnknownContainer`]; not terminated: [`Error::NotTerminated`].
+    pub async fn remove(&self, id: &ContainerId) -> Result<()> {
+        let c = self
+            .inner
+            .get(id)
+            .ok_or_else(|| Error::UnknownContainer { id: id.clone() })?;
+        let phase = c.phase();
+        if phase != Phase::Terminated {
+            return Err(Error::NotTerminated {
+                id: id.clone(),
+                phase,
+            });
+        }
+        self.inner.remove_terminated(&c).await
+    }
+
+    /// Changes the container's resources live (raising and lowering memory both work).
+    pub async fn update(
+        &self,
+        id: &ContainerId,
+        resources: Resources,
+        limits: Limits,
+    ) -> Result<()> {
+        let c = self.inner.running(id)?;
+        let docker_id = c.docker_id().expect("a started container has a Docker id");
+        let cg = cgroup_settings(
+            &resources,
+            &limits,
+            self.inner.config.cfs,
+            self.inner.host.memory,
+        );
+        let update = ResourceUpdate {
+            cpu_shares: cg.cpu_shares,
+            cpu_quota: cg.cpu_quota,
+            cpu_period: cg.cpu_period,
+            memory: cg.memory,
+            memory_reservation: cg.memory_reservation,
+            // Sent with the memory so a lower limit is not refused for being above the old swap.
+            memory_swap: cg.memory.map(|m| if m == 0 { -1 } else { m }),
+        };
+        self.inner
+            .engine
+            .update(&docker_id, &update)
+            .await
+            .map_err(|e| Error::engine(format!("failed to update container '{id}'"), e))?;
+        {
+            let mut rt = c.rt();
+            rt.spec.resources = resources;
+            rt.spec.limits = limits;
+        }
+        self.inner.persist(&c).await;
+        Ok(())
+    }
+
+    /// Resource usage, from one-shot Docker stats. Unknown, destroying or not yet running
+    /// containers are errors that say which.
+    pub async fn usage(&self, id: &ContainerId) -> Result<ResourceStatistics> {
+        let c = self.inner.running(id)?;
+        let docker_id = c.docker_id().expect("a started container has a Docker id");
+        let engine = &self.inner.engine;
+        let (sample, processes) =
+            tokio::join!(engine.stats(&docker_id), engine.processes(&docker_id));
+        let sample = sample.map_err(|e| {
+            Error::engine(
+                format!("failed to collect statistics of container '{id}'"),
+                e,
+            )
+        })?;
+        let mut stats = ResourceStatistics {
+            timestamp: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+            ..ResourceStatistics::default()
+        };
+        usage::measured(&sample, processes.ok(), &mut stats);
+        let rt = c.rt();
+        usage::limits(
+            &rt.spec.resources,
+            &rt.spec.limits,
+            self.inner.host,
+            &mut stats,
+        );
+        Ok(stats)
+    }
+
+    /// The container's status; unknown ids are an error.
+    pub fn status(&self, id: &ContainerId) -> Result<ContainerStatus> {
+        let c = self
+            .inner
+            .get(id)
+            .ok_or_else(|| Error::UnknownContainer { id: id.clone() })?;
+        let rt = c.rt();
+        Ok(ContainerStatus {
+            container_id: id.clone(),
+            phase: rt.state.phase(),
+            name: c.name.clone(),
+            docker_id: rt.state.docker_id().map(str::to_owned),
+            pid: rt.pid,
+            ip_addresses: rt.ips.clone(),
+            pull: (rt.state.phase() == Phase::Pulling)
+                .then(|| rt.pull.clone())
+                .flatten(),
+            termination: rt.state.termination().map(|t| (**t).clone()),
+        })
+    }
+
+    /// Every known container, launching, running or terminated-but-not-removed.
+    pub fn containers(&self) -> HashSet<ContainerId> {
+        self.inner.map().keys().cloned().collect()
+    }
+
+    /// Recovers after a restart: re-attaches to running containers, reports the ones that
+    /// exited meanwhile, rolls back launches caught half-way, and handles orphans. Call once,
+    /// before launching.
+    pub async fn recover(&self) -> Result<RecoveryReport> {
+        recovery::recover(&self.inner).await
+    }
+
+    /// Looks for orphans (containers with this agent's labels that no checkpoint knows) and
+    /// handles them by the orphan policy. `recover` does this; agents may also call it
+    /// periodically.
+    pub async fn reap_orphans(&self) -> Result<Vec<OrphanOutcome>> {
+        recovery::reap_orphans(&self.inner).await
+    }
+
+    /// How many events the state machine refused since start (always zero unless there is a
+    /// bug; exposed for tests and metrics).
+    pub fn illegal_transitions(&self) -> usize {
+        self.inner.illegal.load(Ordering::Relaxed)
+    }
+
+    /// How many terminations were decided since start (one per container that ended).
+    pub fn terminations_decided(&self) -> usize {
+        self.inner.resolutions.load(Ordering::Relaxed)
+    }
+}
+
+fn launch_error(id: &ContainerId, t: &Termination) -> Error {
+    match t
+        .message
+        .strip_prefix(crate::termination::messages::LAUNCH_FAILED_PREFIX)
+    {
+        Some(cause) => Error::LaunchFailed {
+            id: id.clone(),
+            cause: cause.to_owned(),
+        },
+        None => Error::DestroyedDuringLaunch {
+            id: id.clone(),
+            message: t.message.clone(),
+        },
+    }
+}
+
+impl Inner {
+    pub fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ContainerId, Arc<Container>>> {
+        self.containers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, id: &ContainerId) -> Option<Arc<Container>> {
+        self.map().get(id).cloned()
+    }
+
+    /// A container whose process runs, or the error saying why not.
+    fn running(&self, id: &ContainerId) -> Result<Arc<Container>> {
+        let c = self
+            .get(id)
+            .ok_or_else(|| Error::UnknownContainer { id: id.clone() })?;
+        let rt = c.rt();
+        match rt.state.phase() {
+            Phase::Destroying | Phase::Terminated => Err(Error::BeingDestroyed { id: id.clone() }),
+            phase if !rt.state.is_started() => Err(Error::NotRunning {
+                id: id.clone(),
+                phase,
+            }),
+            _ => {
+                drop(rt);
+                Ok(c)
+            }
+        }
+    }
+
+    pub fn apply(&self, c: &Container, event: Event) -> Action {
+        let (action, illegal) = c.apply(event);
+        if illegal {
+            self.illegal.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Action::Resolved(_) = action {
+            self.resolutions.fetch_add(1, Ordering::Relaxed);
+        }
+        action
+    }
+
+    /// Carries out an action an API call got back.
+    pub fn carry_out(self: Arc<Self>, c: &Arc<Container>, action: Action) {
+        match action {
+            Action::Cancel => c.cancel.cancel(),
+            Action::Stop { docker_id } => {
+                let grace = c.rt().spec.kill_grace.unwrap_or(self.config.kill_grace);
+                tokio::spawn(pipeline::stop_until_down(self, c.clone(), docker_id, grace));
+            }
+            Action::Signal { docker_id, signal } => {
+                tokio::spawn(pipeline::signal_until_delivered(
+                    self,
+                    c.clone(),
+                    docker_id,
+                    signal,
+                ));
+            }
+            Action::None | Action::Proceed | Action::Abort | Action::Resolved(_) => {}
+        }
+    }
+
+    /// Writes the container's checkpoint (the latest state, whoever calls). Failures are logged:
+    /// the container goes on, and recovery reconciles with Docker anyway.
+    pub async fn persist(&self, c: &Container) {
+        let removed = c.checkpoint_lock.lock().await;
+        if *removed {
+            return;
+        }
+        let record = c.record(&self.config.agent_id);
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || store.save(&record)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(container = %c.id, error = %e, "failed to write checkpoint")
+            }
+            Err(e) => tracing::error!(container = %c.id, error = %e, "checkpoint task failed"),
+        }
+    }
+
+    /// Removes a terminated container everywhere. Only the container's own Docker container is
+    /// removed (by its id, or by name after checking its labels).
+    pub async fn remove_terminated(&self, c: &Arc<Container>) -> Result<()> {
+        if let Some(target) = c.docker_id() {
+            self.engine.remove(&target).await.map_err(|e| {
+                Error::engine(
+                    format!("failed to remove Docker container of '{}'", c.id),
+                    e,
+                )
+            })?;
+        } else {
+            pipeline::remove_owned_by_name(self, c).await.map_err(|e| {
+                Error::engine(
+                    format!(
+                        "failed to remove Docker container '{}' of '{}'",
+                        c.name, c.id
+                    ),
+                    e,
+                )
+            })?;
+        }
+        let mut removed = c.checkpoint_lock.lock().await;
+        let store = self.store.clone();
+        let id = c.id.clone();
+        tokio::task::spawn_blocking(move || store.remove(&id))
+            .await
+            .map_err(|e| Error::Config(format!("checkpoint removal task failed: {e}")))??;
+        *removed = true;
+        drop(removed);
+        let mut map = self.map();
+        if map
+            .get(&c.id)
+            .is_some_and(|current| Arc::ptr_eq(current, c))
+        {
+            map.remove(&c.id);
+        }
+        tracing::info!(container = %c.id, "container removed");
+        Ok(())
+    }
+}

@@ -1,0 +1,552 @@
+//! The per-container task: launch (fetch, pull, mount, create, start), watch the process until
+//! it exits, roll back a launch that was destroyed or failed, and finally resolve the
+//! termination. One task per container, so `Finished` is applied exactly once.
+//!
+//! Before each side effect the task asks the state machine; once DESTROYING, the answer is
+//! `Abort`, so a destroyed container is never started, whatever finished in the same instant.
+//! Fetch, pull and mount are cancelled by dropping them when destroy fires the cancel token.
+//! Create and start are not cancelled mid-request (the daemon might complete them anyway); they
+//! are bounded by the launch deadline, and their result is rolled back.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::time::Instant;
+
+use super::container::Container;
+use super::Inner;
+use crate::engine::{EngineError, EngineErrorKind};
+use crate::labels::{ownership, Ownership};
+use crate::mapping::{map_launch, Mapped, MappingContext};
+use crate::seams::LogTarget;
+use crate::state::{Action, Event, ExitInfo, Phase};
+
+/// The most the retry loops wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Spawns the launch task of a new container, supervised.
+pub(super) fn spawn_launch(inner: Arc<Inner>, c: Arc<Container>) {
+    spawn_supervised(inner.clone(), c.clone(), async move {
+        let exit = launch(&inner, &c).await;
+        finish(&inner, &c, exit).await;
+    });
+}
+
+/// Spawns `task` for `c`; if it panics (a bug), the container is ended instead of leaving its
+/// waiters hanging.
+pub(super) fn spawn_supervised(
+    inner: Arc<Inner>,
+    c: Arc<Container>,
+    task: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            tracing::error!(container = %c.id, panic = %what, "container task panicked");
+            if let Action::Resolved(_) =
+                inner.apply(&c, Event::Abandoned(format!("internal error: {what}")))
+            {
+                inner.persist(&c).await;
+                schedule_removal(inner.clone(), c.clone());
+            }
+        }
+    });
+}
+
+/// Applies `Finished`, checkpoints the termination and schedules the removal.
+pub(super) async fn finish(inner: &Arc<Inner>, c: &Arc<Container>, exit: Option<ExitInfo>) {
+    let action = inner.apply(c, Event::Finished(exit));
+    inner.persist(c).await;
+    if let Action::Resolved(_) = action {
+        schedule_removal(inner.clone(), c.clone());
+    }
+}
+
+/// Removes the container `remove_delay` after its termination.
+pub(super) fn schedule_removal(inner: Arc<Inner>, c: Arc<Container>) {
+    let since = c
+        .rt()
+        .terminated_at
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default();
+    let delay = inner.config.remove_delay.saturating_sub(since);
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let still_ours = inner.get(&c.id).is_some_and(|cur| Arc::ptr_eq(&cur, &c));
+        if still_ours {
+            if let Err(e) = inner.remove_terminated(&c).await {
+                tracing::warn!(container = %c.id, error = %e, "failed to remove terminated container");
+            }
+        }
+    });
+}
+
+/// The launch deadline, shared by every stage but the pull (which has its own clocks).
+struct Budget {
+    total: Duration,
+    left: Duration,
+}
+
+impl Budget {
+    async fn bound<T>(
+        &mut self,
+        what: &str,
+        fut: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        let start = Instant::now();
+        let result = tokio::time::timeout(self.left, fut).await;
+        self.left = self.left.saturating_sub(start.elapsed());
+        result.unwrap_or_else(|_| {
+            Err(format!(
+                "the launch did not finish within {}s (timed out while {what})",
+                self.total.as_secs_f64()
+            ))
+        })
+    }
+}
+
+/// Runs a cancellable stage and applies its outcome; true to go on.
+async fn stage(
+    inner: &Inner,
+    c: &Container,
+    fut: impl Future<Output = Result<(), String>>,
+) -> bool {
+    let result = tokio::select! {
+        biased;
+        _ = c.cancel.cancelled() => None,
+        r = fut => Some(r),
+    };
+    match result {
+        // Destroyed: the state is already DESTROYING.
+        None => false,
+        Some(Ok(())) => inner.apply(c, Event::StageDone) == Action::Proceed,
+        Some(Err(cause)) => {
+            inner.apply(c, Event::StageFailed(cause));
+            false
+        }
+    }
+}
+
+fn prepare(inner: &Inner, c: &Container) -> Result<(Mapped, LogTarget), String> {
+    let rt = c.rt();
+    let spec = &rt.spec;
+    let cfg = &inner.config;
+    let ctx = MappingContext {
+        agent_id: &cfg.agent_id,
+        container_id: &c.id,
+        name: &c.name,
+        mapped_sandbox: &cfg.mapped_sandbox,
+        allowed_host_roots: &cfg.allowed_host_roots,
+        allow_privileged: cfg.allow_privileged,
+        cfs: cfg.cfs,
+        host_memory: inner.host.memory,
+        log_config: &cfg.docker_log,
+        extra_labels: &cfg.extra_labels,
+    };
+    let mut mapped = map_launch(spec, &ctx).map_err(|e| e.to_string())?;
+    // No swap beyond the memory limit unless asked for: OOM behaves the same with or without
+    // host swap, and a later `update` can lower the limit.
+    if mapped.create.host.memory_swap.is_none() {
+        mapped.create.host.memory_swap = mapped
+            .create
+            .host
+            .memory
+            .map(|m| if m == 0 { -1 } else { m });
+    }
+    let target = log_target(c, spec);
+    inner.logs.prepare(&target)?;
+    Ok((mapped, target))
+}
+
+pub(super) fn log_target(c: &Container, spec: &crate::spec::LaunchSpec) -> LogTarget {
+    LogTarget {
+        container: c.id.clone(),
+        sandbox: spec.sandbox.clone(),
+        user: spec.effective_user().map(str::to_owned),
+        env: spec
+            .command
+            .environment
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// The launch, then the life of the process. Returns how it exited, or `None` when the launch
+/// was rolled back.
+async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
+    let mut budget = Budget {
+        total: inner.config.launch_timeout,
+        left: inner.config.launch_timeout,
+    };
+    inner.persist(c).await;
+
+    // FETCHING (the spec is checked first, so a bad spec fails before anything is done).
+    let (mapped, target) = match prepare(inner, c) {
+        Ok(p) => p,
+        Err(cause) => {
+            inner.apply(c, Event::StageFailed(cause));
+            return rollback(inner, c, false).await;
+        }
+    };
+    let (uris, sandbox, user) = {
+        let rt = c.rt();
+        (
+            rt.spec.command.uris.clone(),
+            rt.spec.sandbox.clone(),
+            rt.spec.effective_user().map(str::to_owned),
+        )
+    };
+    let fetch = async {
+        tokio::fs::create_dir_all(&sandbox)
+            .await
+            .map_err(|e| format!("failed to create sandbox '{}': {e}", sandbox.display()))?;
+        if uris.is_empty() {
+            return Ok(());
+        }
+        inner
+            .fetcher
+            .fetch(&c.id, &uris, &sandbox, user.as_deref())
+            .await
+    };
+    if !stage(inner, c, budget.bound("fetching", fetch)).await {
+        return rollback(inner, c, false).await;
+    }
+
+    // PULLING
+    inner.persist(c).await;
+    let (image, force) = {
+        let rt = c.rt();
+        let docker = rt.spec.docker_info().expect("checked by launch");
+        (docker.image.clone(), docker.force_pull_image)
+    };
+    let pull = inner
+        .puller
+        .ensure(&image, force, |p| c.rt().pull = Some(p.clone()));
+    if !stage(inner, c, pull).await {
+        return rollback(inner, c, false).await;
+    }
+
+    // MOUNTING
+    inner.persist(c).await;
+    let mount = async {
+        #[cfg(test)]
+        if let Some(gate) = inner.mount_gate.get() {
+            gate.pass(crate::testing::Op::Mount).await;
+        }
+        for dir in &mapped.volumes.sandbox_dirs {
+            create_dirs(c, dir).await?;
+        }
+        Ok(())
+    };
+    if !stage(inner, c, budget.bound("mounting volumes", mount)).await {
+        return rollback(inner, c, false).await;
+    }
+
+    // RUNNING: create.
+    inner.persist(c).await;
+    let created = budget
+        .bound("creating the container", async {
+            inner
+                .engine
+                .create(&c.name, &mapped.create)
+                .await
+                .map_err(|e| create_error(&c.name, &e))
+        })
+        .await;
+    let docker_id = match created {
+        Ok(id) => {
+            if inner.apply(
+                c,
+                Event::Created {
+                    docker_id: id.clone(),
+                },
+            ) != Action::Proceed
+            {
+                return rollback(inner, c, true).await;
+            }
+            id
+        }
+        Err(cause) => {
+            inner.apply(c, Event::StageFailed(cause));
+            return rollback(inner, c, true).await;
+        }
+    };
+
+    // Start.
+    inner.persist(c).await;
+    let started = budget
+        .bound("starting the container", async {
+            inner
+                .engine
+                .start(&docker_id)
+                .await
+                .map_err(|e| format!("failed to start container '{}': {e}", c.name))
+        })
+        .await;
+    let proceed = match started {
+        Ok(()) => inner.apply(c, Event::Started) == Action::Proceed,
+        Err(cause) => {
+            inner.apply(c, Event::StageFailed(cause));
+            false
+        }
+    };
+    if !proceed {
+        return rollback(inner, c, true).await;
+    }
+
+    let tty = match inner.engine.inspect(&docker_id).await {
+        Ok(info) => {
+            let mut rt = c.rt();
+            rt.pid = info.pid;
+            rt.ips = info.ip_addresses;
+            info.tty
+        }
+        Err(e) => {
+            tracing::warn!(container = %c.id, error = %e, "failed to inspect the started container");
+            false
+        }
+    };
+    attach_logger(inner, c, &docker_id, tty, target, None);
+    inner.persist(c).await;
+    c.set_running();
+    tracing::info!(container = %c.id, docker_id = %docker_id, "container running");
+    watch_exit(inner, c, &docker_id).await
+}
+
+fn create_error(name: &str, e: &EngineError) -> String {
+    match e.kind {
+        EngineErrorKind::Conflict => {
+            format!("failed to create container '{name}': the name is taken by another Docker container: {e}")
+        }
+        _ => format!("failed to create container '{name}': {e}"),
+    }
+}
+
+/// Creates `dir` and any missing parents, recording each one made so a roll-back removes them.
+async fn create_dirs(c: &Container, dir: &Path) -> Result<(), String> {
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    while tokio::fs::symlink_metadata(cur).await.is_err() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(p) => cur = p,
+            None => break,
+        }
+    }
+    for d in missing.into_iter().rev() {
+        match tokio::fs::create_dir(&d).await {
+            Ok(()) => c.rt().created_dirs.push(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(format!(
+                    "failed to create volume directory '{}': {e}",
+                    d.display()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts the logger on the container's output.
+pub(super) fn attach_logger(
+    inner: &Arc<Inner>,
+    c: &Container,
+    docker_id: &str,
+    tty: bool,
+    target: LogTarget,
+    since: Option<std::time::SystemTime>,
+) {
+    let id = c.id.clone();
+    let output = inner.engine.logs(docker_id, tty, since).filter_map(move |r| {
+        let id = id.clone();
+        async move {
+            match r {
+                Ok(chunk) => Some(chunk),
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %e, "container output stream failed");
+                    None
+                }
+            }
+        }
+    });
+    let task = tokio::spawn(inner.logs.run(target, Box::pin(output)));
+    c.rt().log_task = Some(task);
+}
+
+/// Waits for the process to exit, then collects how (inspect) and drains the logger.
+pub(super) async fn watch_exit(
+    inner: &Arc<Inner>,
+    c: &Arc<Container>,
+    docker_id: &str,
+) -> Option<ExitInfo> {
+    let mut backoff = inner.config.retry_backoff;
+    let code = loop {
+        match inner.engine.wait(docker_id).await {
+            Ok(code) => break Some(code),
+            Err(e) if e.is_not_found() => break None,
+            Err(e) => {
+                tracing::warn!(container = %c.id, error = %e, "waiting for the container failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                // The wait may have failed because the container is already down.
+                match inner.engine.inspect(docker_id).await {
+                    Ok(info) if !info.running => break Some(info.exit_code),
+                    Err(e) if e.is_not_found() => break None,
+                    _ => {}
+                }
+            }
+        }
+    };
+    inner.apply(c, Event::ExitObserved);
+    let exit = match code {
+        None => None,
+        Some(code) => Some(match inner.engine.inspect(docker_id).await {
+            Ok(info) => ExitInfo {
+                exit_code: info.exit_code,
+                oom_killed: info.oom_killed,
+                memory_limit: info.memory_limit,
+            },
+            Err(e) => {
+                tracing::warn!(container = %c.id, error = %e, "inspect after exit failed; OOM state unknown");
+                ExitInfo {
+                    exit_code: code,
+                    oom_killed: false,
+                    memory_limit: None,
+                }
+            }
+        }),
+    };
+    drain_logger(inner, c).await;
+    exit
+}
+
+async fn drain_logger(inner: &Inner, c: &Container) {
+    let task = c.rt().log_task.take();
+    if let Some(task) = task {
+        match tokio::time::timeout(inner.config.log_drain_timeout, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(container = %c.id, error = %e, "logger failed"),
+            Ok(Err(e)) => tracing::warn!(container = %c.id, error = %e, "logger task failed"),
+            Err(_) => {
+                tracing::warn!(container = %c.id, "logger did not drain in time; reporting the termination anyway")
+            }
+        }
+    }
+}
+
+/// Undoes a launch: removes the Docker container if one may exist, and the directories MOUNTING
+/// created. Returns no exit: the process never ran to its end.
+pub(super) async fn rollback(
+    inner: &Arc<Inner>,
+    c: &Arc<Container>,
+    maybe_created: bool,
+) -> Option<ExitInfo> {
+    debug_assert_eq!(c.phase(), Phase::Destroying);
+    let mut backoff = inner.config.retry_backoff;
+    for attempt in 0..5 {
+        let result = match c.docker_id() {
+            Some(id) => inner.engine.remove(&id).await,
+            None if maybe_created => remove_owned_by_name(inner, c).await,
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(container = %c.id, attempt, error = %e, "failed to remove the half-launched container");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    let dirs = std::mem::take(&mut c.rt().created_dirs);
+    for dir in dirs.iter().rev() {
+        // Only empty directories: nothing the container wrote is deleted.
+        if let Err(e) = tokio::fs::remove_dir(dir).await {
+            tracing::debug!(container = %c.id, dir = %dir.display(), error = %e, "volume directory left in place");
+        }
+    }
+    None
+}
+
+/// Removes the Docker container with this container's name, if its labels say it is ours.
+pub(super) async fn remove_owned_by_name(inner: &Inner, c: &Container) -> Result<(), EngineError> {
+    match inner.engine.inspect(&c.name).await {
+        Ok(info) => match ownership(&info.labels, &inner.config.agent_id) {
+            Ownership::Ours(id) if id == c.id => inner.engine.remove(&info.id).await,
+            _ => {
+                tracing::warn!(container = %c.id, name = %c.name, "a Docker container with this name is not ours; leaving it");
+                Ok(())
+            }
+        },
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Stops a running container (its stop signal, SIGKILL after `grace`), retrying until it is
+/// down: a failed kill is never abandoned.
+pub(super) async fn stop_until_down(
+    inner: Arc<Inner>,
+    c: Arc<Container>,
+    docker_id: String,
+    grace: Duration,
+) {
+    let mut backoff = inner.config.retry_backoff;
+    loop {
+        if c.phase() == Phase::Terminated {
+            return;
+        }
+        match inner.engine.stop(&docker_id, grace).await {
+            Ok(()) => return,
+            Err(e) if e.is_not_found() => return,
+            Err(e) => {
+                tracing::warn!(container = %c.id, error = %e, retry_in = ?backoff, "failed to stop container; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Sends `signal`, retrying until delivered or the process is gone.
+pub(super) async fn signal_until_delivered(
+    inner: Arc<Inner>,
+    c: Arc<Container>,
+    docker_id: String,
+    signal: i32,
+) {
+    let mut backoff = inner.config.retry_backoff;
+    loop {
+        if c.phase() == Phase::Terminated {
+            return;
+        }
+        match inner.engine.kill(&docker_id, signal).await {
+            Ok(()) => return,
+            // Not found, or not running any more: nothing left to signal.
+            Err(e)
+                if matches!(
+                    e.kind,
+                    EngineErrorKind::NotFound | EngineErrorKind::Conflict
+                ) =>
+            {
+                return
+            }
+            Err(e) => {
+                tracing::warn!(container = %c.id, signal, error = %e, retry_in = ?backoff, "failed to signal container; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,1394 @@
+//! The containerizer against the in-memory engine: every stage x destroy, races with each
+//! stage's completion, kills, failures, deadlines, pulls, recovery and orphans.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+
+use super::*;
+use crate::engine::{EngineError, EngineErrorKind};
+use crate::labels;
+use crate::spec::{CommandInfo, Uri, Volume, VolumeMode};
+use crate::termination::{messages, wait_status, Reason, TaskState};
+use crate::testing::{FakeEngine, FakeFetch, FakeLogs, Gates, Life, Op, PullStep};
+
+struct Harness {
+    engine: Arc<FakeEngine>,
+    fetch: Arc<FakeFetch>,
+    logs: Arc<FakeLogs>,
+    mount: Arc<Gates>,
+    cz: Containerizer,
+    dir: Arc<tempfile::TempDir>,
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::new(crate::AgentId::new("agent-1").unwrap(), dir.join("work"));
+    c.remove_delay = Duration::from_secs(365 * 24 * 3600);
+    c.retry_backoff = Duration::from_millis(5);
+    c.kill_grace = Duration::from_secs(1);
+    c.orphans.grace = Duration::from_secs(60);
+    c.host_memory = Some(8 << 30);
+    c.host_cpus = Some(4.0);
+    c
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Harness::with(FakeEngine::new(), dir, config)
+    }
+
+    fn with(
+        engine: Arc<FakeEngine>,
+        dir: Arc<tempfile::TempDir>,
+        cfg: impl FnOnce(&std::path::Path) -> Config,
+    ) -> Harness {
+        let fetch = Arc::new(FakeFetch::default());
+        let logs = Arc::new(FakeLogs::default());
+        let cz = Containerizer::new(cfg(dir.path()), engine.clone(), fetch.clone(), logs.clone())
+            .unwrap();
+        let mount = Arc::new(Gates::default());
+        cz.inner.mount_gate.set(mount.clone()).ok();
+        Harness {
+            engine,
+            fetch,
+            logs,
+            mount,
+            cz,
+            dir,
+        }
+    }
+
+    /// A second containerizer on the same engine and work dir (an agent restart).
+    fn restart(&self, cfg: impl FnOnce(&std::path::Path) -> Config) -> Harness {
+        Harness::with(self.engine.clone(), self.dir.clone(), cfg)
+    }
+
+    fn sandbox(&self, name: &str) -> PathBuf {
+        self.dir.path().join("sandboxes").join(name)
+    }
+
+    fn spec(&self, name: &str) -> LaunchSpec {
+        LaunchSpec::docker(
+            "busybox",
+            CommandInfo::shell("sleep 1000"),
+            self.sandbox(name),
+        )
+    }
+
+    fn id(name: &str) -> ContainerId {
+        ContainerId::new(name).unwrap()
+    }
+
+    fn assert_clean(&self) {
+        assert_eq!(
+            self.cz.illegal_transitions(),
+            0,
+            "the state machine refused an event"
+        );
+    }
+}
+
+fn rt() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn paused_rt() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+fn transient(msg: &str) -> EngineError {
+    EngineError::new(EngineErrorKind::Transient, msg)
+}
+
+#[test]
+fn launch_runs_then_natural_exit_terminates_after_logs_drain() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        assert_eq!(
+            h.cz.launch(&id, h.spec("c1")).await.unwrap(),
+            Launched::Launched
+        );
+        let st = h.cz.status(&id).unwrap();
+        assert_eq!(st.phase, Phase::Running);
+        assert_eq!(st.pid, Some(4242));
+        assert_eq!(st.ip_addresses, ["172.17.0.2"]);
+        assert_eq!(st.name, "berth-c1");
+        assert!(h.cz.containers().contains(&id));
+        h.engine.exit("berth-c1", 0, false);
+        let t = h.cz.wait(&id).await.unwrap();
+        assert_eq!(t.state, TaskState::Finished);
+        assert_eq!(t.message, messages::TERMINATED);
+        assert_eq!(t.status, Some(0));
+        assert!(
+            h.logs.drained.lock().unwrap().contains(&id),
+            "logs drained before the termination"
+        );
+        let out = h.logs.output.lock().unwrap()[&id].clone();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].kind, crate::OutputKind::Stdout);
+        assert_eq!(out[1].kind, crate::OutputKind::Stderr);
+        // The create body carried the mapping: labels, shell command, capped json-file.
+        {
+            let st = h.engine.state.lock().unwrap();
+            let c = st.containers.values().next().unwrap();
+            assert_eq!(c.spec.labels[labels::AGENT_ID], "agent-1");
+            assert_eq!(c.spec.labels[labels::CONTAINER_ID], "c1");
+            assert_eq!(c.spec.cmd, Some(vec!["sleep 1000".to_owned()]));
+            assert_eq!(c.spec.host.log_config.as_ref().unwrap().driver, "json-file");
+        }
+        assert_eq!(h.cz.terminations_decided(), 1);
+        // A second wait and a destroy give the same termination.
+        assert_eq!(h.cz.wait(&id).await.unwrap(), t);
+        assert_eq!(h.cz.destroy(&id).await.unwrap(), t);
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn already_launched_and_not_supported() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        h.cz.launch(&id, h.spec("c1")).await.unwrap();
+        assert_eq!(
+            h.cz.launch(&id, h.spec("c1")).await.unwrap(),
+            Launched::AlreadyLaunched
+        );
+        let mut mesos = h.spec("c2");
+        mesos.container.as_mut().unwrap().kind = crate::spec::ContainerKind::Mesos;
+        assert_eq!(
+            h.cz.launch(&Harness::id("c2"), mesos).await.unwrap(),
+            Launched::NotSupported
+        );
+        let mut none = h.spec("c3");
+        none.container = None;
+        assert_eq!(
+            h.cz.launch(&Harness::id("c3"), none).await.unwrap(),
+            Launched::NotSupported
+        );
+        assert_eq!(h.cz.containers().len(), 1);
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn wait_destroy_and_usage_of_unknown_containers() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = ContainerId::random();
+        assert!(h.cz.wait(&id).await.is_none());
+        assert!(h.cz.destroy(&id).await.is_none());
+        assert!(!h.cz.kill(&id, 9).await);
+        let e = h.cz.usage(&id).await.unwrap_err();
+        assert_eq!(e.to_string(), format!("Unknown container: {id}"));
+        assert!(matches!(
+            h.cz.status(&id),
+            Err(Error::UnknownContainer { .. })
+        ));
+        assert!(matches!(
+            h.cz.remove(&id).await,
+            Err(Error::UnknownContainer { .. })
+        ));
+        assert!(matches!(
+            h.cz.update(&id, Resources::default(), Limits::default())
+                .await,
+            Err(Error::UnknownContainer { .. })
+        ));
+    });
+}
+
+/// Destroy caught in each launch stage: the stage is cancelled, nothing is started, the message
+/// is Mesos's, and nothing is left behind.
+#[test]
+fn destroy_in_each_launch_stage() {
+    for (stage, message) in [
+        (Op::Fetch, messages::DESTROYED_WHILE_FETCHING),
+        (Op::Pull, messages::DESTROYED_WHILE_PULLING),
+        (Op::Mount, messages::DESTROYED_WHILE_MOUNTING),
+        (Op::Create, messages::KILLED),
+        (Op::Start, messages::KILLED),
+    ] {
+        rt().block_on(async {
+            let h = Harness::new();
+            let id = Harness::id("c1");
+            let mut spec = h.spec("c1");
+            spec.command
+                .uris
+                .push(Uri::new("http://example.invalid/a.txt"));
+            spec.container.as_mut().unwrap().volumes.push(Volume {
+                container_path: "/data".into(),
+                host_path: Some("vol/inner".into()),
+                mode: VolumeMode::Rw,
+                source: None,
+            });
+            if stage == Op::Pull {
+                spec.container
+                    .as_mut()
+                    .unwrap()
+                    .docker
+                    .as_mut()
+                    .unwrap()
+                    .image = "missing".into();
+            }
+            let gates: &Gates = match stage {
+                Op::Fetch => &h.fetch.gates,
+                Op::Mount => &h.mount,
+                _ => &h.engine.gates,
+            };
+            gates.hold(stage);
+            let launch = tokio::spawn({
+                let cz = h.cz.clone();
+                let id = id.clone();
+                async move { cz.launch(&id, spec).await }
+            });
+            gates.entered(stage, 1).await;
+            let destroy = tokio::spawn({
+                let cz = h.cz.clone();
+                let id = id.clone();
+                async move { cz.destroy(&id).await }
+            });
+            tokio::task::yield_now().await;
+            gates.release(stage);
+            let t = destroy.await.unwrap().unwrap();
+            assert_eq!(t.message, message, "{stage:?}");
+            match stage {
+                Op::Create | Op::Start => assert_eq!(t.state, TaskState::Killed),
+                _ => {
+                    assert_eq!(t.state, TaskState::Failed, "{stage:?}");
+                    assert_eq!(t.reason, Some(Reason::TaskKilledDuringLaunch));
+                }
+            }
+            let err = launch.await.unwrap().unwrap_err();
+            assert!(
+                matches!(err, Error::DestroyedDuringLaunch { .. }),
+                "{stage:?}: {err}"
+            );
+            assert_eq!(err.to_string(), message);
+            if stage != Op::Start {
+                assert!(
+                    h.engine.calls(Op::Start).is_empty(),
+                    "{stage:?}: started after destroy"
+                );
+            }
+            assert_eq!(
+                h.engine.container_count(),
+                0,
+                "{stage:?}: Docker container left behind"
+            );
+            assert!(
+                !h.sandbox("c1").join(".fetch.partial").exists(),
+                "{stage:?}: partial fetch left"
+            );
+            assert!(
+                !h.sandbox("c1").join("vol").exists(),
+                "{stage:?}: volume directory left"
+            );
+            if stage == Op::Pull {
+                for _ in 0..100 {
+                    tokio::task::yield_now().await;
+                }
+                assert_eq!(
+                    h.engine
+                        .pulls_aborted
+                        .load(std::sync::atomic::Ordering::SeqCst),
+                    1,
+                    "pull aborted in the daemon"
+                );
+            }
+            assert_eq!(h.cz.terminations_decided(), 1);
+            h.assert_clean();
+        });
+    }
+}
+
+/// The stage completes in the same instant the destroy arrives (released and destroyed with no
+/// scheduling point between): the container is never started, whichever wins.
+#[test]
+fn destroy_racing_each_stage_completion_never_starts() {
+    for stage in [Op::Fetch, Op::Pull, Op::Mount, Op::Create] {
+        rt().block_on(async {
+            let h = Harness::new();
+            let id = Harness::id("c1");
+            let mut spec = h.spec("c1");
+            spec.command
+                .uris
+                .push(Uri::new("http://example.invalid/a.txt"));
+            spec.container
+                .as_mut()
+                .unwrap()
+                .docker
+                .as_mut()
+                .unwrap()
+                .image = "missing".into();
+            let gates: &Gates = match stage {
+                Op::Fetch => &h.fetch.gates,
+                Op::Mount => &h.mount,
+                _ => &h.engine.gates,
+            };
+            gates.hold(stage);
+            let launch = tokio::spawn({
+                let cz = h.cz.clone();
+                let id = id.clone();
+                async move { cz.launch(&id, spec).await }
+            });
+            gates.entered(stage, 1).await;
+            gates.release(stage);
+            // No await between the release and the destroy's state change.
+            let t = h.cz.destroy(&id).await.unwrap();
+            assert!(launch.await.unwrap().is_err());
+            assert!(
+                h.engine.calls(Op::Start).is_empty(),
+                "{stage:?}: started after destroy"
+            );
+            assert_eq!(h.engine.container_count(), 0);
+            assert!(t.status.is_none());
+            h.assert_clean();
+        });
+    }
+}
+
+#[test]
+fn destroy_running_container_stops_it_and_reports_killed() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        h.cz.launch(&id, h.spec("c1")).await.unwrap();
+        let t = h.cz.destroy(&id).await.unwrap();
+        assert_eq!(t.state, TaskState::Killed);
+        assert_eq!(t.message, messages::KILLED);
+        assert_eq!(t.status, Some(wait_status(143)));
+        assert_eq!(t.signaled_by(), Some(15));
+        assert_eq!(h.engine.calls(Op::Stop).len(), 1);
+        assert!(h.logs.drained.lock().unwrap().contains(&id));
+        // Containers are never auto-removed: it exists until the remove delay.
+        assert_eq!(h.engine.life("berth-c1"), Some(Life::Exited(143)));
+        assert!(matches!(
+            h.cz.usage(&id).await,
+            Err(Error::BeingDestroyed { .. })
+        ));
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn destroy_during_a_grace_period_can_be_cut_short_with_sigkill() {
+    paused_rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        let mut spec = h.spec("c1");
+        spec.kill_grace = Some(Duration::from_secs(600));
+        h.cz.launch(&id, spec).await.unwrap();
+        let docker_id = h.cz.status(&id).unwrap().docker_id.unwrap();
+        h.engine
+            .state
+            .lock()
+            .unwrap()
+            .ignores_sigterm
+            .insert(docker_id);
+        let destroy = tokio::spawn({
+            let cz = h.cz.clone();
+            let id = id.clone();
+            async move { cz.destroy(&id).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(h.cz.status(&id).unwrap().phase, Phase::Destroying);
+        assert!(h.cz.kill(&id, 9).await);
+        let t = destroy.await.unwrap().unwrap();
+        assert_eq!(t.state, TaskState::Killed);
+        assert_eq!(t.signaled_by(), Some(9));
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn kill_signals_and_a_kill_that_fails_is_retried() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        h.cz.launch(&id, h.spec("c1")).await.unwrap();
+        h.engine.fail_next(Op::Kill, transient("connection reset"));
+        h.engine.fail_next(Op::Kill, transient("connection reset"));
+        assert!(h.cz.kill(&id, 15).await);
+        let t = h.cz.wait(&id).await.unwrap();
+        assert_eq!(t.state, TaskState::Killed);
+        assert_eq!(t.message, messages::KILLED);
+        assert_eq!(t.signaled_by(), Some(15));
+        assert_eq!(h.engine.calls(Op::Kill).len(), 3, "retried until delivered");
+        assert!(!h.cz.kill(&id, 15).await, "already terminated");
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn a_stop_that_fails_is_retried_until_the_container_is_down() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        h.cz.launch(&id, h.spec("c1")).await.unwrap();
+        for _ in 0..3 {
+            h.engine.fail_next(Op::Stop, transient("daemon busy"));
+        }
+        let t = h.cz.destroy(&id).await.unwrap();
+        assert_eq!(t.state, TaskState::Killed);
+        assert_eq!(h.engine.calls(Op::Stop).len(), 4);
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn fetch_and_pull_failures_use_mesos_text() {
+    rt().block_on(async {
+        let h = Harness::new();
+        *h.fetch.failure.lock().unwrap() = Some("some error from fetch".into());
+        let id = Harness::id("c1");
+        let mut spec = h.spec("c1");
+        spec.command
+            .uris
+            .push(Uri::new("http://example.invalid/a.txt"));
+        let err = h.cz.launch(&id, spec).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Failed to launch container: some error from fetch"
+        );
+        let t = h.cz.wait(&id).await.unwrap();
+        assert_eq!(
+            t.message,
+            "Failed to launch container: some error from fetch"
+        );
+        assert_eq!(t.state, TaskState::Failed);
+        assert_eq!(t.reason, Some(Reason::ContainerLaunchFailed));
+
+        let id = Harness::id("c2");
+        let mut spec = h.spec("c2");
+        spec.container
+            .as_mut()
+            .unwrap()
+            .docker
+            .as_mut()
+            .unwrap()
+            .image = "missing".into();
+        h.engine.state.lock().unwrap().pull_scripts.insert(
+            "missing:latest".into(),
+            vec![PullStep::Fail(EngineError::new(
+                EngineErrorKind::Permanent,
+                "some error from docker pull",
+            ))],
+        );
+        h.cz.launch(&id, spec).await.unwrap_err();
+        let t = h.cz.wait(&id).await.unwrap();
+        assert_eq!(
+            t.message,
+            "Failed to launch container: some error from docker pull"
+        );
+        assert!(h.engine.calls(Op::Create).is_empty());
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn bad_specs_and_logger_settings_fail_the_launch_with_a_termination() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        let mut spec = h.spec("c1");
+        spec.container
+            .as_mut()
+            .unwrap()
+            .docker
+            .as_mut()
+            .unwrap()
+            .parameters
+            .push(crate::spec::Parameter {
+                key: "volumes-from".into(),
+                value: "x".into(),
+            });
+        let err = h.cz.launch(&id, spec).await.unwrap_err().to_string();
+        assert!(
+            err.starts_with("Failed to launch container: unknown Docker parameter 'volumes-from'"),
+            "{err}"
+        );
+        assert!(h
+            .cz
+            .wait(&id)
+            .await
+            .unwrap()
+            .message
+            .contains("supported parameters"));
+
+        let id = Harness::id("c2");
+        let mut spec = h.spec("c2");
+        spec.command = spec.command.env("CONTAINER_LOGGER_TYPO", "1");
+        let err = h.cz.launch(&id, spec).await.unwrap_err().to_string();
+        assert!(err.contains("CONTAINER_LOGGER_TYPO"), "{err}");
+        assert!(h.fetch.calls.lock().unwrap().is_empty());
+        assert!(h.engine.calls(Op::Create).is_empty());
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn create_and_start_failures_roll_back() {
+    rt().block_on(async {
+        let h = Harness::new();
+        h.engine.fail_next(
+            Op::Create,
+            EngineError::new(EngineErrorKind::Permanent, "invalid mount config"),
+        );
+        let err =
+            h.cz.launch(&Harness::id("c1"), h.spec("c1"))
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("failed to create container 'berth-c1': invalid mount config"),
+            "{err}"
+        );
+        h.engine.fail_next(
+            Op::Start,
+            EngineError::new(EngineErrorKind::Permanent, "exec format error"),
+        );
+        let err =
+            h.cz.launch(&Harness::id("c2"), h.spec("c2"))
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("failed to start container 'berth-c2': exec format error"),
+            "{err}"
+        );
+        assert_eq!(
+            h.engine.container_count(),
+            0,
+            "the created container was removed"
+        );
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn launch_deadline_bounds_everything_but_the_pull() {
+    paused_rt().block_on(async {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let h = Harness::with(FakeEngine::new(), dir, |d| Config { launch_timeout: Duration::from_secs(60), ..config(d) });
+        // A slow pull does not count against the launch deadline.
+        h.engine.state.lock().unwrap().pull_scripts.insert(
+            "slow:latest".into(),
+            vec![PullStep::Progress(1), PullStep::Sleep(Duration::from_secs(90)), PullStep::Progress(20)],
+        );
+        let mut spec = h.spec("c1");
+        spec.container.as_mut().unwrap().docker.as_mut().unwrap().image = "slow".into();
+        h.cz.launch(&Harness::id("c1"), spec).await.unwrap();
+        // A hung create does.
+        h.engine.gates.hold(Op::Create);
+        let err = h.cz.launch(&Harness::id("c2"), h.spec("c2")).await.unwrap_err().to_string();
+        assert_eq!(err, "Failed to launch container: the launch did not finish within 60s (timed out while creating the container)");
+        h.engine.gates.release(Op::Create);
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn pull_deadlines_inactivity_and_total() {
+    paused_rt().block_on(async {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let h = Harness::with(FakeEngine::new(), dir, |d| {
+            let mut c = config(d);
+            c.pull.inactivity_deadline = Duration::from_secs(120);
+            c.pull.total_deadline = Duration::from_secs(300);
+            c.pull.retries = 0;
+            c
+        });
+        h.engine.state.lock().unwrap().pull_scripts.insert(
+            "stalled:latest".into(),
+            vec![
+                PullStep::Progress(1),
+                PullStep::Sleep(Duration::from_secs(3600)),
+            ],
+        );
+        let trickle: Vec<PullStep> = (1..100)
+            .flat_map(|i| {
+                [
+                    PullStep::Progress(i),
+                    PullStep::Sleep(Duration::from_secs(60)),
+                ]
+            })
+            .collect();
+        h.engine
+            .state
+            .lock()
+            .unwrap()
+            .pull_scripts
+            .insert("trickle:latest".into(), trickle);
+        for (name, image, want) in [
+            (
+                "c1",
+                "stalled",
+                "pull of image 'stalled:latest' made no progress for 120s",
+            ),
+            (
+                "c2",
+                "trickle",
+                "pull of image 'trickle:latest' did not finish within its deadline of 300s",
+            ),
+        ] {
+            let mut spec = h.spec(name);
+            spec.container
+                .as_mut()
+                .unwrap()
+                .docker
+                .as_mut()
+                .unwrap()
+                .image = image.into();
+            let err =
+                h.cz.launch(&Harness::id(name), spec)
+                    .await
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                err.starts_with(&format!("Failed to launch container: {want}")),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            h.engine
+                .pulls_aborted
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn transient_pull_errors_are_retried() {
+    paused_rt().block_on(async {
+        let h = Harness::new();
+        h.engine.fail_next(Op::Pull, transient("registry 503"));
+        let mut spec = h.spec("c1");
+        spec.container
+            .as_mut()
+            .unwrap()
+            .docker
+            .as_mut()
+            .unwrap()
+            .image = "missing".into();
+        h.cz.launch(&Harness::id("c1"), spec).await.unwrap();
+        assert_eq!(
+            h.engine
+                .pulls_started
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn one_pull_per_image_shared_and_aborted_only_when_nobody_waits() {
+    rt().block_on(async {
+        let h = Harness::new();
+        h.engine.gates.hold(Op::Pull);
+        let mut launches = Vec::new();
+        for name in ["c1", "c2", "c3"] {
+            let mut spec = h.spec(name);
+            spec.container
+                .as_mut()
+                .unwrap()
+                .docker
+                .as_mut()
+                .unwrap()
+                .image = "shared".into();
+            let cz = h.cz.clone();
+            let id = Harness::id(name);
+            launches.push(tokio::spawn(async move { cz.launch(&id, spec).await }));
+        }
+        h.engine.gates.entered(Op::Pull, 1).await;
+        for name in ["c1", "c2", "c3"] {
+            while h.cz.status(&Harness::id(name)).unwrap().phase != Phase::Pulling {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        // Past the PULLING checkpoint write and into the shared pull.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            h.engine
+                .pulls_started
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one pull for three launches"
+        );
+        // Destroying one waiter leaves the pull to the others.
+        h.cz.destroy(&Harness::id("c1")).await.unwrap();
+        assert_eq!(
+            h.engine
+                .pulls_aborted
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+        h.engine.gates.release(Op::Pull);
+        let results: Vec<_> = futures_util::future::join_all(launches)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(results[0].is_err());
+        assert_eq!(results[1].as_ref().unwrap(), &Launched::Launched);
+        assert_eq!(results[2].as_ref().unwrap(), &Launched::Launched);
+
+        // Every waiter destroyed: the pull is aborted.
+        h.engine.gates.hold(Op::Pull);
+        for name in ["c4", "c5"] {
+            let mut spec = h.spec(name);
+            spec.container
+                .as_mut()
+                .unwrap()
+                .docker
+                .as_mut()
+                .unwrap()
+                .image = "other".into();
+            let cz = h.cz.clone();
+            let id = Harness::id(name);
+            tokio::spawn(async move { cz.launch(&id, spec).await });
+        }
+        h.engine.gates.entered(Op::Pull, 1).await;
+        for name in ["c4", "c5"] {
+            while h.cz.status(&Harness::id(name)).unwrap().phase != Phase::Pulling {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            h.engine
+                .pulls_started
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+        h.cz.destroy(&Harness::id("c4")).await.unwrap();
+        assert_eq!(
+            h.engine
+                .pulls_aborted
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+        h.cz.destroy(&Harness::id("c5")).await.unwrap();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            h.engine
+                .pulls_aborted
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        h.engine.gates.release(Op::Pull);
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn parallel_pulls_are_limited() {
+    rt().block_on(async {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let h = Harness::with(FakeEngine::new(), dir, |d| {
+            let mut c = config(d);
+            c.pull.max_parallel = 1;
+            c
+        });
+        h.engine.gates.hold(Op::Pull);
+        let mut launches = Vec::new();
+        for (name, image) in [("c1", "a"), ("c2", "b")] {
+            let mut spec = h.spec(name);
+            spec.container
+                .as_mut()
+                .unwrap()
+                .docker
+                .as_mut()
+                .unwrap()
+                .image = image.into();
+            let cz = h.cz.clone();
+            let id = Harness::id(name);
+            launches.push(tokio::spawn(async move { cz.launch(&id, spec).await }));
+        }
+        h.engine.gates.entered(Op::Pull, 1).await;
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            h.engine
+                .pulls_started
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the second pull waits for a slot"
+        );
+        h.engine.gates.release(Op::Pull);
+        for l in launches {
+            l.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            h.engine
+                .pulls_started
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+    });
+}
+
+#[test]
+fn status_shows_pull_progress() {
+    rt().block_on(async {
+        let h = Harness::new();
+        h.engine.state.lock().unwrap().pull_scripts.insert(
+            "img:latest".into(),
+            vec![
+                PullStep::Progress(7),
+                PullStep::Sleep(Duration::from_secs(3600)),
+            ],
+        );
+        let mut spec = h.spec("c1");
+        spec.container
+            .as_mut()
+            .unwrap()
+            .docker
+            .as_mut()
+            .unwrap()
+            .image = "img".into();
+        let id = Harness::id("c1");
+        let cz = h.cz.clone();
+        let id2 = id.clone();
+        tokio::spawn(async move { cz.launch(&id2, spec).await });
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if let Some(p) = h.cz.status(&id).unwrap().pull {
+                assert_eq!(p.downloaded, 7);
+                break;
+            }
+        }
+        assert_eq!(h.cz.status(&id).unwrap().phase, Phase::Pulling);
+        h.cz.destroy(&id).await.unwrap();
+    });
+}
+
+#[test]
+fn oom_is_a_memory_limitation() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        let mut spec = h.spec("c1");
+        spec.resources.mem_mb = Some(64.0);
+        h.cz.launch(&id, spec).await.unwrap();
+        h.engine.exit("berth-c1", 137, true);
+        let t = h.cz.wait(&id).await.unwrap();
+        assert_eq!(t.reason, Some(Reason::ContainerLimitationMemory));
+        assert_eq!(t.state, TaskState::Failed);
+        assert!(t
+            .limitation
+            .as_ref()
+            .unwrap()
+            .message
+            .contains(&(64u64 << 20).to_string()));
+        // Exit 137 without OOMKilled is not an OOM.
+        let id = Harness::id("c2");
+        h.cz.launch(&id, h.spec("c2")).await.unwrap();
+        h.engine.exit("berth-c2", 137, false);
+        assert_eq!(h.cz.wait(&id).await.unwrap().reason, None);
+    });
+}
+
+#[test]
+fn usage_update_and_remove() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        let mut spec = h.spec("c1");
+        spec.resources.cpus = Some(1.0);
+        spec.resources.mem_mb = Some(1024.0);
+        spec.limits.cpus = Some(crate::Limit::Finite(2.0));
+        spec.limits.mem_mb = Some(crate::Limit::Finite(2048.0));
+        h.cz.launch(&id, spec).await.unwrap();
+        let u = h.cz.usage(&id).await.unwrap();
+        assert_eq!((u.cpus_soft_limit, u.cpus_limit), (Some(1.0), Some(2.0)));
+        assert_eq!(
+            (u.mem_soft_limit_bytes, u.mem_limit_bytes),
+            (Some(1 << 30), Some(2 << 30))
+        );
+        assert_eq!(u.cpus_user_time_secs, Some(1.0));
+        assert_eq!(u.mem_rss_bytes, Some(5 << 20));
+        assert!(u.timestamp > 1.0e9);
+
+        // Raise, then lower memory: both go to Docker, with the swap limit alongside.
+        let res = |mem| Resources {
+            cpus: Some(0.5),
+            mem_mb: Some(mem),
+            ports: vec![],
+        };
+        h.cz.update(&id, res(512.0), Limits::default())
+            .await
+            .unwrap();
+        h.cz.update(&id, res(128.0), Limits::default())
+            .await
+            .unwrap();
+        let updates = h.engine.state.lock().unwrap().updates.clone();
+        assert_eq!(updates.len(), 2);
+        assert_eq!(
+            (updates[0].1.memory, updates[0].1.memory_swap),
+            (Some(512 << 20), Some(512 << 20))
+        );
+        assert_eq!(
+            (updates[1].1.memory, updates[1].1.cpu_shares),
+            (Some(128 << 20), Some(512))
+        );
+        let u = h.cz.usage(&id).await.unwrap();
+        assert_eq!(
+            u.mem_limit_bytes,
+            Some(128 << 20),
+            "usage reports the updated limits"
+        );
+
+        assert!(matches!(
+            h.cz.remove(&id).await,
+            Err(Error::NotTerminated { .. })
+        ));
+        h.cz.destroy(&id).await.unwrap();
+        let e = h.cz.usage(&id).await.unwrap_err();
+        assert_eq!(e.to_string(), "Container is being removed: c1");
+        assert!(matches!(
+            h.cz.update(&id, res(64.0), Limits::default()).await,
+            Err(Error::BeingDestroyed { .. })
+        ));
+        let ckpt = h.dir.path().join("work/containers/c1/state.json");
+        assert!(ckpt.exists());
+        h.cz.remove(&id).await.unwrap();
+        assert!(!ckpt.exists());
+        assert_eq!(h.engine.container_count(), 0);
+        assert!(h.cz.containers().is_empty());
+        assert!(h.cz.wait(&id).await.is_none());
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn usage_before_running_says_so() {
+    rt().block_on(async {
+        let h = Harness::new();
+        h.engine.gates.hold(Op::Create);
+        let id = Harness::id("c1");
+        let cz = h.cz.clone();
+        let (id2, spec) = (id.clone(), h.spec("c1"));
+        tokio::spawn(async move { cz.launch(&id2, spec).await });
+        h.engine.gates.entered(Op::Create, 1).await;
+        let e = h.cz.usage(&id).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Container c1 has no running process yet (it is RUNNING)"
+        );
+        h.engine.gates.release(Op::Create);
+    });
+}
+
+#[test]
+fn remove_delay_zero_removes_right_after_the_termination() {
+    rt().block_on(async {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let h = Harness::with(FakeEngine::new(), dir, |d| Config {
+            remove_delay: Duration::ZERO,
+            ..config(d)
+        });
+        let id = Harness::id("c1");
+        h.cz.launch(&id, h.spec("c1")).await.unwrap();
+        h.cz.destroy(&id).await.unwrap();
+        for _ in 0..200 {
+            if h.cz.containers().is_empty() && h.engine.container_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(h.cz.containers().is_empty());
+        assert_eq!(h.engine.container_count(), 0);
+        assert!(!h.dir.path().join("work/containers/c1").exists());
+    });
+}
+
+/// Runs `f` on a runtime that is then dropped with every task in flight: the agent's SIGKILL.
+fn crash<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
+    let rt = rt();
+    rt.block_on(f());
+    drop(rt);
+}
+
+#[test]
+fn recovery_reattaches_running_and_reports_exited_ones() {
+    let h = Harness::new();
+    crash(|| async {
+        h.cz.launch(&Harness::id("run"), h.spec("run"))
+            .await
+            .unwrap();
+        h.cz.launch(&Harness::id("gone"), h.spec("gone"))
+            .await
+            .unwrap();
+    });
+    // While the agent is down, one exits with 3.
+    h.engine.exit("berth-gone", 3, false);
+    rt().block_on(async {
+        let h2 = h.restart(config);
+        h2.logs
+            .resume
+            .lock()
+            .unwrap()
+            .insert(Harness::id("run"), std::time::SystemTime::UNIX_EPOCH);
+        let report = h2.cz.recover().await.unwrap();
+        assert_eq!(report.reattached, [Harness::id("run")]);
+        assert_eq!(report.exited_while_down, [Harness::id("gone")]);
+        assert!(report.orphans.is_empty());
+        let t = h2.cz.wait(&Harness::id("gone")).await.unwrap();
+        assert_eq!(t.state, TaskState::Failed);
+        assert_eq!(
+            t.exited_with(),
+            Some(3),
+            "the real exit status from inspect"
+        );
+        assert_eq!(t.message, messages::TERMINATED);
+        assert_eq!(
+            h2.cz.status(&Harness::id("run")).unwrap().phase,
+            Phase::Running
+        );
+        assert!(
+            h2.logs
+                .since_seen
+                .lock()
+                .unwrap()
+                .contains(&Some(std::time::SystemTime::UNIX_EPOCH)),
+            "the logger resumes"
+        );
+        h2.engine.exit("berth-run", 0, false);
+        let t = h2.cz.wait(&Harness::id("run")).await.unwrap();
+        assert_eq!(t.state, TaskState::Finished);
+        h2.assert_clean();
+    });
+}
+
+/// SIGKILL of the agent with a launch held in each stage, then recovery: rolled back, nothing
+/// left half-made.
+#[test]
+fn recovery_rolls_back_launches_caught_in_each_stage() {
+    for stage in [Op::Fetch, Op::Pull, Op::Mount, Op::Create, Op::Start] {
+        let h = Harness::new();
+        crash(|| async {
+            let mut spec = h.spec("c1");
+            spec.command
+                .uris
+                .push(Uri::new("http://example.invalid/a.txt"));
+            spec.container
+                .as_mut()
+                .unwrap()
+                .docker
+                .as_mut()
+                .unwrap()
+                .image = "missing".into();
+            spec.container.as_mut().unwrap().volumes.push(Volume {
+                container_path: "/data".into(),
+                host_path: Some("vol".into()),
+                mode: VolumeMode::Rw,
+                source: None,
+            });
+            let gates: &Gates = match stage {
+                Op::Fetch => &h.fetch.gates,
+                Op::Mount => &h.mount,
+                _ => &h.engine.gates,
+            };
+            gates.hold(stage);
+            let cz = h.cz.clone();
+            tokio::spawn(async move { cz.launch(&Harness::id("c1"), spec).await });
+            gates.entered(stage, 1).await;
+            // Let the checkpoint of this stage land.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        });
+        h.engine.gates.release_all();
+        rt().block_on(async {
+            let h2 = h.restart(config);
+            let report = h2.cz.recover().await.unwrap();
+            assert_eq!(
+                report.rolled_back,
+                [Harness::id("c1")],
+                "{stage:?}: {report:?}"
+            );
+            let t = h2.cz.wait(&Harness::id("c1")).await.unwrap();
+            assert!(
+                t.message
+                    .starts_with("Failed to launch container: the agent restarted while"),
+                "{stage:?}: {}",
+                t.message
+            );
+            assert_eq!(
+                h2.engine.container_count(),
+                0,
+                "{stage:?}: half-made container left"
+            );
+            if stage == Op::Create || stage == Op::Start || stage == Op::Mount {
+                assert!(
+                    !h.sandbox("c1").join("vol").exists(),
+                    "{stage:?}: volume dir left"
+                );
+            }
+            h2.assert_clean();
+        });
+    }
+}
+
+#[test]
+fn recovery_finishes_a_destroy_in_progress_and_keeps_terminations() {
+    let h = Harness::new();
+    crash(|| async {
+        h.cz.launch(&Harness::id("done"), h.spec("done"))
+            .await
+            .unwrap();
+        h.cz.destroy(&Harness::id("done")).await.unwrap();
+        h.cz.launch(&Harness::id("dying"), h.spec("dying"))
+            .await
+            .unwrap();
+        h.engine.gates.hold(Op::Stop);
+        let cz = h.cz.clone();
+        tokio::spawn(async move { cz.destroy(&Harness::id("dying")).await });
+        h.engine.gates.entered(Op::Stop, 1).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    });
+    h.engine.gates.release_all();
+    rt().block_on(async {
+        let h2 = h.restart(config);
+        let report = h2.cz.recover().await.unwrap();
+        assert_eq!(report.terminated, [Harness::id("done")]);
+        assert_eq!(report.reattached, [Harness::id("dying")]);
+        let t = h2.cz.wait(&Harness::id("dying")).await.unwrap();
+        assert_eq!(t.message, messages::KILLED);
+        assert_eq!(t.state, TaskState::Killed);
+        let t = h2.cz.wait(&Harness::id("done")).await.unwrap();
+        assert_eq!(t.state, TaskState::Killed);
+        h2.assert_clean();
+    });
+}
+
+#[test]
+fn recovery_reports_a_vanished_container_as_lost() {
+    let h = Harness::new();
+    crash(|| async {
+        h.cz.launch(&Harness::id("c1"), h.spec("c1")).await.unwrap();
+    });
+    let docker_id = h
+        .engine
+        .state
+        .lock()
+        .unwrap()
+        .containers
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    h.engine.state.lock().unwrap().containers.remove(&docker_id);
+    rt().block_on(async {
+        let h2 = h.restart(config);
+        let report = h2.cz.recover().await.unwrap();
+        assert_eq!(report.lost, [Harness::id("c1")]);
+        let t = h2.cz.wait(&Harness::id("c1")).await.unwrap();
+        assert_eq!(t.state, TaskState::Lost);
+        assert_eq!(t.status, None);
+    });
+}
+
+#[test]
+fn orphans_foreign_and_malformed_containers() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let me = crate::AgentId::new("agent-1").unwrap();
+        let other = crate::AgentId::new("agent-2").unwrap();
+        let hour = Duration::from_secs(3600);
+        let old_orphan = h.engine.add_container(
+            "berth-orphan",
+            labels::own_labels(&me, &Harness::id("orphan")),
+            Life::Running,
+            hour,
+        );
+        let young_orphan = h.engine.add_container(
+            "berth-young",
+            labels::own_labels(&me, &Harness::id("young")),
+            Life::Running,
+            Duration::ZERO,
+        );
+        let foreign = h.engine.add_container(
+            "berth-x",
+            labels::own_labels(&other, &Harness::id("x")),
+            Life::Running,
+            hour,
+        );
+        let mut bad = labels::own_labels(&me, &Harness::id("y"));
+        bad.insert(labels::CONTAINER_ID.into(), "not/a valid id".into());
+        let malformed = h
+            .engine
+            .add_container("berth-bad", bad, Life::Running, hour);
+        let unlabelled =
+            h.engine
+                .add_container("berth-plain", BTreeMap::new(), Life::Running, hour);
+        // A checkpoint written by another agent id is never adopted.
+        let rec = crate::checkpoint::Record {
+            version: crate::checkpoint::VERSION,
+            container_id: Harness::id("x"),
+            agent_id: other.clone(),
+            name: "berth-x".into(),
+            spec: h.spec("x"),
+            phase: Phase::Running,
+            teardown_from: None,
+            docker_id: Some(foreign.clone()),
+            killed: false,
+            created_dirs: vec![],
+            termination: None,
+            terminated_at: None,
+        };
+        h.cz.inner.store.save(&rec).unwrap();
+
+        let report = h.cz.recover().await.unwrap();
+        assert_eq!(report.foreign_checkpoints, [Harness::id("x")]);
+        assert_eq!(
+            report.malformed.as_slice(),
+            std::slice::from_ref(&malformed)
+        );
+        let mut actions: Vec<(String, OrphanAction)> = report
+            .orphans
+            .iter()
+            .map(|o| (o.docker_id.clone(), o.action.clone()))
+            .collect();
+        actions.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert!(
+            actions.contains(&(old_orphan.clone(), OrphanAction::Removed)),
+            "{actions:?}"
+        );
+        assert!(
+            actions.iter().any(|(d, a)| d == &young_orphan
+                && matches!(a, OrphanAction::Deferred(w) if *w <= Duration::from_secs(60))),
+            "{actions:?}"
+        );
+        assert_eq!(h.engine.life(&old_orphan), None, "old orphan removed");
+        assert_eq!(
+            h.engine.life(&young_orphan),
+            Some(Life::Running),
+            "young orphan waits for its grace"
+        );
+        for untouched in [&foreign, &malformed, &unlabelled] {
+            assert_eq!(h.engine.life(untouched), Some(Life::Running));
+        }
+        assert!(h.cz.containers().is_empty());
+    });
+}
+
+#[test]
+fn orphan_dry_run_and_disabled_policy_touch_nothing() {
+    rt().block_on(async {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let h = Harness::with(FakeEngine::new(), dir, |d| {
+            let mut c = config(d);
+            c.orphans.dry_run = true;
+            c
+        });
+        let me = crate::AgentId::new("agent-1").unwrap();
+        let id = h.engine.add_container(
+            "berth-o",
+            labels::own_labels(&me, &Harness::id("o")),
+            Life::Running,
+            Duration::from_secs(3600),
+        );
+        let report = h.cz.recover().await.unwrap();
+        assert_eq!(report.orphans[0].action, OrphanAction::WouldRemove);
+        assert_eq!(h.engine.life(&id), Some(Life::Running));
+        let h2 = h.restart(|d| {
+            let mut c = config(d);
+            c.orphans.kill = false;
+            c
+        });
+        assert_eq!(
+            h2.cz.reap_orphans().await.unwrap()[0].action,
+            OrphanAction::Kept
+        );
+        assert_eq!(h.engine.life(&id), Some(Life::Running));
+        let h3 = h.restart(config);
+        assert_eq!(
+            h3.cz.reap_orphans().await.unwrap()[0].action,
+            OrphanAction::Removed
+        );
+        assert_eq!(h.engine.life(&id), None);
+    });
+}
+
+#[test]
+fn two_agents_on_one_engine_leave_each_other_alone() {
+    rt().block_on(async {
+        let engine = FakeEngine::new();
+        let a = Harness::with(
+            engine.clone(),
+            Arc::new(tempfile::tempdir().unwrap()),
+            config,
+        );
+        let b = Harness::with(
+            engine.clone(),
+            Arc::new(tempfile::tempdir().unwrap()),
+            |d| {
+                let mut c = config(d);
+                c.agent_id = crate::AgentId::new("agent-2").unwrap();
+                c.name_prefix = "berth2".into();
+                c
+            },
+        );
+        a.cz.launch(&Harness::id("c1"), a.spec("c1")).await.unwrap();
+        b.cz.launch(&Harness::id("c1"), b.spec("c1")).await.unwrap();
+        let a2 = a.restart(config);
+        let report = a2.cz.recover().await.unwrap();
+        assert_eq!(report.reattached, [Harness::id("c1")]);
+        assert!(report.orphans.is_empty());
+        assert_eq!(b.cz.reap_orphans().await.unwrap(), vec![]);
+        assert_eq!(engine.life("berth2-c1"), Some(Life::Running));
+        assert_eq!(engine.life("berth-c1"), Some(Life::Running));
+    });
+}
+
+#[test]
+fn checkpoints_follow_the_phases() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        h.engine.gates.hold(Op::Start);
+        let cz = h.cz.clone();
+        let (id2, spec) = (id.clone(), h.spec("c1"));
+        let launch = tokio::spawn(async move { cz.launch(&id2, spec).await });
+        h.engine.gates.entered(Op::Start, 1).await;
+        let rec = h.cz.inner.store.load(&id).unwrap().unwrap();
+        assert_eq!(rec.phase, Phase::Running);
+        assert!(
+            rec.docker_id.is_some(),
+            "the Docker id is checkpointed before start"
+        );
+        h.engine.gates.release(Op::Start);
+        launch.await.unwrap().unwrap();
+        h.engine.exit("berth-c1", 0, false);
+        h.cz.wait(&id).await.unwrap();
+        // The termination is checkpointed right after it is published.
+        let mut rec = h.cz.inner.store.load(&id).unwrap().unwrap();
+        for _ in 0..500 {
+            if rec.termination.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            rec = h.cz.inner.store.load(&id).unwrap().unwrap();
+        }
+        assert_eq!(rec.termination.unwrap().state, TaskState::Finished);
+        assert!(rec.terminated_at.is_some());
+    });
+}

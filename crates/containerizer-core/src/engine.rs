@@ -1,0 +1,285 @@
+//! The narrow Docker seam the containerizer is written against: [`Engine`].
+//!
+//! Only the operations the containerizer needs, in its own types. The real implementation over
+//! the Engine API is [`DockerEngine`](crate::DockerEngine); unit tests use an in-memory engine, so
+//! every state x event interleaving can be driven deterministically without a daemon.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use serde::{Deserialize, Serialize};
+
+use crate::mapping::CreateSpec;
+
+/// A boxed, sendable future.
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, sendable stream.
+pub type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
+
+/// What kind of Docker failure happened; decides retries and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineErrorKind {
+    /// The container or image does not exist.
+    NotFound,
+    /// A conflict (name in use, container running, ...).
+    Conflict,
+    /// Retrying may help (connection lost, timeout, daemon 5xx).
+    Transient,
+    /// Retrying will not help.
+    Permanent,
+}
+
+/// A Docker operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EngineError {
+    /// The kind.
+    pub kind: EngineErrorKind,
+    /// The message (the daemon's text, with what was being done).
+    pub message: String,
+}
+
+impl EngineError {
+    /// An error of `kind`.
+    pub fn new(kind: EngineErrorKind, message: impl Into<String>) -> EngineError {
+        EngineError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the thing asked for does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == EngineErrorKind::NotFound
+    }
+
+    /// Whether retrying may help.
+    pub fn is_transient(&self) -> bool {
+        self.kind == EngineErrorKind::Transient
+    }
+}
+
+/// What `inspect` tells about a container.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inspected {
+    /// Docker's id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// `State.Status`: `created`, `running`, `exited`, ...
+    pub status: String,
+    /// `State.Running`.
+    pub running: bool,
+    /// `State.Pid` (None when 0).
+    pub pid: Option<u32>,
+    /// `State.ExitCode`.
+    pub exit_code: i64,
+    /// `State.OOMKilled`.
+    pub oom_killed: bool,
+    /// Whether it was ever started (`State.StartedAt` is not the zero time).
+    pub ever_started: bool,
+    /// `Config.Tty` (decides how its logs are framed).
+    pub tty: bool,
+    /// IP addresses of its networks.
+    pub ip_addresses: Vec<String>,
+    /// `HostConfig.Memory` (0 when unlimited).
+    pub memory_limit: Option<u64>,
+    /// `Config.StopSignal`.
+    pub stop_signal: Option<String>,
+    /// When it was created.
+    pub created: Option<SystemTime>,
+}
+
+/// One row of `list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSummary {
+    /// Docker's id.
+    pub id: String,
+    /// Names without the leading `/`.
+    pub names: Vec<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// `State`: `created`, `running`, `exited`, ...
+    pub state: String,
+    /// Creation time.
+    pub created: Option<SystemTime>,
+}
+
+/// A snapshot of a pull's progress, summed over layers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PullProgress {
+    /// Layers announced.
+    pub layers: usize,
+    /// Layers finished (pulled or already present).
+    pub layers_done: usize,
+    /// Bytes downloaded.
+    pub downloaded: u64,
+    /// Bytes to download, as far as known.
+    pub download_total: u64,
+    /// Bytes extracted.
+    pub extracted: u64,
+    /// The latest status line.
+    pub status: String,
+}
+
+impl PullProgress {
+    /// Whether `self` shows any progress over `before` (bytes, layers, or a new status; Extracting
+    /// counts, so a long unpack is not mistaken for a hung pull).
+    pub fn advanced_from(&self, before: &PullProgress) -> bool {
+        self.downloaded != before.downloaded
+            || self.extracted != before.extracted
+            || self.layers_done != before.layers_done
+            || self.layers != before.layers
+            || self.status != before.status
+    }
+}
+
+impl fmt::Display for PullProgress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} layers, {}/{} bytes downloaded, {} extracted",
+            self.layers_done, self.layers, self.downloaded, self.download_total, self.extracted
+        )
+    }
+}
+
+/// Which output stream a log chunk is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputKind {
+    /// stdout (and everything of a TTY container).
+    Stdout,
+    /// stderr.
+    Stderr,
+}
+
+/// A piece of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// Which stream.
+    pub kind: OutputKind,
+    /// Docker's timestamp for the entry (logs requested with timestamps).
+    pub timestamp: Option<SystemTime>,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// One-shot statistics of a running container, in the daemon's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatsSample {
+    /// Time in user mode, nanoseconds.
+    pub cpu_user_ns: Option<u64>,
+    /// Time in kernel mode, nanoseconds.
+    pub cpu_system_ns: Option<u64>,
+    /// CFS periods.
+    pub cfs_periods: Option<u64>,
+    /// Throttled CFS periods.
+    pub cfs_throttled_periods: Option<u64>,
+    /// Throttled time, nanoseconds.
+    pub cfs_throttled_ns: Option<u64>,
+    /// Memory usage as Docker reports it.
+    pub mem_usage: Option<u64>,
+    /// `memory_stats.stats` (cgroup v1: `rss`, `cache`, ...; v2: `anon`, `file`, ...).
+    pub mem_stats: BTreeMap<String, u64>,
+    /// `pids_stats.current`: tasks (threads) in the cgroup.
+    pub tasks: Option<u64>,
+    /// Network counters summed over interfaces: rx/tx bytes, packets, errors, dropped.
+    pub net: Option<NetCounters>,
+}
+
+/// Network counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetCounters {
+    /// Received bytes.
+    pub rx_bytes: u64,
+    /// Sent bytes.
+    pub tx_bytes: u64,
+    /// Received packets.
+    pub rx_packets: u64,
+    /// Sent packets.
+    pub tx_packets: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Send errors.
+    pub tx_errors: u64,
+    /// Dropped on receive.
+    pub rx_dropped: u64,
+    /// Dropped on send.
+    pub tx_dropped: u64,
+}
+
+/// A live resource change (`POST /containers/{id}/update`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResourceUpdate {
+    /// `CpuShares`.
+    pub cpu_shares: Option<i64>,
+    /// `CpuQuota` (-1 removes it).
+    pub cpu_quota: Option<i64>,
+    /// `CpuPeriod`.
+    pub cpu_period: Option<i64>,
+    /// `Memory` (hard limit).
+    pub memory: Option<i64>,
+    /// `MemoryReservation`.
+    pub memory_reservation: Option<i64>,
+    /// `MemorySwap`; sent with `memory` so raising and lowering both work.
+    pub memory_swap: Option<i64>,
+}
+
+/// The Docker operations the containerizer uses.
+///
+/// Futures borrow `self` and their arguments; streams are `'static` so they can outlive the call
+/// (dropping a pull stream must abort the daemon-side pull).
+pub trait Engine: Send + Sync + 'static {
+    /// Whether `image` exists locally.
+    fn image_present<'a>(&'a self, image: &'a str) -> BoxFut<'a, Result<bool, EngineError>>;
+    /// Pulls `image`; the stream ends when the pull is complete. Dropping it aborts the pull.
+    fn pull(&self, image: &str) -> BoxStream<'static, Result<PullProgress, EngineError>>;
+    /// Creates a container named `name`; returns Docker's id.
+    fn create<'a>(
+        &'a self,
+        name: &'a str,
+        spec: &'a CreateSpec,
+    ) -> BoxFut<'a, Result<String, EngineError>>;
+    /// Starts a created container.
+    fn start<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), EngineError>>;
+    /// Inspects a container by id or name.
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<Inspected, EngineError>>;
+    /// Waits until the container is not running; returns its exit code.
+    fn wait<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<i64, EngineError>>;
+    /// Sends `signal` (a number) to the container's main process.
+    fn kill<'a>(&'a self, id: &'a str, signal: i32) -> BoxFut<'a, Result<(), EngineError>>;
+    /// Stops the container: its stop signal, then SIGKILL after `grace`.
+    fn stop<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFut<'a, Result<(), EngineError>>;
+    /// Removes the container (forced, with its anonymous volumes); a missing one is success.
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), EngineError>>;
+    /// Every container (running or not) that carries the label `key` (any value).
+    fn list_labelled<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFut<'a, Result<Vec<ContainerSummary>, EngineError>>;
+    /// Follows the container's output from `since` (the start when `None`) until it exits.
+    fn logs(
+        &self,
+        id: &str,
+        tty: bool,
+        since: Option<SystemTime>,
+    ) -> BoxStream<'static, Result<OutputChunk, EngineError>>;
+    /// One-shot statistics.
+    fn stats<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<StatsSample, EngineError>>;
+    /// Number of processes in the container.
+    fn processes<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<u64, EngineError>>;
+    /// Changes resources live.
+    fn update<'a>(
+        &'a self,
+        id: &'a str,
+        update: &'a ResourceUpdate,
+    ) -> BoxFut<'a, Result<(), EngineError>>;
+}

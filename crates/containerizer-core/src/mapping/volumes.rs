@@ -1,0 +1,356 @@
+//! Volumes to mounts, with Mesos's path rules and Berth's host-path allow list.
+//!
+//! - the sandbox is always bind-mounted read-write at the mapped sandbox directory;
+//! - a relative host path lives inside the sandbox (never escaping it) and is created during
+//!   MOUNTING if missing;
+//! - a relative container path lives under the mapped sandbox directory;
+//! - both relative is an error (Mesos's rule);
+//! - an absolute host path must be under one of the roots the agent allows;
+//! - a DOCKER_VOLUME source becomes a named volume mount with its driver.
+//!
+//! Everything goes through the API's `Mounts`, so ':' in a path needs no workaround (Mesos had
+//! to symlink sandboxes with ':' because the CLI's `-v a:b:mode` syntax splits on it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use super::create::{MountKind, MountSpec};
+use super::SpecError;
+use crate::spec::{Volume, VolumeMode, VolumeSource};
+
+/// The mounts of a container and the host directories MOUNTING must create.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumePlan {
+    /// Mounts, the sandbox first.
+    pub mounts: Vec<MountSpec>,
+    /// Directories inside the sandbox to create before the container starts.
+    pub sandbox_dirs: Vec<PathBuf>,
+}
+
+/// Plans the mounts for `volumes`.
+pub fn plan(
+    volumes: &[Volume],
+    sandbox: &Path,
+    mapped: &str,
+    allowed_roots: &[PathBuf],
+) -> Result<VolumePlan, SpecError> {
+    let mut plan = VolumePlan::default();
+    plan.mounts.push(MountSpec {
+        kind: MountKind::Bind,
+        source: sandbox.to_string_lossy().into_owned(),
+        target: mapped.to_owned(),
+        read_only: false,
+        driver: None,
+        driver_options: BTreeMap::new(),
+    });
+    let mut drivers: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for v in volumes {
+        let container_rel = !v.container_path.starts_with('/');
+        let target = if container_rel {
+            let rel =
+                relative_inside(&v.container_path).map_err(|reason| SpecError::BadVolume {
+                    path: v.container_path.clone(),
+                    reason,
+                })?;
+            format!("{}/{}", mapped.trim_end_matches('/'), rel.display())
+        } else {
+            if has_parent(Path::new(&v.container_path)) {
+                return Err(SpecError::BadVolume {
+                    path: v.container_path.clone(),
+                    reason: "'..' is not allowed".into(),
+                });
+            }
+            v.container_path.clone()
+        };
+        let read_only = v.mode == VolumeMode::Ro;
+        let mount = match (&v.source, &v.host_path) {
+            (
+                Some(VolumeSource::DockerVolume {
+                    name,
+                    driver,
+                    driver_options,
+                }),
+                _,
+            ) => {
+                if name.is_empty() {
+                    return Err(SpecError::BadVolume {
+                        path: v.container_path.clone(),
+                        reason: "the Docker volume name is empty".into(),
+                    });
+                }
+                match drivers.get(name) {
+                    Some(existing) if existing != driver => {
+                        return Err(SpecError::ConflictingVolumeDrivers {
+                            name: name.clone(),
+                            first: existing.clone().unwrap_or_else(|| "local".into()),
+                            second: driver.clone().unwrap_or_else(|| "local".into()),
+                        })
+                    }
+                    _ => drivers.insert(name.clone(), driver.clone()),
+                };
+                MountSpec {
+                    kind: MountKind::Volume,
+                    source: name.clone(),
+                    target,
+                    read_only,
+                    driver: driver.clone(),
+                    driver_options: driver_options.clone(),
+                }
+            }
+            (None, None) => {
+                return Err(SpecError::NoVolumeSource {
+                    container_path: v.container_path.clone(),
+                })
+            }
+            (None, Some(host)) => {
+                let source = if host.starts_with('/') {
+                    let p = Path::new(host);
+                    if has_parent(p) {
+                        return Err(SpecError::BadVolume {
+                            path: host.clone(),
+                            reason: "'..' is not allowed".into(),
+                        });
+                    }
+                    if !allowed_roots.iter().any(|root| p.starts_with(root)) {
+                        return Err(SpecError::HostPathNotAllowed {
+                            path: host.clone(),
+                            allowed: if allowed_roots.is_empty() {
+                                "none (absolute host paths are disabled)".into()
+                            } else {
+                                allowed_roots
+                                    .iter()
+                                    .map(|r| r.display().to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            },
+                        });
+                    }
+                    p.to_path_buf()
+                } else {
+                    if container_rel {
+                        return Err(SpecError::BothPathsRelative {
+                            host: host.clone(),
+                            container: v.container_path.clone(),
+                        });
+                    }
+                    let rel = relative_inside(host).map_err(|reason| SpecError::BadVolume {
+                        path: host.clone(),
+                        reason,
+                    })?;
+                    let dir = sandbox.join(rel);
+                    plan.sandbox_dirs.push(dir.clone());
+                    dir
+                };
+                MountSpec {
+                    kind: MountKind::Bind,
+                    source: source.to_string_lossy().into_owned(),
+                    target,
+                    read_only,
+                    driver: None,
+                    driver_options: BTreeMap::new(),
+                }
+            }
+        };
+        plan.mounts.push(mount);
+    }
+    let mut seen = BTreeSet::new();
+    for m in &plan.mounts {
+        if !seen.insert(m.target.trim_end_matches('/').to_owned()) {
+            return Err(SpecError::BadVolume {
+                path: m.target.clone(),
+                reason: "two volumes are mounted at this path".into(),
+            });
+        }
+    }
+    Ok(plan)
+}
+
+fn has_parent(p: &Path) -> bool {
+    p.components().any(|c| c == Component::ParentDir)
+}
+
+/// A relative path that stays inside its base: no `..`, no root, not empty.
+fn relative_inside(path: &str) -> Result<PathBuf, String> {
+    let mut out = PathBuf::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("'..' would leave the sandbox".into()),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("expected a relative path".into())
+            }
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err("the path is empty".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPPED: &str = "/mnt/mesos/sandbox";
+
+    fn vol(container: &str, host: Option<&str>, mode: VolumeMode) -> Volume {
+        Volume {
+            container_path: container.into(),
+            host_path: host.map(Into::into),
+            mode,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn sandbox_always_mounted_first_even_with_colon() {
+        let p = plan(&[], Path::new("/work/sb:colon"), MAPPED, &[]).unwrap();
+        assert_eq!(p.mounts.len(), 1);
+        assert_eq!(p.mounts[0].source, "/work/sb:colon");
+        assert_eq!(p.mounts[0].target, MAPPED);
+        assert!(!p.mounts[0].read_only);
+    }
+
+    #[test]
+    fn relative_host_path_is_in_the_sandbox_and_prepared() {
+        let p = plan(
+            &[vol("/data", Some("cache/dir"), VolumeMode::Ro)],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.mounts[1].source, "/sb/cache/dir");
+        assert_eq!(p.mounts[1].target, "/data");
+        assert!(p.mounts[1].read_only);
+        assert_eq!(p.sandbox_dirs, [PathBuf::from("/sb/cache/dir")]);
+    }
+
+    #[test]
+    fn relative_container_path_is_under_the_mapped_sandbox() {
+        let roots = [PathBuf::from("/srv")];
+        let p = plan(
+            &[vol("inner", Some("/srv/data"), VolumeMode::Rw)],
+            Path::new("/sb"),
+            MAPPED,
+            &roots,
+        )
+        .unwrap();
+        assert_eq!(p.mounts[1].target, "/mnt/mesos/sandbox/inner");
+        assert_eq!(p.mounts[1].source, "/srv/data");
+        assert!(p.sandbox_dirs.is_empty());
+    }
+
+    #[test]
+    fn both_relative_is_refused() {
+        let err = plan(
+            &[vol("a", Some("b"), VolumeMode::Rw)],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Both host_path 'b' and container_path 'a'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn absolute_host_path_needs_an_allowed_root() {
+        let err = plan(
+            &[vol("/x", Some("/etc"), VolumeMode::Rw)],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("'/etc'") && err.to_string().contains("disabled"),
+            "{err}"
+        );
+        let roots = [PathBuf::from("/srv"), PathBuf::from("/data")];
+        let err = plan(
+            &[vol("/x", Some("/srvx/a"), VolumeMode::Rw)],
+            Path::new("/sb"),
+            MAPPED,
+            &roots,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/srv, /data"), "{err}");
+        let err = plan(
+            &[vol("/x", Some("/srv/../etc"), VolumeMode::Rw)],
+            Path::new("/sb"),
+            MAPPED,
+            &roots,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(".."), "{err}");
+    }
+
+    #[test]
+    fn escapes_and_duplicates_are_refused() {
+        let err = plan(
+            &[vol("/x", Some("../up"), VolumeMode::Rw)],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("leave the sandbox"), "{err}");
+        let err = plan(
+            &[vol("/x", None, VolumeMode::Rw)],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Host path or volume source is required"),
+            "{err}"
+        );
+        let dup = [
+            vol("/x", Some("a"), VolumeMode::Rw),
+            vol("/x/", Some("b"), VolumeMode::Rw),
+        ];
+        let err = plan(&dup, Path::new("/sb"), MAPPED, &[]).unwrap_err();
+        assert!(err.to_string().contains("two volumes"), "{err}");
+    }
+
+    #[test]
+    fn docker_volumes_with_drivers() {
+        let dv = |name: &str, driver: Option<&str>| Volume {
+            container_path: format!("/v/{name}{}", driver.unwrap_or("")),
+            host_path: None,
+            mode: VolumeMode::Rw,
+            source: Some(VolumeSource::DockerVolume {
+                name: name.into(),
+                driver: driver.map(Into::into),
+                driver_options: BTreeMap::new(),
+            }),
+        };
+        let p = plan(
+            &[dv("a", None), dv("b", Some("nfs"))],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.mounts[1].kind, MountKind::Volume);
+        assert_eq!(p.mounts[2].driver.as_deref(), Some("nfs"));
+        let err = plan(
+            &[dv("a", None), dv("a", Some("nfs"))],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("'a'") && err.to_string().contains("nfs"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! The fetcher and logger seams: [`Fetch`] and [`Logs`].
+//!
+//! The containerizer only needs "fetch these URIs into that sandbox, cancellable by drop" and
+//! "write this output stream into that sandbox, and tell me when it is all on disk". Adapters
+//! over `berth-fetcher` and `berth-logger` implement them; unit tests use in-memory ones.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::engine::{BoxFut, BoxStream, OutputChunk};
+use crate::id::ContainerId;
+use crate::spec::Uri;
+
+/// Fetches a container's URIs into its sandbox.
+pub trait Fetch: Send + Sync + 'static {
+    /// Fetches every URI into `sandbox`, as `user` when set. The error text becomes the launch
+    /// failure's cause. Dropping the future cancels the fetch and must leave no partial file.
+    fn fetch<'a>(
+        &'a self,
+        container: &'a ContainerId,
+        uris: &'a [Uri],
+        sandbox: &'a Path,
+        user: Option<&'a str>,
+    ) -> BoxFut<'a, Result<(), String>>;
+}
+
+/// What the logger needs to know about a container.
+#[derive(Debug, Clone)]
+pub struct LogTarget {
+    /// The container.
+    pub container: ContainerId,
+    /// Its sandbox on the host.
+    pub sandbox: std::path::PathBuf,
+    /// The user that should own the files.
+    pub user: Option<String>,
+    /// The container's environment (per-container logger settings live there).
+    pub env: BTreeMap<String, String>,
+}
+
+/// Writes a container's output into its sandbox.
+pub trait Logs: Send + Sync + 'static {
+    /// Checks the per-container settings before anything is launched; the error text becomes the
+    /// launch failure's cause (e.g. an unknown `CONTAINER_LOGGER_*` variable).
+    fn prepare(&self, target: &LogTarget) -> Result<(), String>;
+
+    /// Where to resume after an agent restart: Docker log timestamps up to this one are already
+    /// written. `None` means from the start.
+    fn resume_since<'a>(&'a self, target: &'a LogTarget) -> BoxFut<'a, Option<SystemTime>>;
+
+    /// Consumes `output` until it ends; resolves once everything is written and synced, so the
+    /// containerizer can report the termination only after the logs are complete.
+    fn run(
+        &self,
+        target: LogTarget,
+        output: BoxStream<'static, OutputChunk>,
+    ) -> BoxFut<'static, Result<(), String>>;
+}
+
+/// A [`Fetch`] for containerizers that never get URIs: any URI fails the launch.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoFetch;
+
+impl Fetch for NoFetch {
+    fn fetch<'a>(
+        &'a self,
+        _container: &'a ContainerId,
+        uris: &'a [Uri],
+        _sandbox: &'a Path,
+        _user: Option<&'a str>,
+    ) -> BoxFut<'a, Result<(), String>> {
+        Box::pin(async move {
+            Err(format!(
+                "no fetcher is configured; cannot fetch '{}'",
+                uris[0].value
+            ))
+        })
+    }
+}
