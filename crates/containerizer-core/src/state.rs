@@ -209,6 +209,28 @@ impl State {
         }
     }
 
+    /// Whether the pipeline may send `create` now (nothing destroyed the launch meanwhile).
+    pub fn may_create(&self) -> bool {
+        matches!(
+            self,
+            State::Running {
+                step: Step::Creating,
+                ..
+            }
+        )
+    }
+
+    /// Whether the pipeline may send `start` now.
+    pub fn may_start(&self) -> bool {
+        matches!(
+            self,
+            State::Running {
+                step: Step::Starting { .. },
+                ..
+            }
+        )
+    }
+
     /// Whether the process runs (started and not yet seen to stop).
     pub fn is_started(&self) -> bool {
         matches!(

@@ -25,6 +25,7 @@ use crate::spec::Uri;
 pub enum Op {
     Fetch,
     Mount,
+    Persist,
     ImagePresent,
     Pull,
     Create,
@@ -36,6 +37,8 @@ pub enum Op {
     Inspect,
     Update,
     Stats,
+    /// A test's own marker: a destroy or kill was applied.
+    Destroy,
 }
 
 #[derive(Default)]
@@ -364,8 +367,8 @@ impl Engine for FakeEngine {
         spec: &'a CreateSpec,
     ) -> BoxFut<'a, Result<String, EngineError>> {
         Box::pin(async move {
-            self.gates.pass(Op::Create).await;
             self.record(Op::Create, name);
+            self.gates.pass(Op::Create).await;
             if let Some(e) = self.take_failure(Op::Create) {
                 return Err(e);
             }
@@ -403,10 +406,11 @@ impl Engine for FakeEngine {
 
     fn start<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            self.gates.pass(Op::Start).await;
+            // Recorded when requested, before any hold: what counts is when it was sent.
             let (id, life) = self.find(id)?;
             let name = self.state.lock().unwrap().containers[&id].name.clone();
             self.record(Op::Start, &name);
+            self.gates.pass(Op::Start).await;
             if let Some(e) = self.take_failure(Op::Start) {
                 return Err(e);
             }

@@ -62,7 +62,8 @@ pub(crate) struct Inner {
     pub illegal: AtomicUsize,
     /// Terminations decided (one per container, ever).
     pub resolutions: AtomicUsize,
-    /// Lets unit tests hold the MOUNTING stage, which otherwise only touches local files.
+    /// Lets unit tests hold the MOUNTING stage and checkpoint writes, which otherwise only touch
+    /// local files.
     #[cfg(test)]
     pub mount_gate: std::sync::OnceLock<Arc<crate::testing::Gates>>,
 }
@@ -408,6 +409,10 @@ impl Inner {
     /// Writes the container's checkpoint (the latest state, whoever calls). Failures are logged:
     /// the container goes on, and recovery reconciles with Docker anyway.
     pub async fn persist(&self, c: &Container) {
+        #[cfg(test)]
+        if let Some(gate) = self.mount_gate.get() {
+            gate.pass(crate::testing::Op::Persist).await;
+        }
         let removed = c.checkpoint_lock.lock().await;
         if *removed {
             return;

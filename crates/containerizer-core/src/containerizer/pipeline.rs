@@ -252,8 +252,12 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         return rollback(inner, c, false).await;
     }
 
-    // RUNNING: create.
+    // RUNNING: create. Asked again after the checkpoint write: a destroy may have come in while
+    // it was written, and nothing may be created or started after a destroy.
     inner.persist(c).await;
+    if !c.rt().state.may_create() {
+        return rollback(inner, c, false).await;
+    }
     let created = budget
         .bound("creating the container", async {
             inner
@@ -284,6 +288,9 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
 
     // Start.
     inner.persist(c).await;
+    if !c.rt().state.may_start() {
+        return rollback(inner, c, true).await;
+    }
     let started = budget
         .bound("starting the container", async {
             inner

@@ -359,6 +359,44 @@ fn destroy_racing_each_stage_completion_never_starts() {
     }
 }
 
+/// A destroy that lands while the checkpoint before `start` is being written: the pipeline asks
+/// again after the write and does not start.
+#[test]
+fn destroy_during_the_checkpoint_before_start_prevents_the_start() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        h.engine.gates.hold(Op::Create);
+        let launch = tokio::spawn({
+            let (cz, id, spec) = (h.cz.clone(), id.clone(), h.spec("c1"));
+            async move { cz.launch(&id, spec).await }
+        });
+        h.engine.gates.entered(Op::Create, 1).await;
+        h.mount.hold(Op::Persist);
+        h.engine.gates.release(Op::Create);
+        h.mount.entered(Op::Persist, 1).await;
+        assert!(
+            h.cz.status(&id).unwrap().docker_id.is_some(),
+            "created, checkpoint pending"
+        );
+        let destroy = tokio::spawn({
+            let (cz, id) = (h.cz.clone(), id.clone());
+            async move { cz.destroy(&id).await }
+        });
+        h.mount.entered(Op::Persist, 2).await;
+        h.mount.release(Op::Persist);
+        let t = destroy.await.unwrap().unwrap();
+        assert_eq!(t.message, messages::KILLED);
+        assert!(launch.await.unwrap().is_err());
+        assert!(
+            h.engine.calls(Op::Start).is_empty(),
+            "started after destroy"
+        );
+        assert_eq!(h.engine.container_count(), 0);
+        h.assert_clean();
+    });
+}
+
 #[test]
 fn destroy_running_container_stops_it_and_reports_killed() {
     rt().block_on(async {
@@ -1391,4 +1429,197 @@ fn checkpoints_follow_the_phases() {
         assert_eq!(rec.termination.unwrap().state, TaskState::Finished);
         assert!(rec.terminated_at.is_some());
     });
+}
+
+mod interleavings {
+    //! Random interleavings of launch, kill, destroy, exit and stage holds: exactly one
+    //! termination per launch, never a start after a destroy, nothing left after removal.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const N: usize = 3;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Launch(usize),
+        Kill(usize, i32),
+        Destroy(usize),
+        Exit(usize, i64),
+        Hold(Op),
+        Release(Op),
+        Pause(u8),
+    }
+
+    fn stage() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Fetch),
+            Just(Op::Pull),
+            Just(Op::Mount),
+            Just(Op::Persist),
+            Just(Op::Create),
+            Just(Op::Start),
+            Just(Op::Stop),
+            Just(Op::Kill),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (0..N).prop_map(Step::Launch),
+            2 => ((0..N), prop_oneof![Just(9), Just(15)]).prop_map(|(i, s)| Step::Kill(i, s)),
+            2 => (0..N).prop_map(Step::Destroy),
+            2 => ((0..N), prop_oneof![Just(0i64), Just(1), Just(137)]).prop_map(|(i, c)| Step::Exit(i, c)),
+            2 => stage().prop_map(Step::Hold),
+            2 => stage().prop_map(Step::Release),
+            3 => (0u8..4).prop_map(Step::Pause),
+        ]
+    }
+
+    fn gates<'a>(h: &'a Harness, op: Op) -> &'a Gates {
+        match op {
+            Op::Fetch => &h.fetch.gates,
+            Op::Mount | Op::Persist => &h.mount,
+            _ => &h.engine.gates,
+        }
+    }
+
+    fn release_everything(h: &Harness) {
+        h.fetch.gates.release_all();
+        h.mount.release_all();
+        h.engine.gates.release_all();
+    }
+
+    fn run(steps: Vec<Step>) {
+        rt().block_on(async {
+            let h = Harness::new();
+            let name = |i: usize| format!("p{i}");
+            let mut launched = [false; N];
+            let mut tasks = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Launch(i) if !launched[i] => {
+                        launched[i] = true;
+                        let mut spec = h.spec(&name(i));
+                        spec.command.uris.push(Uri::new("http://example.invalid/a"));
+                        // Two containers share an image that must be pulled; one has it.
+                        let image = if i == 2 { "busybox" } else { "shared" };
+                        spec.container
+                            .as_mut()
+                            .unwrap()
+                            .docker
+                            .as_mut()
+                            .unwrap()
+                            .image = image.into();
+                        let (cz, id) = (h.cz.clone(), Harness::id(&name(i)));
+                        tasks.push(tokio::spawn(async move {
+                            let _ = cz.launch(&id, spec).await;
+                        }));
+                    }
+                    Step::Launch(_) => {}
+                    Step::Kill(i, sig) => {
+                        let (cz, id, engine) =
+                            (h.cz.clone(), Harness::id(&name(i)), h.engine.clone());
+                        tasks.push(tokio::spawn(async move {
+                            // Marked and applied in the same poll: nothing runs in between.
+                            if cz.status(&id).is_ok() {
+                                engine
+                                    .log
+                                    .lock()
+                                    .unwrap()
+                                    .push((Op::Destroy, format!("berth-{id}")));
+                            }
+                            cz.kill(&id, sig).await;
+                        }));
+                    }
+                    Step::Destroy(i) => {
+                        let (cz, id, engine) =
+                            (h.cz.clone(), Harness::id(&name(i)), h.engine.clone());
+                        tasks.push(tokio::spawn(async move {
+                            if cz.status(&id).is_ok() {
+                                engine
+                                    .log
+                                    .lock()
+                                    .unwrap()
+                                    .push((Op::Destroy, format!("berth-{id}")));
+                            }
+                            cz.destroy(&id).await;
+                        }));
+                    }
+                    Step::Exit(i, code) => {
+                        h.engine
+                            .exit(&format!("berth-{}", name(i)), code, code == 137)
+                    }
+                    Step::Hold(op) => gates(&h, op).hold(op),
+                    Step::Release(op) => gates(&h, op).release(op),
+                    Step::Pause(n) => {
+                        for _ in 0..n {
+                            tokio::task::yield_now().await;
+                        }
+                        if n == 3 {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                }
+            }
+            // Let everything finish: release all holds, destroy everything launched.
+            release_everything(&h);
+            // Every spawned call has registered by now.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let mut terminations = Vec::new();
+            for i in (0..N).filter(|i| launched[*i]) {
+                let id = Harness::id(&name(i));
+                let t = tokio::time::timeout(Duration::from_secs(10), h.cz.destroy(&id))
+                    .await
+                    .expect("destroy finished")
+                    .expect("a launched container is known");
+                terminations.push((id, t));
+            }
+            for t in tasks {
+                tokio::time::timeout(Duration::from_secs(10), t)
+                    .await
+                    .expect("task finished")
+                    .unwrap();
+            }
+            assert_eq!(h.cz.illegal_transitions(), 0);
+            let count = launched.iter().filter(|l| **l).count();
+            assert_eq!(
+                h.cz.terminations_decided(),
+                count,
+                "exactly one termination per launch"
+            );
+            for (id, t) in &terminations {
+                assert_eq!(
+                    &h.cz.wait(id).await.unwrap(),
+                    t,
+                    "every waiter sees the same termination"
+                );
+            }
+            // Never a start after a destroy or kill of the same container.
+            let log = h.engine.log.lock().unwrap().clone();
+            for (pos, (op, who)) in log.iter().enumerate() {
+                if *op == Op::Destroy {
+                    let late = log[pos..].iter().any(|(o, w)| *o == Op::Start && w == who);
+                    assert!(!late, "{who} was started after a destroy/kill: {log:?}");
+                }
+            }
+            for (id, _) in &terminations {
+                h.cz.remove(id).await.unwrap();
+            }
+            assert_eq!(
+                h.engine.container_count(),
+                0,
+                "Docker containers left behind"
+            );
+            assert!(h.cz.containers().is_empty());
+        });
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        #[test]
+        fn random_interleavings_end_exactly_once_and_never_start_after_destroy(steps in proptest::collection::vec(step(), 1..40)) {
+            run(steps);
+        }
+    }
 }
