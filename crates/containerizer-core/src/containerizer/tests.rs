@@ -1476,7 +1476,7 @@ mod interleavings {
         ]
     }
 
-    fn gates<'a>(h: &'a Harness, op: Op) -> &'a Gates {
+    fn gates(h: &Harness, op: Op) -> &Gates {
         match op {
             Op::Fetch => &h.fetch.gates,
             Op::Mount | Op::Persist => &h.mount,
