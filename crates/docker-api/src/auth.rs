@@ -111,6 +111,25 @@ impl DockerConfig {
             .map(|home| PathBuf::from(home).join(".docker").join("config.json"))
     }
 
+    /// Reads the Docker CLI's configuration from [`DockerConfig::default_path`]; `Ok(None)` when
+    /// there is no such file (no credentials configured).
+    pub fn load_default() -> Result<Option<DockerConfig>> {
+        match DockerConfig::default_path() {
+            Some(path) if path.exists() => DockerConfig::load(&path).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The credentials for the registry of `image` (a reference such as
+    /// `127.0.0.1:5302/team/app:1.0`); `None` when the reference names no registry or none are
+    /// stored for it.
+    pub fn auth_for_image(&self, image: &str) -> Result<Option<RegistryAuth>> {
+        match crate::reference::ImageReference::parse(image)?.registry {
+            Some(registry) => self.auth_for(&registry),
+            None => Ok(None),
+        }
+    }
+
     /// Reads `path`. A missing file is an error here: callers that treat it as "no credentials"
     /// check existence first.
     pub fn load(path: &Path) -> Result<DockerConfig> {
@@ -227,6 +246,12 @@ mod tests {
         let auth = config.auth_for("tok.example").unwrap().unwrap();
         assert_eq!(auth.identity_token.as_deref(), Some("t0k"));
         assert!(config.auth_for("127.0.0.1:5301").unwrap().is_none());
+        let auth = config
+            .auth_for_image("127.0.0.1:5302/team/app:1.0")
+            .unwrap()
+            .unwrap();
+        assert_eq!(auth.server_address.as_deref(), Some("127.0.0.1:5302"));
+        assert!(config.auth_for_image("library/app").unwrap().is_none());
     }
 
     #[test]

@@ -181,6 +181,7 @@ impl Docker {
         )?;
         let (response, slot) = self.inner.transport.send(req, &request).await?;
         let (parts, body) = response.into_parts();
+        tracing::trace!(request = %request, status = parts.status.as_u16(), "docker response");
         let body = BodyStream::new(body, slot, request.clone());
         if parts.status.is_success() {
             return Ok(Opened {

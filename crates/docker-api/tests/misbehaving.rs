@@ -610,3 +610,80 @@ impl ReplaceHeader for Vec<u8> {
             .into_bytes()
     }
 }
+
+/// Plain HTTP over TCP (`tcp://` / `http://` DOCKER_HOST) against a fake daemon on a TCP port.
+#[tokio::test]
+async fn tcp_endpoints_and_docker_host() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hosts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = hosts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        let host = head
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("host: ")
+                                    .or_else(|| l.strip_prefix("Host: "))
+                            })
+                            .unwrap_or("")
+                            .to_owned();
+                        seen.lock().unwrap().push(host);
+                        let reply = if head.starts_with("GET /_ping") {
+                            response("200 OK", "text/plain", b"OK")
+                        } else {
+                            json("200 OK", r#"{"NCPU":3}"#)
+                        };
+                        if stream.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let docker = Docker::connect(Endpoint::parse(&format!("tcp://{addr}")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(docker.info().await.unwrap().ncpu, 3);
+    assert_eq!(docker.endpoint().to_string(), format!("tcp://{addr}"));
+    assert_eq!(hosts.lock().unwrap().last().unwrap(), &addr.to_string());
+
+    // DOCKER_HOST is read by from_env (no other test in this binary reads it).
+    std::env::set_var("DOCKER_HOST", format!("http://{addr}"));
+    let from_env = Docker::from_env().await.unwrap();
+    std::env::remove_var("DOCKER_HOST");
+    assert_eq!(from_env.info().await.unwrap().ncpu, 3);
+
+    // A closed TCP port: a connect error naming the endpoint, worth retrying.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = Docker::connect(Endpoint::Tcp {
+        host: "127.0.0.1".into(),
+        port: closed.port(),
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Connect { endpoint, .. } if endpoint == &format!("tcp://{closed}")),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+}

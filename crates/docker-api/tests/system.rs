@@ -132,3 +132,65 @@ async fn a_live_event_stream_sees_new_events_and_stops_when_dropped() {
     drop(events);
     common::cleanup(TEST).await;
 }
+
+/// A user who may not use the socket gets an error naming the socket and the fix. The test runs
+/// itself again as `nobody` (with `setpriv`) for the part that must lack the permission.
+#[test]
+fn permission_denied_on_the_socket_names_it() {
+    const CHILD: &str = "BERTH_PERMISSION_CHILD";
+    let socket = match Endpoint::parse(&common::testbed().docker_host).unwrap() {
+        Endpoint::Unix(path) => path,
+        other => panic!("this test needs a Unix socket, the test bed uses {other}"),
+    };
+    if std::env::var_os(CHILD).is_some() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = runtime
+            .block_on(Docker::connect(Endpoint::Unix(socket.clone())))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::PermissionDenied { path } if *path == socket),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&socket.display().to_string()) && text.contains("group"),
+            "{text}"
+        );
+        assert!(!err.is_transient());
+        return;
+    }
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(
+        mode & 0o007,
+        0,
+        "the socket {} is open to everyone; nothing to test",
+        socket.display()
+    );
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "permission_denied_on_the_socket_names_it",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .expect("setpriv (util-linux) to run the check as nobody");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the unprivileged run failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the unprivileged run did not run the check:\n{text}"
+    );
+}
