@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_core::Stream;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
@@ -65,6 +65,7 @@ pub struct ContainerLog {
     /// Everything handed to the writer, written or not yet.
     accepted: Position,
     batch_bytes: usize,
+    flush_delay: Duration,
     checkpoint_interval: Duration,
     was_finished: bool,
     metrics: Arc<LoggerMetrics>,
@@ -76,6 +77,7 @@ impl ContainerLog {
     pub(crate) fn new(
         writer: Writer,
         batch_bytes: usize,
+        flush_delay: Duration,
         checkpoint_interval: Duration,
         was_finished: bool,
         metrics: Arc<LoggerMetrics>,
@@ -88,6 +90,7 @@ impl ContainerLog {
             pending: Batch::with_capacity(batch_bytes),
             spare: None,
             batch_bytes,
+            flush_delay,
             checkpoint_interval,
             was_finished,
             metrics,
@@ -159,12 +162,28 @@ impl ContainerLog {
             self.checkpoint_interval,
         );
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // When a small batch is due to be written whatever else arrives (see `flush_delay`).
+        let mut flush_at: Option<Instant> = None;
+        let mut flush_timer = pin!(tokio::time::sleep(Duration::from_secs(3600)));
         let mut ended = false;
         loop {
             let busy = match &self.slot {
                 Slot::Idle(_) if !self.pending.is_empty() => {
-                    self.submit(false);
-                    true
+                    let due = flush_at.is_some_and(|t| t <= Instant::now());
+                    if ended || due || self.pending.len() >= self.flush_bytes() {
+                        flush_at = None;
+                        self.submit(false);
+                        true
+                    } else {
+                        if flush_at.is_none() {
+                            // Output trickles in: wait a moment for more rather than paying a
+                            // thread hand-over per chunk.
+                            let at = Instant::now() + self.flush_delay;
+                            flush_at = Some(at);
+                            flush_timer.as_mut().reset(at);
+                        }
+                        false
+                    }
                 }
                 Slot::Idle(_) if ended => return Ok(()),
                 Slot::Idle(_) => false,
@@ -176,17 +195,34 @@ impl ContainerLog {
                 // Finish the writer's job first: it frees the batch the stream may be waiting for.
                 biased;
                 joined = self.join(), if busy => joined?,
-                item = stream.next(), if room && !ended => match item {
-                    None => ended = true,
-                    Some(Ok(chunk)) => self.accept(chunk, &mut skip),
-                    Some(Err(e)) => {
-                        return Err(LoggerError::Source { container_id: self.container_id.clone(), source: e.into() });
+                item = stream.next(), if room && !ended => {
+                    let mut item = Some(item);
+                    // Take whatever else is ready without another trip through `select!`.
+                    while let Some(next) = item {
+                        match next {
+                            None => ended = true,
+                            Some(Ok(chunk)) => self.accept(chunk, &mut skip),
+                            Some(Err(e)) => {
+                                return Err(LoggerError::Source { container_id: self.container_id.clone(), source: e.into() });
+                            }
+                        }
+                        item = if ended || self.pending.len() >= self.batch_bytes {
+                            None
+                        } else {
+                            stream.next().now_or_never()
+                        };
                     }
-                },
+                }
+                () = &mut flush_timer, if !busy && flush_at.is_some() => {}
                 // Quiet stream: give the writer a chance to checkpoint what it has.
-                _ = tick.tick(), if !busy => self.submit(false),
+                _ = tick.tick(), if !busy && self.pending.is_empty() => self.submit(false),
             }
         }
+    }
+
+    /// A batch this big is handed to an idle writer at once, without waiting for more.
+    fn flush_bytes(&self) -> usize {
+        (self.batch_bytes / 4).max(1)
     }
 
     /// Drains what is still buffered, syncs the files to disk and stores the final checkpoint.

@@ -13,6 +13,13 @@ use common::{rotated_sizes, stream_contents};
 use futures_util::stream;
 use proptest::prelude::*;
 
+fn fast_tempdir() -> tempfile::TempDir {
+    match tempfile::tempdir_in("/dev/shm") {
+        Ok(dir) => dir,
+        Err(_) => tempfile::tempdir().unwrap(),
+    }
+}
+
 fn chunk_strategy() -> impl Strategy<Value = (bool, Vec<u8>)> {
     // Bytes from a small alphabet so newlines are common; chunk sizes from 1 to 300 bytes.
     (
@@ -35,7 +42,9 @@ proptest! {
         window in 0u64..100,
         batch_bytes in 1usize..700,
     ) {
-        let tmp = tempfile::tempdir().unwrap();
+        // On tmpfs when there is one: this property is about bytes, not durability, and the many
+        // rotation checkpoints would otherwise wait on fsync for most of the run.
+        let tmp = fast_tempdir();
         let sandbox = tmp.path().join("sandbox");
         fs::create_dir(&sandbox).unwrap();
         let mut config = LoggerConfig::new(tmp.path().join("state"));

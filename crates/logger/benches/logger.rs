@@ -1,0 +1,358 @@
+//! `cargo bench -p berth-logger --bench logger` (or `cargo xtask bench logger`): a container writes
+//! 512 MiB to stdout; its log is collected into a sandbox by the logger (running in a child
+//! process, this binary re-executed, so its peak memory can be read) and by
+//! `docker logs -f <id> > file`, alternately, in the same run. Prints medians, the throughput
+//! ratio, byte-exactness and the collector's peak memory (VmHWM) and CPU time.
+//!
+//! Two phases:
+//! * **replay**: the container has exited; each collector reads the whole finished log
+//!   (`follow` ends at its end). This isolates the collectors' own speed; the ratio is taken here.
+//! * **live**: a fresh container; both collectors follow it while it writes, side by side.
+//!
+//! The container's json-file is set to 1 GiB so that Docker does not rotate it mid-read (Docker
+//! 20.10 mishandles that for any follower, see `DEFAULT_DOCKER_MAX_SIZE`).
+//!
+//! Environment: `BERTH_LOGGER_BENCH_MIB` (default 512), `BERTH_LOGGER_BENCH_ROUNDS` (default 3).
+
+#[path = "../tests/docker_support/mod.rs"]
+mod docker_support;
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_logger::{
+    ContainerLogSpec, ContainerLogger, DockerLogConfig, LoggerConfig, SandboxLogger,
+};
+use docker_support::{consume_until_exit, docker, start, wait_exit, Run};
+
+const CHILD_ENV: &str = "BERTH_LOGGER_BENCH_COLLECT";
+const TEST: &str = "logger-bench";
+/// The container prints this 1023-byte word and a newline, over and over.
+const WORD_LEN: usize = 1023;
+
+fn word() -> String {
+    (0..WORD_LEN)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect()
+}
+
+fn main() {
+    if let Ok(id) = std::env::var(CHILD_ENV) {
+        let sandbox = PathBuf::from(std::env::args().nth(1).expect("sandbox argument"));
+        child_collect(&id, &sandbox);
+        return;
+    }
+    let mib: u64 = env_or("BERTH_LOGGER_BENCH_MIB", 512);
+    let rounds: usize = env_or("BERTH_LOGGER_BENCH_ROUNDS", 3);
+    let bytes = mib << 20;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let docker = rt.block_on(docker());
+    rt.block_on(berth_testbed::remove_test_containers(TEST));
+    let work = tempfile::Builder::new()
+        .prefix("berth-logger-bench")
+        .tempdir()
+        .unwrap();
+    let script = format!("yes {} | head -c {bytes}", word());
+    let log_config = DockerLogConfig::json_file(1 << 30, 1);
+
+    println!(
+        "logger benchmark: {mib} MiB of stdout in {} B lines, {rounds} rounds",
+        WORD_LEN + 1
+    );
+
+    // Replay phase: one finished container, read by each collector in turn.
+    let id = rt.block_on(async {
+        let run = Run {
+            test: TEST,
+            script: &script,
+            tty: false,
+            env: vec![],
+            log_config: log_config.clone(),
+        };
+        let id = start(&docker, run).await;
+        let started = Instant::now();
+        assert_eq!(
+            wait_exit(&docker, &id).await,
+            0,
+            "the bench container failed"
+        );
+        println!(
+            "container wrote {mib} MiB in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        id
+    });
+    let mut ours = Vec::new();
+    let mut cli = Vec::new();
+    let mut exact = true;
+    let mut peak_kib = 0;
+    let mut cpu = Vec::new();
+    for round in 0..rounds {
+        // Alternate who goes first, so page-cache warmth favours neither.
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for logger_turn in order {
+            let dir = work.path().join(format!(
+                "r{round}-{}",
+                if logger_turn { "logger" } else { "cli" }
+            ));
+            fs::create_dir(&dir).unwrap();
+            if logger_turn {
+                let r = run_child(&id, &dir);
+                let ok = verify(&dir.join("stdout"), bytes);
+                println!(
+                    "  round {round} logger: {:.2} s, {:.0} MiB/s, peak {} KiB, cpu {:.2} s, exact {ok}",
+                    r.wall.as_secs_f64(),
+                    mib_per_s(bytes, r.wall),
+                    r.vm_hwm_kib,
+                    r.cpu_s
+                );
+                exact &= ok;
+                peak_kib = peak_kib.max(r.vm_hwm_kib);
+                cpu.push(r.cpu_s);
+                ours.push(r.wall);
+            } else {
+                let out = dir.join("stdout");
+                let wall = run_cli(&id, &out);
+                let ok = verify(&out, bytes);
+                println!(
+                    "  round {round} docker logs -f: {:.2} s, {:.0} MiB/s, exact {ok}",
+                    wall.as_secs_f64(),
+                    mib_per_s(bytes, wall)
+                );
+                cli.push(wall);
+            }
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    rt.block_on(berth_testbed::remove_test_containers(TEST));
+
+    // Live phase: both follow a container while it writes.
+    let (live_ours, live_cli, live_exact, live_peak) = rt.block_on(async {
+        let run = Run {
+            test: TEST,
+            script: &script,
+            tty: false,
+            env: vec![],
+            log_config,
+        };
+        let id = start(&docker, run).await;
+        let dir = work.path().join("live-logger");
+        fs::create_dir(&dir).unwrap();
+        let cli_out = work.path().join("live-cli");
+        let (child, cli) = tokio::join!(
+            tokio::task::spawn_blocking({
+                let (id, dir) = (id.clone(), dir.clone());
+                move || run_child(&id, &dir)
+            }),
+            tokio::task::spawn_blocking({
+                let (id, out) = (id.clone(), cli_out.clone());
+                move || run_cli(&id, &out)
+            }),
+        );
+        let (child, cli) = (child.unwrap(), cli.unwrap());
+        let ok = (verify(&dir.join("stdout"), bytes), verify(&cli_out, bytes));
+        (child.wall, cli, ok, child.vm_hwm_kib)
+    });
+    rt.block_on(berth_testbed::remove_test_containers(TEST));
+
+    let (m_ours, m_cli) = (median(&mut ours), median(&mut cli));
+    let ratio = m_cli.as_secs_f64() / m_ours.as_secs_f64();
+    println!();
+    println!(
+        "replay  logger          median {:.2} s  {:.0} MiB/s",
+        m_ours.as_secs_f64(),
+        mib_per_s(bytes, m_ours)
+    );
+    println!(
+        "replay  docker logs -f  median {:.2} s  {:.0} MiB/s",
+        m_cli.as_secs_f64(),
+        mib_per_s(bytes, m_cli)
+    );
+    println!("replay  throughput ratio logger/cli: {ratio:.2}x (target >= 0.90)");
+    println!("replay  byte-exact: {exact}");
+    println!(
+        "replay  collector peak memory (VmHWM): {peak_kib} KiB = {:.1} MiB (target < 16 MiB)",
+        peak_kib as f64 / 1024.0
+    );
+    println!(
+        "replay  collector cpu time median: {:.2} s",
+        median_f(&mut cpu)
+    );
+    println!(
+        "live    logger {:.2} s, docker logs -f {:.2} s (both following the writing container); byte-exact logger {} cli {}; peak {} KiB",
+        live_ours.as_secs_f64(),
+        live_cli.as_secs_f64(),
+        live_exact.0,
+        live_exact.1,
+        live_peak
+    );
+    let pass = ratio >= 0.9 && exact && live_exact.0 && peak_kib < 16 * 1024;
+    println!(
+        "result: {}",
+        if pass {
+            "all targets met"
+        } else {
+            "TARGET MISSED"
+        }
+    );
+}
+
+struct ChildResult {
+    wall: Duration,
+    vm_hwm_kib: u64,
+    cpu_s: f64,
+}
+
+/// Runs this binary as the collector for container `id` into `sandbox`, timing it from spawn
+/// to exit (start-up included, as for the CLI).
+fn run_child(id: &str, sandbox: &Path) -> ChildResult {
+    let started = Instant::now();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .arg(sandbox)
+        .env(CHILD_ENV, id)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the collector child");
+    let wall = started.elapsed();
+    assert!(out.status.success(), "collector failed: {}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> f64 {
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("collector printed no {name}: {text}"))
+            .parse()
+            .unwrap()
+    };
+    ChildResult {
+        wall,
+        vm_hwm_kib: field("vm_hwm_kib") as u64,
+        cpu_s: field("cpu_s"),
+    }
+}
+
+/// `docker logs -f <id> > out`.
+fn run_cli(id: &str, out: &Path) -> Duration {
+    let started = Instant::now();
+    let status = Command::new("docker")
+        .args(["logs", "-f", id])
+        .stdout(File::create(out).unwrap())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run the docker CLI");
+    assert!(status.success(), "docker logs failed: {status}");
+    started.elapsed()
+}
+
+/// The collector: what the containerizer does for one container, in a process of its own.
+fn child_collect(id: &str, sandbox: &Path) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let docker = docker().await;
+        match std::env::var("BERTH_LOGGER_BENCH_MODE").as_deref() {
+            Ok("drain") | Ok("drain-ts") => {
+                use futures_util::StreamExt;
+                let ts = std::env::var("BERTH_LOGGER_BENCH_MODE").as_deref() == Ok("drain-ts");
+                let o = berth_docker_api::LogsOptions {
+                    follow: true,
+                    timestamps: ts,
+                    ..Default::default()
+                };
+                let mut s = docker.containers().logs(id, &o);
+                let mut n = 0;
+                while let Some(f) = s.next().await {
+                    n += f.unwrap().data.len();
+                }
+                eprintln!("drained {n}");
+                return;
+            }
+            _ => {}
+        }
+        let logger = SandboxLogger::new(LoggerConfig::new(sandbox.join(".state"))).unwrap();
+        let mut log = logger
+            .prepare(&ContainerLogSpec::new("bench", sandbox))
+            .unwrap();
+        let t0 = Instant::now();
+        consume_until_exit(&docker, id, &mut log).await;
+        let t1 = Instant::now();
+        let report = log.finish().await.unwrap();
+        println!(
+            "consume_s={:.3} finish_s={:.3}",
+            (t1 - t0).as_secs_f64(),
+            t1.elapsed().as_secs_f64()
+        );
+        assert!(report.complete && report.dropped_bytes == 0, "{report:?}");
+    });
+    drop(rt);
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("0");
+    // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second).
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    println!("vm_hwm_kib={hwm} cpu_s={:.2}", ticks / 100.0);
+}
+
+/// Whether `path` holds exactly `bytes` bytes of the container's pattern.
+fn verify(path: &Path, bytes: u64) -> bool {
+    let line: Vec<u8> = word().into_bytes().into_iter().chain([b'\n']).collect();
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut offset = 0u64;
+    loop {
+        let buf = r.fill_buf().unwrap();
+        if buf.is_empty() {
+            break;
+        }
+        for (i, b) in buf.iter().enumerate() {
+            if *b != line[((offset + i as u64) % line.len() as u64) as usize] {
+                return false;
+            }
+        }
+        let n = buf.len();
+        offset += n as u64;
+        r.consume(n);
+    }
+    let _ = r.read(&mut []);
+    offset == bytes
+}
+
+fn mib_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn median_f(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
