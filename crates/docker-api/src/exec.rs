@@ -1,6 +1,6 @@
 //! Exec instances: run a command in a running container (health checks, debugging).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -196,7 +196,6 @@ impl Execs<'_> {
         config: &ExecConfig,
         deadline: Duration,
     ) -> Result<ExecOutput> {
-        let started = Instant::now();
         let work = async {
             let id = self.create(container, config).await?;
             let mut attached = self.start(&id).await?;
@@ -223,7 +222,7 @@ impl Execs<'_> {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
                 request: format!("exec {:?} in container {container}", config.cmd),
-                after: started.elapsed(),
+                after: deadline,
             }),
         }
     }

@@ -226,6 +226,12 @@ pub struct LogFrames {
     eof: bool,
 }
 
+impl std::fmt::Debug for LogFrames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogFrames")
+    }
+}
+
 impl LogFrames {
     pub(crate) fn new(
         start: BoxFuture<(ByteSource, FrameMode, Arc<str>)>,

@@ -60,12 +60,6 @@ impl std::fmt::Debug for AttachInput {
     }
 }
 
-impl std::fmt::Debug for LogFrames {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LogFrames")
-    }
-}
-
 impl AsyncWrite for AttachInput {
     fn poll_write(
         self: Pin<&mut Self>,

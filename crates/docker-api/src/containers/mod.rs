@@ -125,7 +125,8 @@ impl Containers<'_> {
 
     /// Stops a container: its stop signal, then SIGKILL after `grace` (the container's
     /// `StopTimeout`, else 10 s, when `None`). Already stopped:
-    /// [`Error::NotModified`](crate::Error::NotModified). The call's deadline is extended by the grace.
+    /// [`Error::NotModified`](crate::Error::NotModified). The call's deadline is extended by the
+    /// grace (by 10 s when `None`: pass the grace when the container's `StopTimeout` is longer).
     pub async fn stop(&self, id: &str, grace: Option<Duration>) -> Result<()> {
         let path = container_path(id, "/stop")
             .opt("t", grace.map(seconds))
@@ -162,8 +163,9 @@ impl Containers<'_> {
     /// The container's output as frames.
     ///
     /// Whether the body is multiplexed is read from the container's `Config.Tty` (one inspect
-    /// before the logs request), never guessed from the bytes. Untimed when `follow`; drop the
-    /// stream to stop following.
+    /// before the logs request), never guessed from the bytes. The stream is untimed (with
+    /// `follow` it runs as long as the container does; a large log takes as long as it takes);
+    /// drop it to stop.
     pub fn logs(&self, id: &str, options: &LogsOptions) -> LogFrames {
         let docker = self.docker.clone();
         let id = id.to_owned();
