@@ -11,12 +11,13 @@ pub struct ExclusiveGuard {
 /// Takes the lock named `name`, waiting for any other test (in any process) that holds it.
 ///
 /// Tests that pull or remove the large image hold `exclusive("large-image")`: the daemon has one image
-/// store, so two of them at once would see each other's layers.
+/// store, so two of them at once would see each other's layers. The locks live in the system's temporary
+/// folder, not in the test bed's, because every test bed on a machine shares its one daemon.
 ///
 /// # Panics
 /// When the lock file cannot be created or locked: a test cannot run safely without it.
 pub fn exclusive(name: &str) -> ExclusiveGuard {
-    let dir = crate::state_dir().join("locks");
+    let dir = lock_dir();
     std::fs::create_dir_all(&dir)
         .unwrap_or_else(|e| panic!("cannot create lock folder {}: {e}", dir.display()));
     let path = dir.join(format!("{name}.lock"));
@@ -31,6 +32,13 @@ pub fn exclusive(name: &str) -> ExclusiveGuard {
     ExclusiveGuard { _file: file }
 }
 
+/// `$BERTH_TESTBED_LOCKS`, else `berth-testbed-locks` in the temporary folder.
+fn lock_dir() -> std::path::PathBuf {
+    std::env::var_os("BERTH_TESTBED_LOCKS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("berth-testbed-locks"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,7 +48,7 @@ mod tests {
     #[test]
     fn lock_excludes_a_second_holder() {
         let dir = tempdir();
-        std::env::set_var("BERTH_TESTBED_DIR", &dir);
+        std::env::set_var("BERTH_TESTBED_LOCKS", &dir);
         let inside = Arc::new(AtomicUsize::new(0));
         let max_seen = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..4)
