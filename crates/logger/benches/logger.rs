@@ -12,7 +12,7 @@
 //! The container's json-file is set to 1 GiB so that Docker does not rotate it mid-read (Docker
 //! 20.10 mishandles that for any follower, see `DEFAULT_DOCKER_MAX_SIZE`).
 //!
-//! Environment: `BERTH_LOGGER_BENCH_MIB` (default 512), `BERTH_LOGGER_BENCH_ROUNDS` (default 3).
+//! Environment: `BERTH_LOGGER_BENCH_MIB` (default 512), `BERTH_LOGGER_BENCH_ROUNDS` (default 5).
 
 #[path = "../tests/docker_support/mod.rs"]
 mod docker_support;
@@ -23,12 +23,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_docker_api::LogsOptions;
 use berth_logger::{
     ContainerLogSpec, ContainerLogger, DockerLogConfig, LoggerConfig, SandboxLogger,
 };
 use docker_support::{consume_until_exit, docker, start, wait_exit, Run};
 
 const CHILD_ENV: &str = "BERTH_LOGGER_BENCH_COLLECT";
+/// `logger` (the real collector) or `drain-ts` (docker-api stream with timestamps, no files).
+const MODE_ENV: &str = "BERTH_LOGGER_BENCH_MODE";
 const TEST: &str = "logger-bench";
 /// The container prints this 1023-byte word and a newline, over and over.
 const WORD_LEN: usize = 1023;
@@ -46,7 +49,7 @@ fn main() {
         return;
     }
     let mib: u64 = env_or("BERTH_LOGGER_BENCH_MIB", 512);
-    let rounds: usize = env_or("BERTH_LOGGER_BENCH_ROUNDS", 3);
+    let rounds: usize = env_or("BERTH_LOGGER_BENCH_ROUNDS", 5);
     let bytes = mib << 20;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -88,48 +91,55 @@ fn main() {
         );
         id
     });
+    // Contestants: the logger; the CLI; and, to show what the daemon itself costs when asked for
+    // timestamps (which the logger needs for its checkpoints), the bare docker-api stream with
+    // timestamps, writing nothing.
     let mut ours = Vec::new();
     let mut cli = Vec::new();
+    let mut api = Vec::new();
     let mut exact = true;
     let mut peak_kib = 0;
     let mut cpu = Vec::new();
     for round in 0..rounds {
-        // Alternate who goes first, so page-cache warmth favours neither.
-        let order = if round % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for logger_turn in order {
-            let dir = work.path().join(format!(
-                "r{round}-{}",
-                if logger_turn { "logger" } else { "cli" }
-            ));
+        // Rotate who goes first, so page-cache warmth and load drift favour no one.
+        let mut order = [Who::Logger, Who::Cli, Who::Api];
+        order.rotate_left(round % 3);
+        for who in order {
+            let dir = work.path().join(format!("r{round}-{who:?}"));
             fs::create_dir(&dir).unwrap();
-            if logger_turn {
-                let r = run_child(&id, &dir);
-                let ok = verify(&dir.join("stdout"), bytes);
-                println!(
-                    "  round {round} logger: {:.2} s, {:.0} MiB/s, peak {} KiB, cpu {:.2} s, exact {ok}",
-                    r.wall.as_secs_f64(),
-                    mib_per_s(bytes, r.wall),
-                    r.vm_hwm_kib,
-                    r.cpu_s
-                );
-                exact &= ok;
-                peak_kib = peak_kib.max(r.vm_hwm_kib);
-                cpu.push(r.cpu_s);
-                ours.push(r.wall);
-            } else {
-                let out = dir.join("stdout");
-                let wall = run_cli(&id, &out);
-                let ok = verify(&out, bytes);
-                println!(
-                    "  round {round} docker logs -f: {:.2} s, {:.0} MiB/s, exact {ok}",
-                    wall.as_secs_f64(),
-                    mib_per_s(bytes, wall)
-                );
-                cli.push(wall);
+            match who {
+                Who::Logger => {
+                    let r = run_child(&id, &dir, "logger");
+                    let ok = verify(&dir.join("stdout"), bytes);
+                    println!(
+                        "  round {round} logger: {:.2} s, {:.0} MiB/s, peak {} KiB, cpu {:.2} s, finish (drain+fsync) {:.3} s, exact {ok}",
+                        r.wall.as_secs_f64(),
+                        mib_per_s(bytes, r.wall),
+                        r.vm_hwm_kib,
+                        r.cpu_s,
+                        r.finish_s
+                    );
+                    exact &= ok;
+                    peak_kib = peak_kib.max(r.vm_hwm_kib);
+                    cpu.push(r.cpu_s);
+                    ours.push(r.wall);
+                }
+                Who::Cli => {
+                    let out = dir.join("stdout");
+                    let wall = run_cli(&id, &out);
+                    let ok = verify(&out, bytes);
+                    println!(
+                        "  round {round} docker logs -f: {:.2} s, {:.0} MiB/s, exact {ok}",
+                        wall.as_secs_f64(),
+                        mib_per_s(bytes, wall)
+                    );
+                    cli.push(wall);
+                }
+                Who::Api => {
+                    let r = run_child(&id, &dir, "drain-ts");
+                    println!("  round {round} docker-api stream (timestamps, no files): {:.2} s, {:.0} MiB/s", r.wall.as_secs_f64(), mib_per_s(bytes, r.wall));
+                    api.push(r.wall);
+                }
             }
             fs::remove_dir_all(&dir).unwrap();
         }
@@ -152,7 +162,7 @@ fn main() {
         let (child, cli) = tokio::join!(
             tokio::task::spawn_blocking({
                 let (id, dir) = (id.clone(), dir.clone());
-                move || run_child(&id, &dir)
+                move || run_child(&id, &dir, "logger")
             }),
             tokio::task::spawn_blocking({
                 let (id, out) = (id.clone(), cli_out.clone());
@@ -165,7 +175,7 @@ fn main() {
     });
     rt.block_on(berth_testbed::remove_test_containers(TEST));
 
-    let (m_ours, m_cli) = (median(&mut ours), median(&mut cli));
+    let (m_ours, m_cli, m_api) = (median(&mut ours), median(&mut cli), median(&mut api));
     let ratio = m_cli.as_secs_f64() / m_ours.as_secs_f64();
     println!();
     println!(
@@ -178,7 +188,12 @@ fn main() {
         m_cli.as_secs_f64(),
         mib_per_s(bytes, m_cli)
     );
+    println!("replay  docker-api    median {:.2} s  {:.0} MiB/s (stream with timestamps, nothing written)", m_api.as_secs_f64(), mib_per_s(bytes, m_api));
     println!("replay  throughput ratio logger/cli: {ratio:.2}x (target >= 0.90)");
+    println!(
+        "replay  throughput ratio docker-api-with-timestamps/cli: {:.2}x (the ceiling for a collector that checkpoints Docker timestamps)",
+        m_cli.as_secs_f64() / m_api.as_secs_f64()
+    );
     println!("replay  byte-exact: {exact}");
     println!(
         "replay  collector peak memory (VmHWM): {peak_kib} KiB = {:.1} MiB (target < 16 MiB)",
@@ -207,19 +222,29 @@ fn main() {
     );
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    Logger,
+    Cli,
+    Api,
+}
+
 struct ChildResult {
     wall: Duration,
     vm_hwm_kib: u64,
     cpu_s: f64,
+    /// Time spent in `ContainerLog::finish` (drain and fsync), logger mode only.
+    finish_s: f64,
 }
 
 /// Runs this binary as the collector for container `id` into `sandbox`, timing it from spawn
 /// to exit (start-up included, as for the CLI).
-fn run_child(id: &str, sandbox: &Path) -> ChildResult {
+fn run_child(id: &str, sandbox: &Path, mode: &str) -> ChildResult {
     let started = Instant::now();
     let out = Command::new(std::env::current_exe().unwrap())
         .arg(sandbox)
         .env(CHILD_ENV, id)
+        .env(MODE_ENV, mode)
         .stderr(Stdio::inherit())
         .output()
         .expect("run the collector child");
@@ -237,6 +262,11 @@ fn run_child(id: &str, sandbox: &Path) -> ChildResult {
         wall,
         vm_hwm_kib: field("vm_hwm_kib") as u64,
         cpu_s: field("cpu_s"),
+        finish_s: if mode == "logger" {
+            field("finish_s")
+        } else {
+            0.0
+        },
     }
 }
 
@@ -261,38 +291,27 @@ fn child_collect(id: &str, sandbox: &Path) {
         .unwrap();
     rt.block_on(async {
         let docker = docker().await;
-        match std::env::var("BERTH_LOGGER_BENCH_MODE").as_deref() {
-            Ok("drain") | Ok("drain-ts") => {
-                use futures_util::StreamExt;
-                let ts = std::env::var("BERTH_LOGGER_BENCH_MODE").as_deref() == Ok("drain-ts");
-                let o = berth_docker_api::LogsOptions {
-                    follow: true,
-                    timestamps: ts,
-                    ..Default::default()
-                };
-                let mut s = docker.containers().logs(id, &o);
-                let mut n = 0;
-                while let Some(f) = s.next().await {
-                    n += f.unwrap().data.len();
-                }
-                eprintln!("drained {n}");
-                return;
+        if std::env::var(MODE_ENV).as_deref() == Ok("drain-ts") {
+            use futures_util::StreamExt;
+            let options = LogsOptions {
+                follow: true,
+                timestamps: true,
+                ..LogsOptions::default()
+            };
+            let mut frames = docker.containers().logs(id, &options);
+            while let Some(frame) = frames.next().await {
+                frame.expect("log stream");
             }
-            _ => {}
+            return;
         }
         let logger = SandboxLogger::new(LoggerConfig::new(sandbox.join(".state"))).unwrap();
         let mut log = logger
             .prepare(&ContainerLogSpec::new("bench", sandbox))
             .unwrap();
-        let t0 = Instant::now();
         consume_until_exit(&docker, id, &mut log).await;
-        let t1 = Instant::now();
+        let finishing = Instant::now();
         let report = log.finish().await.unwrap();
-        println!(
-            "consume_s={:.3} finish_s={:.3}",
-            (t1 - t0).as_secs_f64(),
-            t1.elapsed().as_secs_f64()
-        );
+        println!("finish_s={:.3}", finishing.elapsed().as_secs_f64());
         assert!(report.complete && report.dropped_bytes == 0, "{report:?}");
     });
     drop(rt);

@@ -5,6 +5,7 @@
 //! from oldest to newest followed by the current file are exactly the stream, minus the files
 //! rotation deleted.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -52,7 +53,13 @@ pub(crate) struct StreamFile {
     inode: u64,
     len: u64,
     fill: Fill,
+    /// Rotated files not synced to disk yet, oldest first (see [`StreamFile::rotate`]).
+    unsynced: VecDeque<File>,
 }
+
+/// Rotated files whose sync may wait; beyond this the oldest is synced at once, so the logger
+/// holds only a few extra descriptors.
+const MAX_UNSYNCED: usize = 4;
 
 impl StreamFile {
     /// Opens (creating if needed) `<dir>/<stream>` for appending.
@@ -76,6 +83,7 @@ impl StreamFile {
             inode,
             len,
             fill,
+            unsynced: VecDeque::new(),
         })
     }
 
@@ -162,11 +170,20 @@ impl StreamFile {
             }
             fs::rename(&current, indexed_path(&self.dir, self.stream, 1))?;
         }
-        let (file, inode, len) = open_current(&self.dir, self.stream, self.owner)?;
-        self.file = file;
-        self.inode = inode;
-        self.len = len;
-        self.fill = Fill::Open;
+        let old = std::mem::replace(
+            &mut self.file,
+            open_current(&self.dir, self.stream, self.owner)?.0,
+        );
+        self.reset_to_current()?;
+        // The rotated file is synced later, with the current one (`sync_all`): syncing it now
+        // would stall the writer on the disk in the middle of a burst. A few may wait.
+        self.unsynced.push_back(old);
+        while self.unsynced.len() > MAX_UNSYNCED {
+            let oldest = self.unsynced.pop_front().expect("non-empty");
+            if let Err(error) = oldest.sync_data() {
+                tracing::warn!(dir = %self.dir.display(), stream = %self.stream, %error, "cannot sync rotated log file");
+            }
+        }
         tracing::debug!(stream = %self.stream, dir = %self.dir.display(), keep, "rotated log file");
         Ok(())
     }
@@ -177,22 +194,44 @@ impl StreamFile {
         if self.file.metadata()?.nlink() > 0 {
             return Ok(false);
         }
-        let (file, inode, len) = open_current(&self.dir, self.stream, self.owner)?;
+        self.reset(open_current(&self.dir, self.stream, self.owner)?);
+        Ok(true)
+    }
+
+    fn reset(&mut self, (file, inode, len): (File, u64, u64)) {
         self.file = file;
         self.inode = inode;
         self.len = len;
         self.fill = Fill::Open;
-        Ok(true)
     }
 
-    /// Flushes the file's data to the device.
-    pub fn sync_data(&self) -> io::Result<()> {
+    /// Takes inode and length from the (just opened) current file.
+    fn reset_to_current(&mut self) -> io::Result<()> {
+        let meta = self.file.metadata()?;
+        self.inode = meta.ino();
+        self.len = meta.len();
+        self.fill = Fill::Open;
+        Ok(())
+    }
+
+    /// Flushes the data of the current file and of rotated files not synced yet to the device.
+    pub fn sync_data(&mut self) -> io::Result<()> {
+        self.sync_rotated()?;
         self.file.sync_data()
     }
 
-    /// Flushes the file's data and metadata to the device.
-    pub fn sync_all(&self) -> io::Result<()> {
+    /// Flushes data and metadata of the current file and of rotated files not synced yet.
+    pub fn sync_all(&mut self) -> io::Result<()> {
+        self.sync_rotated()?;
         self.file.sync_all()
+    }
+
+    fn sync_rotated(&mut self) -> io::Result<()> {
+        while let Some(f) = self.unsynced.front() {
+            f.sync_all()?;
+            self.unsynced.pop_front();
+        }
+        Ok(())
     }
 }
 

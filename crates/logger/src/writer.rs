@@ -261,7 +261,7 @@ impl Writer {
             }
         }
         if self.tuning.durable_checkpoints || phase == Phase::Finished {
-            for f in &self.files {
+            for f in &mut self.files {
                 let synced = if phase == Phase::Finished {
                     f.sync_all()
                 } else {
