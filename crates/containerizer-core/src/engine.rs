@@ -210,10 +210,10 @@ pub struct NetCounters {
     pub rx_errors: u64,
     /// Send errors.
     pub tx_errors: u64,
-    /// Dropped on receive.
-    pub rx_dropped: u64,
-    /// Dropped on send.
-    pub tx_dropped: u64,
+    /// Dropped on receive, when the daemon reports it.
+    pub rx_dropped: Option<u64>,
+    /// Dropped on send, when the daemon reports it.
+    pub tx_dropped: Option<u64>,
 }
 
 /// A live resource change (`POST /containers/{id}/update`).

@@ -43,9 +43,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod adapters;
 pub mod checkpoint;
 mod config;
 mod containerizer;
+mod docker_engine;
 pub mod engine;
 mod error;
 mod id;
@@ -61,14 +63,16 @@ pub mod usage;
 #[cfg(test)]
 mod testing;
 
+pub use adapters::{log_config_spec, FetcherAdapter, LoggerAdapter};
 pub use config::{Config, OrphanPolicy};
 pub use containerizer::{Containerizer, Launched, OrphanAction, OrphanOutcome, RecoveryReport};
+pub use docker_engine::{create_body, DockerEngine};
 pub use engine::{
     BoxFut, BoxStream, Engine, EngineError, EngineErrorKind, OutputChunk, OutputKind, PullProgress,
 };
 pub use error::{CheckpointError, Error, IdError, Result};
 pub use id::{AgentId, ContainerId};
-pub use seams::{Fetch, LogTarget, Logs, NoFetch};
+pub use seams::{Fetch, LogTarget, Logs, NoFetch, OpenOutput};
 pub use spec::{
     CommandInfo, ContainerInfo, DockerInfo, LaunchSpec, Limit, Limits, Network, Resources, Uri,
     Volume,

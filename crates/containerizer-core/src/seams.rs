@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::engine::{BoxFut, BoxStream, OutputChunk};
+use crate::engine::{BoxFut, BoxStream, EngineError, OutputChunk};
 use crate::id::ContainerId;
 use crate::spec::Uri;
 
@@ -38,23 +39,33 @@ pub struct LogTarget {
     pub env: BTreeMap<String, String>,
 }
 
+/// Opens the container's output from a Docker log timestamp (`None`: from the start). Called
+/// again to reconnect after a stream error.
+pub type OpenOutput = Arc<
+    dyn Fn(Option<SystemTime>) -> BoxStream<'static, Result<OutputChunk, EngineError>>
+        + Send
+        + Sync,
+>;
+
 /// Writes a container's output into its sandbox.
 pub trait Logs: Send + Sync + 'static {
     /// Checks the per-container settings before anything is launched; the error text becomes the
     /// launch failure's cause (e.g. an unknown `CONTAINER_LOGGER_*` variable).
     fn prepare(&self, target: &LogTarget) -> Result<(), String>;
 
-    /// Where to resume after an agent restart: Docker log timestamps up to this one are already
-    /// written. `None` means from the start.
-    fn resume_since<'a>(&'a self, target: &'a LogTarget) -> BoxFut<'a, Option<SystemTime>>;
-
-    /// Consumes `output` until it ends; resolves once everything is written and synced, so the
-    /// containerizer can report the termination only after the logs are complete.
+    /// Writes the output until it ends (the container stopped), reconnecting with `open` after
+    /// stream errors, then drains and syncs; resolves only once everything is on disk, so the
+    /// containerizer reports the termination after the logs are complete. `resume` is set after
+    /// an agent restart: continue where the previous agent stopped.
     fn run(
         &self,
         target: LogTarget,
-        output: BoxStream<'static, OutputChunk>,
+        resume: bool,
+        open: OpenOutput,
     ) -> BoxFut<'static, Result<(), String>>;
+
+    /// Forgets a removed container's logging state (not its log files, which are the sandbox's).
+    fn forget(&self, container: &ContainerId);
 }
 
 /// A [`Fetch`] for containerizers that never get URIs: any URI fails the launch.

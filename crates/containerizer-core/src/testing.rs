@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::engine::*;
 use crate::id::ContainerId;
 use crate::mapping::CreateSpec;
-use crate::seams::{Fetch, LogTarget, Logs};
+use crate::seams::{Fetch, LogTarget, Logs, OpenOutput};
 use crate::spec::Uri;
 
 /// An operation a test can hold or fail.
@@ -719,8 +719,8 @@ impl Fetch for FakeFetch {
 pub struct FakeLogs {
     pub output: Arc<Mutex<HashMap<ContainerId, Vec<OutputChunk>>>>,
     pub drained: Arc<Mutex<HashSet<ContainerId>>>,
-    pub resume: Mutex<HashMap<ContainerId, SystemTime>>,
-    pub since_seen: Arc<Mutex<Vec<Option<SystemTime>>>>,
+    pub resumed: Arc<Mutex<Vec<ContainerId>>>,
+    pub forgotten: Mutex<Vec<ContainerId>>,
 }
 
 impl Logs for FakeLogs {
@@ -733,22 +733,24 @@ impl Logs for FakeLogs {
         }
     }
 
-    fn resume_since<'a>(&'a self, target: &'a LogTarget) -> BoxFut<'a, Option<SystemTime>> {
-        Box::pin(async move {
-            let since = self.resume.lock().unwrap().get(&target.container).copied();
-            self.since_seen.lock().unwrap().push(since);
-            since
-        })
-    }
-
     fn run(
         &self,
         target: LogTarget,
-        mut output: BoxStream<'static, OutputChunk>,
+        resume: bool,
+        open: OpenOutput,
     ) -> BoxFut<'static, Result<(), String>> {
-        let (out, drained) = (self.output.clone(), self.drained.clone());
+        let (out, drained, resumed) = (
+            self.output.clone(),
+            self.drained.clone(),
+            self.resumed.clone(),
+        );
         Box::pin(async move {
+            if resume {
+                resumed.lock().unwrap().push(target.container.clone());
+            }
+            let mut output = open(None);
             while let Some(chunk) = output.next().await {
+                let chunk = chunk.map_err(|e| e.to_string())?;
                 out.lock()
                     .unwrap()
                     .entry(target.container.clone())
@@ -758,5 +760,9 @@ impl Logs for FakeLogs {
             drained.lock().unwrap().insert(target.container);
             Ok(())
         })
+    }
+
+    fn forget(&self, container: &ContainerId) {
+        self.forgotten.lock().unwrap().push(container.clone());
     }
 }

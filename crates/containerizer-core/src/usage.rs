@@ -127,8 +127,8 @@ pub(crate) fn measured(
         stats.net_tx_packets = Some(n.tx_packets);
         stats.net_rx_errors = Some(n.rx_errors);
         stats.net_tx_errors = Some(n.tx_errors);
-        stats.net_rx_dropped = Some(n.rx_dropped);
-        stats.net_tx_dropped = Some(n.tx_dropped);
+        stats.net_rx_dropped = n.rx_dropped;
+        stats.net_tx_dropped = n.tx_dropped;
     }
 }
 

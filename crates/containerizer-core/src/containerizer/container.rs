@@ -34,6 +34,8 @@ pub(crate) struct Runtime {
     pub created_dirs: Vec<PathBuf>,
     pub terminated_at: Option<SystemTime>,
     pub log_task: Option<JoinHandle<Result<(), String>>>,
+    /// Docker's id once known; kept after the termination (the state forgets it).
+    pub docker_id: Option<String>,
 }
 
 pub(crate) struct Container {
@@ -69,6 +71,7 @@ impl Container {
                 created_dirs: Vec::new(),
                 terminated_at: None,
                 log_task: None,
+                docker_id: None,
             }),
             cancel: CancellationToken::new(),
             launched: watch::channel(launched).0,
@@ -86,7 +89,11 @@ impl Container {
     }
 
     pub fn docker_id(&self) -> Option<String> {
-        self.rt().state.docker_id().map(str::to_owned)
+        let rt = self.rt();
+        rt.state
+            .docker_id()
+            .map(str::to_owned)
+            .or_else(|| rt.docker_id.clone())
     }
 
     pub fn termination(&self) -> Option<Arc<Termination>> {
@@ -99,6 +106,11 @@ impl Container {
     pub fn apply(&self, event: Event) -> (Action, bool) {
         let mut rt = self.rt();
         let result = rt.state.apply(event);
+        if let Some(d) = rt.state.docker_id() {
+            if rt.docker_id.as_deref() != Some(d) {
+                rt.docker_id = Some(d.to_owned());
+            }
+        }
         match result {
             Ok(action) => {
                 if let Action::Resolved(t) = &action {
@@ -172,7 +184,11 @@ impl Container {
             spec: rt.spec.clone(),
             phase: rt.state.phase(),
             teardown_from,
-            docker_id: rt.state.docker_id().map(str::to_owned),
+            docker_id: rt
+                .state
+                .docker_id()
+                .map(str::to_owned)
+                .or_else(|| rt.docker_id.clone()),
             killed,
             created_dirs: rt.created_dirs.clone(),
             termination: rt.state.termination().map(|t| (**t).clone()),

@@ -290,7 +290,11 @@ impl Containerizer {
             container_id: id.clone(),
             phase: rt.state.phase(),
             name: c.name.clone(),
-            docker_id: rt.state.docker_id().map(str::to_owned),
+            docker_id: rt
+                .state
+                .docker_id()
+                .map(str::to_owned)
+                .or_else(|| rt.docker_id.clone()),
             pid: rt.pid,
             ip_addresses: rt.ips.clone(),
             pull: (rt.state.phase() == Phase::Pulling)
@@ -458,6 +462,7 @@ impl Inner {
             .map_err(|e| Error::Config(format!("checkpoint removal task failed: {e}")))??;
         *removed = true;
         drop(removed);
+        self.logs.forget(&c.id);
         let mut map = self.map();
         if map
             .get(&c.id)

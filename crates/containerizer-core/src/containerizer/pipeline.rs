@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::container::Container;
@@ -23,7 +23,7 @@ use super::Inner;
 use crate::engine::{EngineError, EngineErrorKind};
 use crate::labels::{ownership, Ownership};
 use crate::mapping::{map_launch, Mapped, MappingContext};
-use crate::seams::LogTarget;
+use crate::seams::{LogTarget, OpenOutput};
 use crate::state::{Action, Event, ExitInfo, Phase};
 
 /// The most the retry loops wait between attempts.
@@ -323,7 +323,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
             false
         }
     };
-    attach_logger(inner, c, &docker_id, tty, target, None);
+    attach_logger(inner, c, &docker_id, tty, target, false);
     inner.persist(c).await;
     c.set_running();
     tracing::info!(container = %c.id, docker_id = %docker_id, "container running");
@@ -365,29 +365,19 @@ async fn create_dirs(c: &Container, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts the logger on the container's output.
+/// Starts the logger on the container's output (`resume` after an agent restart).
 pub(super) fn attach_logger(
     inner: &Arc<Inner>,
     c: &Container,
     docker_id: &str,
     tty: bool,
     target: LogTarget,
-    since: Option<std::time::SystemTime>,
+    resume: bool,
 ) {
-    let id = c.id.clone();
-    let output = inner.engine.logs(docker_id, tty, since).filter_map(move |r| {
-        let id = id.clone();
-        async move {
-            match r {
-                Ok(chunk) => Some(chunk),
-                Err(e) => {
-                    tracing::warn!(container = %id, error = %e, "container output stream failed");
-                    None
-                }
-            }
-        }
-    });
-    let task = tokio::spawn(inner.logs.run(target, Box::pin(output)));
+    let engine = inner.engine.clone();
+    let docker_id = docker_id.to_owned();
+    let open: OpenOutput = Arc::new(move |since| engine.logs(&docker_id, tty, since));
+    let task = tokio::spawn(inner.logs.run(target, resume, open));
     c.rt().log_task = Some(task);
 }
 

@@ -153,6 +153,7 @@ fn insert(inner: &Inner, record: &Record, state: State) -> Arc<Container> {
         let mut rt = c.rt();
         rt.created_dirs = record.created_dirs.clone();
         rt.terminated_at = record.terminated_at;
+        rt.docker_id = record.docker_id.clone();
     }
     inner.map().insert(record.container_id.clone(), c.clone());
     c
@@ -213,8 +214,7 @@ async fn recover_one(
                 report.exited_while_down.push(id.clone());
             }
             let target = pipeline::log_target(&c, &record.spec);
-            let since = inner.logs.resume_since(&target).await;
-            pipeline::attach_logger(inner, &c, &info.id, info.tty, target, since);
+            pipeline::attach_logger(inner, &c, &info.id, info.tty, target, true);
             if destroying && info.running {
                 // A destroy was in progress: finish it.
                 let action = inner.apply(&c, Event::Destroy);

@@ -1009,6 +1009,10 @@ fn usage_update_and_remove() {
         assert!(ckpt.exists());
         h.cz.remove(&id).await.unwrap();
         assert!(!ckpt.exists());
+        assert_eq!(
+            h.logs.forgotten.lock().unwrap().as_slice(),
+            std::slice::from_ref(&id)
+        );
         assert_eq!(h.engine.container_count(), 0);
         assert!(h.cz.containers().is_empty());
         assert!(h.cz.wait(&id).await.is_none());
@@ -1080,11 +1084,6 @@ fn recovery_reattaches_running_and_reports_exited_ones() {
     h.engine.exit("berth-gone", 3, false);
     rt().block_on(async {
         let h2 = h.restart(config);
-        h2.logs
-            .resume
-            .lock()
-            .unwrap()
-            .insert(Harness::id("run"), std::time::SystemTime::UNIX_EPOCH);
         let report = h2.cz.recover().await.unwrap();
         assert_eq!(report.reattached, [Harness::id("run")]);
         assert_eq!(report.exited_while_down, [Harness::id("gone")]);
@@ -1103,10 +1102,10 @@ fn recovery_reattaches_running_and_reports_exited_ones() {
         );
         assert!(
             h2.logs
-                .since_seen
+                .resumed
                 .lock()
                 .unwrap()
-                .contains(&Some(std::time::SystemTime::UNIX_EPOCH)),
+                .contains(&Harness::id("run")),
             "the logger resumes"
         );
         h2.engine.exit("berth-run", 0, false);

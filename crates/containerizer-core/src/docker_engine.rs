@@ -1,0 +1,535 @@
+//! [`DockerEngine`]: the [`Engine`] seam over `berth-docker-api`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use berth_docker_api as api;
+use futures_util::StreamExt;
+
+use crate::engine::*;
+use crate::mapping::{CreateSpec, MountKind};
+
+/// The Docker Engine API behind the [`Engine`] seam.
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    docker: api::Docker,
+    credentials: Option<api::DockerConfig>,
+}
+
+impl DockerEngine {
+    /// Uses `docker` for every call, with no registry credentials.
+    pub fn new(docker: api::Docker) -> DockerEngine {
+        DockerEngine {
+            docker,
+            credentials: None,
+        }
+    }
+
+    /// Connects to the daemon `DOCKER_HOST` names (else the default socket).
+    pub async fn from_env() -> Result<DockerEngine, EngineError> {
+        let docker = api::Docker::from_env()
+            .await
+            .map_err(|e| convert("connecting to Docker", e))?;
+        Ok(DockerEngine::new(docker))
+    }
+
+    /// Pulls with the credentials of a Docker `config.json` (its `auths` section).
+    pub fn with_registry_config(mut self, path: &Path) -> Result<DockerEngine, EngineError> {
+        let config = api::DockerConfig::load(path)
+            .map_err(|e| convert("reading registry credentials", e))?;
+        self.credentials = Some(config);
+        Ok(self)
+    }
+
+    /// The client.
+    pub fn docker(&self) -> &api::Docker {
+        &self.docker
+    }
+
+    fn auth_for(&self, image: &str) -> Result<Option<api::RegistryAuth>, EngineError> {
+        let Some(config) = &self.credentials else {
+            return Ok(None);
+        };
+        let reference = api::ImageReference::parse(image).map_err(|e| convert("pulling", e))?;
+        let registry = reference
+            .registry
+            .unwrap_or_else(|| "https://index.docker.io/v1/".to_owned());
+        config
+            .auth_for(&registry)
+            .map_err(|e| convert("reading registry credentials", e))
+    }
+}
+
+/// The Docker error as this crate's, keeping the daemon's message (which names the container,
+/// image and registry).
+fn convert(what: &str, e: api::Error) -> EngineError {
+    let kind = if e.is_not_found() {
+        EngineErrorKind::NotFound
+    } else if e.is_conflict() {
+        EngineErrorKind::Conflict
+    } else if e.is_transient() {
+        EngineErrorKind::Transient
+    } else {
+        EngineErrorKind::Permanent
+    };
+    EngineError::new(kind, format!("{what}: {e}"))
+}
+
+/// The create body in the client's types.
+pub fn create_body(spec: &CreateSpec) -> Result<api::ContainerConfig, EngineError> {
+    let h = &spec.host;
+    let mut mounts = Vec::with_capacity(h.mounts.len());
+    for m in &h.mounts {
+        if m.driver.as_deref().is_some_and(|d| d != "local") || !m.driver_options.is_empty() {
+            return Err(EngineError::new(
+                EngineErrorKind::Permanent,
+                format!(
+                    "Docker volume '{}' asks for driver '{}' with options: volume driver settings are not \
+                     supported yet (only the local driver without options)",
+                    m.source,
+                    m.driver.as_deref().unwrap_or("local")
+                ),
+            ));
+        }
+        mounts.push(api::Mount {
+            kind: Some(match m.kind {
+                MountKind::Bind => "bind".to_owned(),
+                MountKind::Volume => "volume".to_owned(),
+            }),
+            source: Some(m.source.clone()),
+            target: Some(m.target.clone()),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        });
+    }
+    let port_bindings: HashMap<String, Vec<api::PortBinding>> = h
+        .port_bindings
+        .iter()
+        .map(|(k, ports)| {
+            let bindings = ports
+                .iter()
+                .map(|p| api::PortBinding {
+                    host_ip: None,
+                    host_port: Some(p.to_string()),
+                })
+                .collect();
+            (k.clone(), bindings)
+        })
+        .collect();
+    let host = api::HostConfig {
+        mounts: Some(mounts),
+        network_mode: Some(h.network_mode.clone()),
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        privileged: Some(h.privileged),
+        cap_add: non_empty(&h.cap_add),
+        cap_drop: non_empty(&h.cap_drop),
+        devices: (!h.devices.is_empty()).then(|| {
+            h.devices
+                .iter()
+                .map(|d| api::DeviceMapping {
+                    path_on_host: Some(d.path_on_host.clone()),
+                    path_in_container: Some(d.path_in_container.clone()),
+                    cgroup_permissions: Some(d.cgroup_permissions.clone()),
+                })
+                .collect()
+        }),
+        dns: non_empty(&h.dns),
+        dns_search: non_empty(&h.dns_search),
+        dns_options: non_empty(&h.dns_options),
+        extra_hosts: non_empty(&h.extra_hosts),
+        ulimits: (!h.ulimits.is_empty()).then(|| {
+            h.ulimits
+                .iter()
+                .map(|u| api::Ulimit {
+                    name: Some(u.name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
+                .collect()
+        }),
+        security_opt: non_empty(&h.security_opt),
+        tmpfs: (!h.tmpfs.is_empty()).then(|| {
+            h.tmpfs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }),
+        shm_size: h.shm_size,
+        pids_limit: h.pids_limit,
+        init: h.init,
+        readonly_rootfs: Some(h.read_only_rootfs),
+        memory: h.memory,
+        memory_reservation: h.memory_reservation,
+        memory_swap: h.memory_swap,
+        oom_score_adj: h.oom_score_adj,
+        cpu_shares: h.cpu_shares,
+        cpu_quota: h.cpu_quota,
+        cpu_period: h.cpu_period,
+        log_config: h.log_config.as_ref().map(|l| api::LogConfig {
+            kind: Some(l.driver.clone()),
+            config: Some(
+                l.options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        }),
+        // Never: the container must outlive its exit so it can be inspected.
+        auto_remove: Some(false),
+        ..Default::default()
+    };
+    Ok(api::ContainerConfig {
+        image: Some(spec.image.clone()),
+        cmd: spec.cmd.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: Some(spec.env.clone()),
+        labels: Some(
+            spec.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        hostname: spec.hostname.clone(),
+        stop_signal: spec.stop_signal.clone(),
+        tty: Some(false),
+        open_stdin: Some(false),
+        attach_stdin: Some(false),
+        attach_stdout: Some(false),
+        attach_stderr: Some(false),
+        exposed_ports: (!spec.exposed_ports.is_empty()).then(|| {
+            spec.exposed_ports
+                .iter()
+                .map(|p| (p.clone(), api::Empty {}))
+                .collect()
+        }),
+        host_config: Some(host),
+        ..Default::default()
+    })
+}
+
+fn non_empty(v: &[String]) -> Option<Vec<String>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+fn inspected(i: api::ContainerInspect) -> Inspected {
+    let tty = i.tty();
+    let state = &i.state;
+    let ever_started = state.started().is_some() || state.running;
+    Inspected {
+        name: i.short_name().to_owned(),
+        labels: i
+            .config
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        status: format!("{:?}", state.status).to_ascii_lowercase(),
+        running: state.running,
+        pid: (state.pid > 0).then_some(state.pid as u32),
+        exit_code: state.exit_code,
+        oom_killed: state.oom_killed,
+        ever_started,
+        tty,
+        ip_addresses: i
+            .network_settings
+            .ip_addresses()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        memory_limit: i.host_config.memory.filter(|m| *m > 0).map(|m| m as u64),
+        stop_signal: i.config.stop_signal.clone(),
+        created: i.created.as_deref().and_then(api::time::parse_rfc3339),
+        id: i.id,
+    }
+}
+
+impl Engine for DockerEngine {
+    fn image_present<'a>(&'a self, image: &'a str) -> BoxFut<'a, Result<bool, EngineError>> {
+        Box::pin(async move {
+            match self.docker.images().inspect(image).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.is_not_found() => Ok(false),
+                Err(e) => Err(convert(&format!("inspecting image '{image}'"), e)),
+            }
+        })
+    }
+
+    fn pull(&self, image: &str) -> BoxStream<'static, Result<PullProgress, EngineError>> {
+        let auth = match self.auth_for(image) {
+            Ok(a) => a,
+            Err(e) => return Box::pin(futures_util::stream::once(async move { Err(e) })),
+        };
+        let options = api::PullOptions {
+            auth,
+            ..Default::default()
+        };
+        let stream = self.docker.images().pull(image, &options);
+        let mut extracted: HashMap<String, u64> = HashMap::new();
+        let image = image.to_owned();
+        Box::pin(stream.map(move |item| {
+            let p = item.map_err(|e| convert(&format!("pulling image '{image}'"), e))?;
+            if let Some(layer) = &p.layer {
+                extracted.insert(layer.id.clone(), layer.extracted);
+            }
+            Ok(PullProgress {
+                layers: p.totals.layers,
+                layers_done: p.totals.layers_finished,
+                downloaded: p.totals.downloaded,
+                download_total: p.totals.known_size,
+                extracted: extracted.values().sum(),
+                status: match (&p.message.status, &p.message.id) {
+                    (Some(s), Some(id)) => format!("{s} {id}"),
+                    (Some(s), None) => s.clone(),
+                    _ => String::new(),
+                },
+            })
+        }))
+    }
+
+    fn create<'a>(
+        &'a self,
+        name: &'a str,
+        spec: &'a CreateSpec,
+    ) -> BoxFut<'a, Result<String, EngineError>> {
+        Box::pin(async move {
+            let body = create_body(spec)?;
+            let created = self
+                .docker
+                .containers()
+                .create(Some(name), &body)
+                .await
+                .map_err(|e| convert("create", e))?;
+            for w in &created.warnings {
+                tracing::warn!(container = name, warning = %w, "Docker warned at create");
+            }
+            Ok(created.id)
+        })
+    }
+
+    fn start<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            match self.docker.containers().start(id).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_not_modified() => Ok(()),
+                Err(e) => Err(convert("start", e)),
+            }
+        })
+    }
+
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<Inspected, EngineError>> {
+        Box::pin(async move {
+            let i = self
+                .docker
+                .containers()
+                .inspect(id)
+                .await
+                .map_err(|e| convert("inspect", e))?;
+            Ok(inspected(i))
+        })
+    }
+
+    fn wait<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<i64, EngineError>> {
+        Box::pin(async move {
+            let r = self
+                .docker
+                .containers()
+                .wait(id, api::WaitCondition::NotRunning)
+                .await
+                .map_err(|e| convert("wait", e))?;
+            Ok(r.status_code)
+        })
+    }
+
+    fn kill<'a>(&'a self, id: &'a str, signal: i32) -> BoxFut<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let signal = signal.to_string();
+            self.docker
+                .containers()
+                .kill(id, Some(&signal))
+                .await
+                .map_err(|e| convert("kill", e))
+        })
+    }
+
+    fn stop<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFut<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            match self.docker.containers().stop(id, Some(grace)).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_not_modified() => Ok(()),
+                Err(e) => Err(convert("stop", e)),
+            }
+        })
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let options = api::RemoveContainerOptions {
+                force: true,
+                volumes: true,
+            };
+            match self.docker.containers().remove(id, options).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_not_found() => Ok(()),
+                // Removal already in progress (another remove, or a daemon-side one).
+                Err(e) if e.is_conflict() && e.to_string().contains("already in progress") => {
+                    Ok(())
+                }
+                Err(e) => Err(convert("remove", e)),
+            }
+        })
+    }
+
+    fn list_labelled<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFut<'a, Result<Vec<ContainerSummary>, EngineError>> {
+        Box::pin(async move {
+            let options = api::ListContainersOptions {
+                all: true,
+                filters: api::Filters::new().label(key),
+                ..Default::default()
+            };
+            let list = self
+                .docker
+                .containers()
+                .list(&options)
+                .await
+                .map_err(|e| convert("list containers", e))?;
+            Ok(list
+                .into_iter()
+                .map(|s| ContainerSummary {
+                    names: s
+                        .names
+                        .iter()
+                        .map(|n| n.trim_start_matches('/').to_owned())
+                        .collect(),
+                    labels: s.labels.into_iter().collect::<BTreeMap<_, _>>(),
+                    state: format!("{:?}", s.state).to_ascii_lowercase(),
+                    created: u64::try_from(s.created)
+                        .ok()
+                        .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+                    id: s.id,
+                })
+                .collect())
+        })
+    }
+
+    fn logs(
+        &self,
+        id: &str,
+        _tty: bool,
+        since: Option<SystemTime>,
+    ) -> BoxStream<'static, Result<OutputChunk, EngineError>> {
+        let options = api::LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            since,
+            timestamps: true,
+            ..Default::default()
+        };
+        let frames = self.docker.containers().logs(id, &options);
+        Box::pin(frames.filter_map(|item| async move {
+            match item {
+                Ok(frame) => {
+                    let kind = match frame.stream {
+                        api::LogStream::Stdout | api::LogStream::Console => OutputKind::Stdout,
+                        api::LogStream::Stderr => OutputKind::Stderr,
+                        api::LogStream::Stdin => return None,
+                    };
+                    Some(Ok(OutputChunk {
+                        kind,
+                        timestamp: frame.timestamp,
+                        data: frame.data,
+                    }))
+                }
+                Err(e) => Some(Err(convert("following logs", e))),
+            }
+        }))
+    }
+
+    fn stats<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<StatsSample, EngineError>> {
+        Box::pin(async move {
+            let s = self
+                .docker
+                .containers()
+                .stats_snapshot(id)
+                .await
+                .map_err(|e| convert("stats", e))?;
+            let cpu = &s.cpu_stats;
+            let net = (!s.networks.is_empty()).then(|| {
+                s.networks
+                    .values()
+                    .fold(NetCounters::default(), |mut acc, n| {
+                        acc.rx_bytes += n.rx_bytes;
+                        acc.tx_bytes += n.tx_bytes;
+                        acc.rx_packets += n.rx_packets;
+                        acc.tx_packets += n.tx_packets;
+                        acc.rx_errors += n.rx_errors;
+                        acc.tx_errors += n.tx_errors;
+                        acc
+                    })
+            });
+            Ok(StatsSample {
+                cpu_user_ns: Some(cpu.cpu_usage.usage_in_usermode),
+                cpu_system_ns: Some(cpu.cpu_usage.usage_in_kernelmode),
+                cfs_periods: Some(cpu.throttling_data.periods),
+                cfs_throttled_periods: Some(cpu.throttling_data.throttled_periods),
+                cfs_throttled_ns: Some(cpu.throttling_data.throttled_time),
+                mem_usage: s.memory_stats.usage,
+                mem_stats: s
+                    .memory_stats
+                    .stats
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+                tasks: s.pids_stats.current,
+                net,
+            })
+        })
+    }
+
+    fn processes<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<u64, EngineError>> {
+        Box::pin(async move {
+            let top = self
+                .docker
+                .containers()
+                .top(id, None)
+                .await
+                .map_err(|e| convert("top", e))?;
+            Ok(top.processes.len() as u64)
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        id: &'a str,
+        update: &'a ResourceUpdate,
+    ) -> BoxFut<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let r = api::UpdateResources {
+                cpu_shares: update.cpu_shares,
+                cpu_quota: update.cpu_quota,
+                cpu_period: update.cpu_period,
+                memory: update.memory,
+                memory_reservation: update.memory_reservation,
+                memory_swap: update.memory_swap,
+                ..Default::default()
+            };
+            let result = self
+                .docker
+                .containers()
+                .update(id, &r)
+                .await
+                .map_err(|e| convert("update", e))?;
+            for w in &result.warnings {
+                tracing::warn!(container = id, warning = %w, "Docker warned at update");
+            }
+            Ok(())
+        })
+    }
+}

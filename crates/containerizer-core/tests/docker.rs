@@ -1,0 +1,842 @@
+//! The containerizer against the real Docker daemon, registries, fetcher and logger: Mesos's
+//! Docker containerizer test list, plus OOM, two agents on one daemon, and many launches.
+//!
+//! Needs the test bed (`cargo xtask testbed up`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use berth_containerizer::{
+    labels, termination::messages, AgentId, CommandInfo, ContainerId, Error, Launched, Limit,
+    Limits, OrphanAction, Phase, Reason, Resources, TaskState, Uri,
+};
+use berth_docker_api as api;
+use common::{eventually, Agent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn uuid() -> String {
+    ContainerId::random().to_string()
+}
+
+async fn inspect(agent: &Agent, id: &ContainerId) -> api::ContainerInspect {
+    let docker_id = agent
+        .cz
+        .status(id)
+        .unwrap()
+        .docker_id
+        .expect("a Docker container exists");
+    agent.docker.containers().inspect(&docker_id).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_maps_labels_and_host_config_and_ends_terminated() {
+    const TEST: &str = "core_launch";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "launch-agent", root.path(), |_| {}).await;
+    let id = ContainerId::new("launch-1").unwrap();
+    let mut spec = a.spec("launch-1", "echo hello; sleep 1; exit 3");
+    spec.resources.cpus = Some(0.5);
+    spec.resources.mem_mb = Some(64.0);
+    spec.command = spec.command.env("GREETING", "hi");
+    assert_eq!(a.cz.launch(&id, spec).await.unwrap(), Launched::Launched);
+    let status = a.cz.status(&id).unwrap();
+    assert_eq!(status.phase, Phase::Running);
+    assert!(status.pid.unwrap() > 1);
+    let i = inspect(&a, &id).await;
+    assert_eq!(i.short_name(), "berth-launch-agent-launch-1");
+    let labels = i.config.labels.clone().unwrap();
+    assert_eq!(labels[labels::AGENT_ID], "launch-agent");
+    assert_eq!(labels[labels::CONTAINER_ID], "launch-1");
+    assert_eq!(labels[labels::VERSION], labels::BERTH_VERSION);
+    assert_eq!(labels[berth_testbed::TEST_LABEL], TEST);
+    let env = i.config.env.clone().unwrap();
+    for want in [
+        "GREETING=hi",
+        "MESOS_SANDBOX=/mnt/mesos/sandbox",
+        "MESOS_CONTAINER_NAME=berth-launch-agent-launch-1",
+    ] {
+        assert!(env.iter().any(|e| e == want), "{want} missing from {env:?}");
+    }
+    assert_eq!(i.host_config.auto_remove, Some(false));
+    assert_eq!(i.host_config.cpu_shares, Some(512));
+    assert_eq!(i.host_config.memory, Some(64 << 20));
+    assert_eq!(i.host_config.network_mode.as_deref(), Some("host"));
+    let log = i.host_config.log_config.clone().unwrap();
+    assert_eq!(log.kind.as_deref(), Some("json-file"));
+    assert!(
+        log.config.unwrap().contains_key("max-size"),
+        "json-file is capped"
+    );
+    let t = a.cz.wait(&id).await.unwrap();
+    assert_eq!(t.state, TaskState::Failed);
+    assert_eq!(t.exited_with(), Some(3));
+    assert_eq!(t.message, messages::TERMINATED);
+    assert_eq!(
+        std::fs::read_to_string(a.sandbox("launch-1").join("stdout")).unwrap(),
+        "hello\n"
+    );
+    // Never auto-removed: still there to inspect after the exit.
+    let i = inspect(&a, &id).await;
+    assert_eq!(i.state.exit_code, 3);
+    a.cz.remove(&id).await.unwrap();
+    assert!(a.labelled().await.is_empty());
+    assert_eq!(a.cz.illegal_transitions(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_destroy_report_killed_even_with_exit_zero() {
+    const TEST: &str = "core_kill";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "kill-agent", root.path(), |_| {}).await;
+    // Exits 0 on SIGTERM: still KILLED, not FINISHED (NoTransitionFromKillingToFinished).
+    let id = ContainerId::new("graceful").unwrap();
+    let spec = a.spec(
+        "graceful",
+        "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+    );
+    a.cz.launch(&id, spec).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = a.cz.destroy(&id).await.unwrap();
+    assert_eq!(t.state, TaskState::Killed);
+    assert_eq!(t.message, messages::KILLED);
+    assert_eq!(t.exited_with(), Some(0), "the executor exited gracefully");
+    assert_eq!(
+        std::fs::read_to_string(a.sandbox("graceful").join("stdout")).unwrap(),
+        "bye\n"
+    );
+    let i = inspect(&a, &id).await;
+    assert!(!i.state.running);
+
+    // kill(signal) delivers the signal.
+    let id = ContainerId::new("signalled").unwrap();
+    a.cz.launch(&id, a.spec("signalled", "sleep 1000"))
+        .await
+        .unwrap();
+    assert!(a.cz.kill(&id, 9).await);
+    let t = a.cz.wait(&id).await.unwrap();
+    assert_eq!(t.state, TaskState::Killed);
+    assert_eq!(t.signaled_by(), Some(9));
+    assert!(!a.cz.kill(&id, 9).await, "already terminated");
+    berth_testbed::remove_test_containers(TEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_with_requests_and_limits_and_live_update() {
+    const TEST: &str = "core_usage";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "usage-agent", root.path(), |_| {}).await;
+    let id = ContainerId::new("busy").unwrap();
+    let mut spec = a.spec(
+        "busy",
+        "x=$(head -c 4000000 /dev/zero | tr '\\0' a); while :; do :; done",
+    );
+    spec.resources.cpus = Some(1.0);
+    spec.resources.mem_mb = Some(1024.0);
+    spec.limits = Limits {
+        cpus: Some(Limit::Finite(2.0)),
+        mem_mb: Some(Limit::Finite(2048.0)),
+    };
+    a.cz.launch(&id, spec).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let u = a.cz.usage(&id).await.unwrap();
+    assert_eq!(u.cpus_soft_limit, Some(1.0));
+    assert_eq!(u.cpus_limit, Some(2.0));
+    assert_eq!(u.mem_soft_limit_bytes, Some(1 << 30));
+    assert_eq!(u.mem_limit_bytes, Some(2 << 30));
+    assert!(
+        u.cpus_user_time_secs.unwrap() + u.cpus_system_time_secs.unwrap() > 0.1,
+        "{u:?}"
+    );
+    assert!(u.mem_rss_bytes.unwrap() > 1 << 20, "{u:?}");
+    assert!(
+        u.processes.unwrap() >= 1 && u.threads.unwrap() >= 1,
+        "{u:?}"
+    );
+    assert!(
+        u.cpus_nr_periods.unwrap() > 0,
+        "CFS is on with a CPU limit: {u:?}"
+    );
+    let i = inspect(&a, &id).await;
+    assert_eq!(
+        (i.host_config.cpu_quota, i.host_config.cpu_period),
+        (Some(200_000), Some(100_000))
+    );
+    assert_eq!(i.host_config.memory_reservation, Some(1 << 30));
+
+    // Raise then lower the memory limit live (Mesos could only raise it).
+    let res = |mem| Resources {
+        cpus: Some(0.5),
+        mem_mb: Some(mem),
+        ports: vec![],
+    };
+    a.cz.update(&id, res(3072.0), Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(inspect(&a, &id).await.host_config.memory, Some(3 << 30));
+    a.cz.update(&id, res(256.0), Limits::default())
+        .await
+        .unwrap();
+    let i = inspect(&a, &id).await;
+    assert_eq!(i.host_config.memory, Some(256 << 20));
+    assert_eq!(i.host_config.cpu_shares, Some(512));
+    assert_eq!(
+        a.cz.usage(&id).await.unwrap().mem_limit_bytes,
+        Some(256 << 20)
+    );
+
+    a.cz.destroy(&id).await.unwrap();
+    let e = a.cz.usage(&id).await.unwrap_err();
+    assert_eq!(e.to_string(), "Container is being removed: busy");
+    berth_testbed::remove_test_containers(TEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cfs_quota_reaches_the_cgroup() {
+    const TEST: &str = "core_cfs";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "cfs-agent", root.path(), |c| c.cfs = true).await;
+    let id = ContainerId::new("cfs").unwrap();
+    let mut spec = a.spec("cfs", "sleep 1000");
+    spec.resources.cpus = Some(0.5);
+    a.cz.launch(&id, spec).await.unwrap();
+    let pid = a.cz.status(&id).unwrap().pid.unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cgroups
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == "cpu")
+                .then(|| path.to_owned())
+        })
+        .expect("the container has a cpu cgroup (cgroup v1)");
+    let dir = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"]
+        .iter()
+        .map(|root| format!("{root}{path}"))
+        .find(|d| std::path::Path::new(d).exists())
+        .expect("the cpu cgroup directory exists");
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("{dir}/{f}"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(read("cpu.cfs_quota_us"), "50000");
+    assert_eq!(read("cpu.cfs_period_us"), "100000");
+    assert_eq!(read("cpu.shares"), "512");
+    a.cz.destroy(&id).await.unwrap();
+    berth_testbed::remove_test_containers(TEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oom_is_reported_as_a_memory_limitation() {
+    const TEST: &str = "core_oom";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "oom-agent", root.path(), |_| {}).await;
+    let id = ContainerId::new("hog").unwrap();
+    let mut spec = a.spec(
+        "hog",
+        "x=$(head -c 268435456 /dev/zero | tr '\\0' a); echo survived",
+    );
+    spec.resources.mem_mb = Some(32.0);
+    a.cz.launch(&id, spec).await.unwrap();
+    let t = a.cz.wait(&id).await.unwrap();
+    assert_eq!(t.reason, Some(Reason::ContainerLimitationMemory), "{t:?}");
+    assert_eq!(t.state, TaskState::Failed);
+    assert!(t
+        .limitation
+        .as_ref()
+        .unwrap()
+        .message
+        .contains(&(32u64 << 20).to_string()));
+    // Exit code 137 without OOMKilled is not an OOM.
+    let id = ContainerId::new("killed").unwrap();
+    a.cz.launch(&id, a.spec("killed", "exit 137"))
+        .await
+        .unwrap();
+    let t = a.cz.wait(&id).await.unwrap();
+    assert_eq!(t.exit_code, Some(137));
+    assert_eq!(t.reason, None);
+    berth_testbed::remove_test_containers(TEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_separated_and_sandbox_with_colon_works() {
+    const TEST: &str = "core_logs";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "logs-agent", root.path(), |_| {}).await;
+    let (out, err) = (uuid(), uuid());
+    let id = ContainerId::new("logs").unwrap();
+    let mut spec = a.spec(
+        "logs",
+        &format!("echo out{out}; echo err{err} 1>&2; cat $MESOS_SANDBOX/marker"),
+    );
+    // LaunchSandboxWithColon: a sandbox path with ':' needs no symlink trick.
+    spec.sandbox = a.sandbox("test:colon");
+    std::fs::create_dir_all(&spec.sandbox).unwrap();
+    std::fs::write(spec.sandbox.join("marker"), "seen-through-the-mount\n").unwrap();
+    a.cz.launch(&id, spec).await.unwrap();
+    let t = a.cz.wait(&id).await.unwrap();
+    assert_eq!(t.state, TaskState::Finished, "{t:?}");
+    let sandbox = a.sandbox("test:colon");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.join("stdout")).unwrap(),
+        format!("out{out}\nseen-through-the-mount\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(sandbox.join("stderr")).unwrap(),
+        format!("err{err}\n")
+    );
+    berth_testbed::remove_test_containers(TEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_cmd_override_and_args() {
+    const TEST: &str = "core_default_cmd";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "cmd-agent", root.path(), |_| {}).await;
+    let tb = berth_testbed::testbed();
+    let u = uuid();
+    for (name, command, want) in [
+        ("default", CommandInfo::exec(None, &[]), "inky\n".to_owned()),
+        (
+            "override",
+            CommandInfo::exec(Some(&u), &[]),
+            format!("{u}\n"),
+        ),
+        ("args", CommandInfo::exec(None, &[&u]), format!("{u}\n")),
+    ] {
+        let id = ContainerId::new(name).unwrap();
+        let spec = berth_containerizer::LaunchSpec::docker(
+            tb.images.echo.clone(),
+            command,
+            a.sandbox(name),
+        );
+        a.cz.launch(&id, spec).await.unwrap();
+        let t = a.cz.wait(&id).await.unwrap();
+        assert_eq!(t.state, TaskState::Finished, "{name}: {t:?}");
+        assert_eq!(
+            std::fs::read_to_string(a.sandbox(name).join("stdout")).unwrap(),
+            want,
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(a.sandbox(name).join("stderr")).unwrap(),
+            "",
+            "{name}"
+        );
+    }
+    berth_testbed::remove_test_containers(TEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_and_destroy_of_unknown_containers_give_none() {
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new("core_unknown", "unknown-agent", root.path(), |_| {}).await;
+    let id = ContainerId::random();
+    assert!(a.cz.wait(&id).await.is_none());
+    assert!(a.cz.destroy(&id).await.is_none());
+    assert!(matches!(
+        a.cz.usage(&id).await,
+        Err(Error::UnknownContainer { .. })
+    ));
+}
+
+/// A tiny HTTP server: `stall` sends headers and part of the body, then nothing; otherwise 404.
+async fn http_server(stall: bool) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                if stall {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\npartial")
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                } else {
+                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_while_fetching_and_fetch_failure() {
+    const TEST: &str = "core_fetch";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "fetch-agent", root.path(), |_| {}).await;
+    let stalling = http_server(true).await;
+    let id = ContainerId::new("fetching").unwrap();
+    let spec = a.spec("fetching", "true");
+    let mut spec = spec;
+    spec.command.uris.push(Uri {
+        extract: false,
+        ..Uri::new(format!("http://{stalling}/big.bin"))
+    });
+    let launch = tokio::spawn({
+        let (cz, id) = (a.cz.clone(), id.clone());
+        async move { cz.launch(&id, spec).await }
+    });
+    eventually(Duration::from_secs(10), "FETCHING", || {
+        a.cz.status(&id)
+            .map(|s| s.phase == Phase::Fetching)
+            .unwrap_or(false)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = a.cz.destroy(&id).await.unwrap();
+    assert_eq!(t.message, "Container destroyed while fetching");
+    assert_eq!(t.state, TaskState::Failed);
+    assert!(matches!(
+        launch.await.unwrap(),
+        Err(Error::DestroyedDuringLaunch { .. })
+    ));
+    assert!(
+        a.labelled().await.is_empty(),
+        "no Docker container was made"
+    );
+    let left: Vec<_> = std::fs::read_dir(a.sandbox("fetching"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().contains("big.bin")),
+        "partial download left: {left:?}"
+    );
+
+    let missing = http_server(false).await;
+    let id = ContainerId::new("fetch-404").unwrap();
+    let mut spec = a.spec("fetch-404", "true");
+    spec.command
+        .uris
+        .push(Uri::new(format!("http://{missing}/nope.tar.gz")));
+    let err = a.cz.launch(&id, spec).await.unwrap_err().to_string();
+    assert!(err.starts_with("Failed to launch container: "), "{err}");
+    assert!(err.contains("nope.tar.gz") && err.contains("404"), "{err}");
+    let t = a.cz.wait(&id).await.unwrap();
+    assert_eq!(t.message, err);
+    assert_eq!(t.reason, Some(Reason::ContainerLaunchFailed));
+    berth_testbed::remove_test_containers(TEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_failure_names_image_and_registry() {
+    const TEST: &str = "core_pull_fail";
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "pullfail-agent", root.path(), |_| {}).await;
+    let tb = berth_testbed::testbed();
+    let image = tb.registry_image(&tb.registry, "berth-test/does-not-exist:latest");
+    let id = ContainerId::new("nope").unwrap();
+    let mut spec = a.spec("nope", "true");
+    spec.container
+        .as_mut()
+        .unwrap()
+        .docker
+        .as_mut()
+        .unwrap()
+        .image = image.clone();
+    let started = std::time::Instant::now();
+    let err = a.cz.launch(&id, spec).await.unwrap_err().to_string();
+    assert!(err.starts_with("Failed to launch container: "), "{err}");
+    assert!(
+        err.contains("berth-test/does-not-exist") && err.contains(&tb.registry),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "a missing image fails fast, not after retries"
+    );
+    assert_eq!(a.cz.wait(&id).await.unwrap().message, err);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_from_the_authenticated_registry_with_a_docker_config() {
+    const TEST: &str = "core_pull_auth";
+    berth_testbed::remove_test_containers(TEST).await;
+    let tb = berth_testbed::testbed();
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("config.json");
+    let auth = base64_encode(&format!("{}:{}", tb.auth_username, tb.auth_password));
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            tb.auth_registry
+        ),
+    )
+    .unwrap();
+    let docker = common::docker().await;
+    let engine = berth_containerizer::DockerEngine::new(docker.clone())
+        .with_registry_config(&config)
+        .unwrap();
+    let image = tb.registry_image(&tb.auth_registry, &tb.images.busybox);
+    let _ = docker
+        .images()
+        .remove(
+            &image,
+            api::RemoveImageOptions {
+                force: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    use berth_containerizer::Engine;
+    let mut stream = engine.pull(&image);
+    use futures_util::StreamExt;
+    let mut items = 0;
+    while let Some(item) = stream.next().await {
+        item.unwrap();
+        items += 1;
+    }
+    assert!(items > 0);
+    assert!(engine.image_present(&image).await.unwrap());
+    // Without credentials the same pull is refused.
+    let _ = docker
+        .images()
+        .remove(
+            &image,
+            api::RemoveImageOptions {
+                force: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    let anonymous = berth_containerizer::DockerEngine::new(docker.clone());
+    let mut stream = anonymous.pull(&image);
+    let mut failed = None;
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            failed = Some(e);
+        }
+    }
+    let e = failed.expect("an anonymous pull from the authenticated registry fails");
+    assert!(e.message.contains(&tb.auth_registry), "{e}");
+}
+
+fn base64_encode(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_while_pulling_aborts_the_pull() {
+    const TEST: &str = "core_pulling";
+    let _lock = berth_testbed::exclusive("large-image");
+    berth_testbed::remove_test_containers(TEST).await;
+    let tb = berth_testbed::testbed();
+    let docker = common::docker().await;
+    let upstream: std::net::SocketAddr = tb.registry.parse().unwrap();
+    let proxy = berth_testbed::ThrottledProxy::start(upstream, 2 << 20);
+    let image = format!("{}/{}", proxy.addr(), tb.images.large);
+    let _ = docker
+        .images()
+        .remove(
+            &image,
+            api::RemoveImageOptions {
+                force: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "pulling-agent", root.path(), |_| {}).await;
+    let id = ContainerId::new("pulling").unwrap();
+    let mut spec = a.spec("pulling", "true");
+    spec.container
+        .as_mut()
+        .unwrap()
+        .docker
+        .as_mut()
+        .unwrap()
+        .image = image.clone();
+    let launch = tokio::spawn({
+        let (cz, id) = (a.cz.clone(), id.clone());
+        async move { cz.launch(&id, spec).await }
+    });
+    eventually(Duration::from_secs(60), "pull progress", || {
+        a.cz.status(&id)
+            .ok()
+            .and_then(|s| s.pull)
+            .is_some_and(|p| p.downloaded > 0)
+    })
+    .await;
+    let progress = a.cz.status(&id).unwrap().pull.unwrap();
+    assert!(
+        progress.download_total > progress.downloaded,
+        "caught mid-pull: {progress}"
+    );
+    let t = a.cz.destroy(&id).await.unwrap();
+    assert_eq!(t.message, "Container destroyed while pulling image");
+    assert_eq!(t.state, TaskState::Failed);
+    assert!(launch.await.unwrap().is_err());
+    // The daemon-side pull was aborted: the image never appears.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let found = docker.images().inspect(&image).await;
+    assert!(
+        matches!(&found, Err(e) if e.is_not_found()),
+        "the aborted image exists: {found:?}"
+    );
+    assert!(a.labelled().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_reattaches_reports_exits_and_kills_orphans_only() {
+    const TEST: &str = "core_recover";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let (run, gone) = (
+        ContainerId::new("run").unwrap(),
+        ContainerId::new("gone").unwrap(),
+    );
+    {
+        // The first agent runs on its own runtime, which is dropped mid-flight: its SIGKILL.
+        let root = root.path().to_owned();
+        let (run, gone) = (run.clone(), gone.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let a = Agent::new(TEST, "recover-agent", &root, |_| {}).await;
+                a.cz.launch(
+                    &run,
+                    a.spec("run", "echo before; sleep 10; echo after; exit 7"),
+                )
+                .await
+                .unwrap();
+                a.cz.launch(&gone, a.spec("gone", "sleep 1; exit 5"))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            });
+            drop(rt);
+        })
+        .join()
+        .unwrap();
+    }
+    let docker = common::docker().await;
+    let label = |agent: &str, cid: &str| {
+        let mut l = labels::own_labels(
+            &AgentId::new(agent).unwrap(),
+            &ContainerId::new(cid).unwrap(),
+        );
+        l.insert(berth_testbed::TEST_LABEL.to_owned(), TEST.to_owned());
+        l
+    };
+    let mut malformed = label("recover-agent", "x");
+    malformed.insert(labels::CONTAINER_ID.to_owned(), "not a valid id".to_owned());
+    let mut unlabelled = BTreeMap::new();
+    unlabelled.insert(berth_testbed::TEST_LABEL.to_owned(), TEST.to_owned());
+    let mut by_hand = Vec::new();
+    for (name, labels) in [
+        (
+            "berth-recover-agent-orphan",
+            label("recover-agent", "orphan"),
+        ),
+        (
+            "berth-recover-agent-foreign",
+            label("other-agent", "foreign"),
+        ),
+        ("berth-recover-agent-malformed", malformed),
+        ("berth-recover-agent-plain", unlabelled),
+    ] {
+        let config = api::ContainerConfig {
+            image: Some(berth_testbed::testbed().images.busybox.clone()),
+            cmd: Some(vec!["sleep".into(), "1000".into()]),
+            labels: Some(labels.into_iter().collect()),
+            ..Default::default()
+        };
+        let c = docker
+            .containers()
+            .create(Some(name), &config)
+            .await
+            .unwrap();
+        docker.containers().start(&c.id).await.unwrap();
+        by_hand.push((name, c.id));
+    }
+
+    let b = Agent::new(TEST, "recover-agent", root.path(), |_| {}).await;
+    let report = b.cz.recover().await.unwrap();
+    assert_eq!(
+        report.reattached.as_slice(),
+        std::slice::from_ref(&run),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.exited_while_down.as_slice(),
+        std::slice::from_ref(&gone),
+        "{report:?}"
+    );
+    assert_eq!(report.malformed.len(), 1, "{report:?}");
+    assert_eq!(report.orphans.len(), 1, "{report:?}");
+    assert_eq!(report.orphans[0].container_id.as_str(), "orphan");
+    assert_eq!(report.orphans[0].action, OrphanAction::Removed);
+    for (name, docker_id) in &by_hand {
+        let exists = docker.containers().inspect(docker_id).await;
+        match *name {
+            "berth-recover-agent-orphan" => {
+                assert!(matches!(&exists, Err(e) if e.is_not_found()), "orphan left")
+            }
+            other => assert!(exists.unwrap().state.running, "{other} was touched"),
+        }
+    }
+    let t = b.cz.wait(&gone).await.unwrap();
+    assert_eq!(
+        t.exited_with(),
+        Some(5),
+        "real exit status of a container that exited while down"
+    );
+    let t = b.cz.wait(&run).await.unwrap();
+    assert_eq!(t.exited_with(), Some(7));
+    // The logger resumed: both lines are in the sandbox, once each.
+    assert_eq!(
+        std::fs::read_to_string(b.sandbox("run").join("stdout")).unwrap(),
+        "before\nafter\n"
+    );
+    berth_testbed::remove_test_containers(TEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_on_one_daemon_leave_each_other_alone() {
+    const TEST: &str = "core_two_agents";
+    berth_testbed::remove_test_containers(TEST).await;
+    let (ra, rb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Agent::new(TEST, "agent-a", ra.path(), |_| {}).await;
+    let b = Agent::new(TEST, "agent-b", rb.path(), |_| {}).await;
+    let id = ContainerId::new("same-id").unwrap();
+    a.cz.launch(&id, a.spec("same-id", "sleep 1000"))
+        .await
+        .unwrap();
+    b.cz.launch(&id, b.spec("same-id", "sleep 1000"))
+        .await
+        .unwrap();
+    // Each agent restarts; neither sees the other's container as an orphan.
+    let a2 = Agent::new(TEST, "agent-a", ra.path(), |_| {}).await;
+    let b2 = Agent::new(TEST, "agent-b", rb.path(), |_| {}).await;
+    let (ra2, rb2) = (
+        a2.cz.recover().await.unwrap(),
+        b2.cz.recover().await.unwrap(),
+    );
+    assert!(
+        ra2.orphans.is_empty() && rb2.orphans.is_empty(),
+        "{ra2:?} {rb2:?}"
+    );
+    assert_eq!(ra2.reattached.as_slice(), std::slice::from_ref(&id));
+    assert_eq!(rb2.reattached.as_slice(), std::slice::from_ref(&id));
+    assert!(a2.cz.status(&id).unwrap().docker_id != b2.cz.status(&id).unwrap().docker_id);
+    a2.cz.destroy(&id).await.unwrap();
+    assert_eq!(
+        b2.cz.status(&id).unwrap().phase,
+        Phase::Running,
+        "b's container untouched"
+    );
+    b2.cz.destroy(&id).await.unwrap();
+    berth_testbed::remove_test_containers(TEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_delay_zero_cleans_up_right_after_the_termination() {
+    const TEST: &str = "core_remove_delay";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "rm-agent", root.path(), |c| {
+        c.remove_delay = Duration::ZERO
+    })
+    .await;
+    let id = ContainerId::new("short").unwrap();
+    a.cz.launch(&id, a.spec("short", "exit 0")).await.unwrap();
+    eventually(Duration::from_secs(20), "removal", || {
+        a.cz.containers().is_empty()
+    })
+    .await;
+    assert!(a.labelled().await.is_empty());
+    assert!(!root.path().join("work/containers/short").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_launches_with_random_kills_leave_nothing_behind() {
+    const TEST: &str = "core_many";
+    const N: usize = 100;
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "many-agent", root.path(), |_| {}).await;
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let (cz, id, spec) = (
+            a.cz.clone(),
+            ContainerId::new(format!("m{i}")).unwrap(),
+            a.spec(&format!("m{i}"), "sleep 1000"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let launch = tokio::spawn({
+                let (cz, id) = (cz.clone(), id.clone());
+                async move { cz.launch(&id, spec).await }
+            });
+            // Random kills: some right away (mid-launch), some after a while, some never.
+            let delay = rand_delay(i);
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+                cz.destroy(&id).await;
+            }
+            let _ = launch.await.unwrap();
+            id
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    for id in &ids {
+        let t = a.cz.destroy(id).await.expect("every launch is known");
+        assert!(
+            matches!(t.state, TaskState::Killed | TaskState::Failed),
+            "{id}: {t:?}"
+        );
+    }
+    assert_eq!(a.cz.terminations_decided(), N);
+    assert_eq!(a.cz.illegal_transitions(), 0);
+    for id in &ids {
+        a.cz.remove(id).await.unwrap();
+    }
+    assert!(a.labelled().await.is_empty(), "containers left behind");
+    assert!(a.cz.containers().is_empty());
+}
+
+/// A deterministic spread of kill delays: a third never, the rest between 0 and ~2 s.
+fn rand_delay(i: usize) -> Option<Duration> {
+    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+    (!i.is_multiple_of(3)).then(|| Duration::from_millis(h % 2000))
+}
