@@ -73,7 +73,40 @@ impl Fetch for FetcherAdapter {
             }
         })
     }
+
+    fn discard_partials(&self, sandbox: &std::path::Path) {
+        // The fetcher stages every download under this prefix and renames it into place only
+        // when complete; a staging entry that survived its process is garbage.
+        let Ok(entries) = std::fs::read_dir(sandbox) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(FETCH_STAGING_PREFIX)
+            {
+                let path = entry.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                match removed {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "removed a partial fetch left by a killed agent")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove a partial fetch")
+                    }
+                }
+            }
+        }
+    }
 }
+
+/// Prefix of `berth-fetcher`'s staging entries in a sandbox.
+const FETCH_STAGING_PREFIX: &str = ".berth-fetch-";
 
 /// [`Logs`] over a `berth-logger` [`ContainerLogger`].
 #[derive(Debug)]

@@ -24,6 +24,10 @@ pub trait Fetch: Send + Sync + 'static {
         sandbox: &'a Path,
         user: Option<&'a str>,
     ) -> BoxFut<'a, Result<(), String>>;
+
+    /// Removes what a fetch killed with its process (an agent SIGKILLed mid-fetch) left in
+    /// `sandbox`. A fetch cancelled by dropping it cleans up after itself; this is for recovery.
+    fn discard_partials(&self, _sandbox: &Path) {}
 }
 
 /// What the logger needs to know about a container.

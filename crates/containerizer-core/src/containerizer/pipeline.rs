@@ -466,6 +466,17 @@ pub(super) async fn rollback(
             }
         }
     }
+    let (from_fetching, sandbox) = {
+        let rt = c.rt();
+        let from = match &rt.state {
+            crate::state::State::Destroying(t) => Some(t.from),
+            _ => None,
+        };
+        (from == Some(Phase::Fetching), rt.spec.sandbox.clone())
+    };
+    if from_fetching {
+        inner.fetcher.discard_partials(&sandbox);
+    }
     let dirs = std::mem::take(&mut c.rt().created_dirs);
     for dir in dirs.iter().rev() {
         // Only empty directories: nothing the container wrote is deleted.
