@@ -1,6 +1,42 @@
-//! The `berth` agent binary (not yet implemented: see the agent issue).
+//! The `berth` binary: the agent (`berth serve`) and its command-line client.
+
+use clap::Parser;
+
+use berth::cli::{Cli, Command};
 
 fn main() {
-    eprintln!("berth: the agent is not built yet; see the agent issue");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    if let Err(e) = berth::logging::init(
+        cli.log_format,
+        cli.log_level.as_deref().unwrap_or(default_level),
+    ) {
+        eprintln!("berth: error: {e}");
+        std::process::exit(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(berth::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: error: {e}");
+            1
+        }
+    };
+    // Dropping the runtime would wait for blocked tasks (an embedded agent's log followers);
+    // everything that matters has finished.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
 }

@@ -1,1 +1,419 @@
-//! End-to-end tests of the `berth` binary live in `tests/`; this library holds their shared helpers.
+//! End-to-end tests of the `berth` binary live in `tests/`; this library holds their shared
+//! helpers: starting the real binary as an agent process against the test bed, talking to it
+//! over HTTP, and running its CLI.
+//!
+//! The binary is `$BERTH_BIN`, else `berth` next to the test executable's directory (where
+//! `cargo test --workspace` builds it). Every container a test makes carries the label
+//! `io.berth.test=<test name>` so [`berth_testbed::remove_test_containers`] can clean up.
+//!
+//! ```no_run
+//! # async fn example() {
+//! use berth_e2e::{remove_test_containers, Agent};
+//!
+//! remove_test_containers("my-test").await;
+//! let agent = Agent::start("my-test", &["--docker-remove-delay", "0"]).await;
+//! assert_eq!(agent.launch_shell("c1", "echo hi").await.status, 200);
+//! assert_eq!(agent.wait("c1").await["state"], "TASK_FINISHED");
+//! assert_eq!(agent.read_text("/containers/c1/stdout").await, "hi\n");
+//! remove_test_containers("my-test").await;
+//! # }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+pub use berth_testbed::{exclusive, remove_test_containers, testbed, ThrottledProxy, TEST_LABEL};
+
+/// The `berth` binary under test.
+///
+/// # Panics
+/// When it cannot be found, with how to build it.
+pub fn berth_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_BIN") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "BERTH_BIN={} does not exist; build it with `cargo build -p berth`",
+            p.display()
+        );
+        return p;
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/berth
+    let candidate = exe.parent().and_then(Path::parent).map(|d| d.join("berth"));
+    match candidate {
+        Some(p) if p.is_file() => p,
+        _ => panic!(
+            "the berth binary was not found next to {} (looked for {:?}); build it with \
+             `cargo build -p berth` (same profile and target dir) or set BERTH_BIN",
+            exe.display(),
+            candidate
+        ),
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Content type.
+    pub content_type: String,
+    /// Body text.
+    pub body: String,
+}
+
+impl Resp {
+    /// The body as JSON.
+    ///
+    /// # Panics
+    /// When it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// A `berth serve` process.
+pub struct Agent {
+    /// The test's name (the label value of its containers).
+    pub test: String,
+    /// The base URL, e.g. `http://127.0.0.1:34567`.
+    pub url: String,
+    /// The work directory (kept across restarts).
+    pub work_dir: PathBuf,
+    /// Extra `serve` arguments (kept across restarts).
+    pub args: Vec<String>,
+    /// The bearer token sent with every request, if any.
+    pub token: Option<String>,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    starts: usize,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("test", &self.test)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl Agent {
+    /// Starts an agent with a fresh work directory and `args` added to `berth serve`.
+    pub async fn start(test: &str, args: &[&str]) -> Agent {
+        testbed();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("berth-e2e-{test}-"))
+            .tempdir()
+            .expect("a temp dir");
+        let work_dir = dir.path().join("work");
+        let mut agent = Agent {
+            test: test.to_owned(),
+            url: String::new(),
+            work_dir,
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            token: None,
+            dir,
+            child: None,
+            starts: 0,
+            http: reqwest::Client::new(),
+        };
+        agent.spawn().await;
+        agent
+    }
+
+    /// The temporary directory holding the work dir and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log_path(&self, n: usize) -> PathBuf {
+        self.dir.path().join(format!("agent-{n}.log"))
+    }
+
+    /// Everything the agent processes wrote to stderr, in order.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| std::fs::read_to_string(self.log_path(n)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n--- restart ---\n")
+    }
+
+    async fn spawn(&mut self) {
+        self.starts += 1;
+        let log = self.log_path(self.starts);
+        let file = std::fs::File::create(&log).expect("agent log file");
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--work-dir"])
+            .arg(&self.work_dir)
+            .args(&self.args)
+            .env("RUST_LOG", "info,berth=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", berth_bin().display()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.contains("serving the v1 API at http://"))
+            {
+                let start = line.find("http://").expect("a URL");
+                let url = &line[start..];
+                let end = url.find("/api/v1").expect("the API path");
+                self.url = url[..end].to_owned();
+                break;
+            }
+            if let Some(status) = child.try_wait().expect("agent status") {
+                panic!("berth serve exited ({status}) before serving:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berth serve did not start within 60s:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.child = Some(child);
+    }
+
+    /// The agent process's id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("a running agent")
+    }
+
+    /// Kills the agent with SIGKILL (no chance to clean up), and reaps it.
+    pub async fn sigkill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.expect("SIGKILL the agent");
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for the agent to exit; returns its exit code.
+    pub async fn sigterm(&mut self) -> Option<i32> {
+        let mut c = self.child.take().expect("a running agent");
+        let pid =
+            rustix::process::Pid::from_raw(c.id().expect("a pid") as i32).expect("a valid pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+            .expect("SIGTERM the agent");
+        let status = tokio::time::timeout(Duration::from_secs(30), c.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the agent did not exit within 30s of SIGTERM:\n{}",
+                    self.logs()
+                )
+            })
+            .expect("agent exit status");
+        status.code()
+    }
+
+    /// Starts the agent again on the same work directory (after [`sigkill`](Self::sigkill) or
+    /// [`sigterm`](Self::sigterm)).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the agent before restarting it");
+        self.spawn().await;
+    }
+
+    fn authorize(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn send(&self, r: reqwest::RequestBuilder) -> Resp {
+        let resp = r
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to the agent failed: {e}\n{}", self.logs()));
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = resp.text().await.expect("a response body");
+        Resp {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// Posts a raw body to `/api/v1` with `content_type`.
+    pub async fn post_raw(&self, content_type: &str, body: impl Into<reqwest::Body>) -> Resp {
+        let r = self
+            .http
+            .post(format!("{}/api/v1", self.url))
+            .header("content-type", content_type)
+            .body(body);
+        self.send(self.authorize(r)).await
+    }
+
+    /// Posts a `Call`.
+    pub async fn call(&self, call: Value) -> Resp {
+        self.post_raw("application/json", call.to_string()).await
+    }
+
+    /// `GET <path>`.
+    pub async fn get(&self, path: &str) -> Resp {
+        let r = self.http.get(format!("{}{path}", self.url));
+        self.send(self.authorize(r)).await
+    }
+
+    /// A `launch_container` payload: `command` in `image` (the test bed's busybox when `None`),
+    /// labelled for cleanup.
+    pub fn launch_body(&self, id: &str, command: Value, image: Option<&str>) -> Value {
+        let image = image
+            .map(str::to_owned)
+            .unwrap_or_else(|| testbed().images.busybox.clone());
+        json!({
+            "container_id": {"value": id},
+            "command": command,
+            "container": {"type": "DOCKER", "docker": {
+                "image": image,
+                "parameters": [{"key": "label", "value": format!("{TEST_LABEL}={}", self.test)}]
+            }}
+        })
+    }
+
+    /// Launches `sh -c <line>` in the busybox image; returns the answer.
+    pub async fn launch_shell(&self, id: &str, line: &str) -> Resp {
+        let body = self.launch_body(id, json!({"value": line}), None);
+        self.call(json!({"type": "LAUNCH_CONTAINER", "launch_container": body}))
+            .await
+    }
+
+    /// `WAIT_CONTAINER`; asserts 200 and returns the `wait_container` object.
+    pub async fn wait(&self, id: &str) -> Value {
+        let r = self.call(json!({"type": "WAIT_CONTAINER", "wait_container": {"container_id": {"value": id}}})).await;
+        assert_eq!(r.status, 200, "WAIT_CONTAINER {id}: {r:?}\n{}", self.logs());
+        r.json()["wait_container"].clone()
+    }
+
+    /// `KILL_CONTAINER` with an optional signal.
+    pub async fn kill(&self, id: &str, signal: Option<i32>) -> Resp {
+        let mut k = json!({"container_id": {"value": id}});
+        if let Some(s) = signal {
+            k["signal"] = json!(s);
+        }
+        self.call(json!({"type": "KILL_CONTAINER", "kill_container": k}))
+            .await
+    }
+
+    /// `REMOVE_CONTAINER`.
+    pub async fn remove(&self, id: &str) -> Resp {
+        self.call(json!({"type": "REMOVE_CONTAINER", "remove_container": {"container_id": {"value": id}}})).await
+    }
+
+    /// This container's `GET_CONTAINERS` entry, if any.
+    pub async fn container(&self, id: &str) -> Option<Value> {
+        let r = self.call(json!({"type": "GET_CONTAINERS"})).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.json()["get_containers"]["containers"]
+            .as_array()
+            .expect("a containers array")
+            .iter()
+            .find(|c| c["container_id"]["value"] == id)
+            .cloned()
+    }
+
+    /// `READ_FILE` of a whole file (decoded).
+    pub async fn read_file(&self, path: &str) -> Resp {
+        self.call(json!({"type": "READ_FILE", "read_file": {"path": path, "offset": 0}}))
+            .await
+    }
+
+    /// The decoded data of a successful `READ_FILE`.
+    pub async fn read_text(&self, path: &str) -> String {
+        use base64::Engine as _;
+        let r = self.read_file(path).await;
+        assert_eq!(r.status, 200, "READ_FILE {path}: {r:?}");
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(r.json()["read_file"]["data"].as_str().expect("data"))
+            .expect("base64 data");
+        String::from_utf8(data).expect("UTF-8 file")
+    }
+
+    /// Runs `berth <args>` against this agent (`--agent` and the token are passed through the
+    /// environment).
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(args)
+            .env("BERTH_AGENT", &self.url)
+            .env_remove("BERTH_TOKEN_FILE")
+            .stdin(Stdio::null());
+        match &self.token {
+            Some(t) => cmd.env("BERTH_TOKEN", t),
+            None => cmd.env_remove("BERTH_TOKEN"),
+        };
+        cmd.output().await.expect("run the berth CLI")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `timeout`.
+///
+/// # Panics
+/// On timeout, with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The decoded output of a CLI run, for assertion messages.
+pub fn describe_output(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Whether a Docker container exists (by name or id).
+pub async fn docker_container_exists(name: &str) -> bool {
+    let docker = berth_docker_api::Docker::from_env()
+        .await
+        .expect("the Docker daemon");
+    match docker.containers().inspect(name).await {
+        Ok(_) => true,
+        Err(e) if e.is_not_found() => false,
+        Err(e) => panic!("inspect {name}: {e}"),
+    }
+}

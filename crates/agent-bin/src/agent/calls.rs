@@ -1,0 +1,263 @@
+//! `POST /api/v1`: each [`Call`] carried out on the containerizer, with Mesos's status codes.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_containerizer::{ContainerId, Error as CzError, Launched, Phase};
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use super::convert;
+use super::Agent;
+use crate::api::response::{self, typed};
+use crate::api::{parse_call, Call, ContainerType, LaunchRequest};
+use crate::error::ApiError;
+use crate::files::{self, SandboxPath};
+use crate::http::body::{empty, json as json_response, Body};
+
+/// Signal numbers used by a graceful kill.
+const SIGTERM: i32 = 15;
+const SIGKILL: i32 = 9;
+
+/// A containerizer error as an HTTP answer.
+pub(super) fn cz_error(e: CzError) -> ApiError {
+    use berth_containerizer::EngineErrorKind as K;
+    match e {
+        CzError::UnknownContainer { id } => {
+            ApiError::not_found(format!("Container {id} cannot be found"))
+        }
+        e @ (CzError::BeingDestroyed { .. }
+        | CzError::NotRunning { .. }
+        | CzError::NotTerminated { .. }) => ApiError::conflict(e.to_string()),
+        e @ (CzError::LaunchFailed { .. } | CzError::Spec(_) | CzError::Id(_)) => {
+            ApiError::bad_request(e.to_string())
+        }
+        CzError::DestroyedDuringLaunch { message, .. } => {
+            ApiError::bad_request(format!("Failed to launch container: {message}"))
+        }
+        CzError::Engine { what, source } => {
+            let text = format!("{what}: {source}");
+            match source.kind {
+                K::NotFound => ApiError::not_found(text),
+                K::Conflict => ApiError::conflict(text),
+                K::Transient => ApiError::unavailable(text),
+                // The daemon refused the values themselves (e.g. a memory limit below its minimum).
+                _ => ApiError::bad_request(text),
+            }
+        }
+        e => ApiError::internal(e.to_string()),
+    }
+}
+
+impl Agent {
+    pub(super) async fn api(self: &Arc<Self>, body: &[u8]) -> Result<Response<Body>, ApiError> {
+        let call = parse_call(body)?;
+        self.counters.call(call.type_name());
+        match call {
+            Call::GetHealth => Ok(json_response(StatusCode::OK, &response::health(true))),
+            Call::GetFlags => Ok(json_response(
+                StatusCode::OK,
+                &response::flags(&self.flags()),
+            )),
+            Call::GetVersion => Ok(json_response(
+                StatusCode::OK,
+                &typed(
+                    "GET_VERSION",
+                    json!({ "version_info": self.version_info() }),
+                ),
+            )),
+            Call::GetMetrics => {
+                let samples: Vec<(String, f64)> = self
+                    .samples()
+                    .into_iter()
+                    .map(|s| (s.name, s.value))
+                    .collect();
+                Ok(json_response(StatusCode::OK, &response::metrics(&samples)))
+            }
+            Call::GetContainers => {
+                let entries = self.container_entries(true).await;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &typed("GET_CONTAINERS", json!({ "containers": entries })),
+                ))
+            }
+            Call::LaunchContainer(req) => self.launch(&req).await,
+            Call::WaitContainer { container_id } => {
+                let id = self.container_id("wait_container.container_id.value", &container_id)?;
+                match self.containerizer.wait(&id).await {
+                    Some(t) => Ok(json_response(
+                        StatusCode::OK,
+                        &response::wait(&convert::termination(&t)),
+                    )),
+                    None => Err(ApiError::not_found(format!(
+                        "Container {id} cannot be found"
+                    ))),
+                }
+            }
+            Call::KillContainer {
+                container_id,
+                signal,
+                grace,
+            } => self.kill(&container_id, signal, grace).await,
+            Call::RemoveContainer { container_id } => {
+                let id = self.container_id("remove_container.container_id.value", &container_id)?;
+                self.containerizer.remove(&id).await.map_err(cz_error)?;
+                let sandbox = self.sandbox_of(id.as_str());
+                if let Err(e) = tokio::fs::remove_dir_all(&sandbox).await {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(container = %id, sandbox = %sandbox.display(), error = %e, "failed to remove the sandbox");
+                    }
+                }
+                self.images
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                self.counters.removes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(container = %id, "container removed");
+                Ok(empty(StatusCode::OK))
+            }
+            Call::UpdateContainer {
+                container_id,
+                resources,
+                limits,
+            } => {
+                let id = self.container_id("update_container.container_id.value", &container_id)?;
+                self.containerizer
+                    .update(
+                        &id,
+                        convert::resources(&resources),
+                        convert::limits(&limits),
+                    )
+                    .await
+                    .map_err(cz_error)?;
+                self.counters.updates.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(container = %id, "container resources updated");
+                Ok(empty(StatusCode::OK))
+            }
+            Call::ListFiles { path } => {
+                let at = SandboxPath::parse(&path)?;
+                self.known(&at.container_id)?;
+                let sandbox = self.sandbox_of(&at.container_id);
+                let entries = blocking(move || files::list(&sandbox, &at)).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &response::list_files(&entries),
+                ))
+            }
+            Call::ReadFile {
+                path,
+                offset,
+                length,
+            } => {
+                let at = SandboxPath::parse(&path)?;
+                self.known(&at.container_id)?;
+                let sandbox = self.sandbox_of(&at.container_id);
+                let (size, data) =
+                    blocking(move || files::read(&sandbox, &at, offset, length)).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &response::read_file(size, &data),
+                ))
+            }
+        }
+    }
+
+    async fn launch(self: &Arc<Self>, req: &LaunchRequest) -> Result<Response<Body>, ApiError> {
+        let id = self.container_id("launch_container.container_id.value", &req.container_id)?;
+        match &req.container {
+            Some(c) if c.kind == ContainerType::Docker => {}
+            other => {
+                let why = match other {
+                    None => "'launch_container.container' is missing".to_owned(),
+                    Some(_) => "'launch_container.container.type' is MESOS".to_owned(),
+                };
+                return Err(ApiError::bad_request(format!(
+                    "The provided ContainerInfo is not supported: {why}; Berth runs containers of type DOCKER"
+                )));
+            }
+        }
+        let spec = convert::launch_spec(req, self.sandbox_of(id.as_str()));
+        let image = spec.docker_info().map(|d| d.image.clone());
+        if self.containerizer.status(&id).is_err() {
+            if let Some(image) = &image {
+                self.images
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.clone(), image.clone());
+            }
+        }
+        match self.containerizer.launch(&id, spec).await {
+            Ok(Launched::Launched) => {
+                self.counters
+                    .launches_succeeded
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(empty(StatusCode::OK))
+            }
+            Ok(Launched::AlreadyLaunched) => {
+                self.counters
+                    .launches_duplicate
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(empty(StatusCode::ACCEPTED))
+            }
+            Ok(Launched::NotSupported) => Err(ApiError::bad_request(
+                "The provided ContainerInfo is not supported",
+            )),
+            Err(e) => {
+                self.counters
+                    .launches_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(container = %id, error = %e, "launch failed");
+                Err(cz_error(e))
+            }
+        }
+    }
+
+    async fn kill(
+        self: &Arc<Self>,
+        container_id: &str,
+        signal: Option<i32>,
+        grace: Option<Duration>,
+    ) -> Result<Response<Body>, ApiError> {
+        let id = self.container_id("kill_container.container_id.value", container_id)?;
+        let first = signal.unwrap_or(if grace.is_some() { SIGTERM } else { SIGKILL });
+        if !self.containerizer.kill(&id, first).await {
+            return Err(ApiError::not_found(format!(
+                "Container {id} cannot be found (or is already killed)"
+            )));
+        }
+        self.counters.kills.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(container = %id, signal = first, grace = ?grace, "kill delivered");
+        if let Some(grace) = grace.filter(|_| first != SIGKILL) {
+            let agent = self.clone();
+            tokio::spawn(async move { agent.escalate(id, grace).await });
+        }
+        Ok(empty(StatusCode::OK))
+    }
+
+    /// SIGKILL after `grace` unless the container has ended by then.
+    async fn escalate(self: Arc<Self>, id: ContainerId, grace: Duration) {
+        if tokio::time::timeout(grace, self.containerizer.wait(&id))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        let still_up = self
+            .containerizer
+            .status(&id)
+            .is_ok_and(|s| s.phase != Phase::Terminated);
+        if still_up && self.containerizer.kill(&id, SIGKILL).await {
+            tracing::info!(container = %id, grace = ?grace, "grace period over; sent SIGKILL");
+        }
+    }
+}
+
+/// Runs blocking file work off the async threads.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("file operation failed: {e}"))))
+}

@@ -1,0 +1,360 @@
+//! Between the wire types of [`crate::api`] and the containerizer's: a launch request into a
+//! `LaunchSpec`, a `Termination` into `WAIT_CONTAINER`'s view, a status into
+//! `GET_CONTAINERS`' entry.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use berth_containerizer::spec::{
+    ContainerKind, EnvVar, Parameter, PortMapping, PortRange, VolumeMode, VolumeSource,
+};
+use berth_containerizer::{
+    CommandInfo, ContainerInfo, ContainerStatus, DockerInfo, LaunchSpec, Limit, Limits, Network,
+    PullProgress, ResourceStatistics, Resources, Termination, Uri, Volume,
+};
+use serde_json::{json, Map, Value};
+
+use crate::api::launch::{
+    Command, ContainerSpec, ContainerType, LimitSpec, LimitValue, NetworkMode, ResourceSpec,
+};
+use crate::api::response::{container_id, TerminationView};
+use crate::api::LaunchRequest;
+
+/// The containerizer's resources from the wire's.
+pub fn resources(r: &ResourceSpec) -> Resources {
+    Resources {
+        cpus: r.cpus,
+        mem_mb: r.mem_mb,
+        ports: r
+            .ports
+            .iter()
+            .map(|&(begin, end)| PortRange { begin, end })
+            .collect(),
+    }
+}
+
+/// The containerizer's limits from the wire's.
+pub fn limits(l: &LimitSpec) -> Limits {
+    let one = |v: Option<LimitValue>| {
+        v.map(|v| match v {
+            LimitValue::Finite(f) => Limit::Finite(f),
+            LimitValue::Infinite => Limit::Infinite,
+        })
+    };
+    Limits {
+        cpus: one(l.cpus),
+        mem_mb: one(l.mem_mb),
+    }
+}
+
+fn command(c: Option<&Command>) -> CommandInfo {
+    let Some(c) = c else {
+        return CommandInfo::image_default();
+    };
+    CommandInfo {
+        value: c.value.clone(),
+        shell: c.shell,
+        arguments: c.arguments.clone(),
+        environment: c
+            .environment
+            .iter()
+            .map(|(n, v)| EnvVar {
+                name: n.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        uris: c
+            .uris
+            .iter()
+            .map(|u| Uri {
+                value: u.value.clone(),
+                executable: u.executable,
+                extract: u.extract,
+                cache: u.cache,
+                output_file: u.output_file.clone(),
+                checksum: u.checksum.clone(),
+            })
+            .collect(),
+        user: c.user.clone(),
+    }
+}
+
+fn container(c: &ContainerSpec) -> ContainerInfo {
+    ContainerInfo {
+        kind: match c.kind {
+            ContainerType::Docker => ContainerKind::Docker,
+            ContainerType::Mesos => ContainerKind::Mesos,
+        },
+        docker: c.docker.as_ref().map(|d| DockerInfo {
+            image: d.image.clone(),
+            network: match &d.network {
+                NetworkMode::Host => Network::Host,
+                NetworkMode::Bridge => Network::Bridge,
+                NetworkMode::None => Network::None,
+                NetworkMode::User(n) => Network::User(n.clone()),
+            },
+            port_mappings: d
+                .port_mappings
+                .iter()
+                .map(|(h, c, p)| PortMapping {
+                    host_port: *h,
+                    container_port: *c,
+                    protocol: p.clone(),
+                })
+                .collect(),
+            privileged: d.privileged,
+            parameters: d
+                .parameters
+                .iter()
+                .map(|(k, v)| Parameter {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            force_pull_image: d.force_pull_image,
+        }),
+        volumes: c
+            .volumes
+            .iter()
+            .map(|v| Volume {
+                container_path: v.container_path.clone(),
+                host_path: v.host_path.clone(),
+                mode: if v.read_only {
+                    VolumeMode::Ro
+                } else {
+                    VolumeMode::Rw
+                },
+                source: v
+                    .docker_volume
+                    .as_ref()
+                    .map(|dv| VolumeSource::DockerVolume {
+                        name: dv.name.clone(),
+                        driver: dv.driver.clone(),
+                        driver_options: dv.options.iter().cloned().collect::<BTreeMap<_, _>>(),
+                    }),
+            })
+            .collect(),
+        hostname: c.hostname.clone(),
+    }
+}
+
+/// The launch spec for `req`, with its sandbox at `sandbox`.
+pub fn launch_spec(req: &LaunchRequest, sandbox: PathBuf) -> LaunchSpec {
+    LaunchSpec {
+        command: command(req.command.as_ref()),
+        container: req.container.as_ref().map(container),
+        resources: resources(&req.resources),
+        limits: limits(&req.limits),
+        sandbox,
+        user: None,
+        role: None,
+        kill_grace: None,
+    }
+}
+
+/// `WAIT_CONTAINER`'s view of a termination.
+pub fn termination(t: &Termination) -> TerminationView {
+    TerminationView {
+        exit_status: t.status,
+        state: t.state.as_str().to_owned(),
+        reason: t.reason.map(|r| r.as_str().to_owned()),
+        limitation: t.limitation.as_ref().map(|l| l.resource.clone()),
+        message: t.message.clone(),
+    }
+}
+
+/// The `berth` extension's view of a pull in progress.
+pub fn pull_json(p: &PullProgress) -> Value {
+    json!({
+        "layers": p.layers,
+        "layers_done": p.layers_done,
+        "downloaded_bytes": p.downloaded,
+        "download_total_bytes": p.download_total,
+        "extracted_bytes": p.extracted,
+        "status": p.status,
+    })
+}
+
+/// Mesos `ResourceStatistics` JSON (unset fields left out).
+pub fn statistics_json(s: &ResourceStatistics) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.retain(|_, v| !v.is_null());
+    }
+    v
+}
+
+/// One `GET_CONTAINERS` entry: Mesos's fields plus the `berth` extension object.
+pub fn container_entry(
+    status: &ContainerStatus,
+    image: Option<&str>,
+    usage: Option<&ResourceStatistics>,
+) -> Value {
+    let id = status.container_id.as_str();
+    let mut cs = Map::new();
+    cs.insert("container_id".into(), container_id(id));
+    if let Some(pid) = status.pid {
+        cs.insert("executor_pid".into(), json!(pid));
+    }
+    if !status.ip_addresses.is_empty() {
+        let ips: Vec<Value> = status
+            .ip_addresses
+            .iter()
+            .map(|ip| json!({ "protocol": if ip.contains(':') { "IPv6" } else { "IPv4" }, "ip_address": ip }))
+            .collect();
+        cs.insert("network_infos".into(), json!([{ "ip_addresses": ips }]));
+    }
+    let mut berth = Map::new();
+    berth.insert("state".into(), json!(status.phase.to_string()));
+    berth.insert("name".into(), json!(status.name));
+    if let Some(image) = image {
+        berth.insert("image".into(), json!(image));
+    }
+    if let Some(d) = &status.docker_id {
+        berth.insert("docker_id".into(), json!(d));
+    }
+    if let Some(p) = &status.pull {
+        berth.insert("pull".into(), pull_json(p));
+    }
+    if let Some(t) = &status.termination {
+        berth.insert("termination".into(), termination(t).to_json());
+    }
+    let mut entry = Map::new();
+    entry.insert("container_id".into(), container_id(id));
+    entry.insert("container_status".into(), Value::Object(cs));
+    if let Some(u) = usage {
+        entry.insert("resource_statistics".into(), statistics_json(u));
+    }
+    entry.insert("berth".into(), Value::Object(berth));
+    Value::Object(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{parse_call, Call};
+    use berth_containerizer::{ContainerId, Phase, Reason, TaskState};
+
+    fn req(body: Value) -> LaunchRequest {
+        match parse_call(
+            json!({"type": "LAUNCH_CONTAINER", "launch_container": body})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+        {
+            Call::LaunchContainer(l) => *l,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wire_launch_becomes_the_same_launch_spec() {
+        let r = req(json!({
+            "container_id": {"value": "c1"},
+            "command": {"value": "echo", "shell": false, "arguments": ["a"],
+                        "environment": {"variables": [{"name": "K", "value": "v"}]},
+                        "uris": [{"value": "/x.tgz", "extract": false}]},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.25}},
+                          {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 8000, "end": 8001}]}}],
+            "limits": {"mem": {"value": "Infinity"}},
+            "container": {"type": "DOCKER", "docker": {"image": "busybox", "network": "BRIDGE",
+                          "port_mappings": [{"host_port": 8000, "container_port": 80}]},
+                          "volumes": [{"container_path": "/d", "host_path": "data", "mode": "RO"}]}
+        }));
+        let spec = launch_spec(&r, "/w/sandboxes/c1".into());
+        assert_eq!(spec.sandbox, PathBuf::from("/w/sandboxes/c1"));
+        assert_eq!(spec.command.value.as_deref(), Some("echo"));
+        assert!(!spec.command.shell);
+        assert_eq!(spec.command.arguments, ["a"]);
+        assert_eq!(spec.command.environment[0].name, "K");
+        assert!(!spec.command.uris[0].extract);
+        assert_eq!(spec.resources.cpus, Some(0.25));
+        assert!(spec.resources.has_port(8001));
+        assert_eq!(spec.limits.mem_mb, Some(Limit::Infinite));
+        let d = spec.docker_info().unwrap();
+        assert_eq!(
+            (d.image.as_str(), &d.network),
+            ("busybox", &Network::Bridge)
+        );
+        assert_eq!(d.port_mappings[0].container_port, 80);
+        let v = &spec.container.as_ref().unwrap().volumes[0];
+        assert_eq!(
+            (v.mode, v.host_path.as_deref()),
+            (VolumeMode::Ro, Some("data"))
+        );
+    }
+
+    #[test]
+    fn no_command_runs_the_image_default() {
+        let r = req(
+            json!({"container_id": {"value": "c"}, "container": {"type": "DOCKER", "docker": {"image": "i"}}}),
+        );
+        let spec = launch_spec(&r, "/s".into());
+        assert_eq!(spec.command, CommandInfo::image_default());
+    }
+
+    #[test]
+    fn entries_have_mesos_fields_and_the_berth_extension() {
+        let status = ContainerStatus {
+            container_id: ContainerId::new("c1").unwrap(),
+            phase: Phase::Pulling,
+            name: "berth-c1".into(),
+            docker_id: None,
+            pid: Some(42),
+            ip_addresses: vec!["172.17.0.2".into()],
+            pull: Some(PullProgress {
+                layers: 2,
+                layers_done: 1,
+                downloaded: 10,
+                download_total: 20,
+                ..Default::default()
+            }),
+            termination: None,
+        };
+        let e = container_entry(&status, Some("busybox:latest"), None);
+        assert_eq!(e["container_id"]["value"], "c1");
+        assert_eq!(e["container_status"]["executor_pid"], 42);
+        assert_eq!(
+            e["container_status"]["network_infos"][0]["ip_addresses"][0]["ip_address"],
+            "172.17.0.2"
+        );
+        assert_eq!(e["berth"]["state"], "PULLING");
+        assert_eq!(e["berth"]["image"], "busybox:latest");
+        assert_eq!(e["berth"]["pull"]["downloaded_bytes"], 10);
+        assert!(e.get("resource_statistics").is_none());
+        let stats = ResourceStatistics {
+            timestamp: 1.0,
+            mem_rss_bytes: Some(5),
+            ..Default::default()
+        };
+        let e = container_entry(&status, None, Some(&stats));
+        assert_eq!(
+            e["resource_statistics"],
+            json!({"timestamp": 1.0, "mem_rss_bytes": 5})
+        );
+    }
+
+    #[test]
+    fn terminations_map_to_wait_views() {
+        let t = Termination {
+            status: Some(9),
+            exit_code: Some(137),
+            state: TaskState::Failed,
+            reason: Some(Reason::ContainerLimitationMemory),
+            message: "Memory limit exceeded".into(),
+            limitation: Some(berth_containerizer::termination::Limitation {
+                resource: "mem".into(),
+                message: "x".into(),
+            }),
+        };
+        let v = termination(&t);
+        assert_eq!(v.exit_status, Some(9));
+        assert_eq!(v.state, "TASK_FAILED");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("REASON_CONTAINER_LIMITATION_MEMORY")
+        );
+        assert_eq!(v.limitation.as_deref(), Some("mem"));
+    }
+}

@@ -1,0 +1,193 @@
+//! The agent: the containerizer plus everything the HTTP API needs around it (sandboxes, the
+//! files API, metrics, state), answering [`Route`]s.
+
+mod calls;
+pub mod convert;
+mod endpoints;
+pub mod workdir;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use berth_containerizer::{AgentId, ContainerId, Containerizer};
+use bytes::Bytes;
+use http::{HeaderMap, Response};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::http::body::{error, Body};
+use crate::http::route::Route;
+use crate::metrics::Counters;
+use workdir::WorkDirLock;
+
+/// What a started agent is made of (see [`crate::runtime`] for how it is put together).
+pub struct AgentParts {
+    /// The settings.
+    pub config: Config,
+    /// This agent's id.
+    pub agent_id: AgentId,
+    /// The containerizer, already recovered.
+    pub containerizer: Containerizer,
+    /// The Docker daemon's version (for `/version` and `/state`).
+    pub docker_version: String,
+    /// The negotiated Engine API version.
+    pub docker_api_version: String,
+    /// The fetcher's and logger's counters.
+    pub observed: Observed,
+    /// The work directory lock, held for the agent's life.
+    pub lock: WorkDirLock,
+}
+
+/// Parts of the containerizer's collaborators the agent reports metrics of.
+#[derive(Default)]
+pub struct Observed {
+    /// The fetcher.
+    pub fetcher: Option<Arc<berth_fetcher::Fetcher>>,
+    /// The container logger's counters.
+    pub logger: Option<Arc<berth_logger::LoggerMetrics>>,
+}
+
+/// A running agent. Shared by every connection.
+pub struct Agent {
+    config: Config,
+    agent_id: AgentId,
+    containerizer: Containerizer,
+    docker_version: String,
+    docker_api_version: String,
+    counters: Counters,
+    started: SystemTime,
+    /// Images by container, for `GET_CONTAINERS` (filled at launch, else from the checkpoint).
+    images: Mutex<HashMap<ContainerId, String>>,
+    observed: Observed,
+    _lock: WorkDirLock,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("agent_id", &self.agent_id)
+            .field("listen", &self.config.listen)
+            .finish()
+    }
+}
+
+impl Agent {
+    /// Wraps started parts.
+    pub fn new(parts: AgentParts) -> Arc<Agent> {
+        Arc::new(Agent {
+            config: parts.config,
+            agent_id: parts.agent_id,
+            containerizer: parts.containerizer,
+            docker_version: parts.docker_version,
+            docker_api_version: parts.docker_api_version,
+            counters: Counters::default(),
+            started: SystemTime::now(),
+            images: Mutex::new(HashMap::new()),
+            observed: parts.observed,
+            _lock: parts.lock,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This agent's id.
+    pub fn agent_id(&self) -> &AgentId {
+        &self.agent_id
+    }
+
+    /// The containerizer.
+    pub fn containerizer(&self) -> &Containerizer {
+        &self.containerizer
+    }
+
+    /// The counters (the HTTP layer counts answers).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Where container `id`'s sandbox lives on the host.
+    pub fn sandbox_of(&self, id: &str) -> PathBuf {
+        workdir::sandboxes_dir(&self.config.work_dir).join(id)
+    }
+
+    /// The known container with this (already syntax-checked) id, or 404.
+    fn known(&self, id: &str) -> Result<ContainerId, ApiError> {
+        let not_found = || ApiError::not_found(format!("Container {id} cannot be found"));
+        let cid = ContainerId::new(id).map_err(|_| not_found())?;
+        if self.containerizer.status(&cid).is_ok() {
+            Ok(cid)
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// A container's id from the API's text, or a 400 when the containerizer's own rule refuses
+    /// it (it is stricter than the API's in one respect: the first character).
+    fn container_id(&self, field: &str, id: &str) -> Result<ContainerId, ApiError> {
+        ContainerId::new(id).map_err(|e| ApiError::bad_request(format!("field '{field}': {e}")))
+    }
+
+    fn image_of(&self, id: &ContainerId) -> Option<String> {
+        if let Some(i) = self
+            .images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            return Some(i.clone());
+        }
+        let record = berth_containerizer::checkpoint::Store::new(&self.config.work_dir)
+            .load(id)
+            .ok()??;
+        let image = record.spec.docker_info()?.image.clone();
+        self.images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), image.clone());
+        Some(image)
+    }
+
+    /// How long the agent has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed().unwrap_or_default()
+    }
+
+    /// Answers a routed request whose checks (auth, content type, size) have passed.
+    pub async fn serve(
+        self: &Arc<Self>,
+        route: Route,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response<Body> {
+        let _ = headers;
+        let result = match route {
+            Route::Api => self.api(&body).await,
+            Route::Health => Ok(crate::http::body::empty(http::StatusCode::OK)),
+            Route::Version => Ok(self.version()),
+            Route::State => Ok(self.state().await),
+            Route::MetricsSnapshot => Ok(self.metrics_snapshot()),
+            Route::Prometheus => Ok(self.prometheus()),
+            Route::FilesBrowse { path } => self.files_browse(&path).await,
+            Route::FilesRead {
+                path,
+                offset,
+                length,
+            } => self.files_read(&path, offset, length).await,
+            Route::FilesDownload { path } => self.files_download(&path).await,
+        };
+        result.unwrap_or_else(|e| error(&e))
+    }
+
+    /// Stops serving: nothing is destroyed (containers keep running and are recovered by the
+    /// next start); pending checkpoint writes are part of each call, so there is nothing left
+    /// to flush beyond letting in-flight calls finish.
+    pub fn shutdown(&self) {
+        tracing::info!(agent_id = %self.agent_id, containers = self.containerizer.containers().len(),
+            "agent stopping; containers keep running and will be recovered on the next start");
+    }
+}

@@ -1,0 +1,562 @@
+//! The typed form of `LAUNCH_CONTAINER` and `UPDATE_CONTAINER` payloads (Mesos `CommandInfo`,
+//! `ContainerInfo`, `Resource`s and limits), and their strict parsing.
+//!
+//! These mirror Mesos's protobufs field for field; the wiring layer converts them into the
+//! containerizer's launch spec. Everything a request can get wrong is caught here, with the path
+//! of the offending field.
+
+use serde_json::Value;
+
+use super::json::{float_value, str_value, Obj};
+use crate::error::ApiError;
+
+/// Mesos `CommandInfo`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Command {
+    /// The command line (with `shell`) or the first CMD word.
+    pub value: Option<String>,
+    /// Run `value` through `/bin/sh -c` (Mesos default: true).
+    pub shell: bool,
+    /// Arguments (with `shell = false`).
+    pub arguments: Vec<String>,
+    /// Environment variables in order.
+    pub environment: Vec<(String, String)>,
+    /// URIs to fetch.
+    pub uris: Vec<UriInfo>,
+    /// User to run as.
+    pub user: Option<String>,
+}
+
+/// Mesos `CommandInfo.URI` plus Berth's `checksum`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UriInfo {
+    /// Source.
+    pub value: String,
+    /// chmod 755 (no extraction).
+    pub executable: bool,
+    /// Extract archives (default true).
+    pub extract: bool,
+    /// Use the fetcher cache.
+    pub cache: bool,
+    /// Name in the sandbox.
+    pub output_file: Option<String>,
+    /// `sha256:<64 hex>`.
+    pub checksum: Option<String>,
+}
+
+/// Mesos `ContainerInfo.Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerType {
+    /// Docker (what Berth runs).
+    Docker,
+    /// The Mesos containerizer's (not supported).
+    Mesos,
+}
+
+/// Mesos `ContainerInfo`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    /// The type.
+    pub kind: ContainerType,
+    /// Docker settings.
+    pub docker: Option<DockerSpec>,
+    /// Volumes.
+    pub volumes: Vec<VolumeSpec>,
+    /// Hostname.
+    pub hostname: Option<String>,
+}
+
+/// Mesos `DockerInfo.Network`, with the user network's name (from `network_infos[0].name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Host network (Mesos default).
+    Host,
+    /// Docker bridge.
+    Bridge,
+    /// No network.
+    None,
+    /// A user-defined network.
+    User(String),
+}
+
+/// Mesos `DockerInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerSpec {
+    /// Image reference.
+    pub image: String,
+    /// Network.
+    pub network: NetworkMode,
+    /// `(host_port, container_port, protocol)`.
+    pub port_mappings: Vec<(u16, u16, Option<String>)>,
+    /// Privileged.
+    pub privileged: bool,
+    /// docker-run style `(key, value)` options.
+    pub parameters: Vec<(String, String)>,
+    /// Pull even when present.
+    pub force_pull_image: bool,
+}
+
+/// A named Docker volume of a `Volume.source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerVolumeSpec {
+    /// The volume's name.
+    pub name: String,
+    /// Its driver (Docker's `local` when `None`).
+    pub driver: Option<String>,
+    /// Driver options.
+    pub options: Vec<(String, String)>,
+}
+
+/// Mesos `Volume`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// Path in the container.
+    pub container_path: String,
+    /// Path on the host.
+    pub host_path: Option<String>,
+    /// Read-only.
+    pub read_only: bool,
+    /// A named Docker volume.
+    pub docker_volume: Option<DockerVolumeSpec>,
+}
+
+/// Requested resources.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResourceSpec {
+    /// CPUs.
+    pub cpus: Option<f64>,
+    /// Memory, MiB.
+    pub mem_mb: Option<f64>,
+    /// Disk, MiB (accepted and reported; Docker does not enforce it).
+    pub disk_mb: Option<f64>,
+    /// Port ranges `(begin, end)`, inclusive.
+    pub ports: Vec<(u16, u16)>,
+}
+
+/// A limit above the request: a value or infinity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LimitValue {
+    /// At most this much.
+    Finite(f64),
+    /// Unlimited.
+    Infinite,
+}
+
+/// Limits above the requests (Mesos 1.9+ `limits`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LimitSpec {
+    /// CPU limit.
+    pub cpus: Option<LimitValue>,
+    /// Memory limit, MiB.
+    pub mem_mb: Option<LimitValue>,
+}
+
+/// A whole `LAUNCH_CONTAINER`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchRequest {
+    /// The container id (validated).
+    pub container_id: String,
+    /// The command; `None` runs the image's ENTRYPOINT/CMD.
+    pub command: Option<Command>,
+    /// Requests.
+    pub resources: ResourceSpec,
+    /// Limits.
+    pub limits: LimitSpec,
+    /// The container info; `None` is answered as unsupported, as Mesos does.
+    pub container: Option<ContainerSpec>,
+}
+
+fn enum_value<'a>(path: &str, v: &'a str, allowed: &[&'a str]) -> Result<&'a str, ApiError> {
+    if allowed.contains(&v) {
+        Ok(v)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "field '{path}': unknown value \"{v}\" (expected one of {})",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// Parses a `CommandInfo` object.
+pub fn parse_command(mut o: Obj<'_>) -> Result<Command, ApiError> {
+    let value = o.opt_str("value")?.map(str::to_owned);
+    let shell = o.opt_bool("shell")?.unwrap_or(true);
+    let mut arguments = Vec::new();
+    for (path, v) in o.arr("arguments")? {
+        arguments.push(str_value(&path, v)?.to_owned());
+    }
+    let mut environment = Vec::new();
+    if let Some(mut env) = o.opt_obj("environment")? {
+        for (path, v) in env.arr("variables")? {
+            let mut var = Obj::new(path, v)?;
+            let name = var.req_str("name")?;
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(ApiError::bad_request(format!(
+                    "field '{}': \"{name}\" is not a valid variable name (non-empty, no '=' or NUL)",
+                    var.field_path("name")
+                )));
+            }
+            if let Some(t) = var.opt_str("type")? {
+                if enum_value(&var.field_path("type"), t, &["VALUE", "SECRET", "UNKNOWN"])?
+                    != "VALUE"
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "field '{}': only VALUE variables are supported (secrets are not)",
+                        var.field_path("type")
+                    )));
+                }
+            }
+            let value = var.req_str("value")?;
+            var.finish()?;
+            environment.push((name.to_owned(), value.to_owned()));
+        }
+        env.finish()?;
+    }
+    let mut uris = Vec::new();
+    for (path, v) in o.arr("uris")? {
+        uris.push(parse_uri(Obj::new(path, v)?)?);
+    }
+    let user = o.opt_str("user")?.map(str::to_owned);
+    if shell && value.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "field '{}': shell is true (the default) but no command value is given; set 'value', or \
+             set 'shell' to false to run the image's entrypoint",
+            o.field_path("value")
+        )));
+    }
+    o.finish()?;
+    Ok(Command {
+        value,
+        shell,
+        arguments,
+        environment,
+        uris,
+        user,
+    })
+}
+
+fn parse_uri(mut o: Obj<'_>) -> Result<UriInfo, ApiError> {
+    let value = o.req_str("value")?.to_owned();
+    if value.trim().is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "field '{}': must not be empty",
+            o.field_path("value")
+        )));
+    }
+    let checksum = o.opt_str("checksum")?.map(str::to_owned);
+    if let Some(c) = &checksum {
+        let hex = c.strip_prefix("sha256:");
+        if !hex.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(ApiError::bad_request(format!(
+                "field '{}': \"{c}\" is not a checksum; expected sha256:<64 hex digits>",
+                o.field_path("checksum")
+            )));
+        }
+    }
+    let output_file = o.opt_str("output_file")?.map(str::to_owned);
+    if let Some(f) = &output_file {
+        if f.is_empty() || f.starts_with('/') || f.split('/').any(|c| c == "..") {
+            return Err(ApiError::bad_request(format!(
+                "field '{}': \"{f}\" must be a non-empty relative path inside the sandbox",
+                o.field_path("output_file")
+            )));
+        }
+    }
+    let uri = UriInfo {
+        value,
+        executable: o.opt_bool("executable")?.unwrap_or(false),
+        extract: o.opt_bool("extract")?.unwrap_or(true),
+        cache: o.opt_bool("cache")?.unwrap_or(false),
+        output_file,
+        checksum,
+    };
+    o.finish()?;
+    Ok(uri)
+}
+
+/// Parses a `ContainerInfo` object.
+pub fn parse_container(mut o: Obj<'_>) -> Result<ContainerSpec, ApiError> {
+    let type_path = o.field_path("type");
+    let kind = match enum_value(&type_path, o.req_str("type")?, &["DOCKER", "MESOS"])? {
+        "DOCKER" => ContainerType::Docker,
+        _ => ContainerType::Mesos,
+    };
+    // Mesos's own containerizer settings: accepted so the type check below gives the answer.
+    let _ = o.get("mesos");
+    let hostname = o.opt_str("hostname")?.map(str::to_owned);
+    let mut network_names = Vec::new();
+    for (path, v) in o.arr("network_infos")? {
+        let mut ni = Obj::new(path, v)?;
+        network_names.push((
+            ni.field_path("name"),
+            ni.opt_str("name")?.map(str::to_owned),
+        ));
+        // Addresses and labels are outputs or Mesos-CNI settings Docker does not use.
+        let _ = (
+            ni.get("ip_addresses"),
+            ni.get("labels"),
+            ni.get("groups"),
+            ni.get("port_mappings"),
+        );
+        ni.finish()?;
+    }
+    let mut volumes = Vec::new();
+    for (path, v) in o.arr("volumes")? {
+        volumes.push(parse_volume(Obj::new(path, v)?)?);
+    }
+    let docker = match o.opt_obj("docker")? {
+        Some(d) => Some(parse_docker(d, &network_names)?),
+        None => None,
+    };
+    if kind == ContainerType::Docker && docker.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "missing required field '{}' (an object with at least 'image') for a DOCKER container",
+            o.field_path("docker")
+        )));
+    }
+    o.finish()?;
+    Ok(ContainerSpec {
+        kind,
+        docker,
+        volumes,
+        hostname,
+    })
+}
+
+fn parse_docker(
+    mut o: Obj<'_>,
+    network_names: &[(String, Option<String>)],
+) -> Result<DockerSpec, ApiError> {
+    let image = o.req_str("image")?.trim().to_owned();
+    if image.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "field '{}': must not be empty",
+            o.field_path("image")
+        )));
+    }
+    let network_path = o.field_path("network");
+    let network = match o.opt_str("network")? {
+        None => NetworkMode::Host,
+        Some(n) => match enum_value(&network_path, n, &["HOST", "BRIDGE", "NONE", "USER"])? {
+            "HOST" => NetworkMode::Host,
+            "BRIDGE" => NetworkMode::Bridge,
+            "NONE" => NetworkMode::None,
+            _ => match network_names {
+                [(_, Some(name))] if !name.is_empty() => NetworkMode::User(name.clone()),
+                [(path, _)] => {
+                    return Err(ApiError::bad_request(format!(
+                        "missing required field '{path}': a USER network needs its name"
+                    )))
+                }
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "field '{network_path}': USER networking needs exactly one entry in \
+                         'network_infos' carrying the network's name (found {})",
+                        network_names.len()
+                    )))
+                }
+            },
+        },
+    };
+    let mut port_mappings = Vec::new();
+    for (path, v) in o.arr("port_mappings")? {
+        let mut pm = Obj::new(path, v)?;
+        let host = pm.req_int("host_port", 1, 65535)? as u16;
+        let container = pm.req_int("container_port", 1, 65535)? as u16;
+        let proto_path = pm.field_path("protocol");
+        let protocol = match pm.opt_str("protocol")? {
+            None => None,
+            Some(p) => {
+                Some(enum_value(&proto_path, &p.to_ascii_lowercase(), &["tcp", "udp"])?.to_owned())
+            }
+        };
+        pm.finish()?;
+        port_mappings.push((host, container, protocol));
+    }
+    let mut parameters = Vec::new();
+    for (path, v) in o.arr("parameters")? {
+        let mut p = Obj::new(path, v)?;
+        let key = p.req_str("key")?.to_owned();
+        let value = p.req_str("value")?.to_owned();
+        p.finish()?;
+        parameters.push((key, value));
+    }
+    let spec = DockerSpec {
+        image,
+        network,
+        port_mappings,
+        privileged: o.opt_bool("privileged")?.unwrap_or(false),
+        parameters,
+        force_pull_image: o.opt_bool("force_pull_image")?.unwrap_or(false),
+    };
+    o.finish()?;
+    Ok(spec)
+}
+
+fn parse_volume(mut o: Obj<'_>) -> Result<VolumeSpec, ApiError> {
+    let container_path = o.req_str("container_path")?.to_owned();
+    let host_path = o.opt_str("host_path")?.map(str::to_owned);
+    let mode_path = o.field_path("mode");
+    let read_only = match o.opt_str("mode")? {
+        None => false,
+        Some(m) => enum_value(&mode_path, m, &["RW", "RO"])? == "RO",
+    };
+    let mut docker_volume = None;
+    if let Some(mut source) = o.opt_obj("source")? {
+        let type_path = source.field_path("type");
+        let kind = source.req_str("type")?;
+        if kind != "DOCKER_VOLUME" {
+            return Err(ApiError::bad_request(format!(
+                "field '{type_path}': volume source \"{kind}\" is not supported (only DOCKER_VOLUME)"
+            )));
+        }
+        let mut dv = source.req_obj("docker_volume")?;
+        let name = dv.req_str("name")?.to_owned();
+        let driver = dv.opt_str("driver")?.map(str::to_owned);
+        let mut options = Vec::new();
+        if let Some(mut opts) = dv.opt_obj("driver_options")? {
+            for (path, v) in opts.arr("parameter")? {
+                let mut p = Obj::new(path, v)?;
+                options.push((p.req_str("key")?.to_owned(), p.req_str("value")?.to_owned()));
+                p.finish()?;
+            }
+            opts.finish()?;
+        }
+        dv.finish()?;
+        source.finish()?;
+        docker_volume = Some(DockerVolumeSpec {
+            name,
+            driver,
+            options,
+        });
+    }
+    if host_path.is_none() && docker_volume.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "field '{}': a volume needs 'host_path' or a DOCKER_VOLUME 'source'",
+            o.path()
+        )));
+    }
+    o.finish()?;
+    Ok(VolumeSpec {
+        container_path,
+        host_path,
+        read_only,
+        docker_volume,
+    })
+}
+
+/// Parses an array of Mesos `Resource`s.
+pub fn parse_resources(items: Vec<(String, &Value)>) -> Result<ResourceSpec, ApiError> {
+    let mut out = ResourceSpec::default();
+    for (path, v) in items {
+        let mut r = Obj::new(path, v)?;
+        let name_path = r.field_path("name");
+        let name = r.req_str("name")?;
+        let kind = r.opt_str("type")?;
+        // Reservation bookkeeping of a Mesos master: meaningless on a standalone agent.
+        let _ = (
+            r.get("role"),
+            r.get("allocation_info"),
+            r.get("reservations"),
+            r.get("reservation"),
+        );
+        match name {
+            "cpus" | "mem" | "disk" => {
+                if kind.is_some_and(|k| k != "SCALAR") {
+                    return Err(ApiError::bad_request(format!("field '{}': '{name}' must be SCALAR", r.field_path("type"))));
+                }
+                let mut scalar = r.req_obj("scalar")?;
+                let value = scalar.opt_f64("value")?.ok_or_else(|| {
+                    ApiError::bad_request(format!("missing required field '{}' (a number)", scalar.field_path("value")))
+                })?;
+                if !(value.is_finite() && value >= 0.0) {
+                    return Err(ApiError::bad_request(format!(
+                        "field '{}': {value} must be a finite number >= 0",
+                        scalar.field_path("value")
+                    )));
+                }
+                scalar.finish()?;
+                let slot = match name {
+                    "cpus" => &mut out.cpus,
+                    "mem" => &mut out.mem_mb,
+                    _ => &mut out.disk_mb,
+                };
+                *slot = Some(slot.unwrap_or(0.0) + value);
+            }
+            "ports" => {
+                if kind.is_some_and(|k| k != "RANGES") {
+                    return Err(ApiError::bad_request(format!("field '{}': 'ports' must be RANGES", r.field_path("type"))));
+                }
+                let mut ranges = r.req_obj("ranges")?;
+                for (rpath, rv) in ranges.arr("range")? {
+                    let mut range = Obj::new(rpath, rv)?;
+                    let begin = range.req_int("begin", 1, 65535)? as u16;
+                    let end = range.req_int("end", 1, 65535)? as u16;
+                    if end < begin {
+                        return Err(ApiError::bad_request(format!(
+                            "field '{}': range {begin}-{end} ends before it begins",
+                            range.path()
+                        )));
+                    }
+                    range.finish()?;
+                    out.ports.push((begin, end));
+                }
+                ranges.finish()?;
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "field '{name_path}': resource \"{other}\" is not supported (supported: cpus, mem, disk, ports)"
+                )))
+            }
+        }
+        r.finish()?;
+    }
+    Ok(out)
+}
+
+/// Parses a `limits` map (`{"cpus": {"value": 2}, "mem": {"value": "Infinity"}}`).
+pub fn parse_limits(o: Option<Obj<'_>>, raw: Option<&Value>) -> Result<LimitSpec, ApiError> {
+    let mut out = LimitSpec::default();
+    let (Some(o), Some(Value::Object(map))) = (o, raw) else {
+        return Ok(out);
+    };
+    for (name, v) in map {
+        let path = o.field_path(name);
+        let slot = match name.as_str() {
+            "cpus" => &mut out.cpus,
+            "mem" => &mut out.mem_mb,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "field '{path}': limit \"{other}\" is not supported (supported: cpus, mem)"
+                )))
+            }
+        };
+        let mut scalar = Obj::new(path.clone(), v)?;
+        let value = match scalar.get("value") {
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "missing required field '{path}.value' (a number)"
+                )))
+            }
+            Some(v) => float_value(&format!("{path}.value"), v)?,
+        };
+        scalar.finish()?;
+        *slot = Some(if value.is_infinite() {
+            LimitValue::Infinite
+        } else if value > 0.0 {
+            LimitValue::Finite(value)
+        } else {
+            return Err(ApiError::bad_request(format!(
+                "field '{path}.value': {value} must be > 0"
+            )));
+        });
+    }
+    Ok(out)
+}
+
+/// A Mesos `DurationInfo` (`{"nanoseconds": N}`).
+pub fn parse_duration_info(mut o: Obj<'_>) -> Result<std::time::Duration, ApiError> {
+    let n = o.req_int("nanoseconds", 0, i64::MAX)?;
+    o.finish()?;
+    Ok(std::time::Duration::from_nanos(n as u64))
+}

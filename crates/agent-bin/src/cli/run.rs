@@ -1,0 +1,555 @@
+//! `berth run`: one container through the whole pipeline (fetch, pull, run), its output streamed,
+//! the process exiting with the container's exit code. Without `--agent` it starts an agent
+//! in-process, in a per-user work directory, so no daemon of Berth's is needed.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use super::cmds::{describe, exit_code};
+use super::logs::{Tail, POLL};
+use crate::agent::workdir;
+use crate::client::AgentClient;
+use crate::config::ServeArgs;
+use crate::error::Error;
+use crate::http::auth::Auth;
+use crate::units::parse_size;
+
+/// Grace given to the container on the first Ctrl-C (the second one kills it).
+const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
+
+/// `berth run` options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// The image [default: berth-local/base:<version>, built from this host's busybox or shell].
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// A URI to fetch into the sandbox first; `#sha256=HEX` checks its digest (repeatable).
+    #[arg(long = "uri", value_name = "URL[#sha256=HEX]")]
+    pub uris: Vec<String>,
+    /// CPUs.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Memory, e.g. 256MiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub mem: Option<u64>,
+    /// An environment variable (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "K=V")]
+    pub env: Vec<String>,
+    /// A bind mount HOST:CONTAINER[:ro] (repeatable).
+    #[arg(long = "volume", short = 'v', value_name = "HOST:CONTAINER[:ro]")]
+    pub volumes: Vec<String>,
+    /// Network: host (default), bridge, none, or a user-defined network's name.
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Publish a port HOST:CONTAINER[/udp] (repeatable; implies bridge networking).
+    #[arg(long = "publish", short = 'p', value_name = "HOST:CONTAINER")]
+    pub publish: Vec<String>,
+    /// A label on the Docker container, KEY=VALUE (repeatable).
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Pull the image even if it is present.
+    #[arg(long)]
+    pub force_pull: bool,
+    /// The user to run as.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// The container id [default: run-<random>].
+    #[arg(long, value_name = "ID")]
+    pub name: Option<String>,
+    /// With --agent: remove the container when it has ended (the embedded agent always does).
+    #[arg(long)]
+    pub rm: bool,
+    /// An agent to run on (e.g. http://127.0.0.1:5051) instead of an embedded one.
+    #[arg(long, env = "BERTH_AGENT", value_name = "URL")]
+    pub agent: Option<String>,
+    /// With --agent: the file holding its bearer token (or set BERTH_TOKEN).
+    #[arg(long, env = "BERTH_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The embedded agent's work directory [default: $XDG_STATE_HOME/berth, else ~/.local/state/berth].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// The command and its arguments [default: the image's].
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+fn bad(flag: &str, reason: impl Into<String>) -> Error {
+    Error::Config(crate::ConfigError::new(flag, reason))
+}
+
+/// `URL[#sha256=HEX]` into a URI object.
+fn uri(spec: &str) -> Result<Value, Error> {
+    match spec.rsplit_once("#sha256=") {
+        Some((url, hex)) => {
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(
+                    "--uri",
+                    format!("`{spec}`: the sha256 must be 64 hex digits"),
+                ));
+            }
+            Ok(json!({"value": url, "checksum": format!("sha256:{}", hex.to_ascii_lowercase())}))
+        }
+        None => Ok(json!({"value": spec})),
+    }
+}
+
+/// Builds the `launch_container` payload for `args` running `image` as container `id`.
+pub fn launch_payload(args: &RunArgs, id: &str, image: &str) -> Result<Value, Error> {
+    let mut env = Vec::new();
+    for e in &args.env {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| bad("--env", format!("`{e}` is not K=V")))?;
+        if k.is_empty() {
+            return Err(bad("--env", format!("`{e}` has an empty name")));
+        }
+        env.push(json!({"name": k, "value": v}));
+    }
+    let mut command = match args.command.split_first() {
+        None => json!({"shell": false}),
+        Some((first, rest)) => json!({"shell": false, "value": first, "arguments": rest}),
+    };
+    if !env.is_empty() {
+        command["environment"] = json!({"variables": env});
+    }
+    if !args.uris.is_empty() {
+        command["uris"] = Value::Array(args.uris.iter().map(|u| uri(u)).collect::<Result<_, _>>()?);
+    }
+    if let Some(u) = &args.user {
+        command["user"] = json!(u);
+    }
+    let mut volumes = Vec::new();
+    for v in &args.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (host, container, mode) = match parts.as_slice() {
+            [h, c] => (*h, *c, "RW"),
+            [h, c, "ro"] => (*h, *c, "RO"),
+            [h, c, "rw"] => (*h, *c, "RW"),
+            _ => {
+                return Err(bad(
+                    "--volume",
+                    format!("`{v}` is not HOST:CONTAINER[:ro|rw]"),
+                ))
+            }
+        };
+        if host.is_empty() || container.is_empty() {
+            return Err(bad("--volume", format!("`{v}` has an empty path")));
+        }
+        volumes.push(json!({"host_path": host, "container_path": container, "mode": mode}));
+    }
+    let mut port_mappings = Vec::new();
+    let mut ranges = Vec::new();
+    for p in &args.publish {
+        let (ports, proto) = match p.split_once('/') {
+            Some((ports, proto @ ("tcp" | "udp"))) => (ports, proto),
+            Some(_) => {
+                return Err(bad(
+                    "--publish",
+                    format!("`{p}`: the protocol must be tcp or udp"),
+                ))
+            }
+            None => (p.as_str(), "tcp"),
+        };
+        let parse = |s: &str| s.parse::<u16>().ok().filter(|n| *n > 0);
+        let (h, c) = ports
+            .split_once(':')
+            .and_then(|(h, c)| Some((parse(h)?, parse(c)?)))
+            .ok_or_else(|| {
+                bad(
+                    "--publish",
+                    format!("`{p}` is not HOST:CONTAINER with ports 1..=65535"),
+                )
+            })?;
+        port_mappings.push(json!({"host_port": h, "container_port": c, "protocol": proto}));
+        ranges.push(json!({"begin": h, "end": h}));
+    }
+    let network = match args.network.as_deref() {
+        None if !port_mappings.is_empty() => "BRIDGE".to_owned(),
+        None | Some("host") => "HOST".to_owned(),
+        Some("bridge") => "BRIDGE".to_owned(),
+        Some("none") => "NONE".to_owned(),
+        Some(_) => "USER".to_owned(),
+    };
+    let mut docker =
+        json!({"image": image, "network": network, "force_pull_image": args.force_pull});
+    if !port_mappings.is_empty() {
+        docker["port_mappings"] = Value::Array(port_mappings);
+    }
+    if !args.labels.is_empty() {
+        let mut params = Vec::new();
+        for l in &args.labels {
+            if !l.contains('=') || l.starts_with('=') {
+                return Err(bad("--label", format!("`{l}` is not KEY=VALUE")));
+            }
+            params.push(json!({"key": "label", "value": l}));
+        }
+        docker["parameters"] = Value::Array(params);
+    }
+    let mut container = json!({"type": "DOCKER", "docker": docker});
+    if network == "USER" {
+        container["network_infos"] = json!([{"name": args.network}]);
+    }
+    if !volumes.is_empty() {
+        container["volumes"] = Value::Array(volumes);
+    }
+    let mut resources = Vec::new();
+    if let Some(c) = args.cpus {
+        if !(c.is_finite() && c > 0.0) {
+            return Err(bad("--cpus", format!("{c} must be a number > 0")));
+        }
+        resources.push(json!({"name": "cpus", "type": "SCALAR", "scalar": {"value": c}}));
+    }
+    if let Some(m) = args.mem {
+        resources.push(json!({"name": "mem", "type": "SCALAR", "scalar": {"value": m as f64 / (1u64 << 20) as f64}}));
+    }
+    if !ranges.is_empty() {
+        resources.push(json!({"name": "ports", "type": "RANGES", "ranges": {"range": ranges}}));
+    }
+    Ok(json!({
+        "container_id": {"value": id},
+        "command": command,
+        "resources": resources,
+        "container": container,
+    }))
+}
+
+/// The per-user base directory of embedded agents.
+pub fn default_work_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("berth");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".local/state/berth"),
+        None => std::env::temp_dir().join(format!("berth-{}", rustix::process::getuid().as_raw())),
+    }
+}
+
+/// An agent running inside this process for one `berth run`.
+struct Embedded {
+    client: AgentClient,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// Starts an embedded agent in the first free slot (`<base>/slot-N`) of the per-user work
+/// directory, so concurrent `berth run`s never share (and never reap) each other's containers.
+async fn start_embedded(args: &RunArgs) -> Result<Embedded, Error> {
+    let base = args.work_dir.clone().unwrap_or_else(default_work_dir);
+    let mut slot = 0;
+    let (work_dir, lock) = loop {
+        let dir = base.join(format!("slot-{slot}"));
+        if let Some(lock) = workdir::try_prepare(&dir)? {
+            break (dir, lock);
+        }
+        slot += 1;
+    };
+    let allowed: Vec<PathBuf> = args
+        .volumes
+        .iter()
+        .filter_map(|v| v.split(':').next())
+        .filter(|h| h.starts_with('/'))
+        .map(PathBuf::from)
+        .collect();
+    let serve = ServeArgs {
+        listen: Some("127.0.0.1:0".parse().expect("a valid address")),
+        work_dir: Some(work_dir),
+        // Containers of this slot's agent that no checkpoint knows can only be leftovers of a
+        // `berth run` that died; nobody else uses the slot.
+        docker_orphan_grace: Some(Duration::ZERO),
+        allowed_host_paths: allowed,
+        ..ServeArgs::default()
+    };
+    let config = serve.resolve()?;
+    let mut started = crate::runtime::start_locked(config, lock).await?;
+    let token: String = (0..32)
+        .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
+        .collect();
+    started.auth = Arc::new(Auth::token(token.clone()));
+    let addr = started
+        .listener
+        .local_addr()
+        .map_err(|e| Error::io("read listen address", "(socket)", e))?;
+    let cz = started.agent.containerizer().clone();
+    // Leftovers of an earlier run in this slot that died before cleaning up.
+    for id in cz.containers() {
+        tracing::info!(container = %id, "removing a leftover container of an earlier berth run");
+        cz.destroy(&id).await;
+        let _ = cz.remove(&id).await;
+        let _ = tokio::fs::remove_dir_all(started.agent.sandbox_of(id.as_str())).await;
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::http::server::serve(
+        started.listener,
+        started.agent,
+        started.auth,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = AgentClient::new(&format!("http://{addr}"), Some(token))?;
+    Ok(Embedded {
+        client,
+        stop,
+        server,
+    })
+}
+
+/// Shows fetch and pull progress while a launch is in flight (on a terminal only).
+async fn show_progress(client: AgentClient, id: String) {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    loop {
+        if let Ok(c) = client.container(&id).await {
+            let b = &c["berth"];
+            match b["state"].as_str() {
+                Some("FETCHING") => bar.set_message("fetching URIs"),
+                Some("PULLING") => {
+                    let p = &b["pull"];
+                    bar.set_length(p["download_total_bytes"].as_u64().unwrap_or(0));
+                    bar.set_position(p["downloaded_bytes"].as_u64().unwrap_or(0));
+                    bar.set_message(format!(
+                        "pulling {} ({}/{} layers)",
+                        b["image"].as_str().unwrap_or(""),
+                        p["layers_done"].as_u64().unwrap_or(0),
+                        p["layers"].as_u64().unwrap_or(0)
+                    ));
+                }
+                Some("MOUNTING") => bar.set_message("preparing volumes"),
+                Some(_) => {
+                    bar.finish_and_clear();
+                    return;
+                }
+                None => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs the container; returns the exit code for the process.
+pub async fn run(args: RunArgs) -> Result<i32, Error> {
+    let id = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("run-{:08x}", rand::random::<u32>()));
+    crate::ids::validate_id(&id).map_err(|e| bad("--name", format!("`{id}` {e}")))?;
+    let image = match &args.image {
+        Some(i) => i.clone(),
+        None => {
+            let docker_host = std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|v| !v.trim().is_empty());
+            let docker = crate::runtime::connect_docker(
+                docker_host
+                    .as_deref()
+                    .unwrap_or(berth_docker_api::DEFAULT_SOCKET),
+            )
+            .await?;
+            crate::image::ensure_default_image(&docker).await?
+        }
+    };
+    let payload = launch_payload(&args, &id, &image)?;
+    let (client, embedded) = match &args.agent {
+        Some(url) => (
+            AgentClient::new(url, super::token(args.token_file.as_deref())?)?,
+            None,
+        ),
+        None => {
+            let e = start_embedded(&args).await?;
+            (e.client.clone(), Some(e))
+        }
+    };
+    let code = run_on(&client, &id, payload, embedded.is_some() || args.rm).await;
+    if let Some(e) = embedded {
+        let _ = e.stop.send(());
+        let _ = e.server.await;
+    }
+    code
+}
+
+async fn run_on(
+    client: &AgentClient,
+    id: &str,
+    payload: Value,
+    remove: bool,
+) -> Result<i32, Error> {
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| tokio::spawn(show_progress(client.clone(), id.to_owned())));
+    let launched = client.launch(payload).await;
+    if let Some(p) = progress {
+        p.abort();
+        let _ = p.await;
+    }
+    if let Err(e) = launched {
+        // The launch destroyed itself; its record stays until removed.
+        if remove {
+            let _ = client.remove(id).await;
+        }
+        eprintln!("berth: {e}");
+        return Ok(125);
+    }
+    let mut out = Tail::new(id, "stdout");
+    let mut err = Tail::new(id, "stderr");
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let waiter = {
+        let client = client.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move { client.wait(&id).await })
+    };
+    tokio::pin!(waiter);
+    let mut interrupts = 0;
+    let signals = crate::runtime::termination_signal;
+    let mut interrupted = Box::pin(signals());
+    let wait = loop {
+        out.poll(client, &mut stdout).await?;
+        err.poll(client, &mut stderr).await?;
+        tokio::select! {
+            ended = &mut waiter => {
+                out.poll(client, &mut stdout).await?;
+                err.poll(client, &mut stderr).await?;
+                break ended.map_err(|e| Error::Containerizer(format!("wait task failed: {e}")))??;
+            }
+            () = &mut interrupted => {
+                interrupts += 1;
+                let (signal, grace) = if interrupts == 1 { (None, Some(INTERRUPT_GRACE)) } else { (Some(9), None) };
+                eprintln!("berth: stopping container {id}{}", if interrupts == 1 { " (again to kill)" } else { "" });
+                let _ = client.kill(id, signal, grace).await;
+                interrupted = Box::pin(signals());
+            }
+            () = tokio::time::sleep(POLL) => {}
+        }
+    };
+    let code = exit_code(&wait);
+    let state = wait["state"].as_str().unwrap_or("");
+    if code == 125
+        || (state != "TASK_FINISHED" && wait["exit_status"].as_i64().is_none())
+        || state == "TASK_KILLED"
+    {
+        eprintln!("berth: container {id}: {}", describe(&wait));
+    }
+    if remove {
+        if let Err(e) = client.remove(id).await {
+            eprintln!("berth: could not remove container {id}: {e}");
+        }
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(a: &[&str]) -> RunArgs {
+        P::try_parse_from(std::iter::once("run").chain(a.iter().copied()))
+            .unwrap()
+            .run
+    }
+
+    fn roundtrip(a: &[&str]) -> crate::api::LaunchRequest {
+        let payload = launch_payload(&args(a), "c1", "img").unwrap();
+        match crate::api::parse_call(
+            json!({"type": "LAUNCH_CONTAINER", "launch_container": payload})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+        {
+            crate::api::Call::LaunchContainer(l) => *l,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_flags_become_a_valid_launch() {
+        let l = roundtrip(&[
+            "--cpus",
+            "0.5",
+            "--mem",
+            "64MiB",
+            "--label",
+            "team=a",
+            "-e",
+            "A=b=c",
+            "-v",
+            "/data:/d:ro",
+            "-p",
+            "8080:80",
+            "--uri",
+            &format!("http://h/x.tgz#sha256={}", "AB".repeat(32)),
+            "--force-pull",
+            "--",
+            "sh",
+            "-c",
+            "echo hi",
+        ]);
+        let cmd = l.command.unwrap();
+        assert_eq!((cmd.value.as_deref(), cmd.shell), (Some("sh"), false));
+        assert_eq!(cmd.arguments, ["-c", "echo hi"]);
+        assert_eq!(cmd.environment, [("A".to_owned(), "b=c".to_owned())]);
+        assert_eq!(
+            cmd.uris[0].checksum.as_deref(),
+            Some(format!("sha256:{}", "ab".repeat(32)).as_str())
+        );
+        assert_eq!(l.resources.cpus, Some(0.5));
+        assert_eq!(l.resources.mem_mb, Some(64.0));
+        assert_eq!(l.resources.ports, [(8080, 8080)]);
+        let c = l.container.unwrap();
+        let d = c.docker.unwrap();
+        assert_eq!(
+            d.network,
+            crate::api::NetworkMode::Bridge,
+            "publishing implies bridge"
+        );
+        assert!(d.force_pull_image);
+        assert_eq!(d.parameters, [("label".to_owned(), "team=a".to_owned())]);
+        assert!(c.volumes[0].read_only);
+    }
+
+    #[test]
+    fn no_command_runs_the_image_default_and_user_networks_carry_their_name() {
+        let l = roundtrip(&["--network", "mynet"]);
+        assert!(l.command.unwrap().value.is_none());
+        assert_eq!(
+            l.container.unwrap().docker.unwrap().network,
+            crate::api::NetworkMode::User("mynet".into())
+        );
+    }
+
+    #[test]
+    fn bad_run_flags_name_the_flag() {
+        for (a, flag) in [
+            (vec!["-e", "NOVALUE"], "--env"),
+            (vec!["-v", "/only"], "--volume"),
+            (vec!["-p", "80"], "--publish"),
+            (vec!["-p", "80:90/sctp"], "--publish"),
+            (vec!["--uri", "http://x#sha256=12"], "--uri"),
+            (vec!["--cpus=-1"], "--cpus"),
+            (vec!["--label", "nokey"], "--label"),
+        ] {
+            let e = launch_payload(&args(&a), "c", "i").unwrap_err().to_string();
+            assert!(e.starts_with(flag), "{a:?}: {e}");
+        }
+    }
+}

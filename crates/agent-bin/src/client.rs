@@ -1,0 +1,223 @@
+//! A client of an agent's HTTP API, used by the CLI (and by the embedded agent of `berth run`).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, Error};
+
+/// The agent the CLI talks to unless told otherwise.
+pub const DEFAULT_AGENT: &str = "http://127.0.0.1:5051";
+
+/// How a launch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchOutcome {
+    /// 200: launched.
+    Launched,
+    /// 202: a container with that id already existed.
+    AlreadyExists,
+}
+
+/// A connection to one agent.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl AgentClient {
+    /// A client of the agent at `base` (e.g. `http://127.0.0.1:5051`), sending `token` as a bearer
+    /// token when set.
+    pub fn new(base: &str, token: Option<String>) -> Result<AgentClient, Error> {
+        let base = base.trim_end_matches('/').to_owned();
+        let url = url::Url::parse(&base).map_err(|e| Error::Agent {
+            url: base.clone(),
+            reason: format!("not a URL: {e}"),
+        })?;
+        if url.scheme() != "http" {
+            return Err(Error::Agent {
+                url: base,
+                reason: "only http:// agents are supported (put TLS in front with a proxy)".into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::Agent {
+                url: base.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(AgentClient { base, token, http })
+    }
+
+    /// The agent's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    fn transport(&self, e: reqwest::Error) -> Error {
+        let reason = if e.is_connect() {
+            "cannot connect; is `berth serve` running there? (or omit --agent to run an embedded agent)".to_owned()
+        } else {
+            e.to_string()
+        };
+        Error::Agent {
+            url: self.base.clone(),
+            reason,
+        }
+    }
+
+    /// Posts a `Call`; returns the status and body of a success, or the agent's error.
+    pub async fn call(&self, call: &Value) -> Result<(StatusCode, Vec<u8>), Error> {
+        let resp = self
+            .request(reqwest::Method::POST, "/api/v1")
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(call.to_string())
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let status = StatusCode::from_u16(resp.status().as_u16())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = resp.bytes().await.map_err(|e| self.transport(e))?.to_vec();
+        if status.is_success() {
+            Ok((status, body))
+        } else {
+            Err(Error::Api(ApiError::new(
+                status,
+                String::from_utf8_lossy(&body).trim().to_owned(),
+            )))
+        }
+    }
+
+    /// Posts a `Call` and parses the JSON answer.
+    pub async fn call_json(&self, call: &Value) -> Result<Value, Error> {
+        let (_, body) = self.call(call).await?;
+        serde_json::from_slice(&body).map_err(|e| Error::Agent {
+            url: self.base.clone(),
+            reason: format!("bad JSON answer: {e}"),
+        })
+    }
+
+    /// A plain `GET` returning JSON.
+    pub async fn get_json(&self, path: &str) -> Result<Value, Error> {
+        let resp = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| self.transport(e))?;
+        if !(200..300).contains(&status) {
+            return Err(Error::Api(ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                String::from_utf8_lossy(&body).trim().to_owned(),
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| Error::Agent {
+            url: self.base.clone(),
+            reason: format!("bad JSON answer: {e}"),
+        })
+    }
+
+    /// `LAUNCH_CONTAINER` with the given payload.
+    pub async fn launch(&self, launch_container: Value) -> Result<LaunchOutcome, Error> {
+        let (status, _) = self
+            .call(&json!({"type": "LAUNCH_CONTAINER", "launch_container": launch_container}))
+            .await?;
+        Ok(if status == StatusCode::ACCEPTED {
+            LaunchOutcome::AlreadyExists
+        } else {
+            LaunchOutcome::Launched
+        })
+    }
+
+    /// `WAIT_CONTAINER`: the `wait_container` object.
+    pub async fn wait(&self, id: &str) -> Result<Value, Error> {
+        let v = self.call_json(&json!({"type": "WAIT_CONTAINER", "wait_container": {"container_id": {"value": id}}})).await?;
+        Ok(v["wait_container"].clone())
+    }
+
+    /// `KILL_CONTAINER`, with an optional grace (stop).
+    pub async fn kill(
+        &self,
+        id: &str,
+        signal: Option<i32>,
+        grace: Option<Duration>,
+    ) -> Result<(), Error> {
+        let mut k = json!({"container_id": {"value": id}});
+        if let Some(s) = signal {
+            k["signal"] = json!(s);
+        }
+        if let Some(g) = grace {
+            k["kill_policy"] = json!({"grace_period": {"nanoseconds": g.as_nanos() as u64}});
+        }
+        self.call(&json!({"type": "KILL_CONTAINER", "kill_container": k}))
+            .await
+            .map(|_| ())
+    }
+
+    /// `REMOVE_CONTAINER`.
+    pub async fn remove(&self, id: &str) -> Result<(), Error> {
+        self.call(&json!({"type": "REMOVE_CONTAINER", "remove_container": {"container_id": {"value": id}}}))
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET_CONTAINERS`: the entries.
+    pub async fn containers(&self) -> Result<Vec<Value>, Error> {
+        let v = self.call_json(&json!({"type": "GET_CONTAINERS"})).await?;
+        Ok(v["get_containers"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// One container's `GET_CONTAINERS` entry, or a 404-style error.
+    pub async fn container(&self, id: &str) -> Result<Value, Error> {
+        self.containers()
+            .await?
+            .into_iter()
+            .find(|c| c["container_id"]["value"] == id)
+            .ok_or_else(|| {
+                Error::Api(ApiError::not_found(format!(
+                    "Container {id} cannot be found"
+                )))
+            })
+    }
+
+    /// `READ_FILE`: the file's size and the bytes read.
+    pub async fn read_file(
+        &self,
+        path: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<(u64, Vec<u8>), Error> {
+        let mut r = json!({"path": path, "offset": offset});
+        if let Some(l) = length {
+            r["length"] = json!(l);
+        }
+        let v = self
+            .call_json(&json!({"type": "READ_FILE", "read_file": r}))
+            .await?;
+        let size = v["read_file"]["size"].as_u64().unwrap_or(0);
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(v["read_file"]["data"].as_str().unwrap_or(""))
+            .map_err(|e| Error::Agent {
+                url: self.base.clone(),
+                reason: format!("bad READ_FILE data: {e}"),
+            })?;
+        Ok((size, data))
+    }
+}

@@ -1,0 +1,712 @@
+//! `berth serve`'s flags, the TOML config file, and the resolved [`Config`].
+//!
+//! Flags and config keys share one definition ([`ServeArgs`]): a config file's `key = value`
+//! lines are turned into `--key=value` arguments and parsed by the same clap parser, so a bad
+//! value in the file gets the same message as on the command line (plus the file's name). Values
+//! given on the command line win over the file; the file wins over the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser};
+
+use crate::error::ConfigError;
+use crate::units::{format_duration, format_size, parse_duration, parse_size};
+
+/// The address the agent listens on by default (Mesos's agent port, loopback only).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5051";
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s)
+}
+
+fn listen_arg(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("`{s}` is not an address: expected IP:PORT, e.g. 127.0.0.1:5051 or 0.0.0.0:5051")
+    })
+}
+
+/// Which container logger writes containers' stdout/stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoggerKind {
+    /// `<sandbox>/stdout` and `<sandbox>/stderr`, unbounded (Mesos's default).
+    Sandbox,
+    /// The same files, rotated by size (`stdout`, `stdout.1` .. `stdout.N`).
+    Logrotate,
+}
+
+impl LoggerKind {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoggerKind::Sandbox => "sandbox",
+            LoggerKind::Logrotate => "logrotate",
+        }
+    }
+}
+
+/// `berth serve` flags. Every field is optional so the config file and the defaults can fill in
+/// what the command line leaves out.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (keys are the flag names without `--`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP API [default: 127.0.0.1:5051]. A non-loopback address needs
+    /// --auth-token-file (or --insecure-no-auth).
+    #[arg(long, value_name = "IP:PORT", value_parser = listen_arg)]
+    pub listen: Option<SocketAddr>,
+    /// Directory for checkpoints, sandboxes and the fetch cache [default: /var/lib/berth].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// This agent's id, used to label its containers [default: generated once, kept in the work dir].
+    #[arg(long, value_name = "ID")]
+    pub agent_id: Option<String>,
+    /// Docker endpoint: a socket path, unix:///path or tcp://host:port [default: $DOCKER_HOST, else /var/run/docker.sock].
+    #[arg(long, value_name = "ENDPOINT")]
+    pub docker_socket: Option<String>,
+    /// Docker `config.json` with registry credentials, as a path or inline JSON.
+    #[arg(long, value_name = "PATH|JSON")]
+    pub docker_config: Option<String>,
+    /// Where the sandbox is mounted inside containers [default: /mnt/mesos/sandbox].
+    #[arg(long, value_name = "PATH")]
+    pub sandbox_directory: Option<String>,
+    /// Grace between the stop signal and SIGKILL when a container is destroyed [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub docker_stop_timeout: Option<Duration>,
+    /// Delay before an exited container's Docker container is removed; 0 removes at once [default: 6h].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub docker_remove_delay: Option<Duration>,
+    /// Stop and remove this agent's containers the checkpoint does not know [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub docker_kill_orphans: Option<bool>,
+    /// Orphans younger than this are left alone [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub docker_orphan_grace: Option<Duration>,
+    /// Deadline for a launch, excluding the image pull [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub launch_timeout: Option<Duration>,
+    /// Deadline for an image pull [default: 30m].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub image_pull_timeout: Option<Duration>,
+    /// A pull that shows no progress for this long fails [default: 2m].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub image_pull_inactivity_timeout: Option<Duration>,
+    /// At most this many image pulls at once [default: 4].
+    #[arg(long, value_name = "N")]
+    pub max_parallel_pulls: Option<usize>,
+    /// Fetcher cache directory [default: <work-dir>/fetch-cache].
+    #[arg(long, value_name = "DIR")]
+    pub fetcher_cache_dir: Option<PathBuf>,
+    /// Fetcher cache size [default: 2GiB].
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pub fetcher_cache_size: Option<u64>,
+    /// A download below 1 byte/s for this long fails [default: 1m].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub fetcher_stall_timeout: Option<Duration>,
+    /// Container logger [default: sandbox].
+    #[arg(long, value_name = "KIND", value_enum)]
+    pub container_logger: Option<LoggerKind>,
+    /// With `logrotate`: the size at which each stream's file is rotated [default: 10MiB].
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pub logrotate_max_size: Option<u64>,
+    /// With `logrotate`: rotated files kept besides the current one (`stdout.1`..`stdout.N`) [default: 5].
+    #[arg(long, value_name = "N")]
+    pub logrotate_max_files: Option<u32>,
+    /// Allow containers to run privileged [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_privileged: Option<bool>,
+    /// An absolute host directory containers may bind-mount (repeatable).
+    #[arg(long = "allowed-host-path", value_name = "DIR")]
+    pub allowed_host_paths: Vec<PathBuf>,
+    /// Cap containers' CPU at their request with a CFS quota [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub cgroups_enable_cfs: Option<bool>,
+    /// File holding the bearer token every request except /health must carry.
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Serve a non-loopback address without authentication.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub insecure_no_auth: Option<bool>,
+}
+
+/// The parser used for the config file's synthesized arguments.
+#[derive(Debug, Parser)]
+#[command(name = "berth-config", no_binary_name = true, disable_help_flag = true)]
+struct FileArgs {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+/// The agent's settings, defaults applied and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// HTTP API address.
+    pub listen: SocketAddr,
+    /// Work directory (absolute).
+    pub work_dir: PathBuf,
+    /// The agent id, when given; otherwise read from or generated into the work dir.
+    pub agent_id: Option<String>,
+    /// Docker endpoint text (`unix:///...`, a path, or `tcp://...`).
+    pub docker_socket: String,
+    /// Registry credentials: a path or inline JSON.
+    pub docker_config: Option<String>,
+    /// Sandbox path inside containers.
+    pub sandbox_directory: String,
+    /// Destroy grace.
+    pub docker_stop_timeout: Duration,
+    /// Delay before removal of exited containers.
+    pub docker_remove_delay: Duration,
+    /// Whether orphans are reaped.
+    pub docker_kill_orphans: bool,
+    /// Orphans younger than this are not reaped.
+    pub docker_orphan_grace: Duration,
+    /// Launch deadline (excluding the pull).
+    pub launch_timeout: Duration,
+    /// Pull deadline.
+    pub image_pull_timeout: Duration,
+    /// Pull no-progress deadline.
+    pub image_pull_inactivity_timeout: Duration,
+    /// Pull concurrency.
+    pub max_parallel_pulls: usize,
+    /// Fetcher cache directory.
+    pub fetcher_cache_dir: PathBuf,
+    /// Fetcher cache size in bytes.
+    pub fetcher_cache_size: u64,
+    /// Fetcher stall timeout.
+    pub fetcher_stall_timeout: Duration,
+    /// The container logger.
+    pub container_logger: LoggerKind,
+    /// Rotation size per stream.
+    pub logrotate_max_size: u64,
+    /// Rotated files kept.
+    pub logrotate_max_files: u32,
+    /// Whether privileged containers are allowed.
+    pub allow_privileged: bool,
+    /// Host directories containers may bind-mount.
+    pub allowed_host_paths: Vec<PathBuf>,
+    /// CFS quota from the request.
+    pub cgroups_enable_cfs: bool,
+    /// Bearer token file.
+    pub auth_token_file: Option<PathBuf>,
+    /// Serve without authentication even on a non-loopback address.
+    pub insecure_no_auth: bool,
+}
+
+impl ServeArgs {
+    /// Reads the `--config` file (if any) and fills in what the command line left out.
+    pub fn merge_config_file(self) -> Result<ServeArgs, ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError::new("--config", format!("cannot read '{}': {e}", path.display()))
+        })?;
+        let file = parse_config_text(&path, &text)?;
+        Ok(self.or(file))
+    }
+
+    /// `self`'s values, with `other`'s where `self` has none.
+    fn or(self, other: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            config: self.config,
+            listen: self.listen.or(other.listen),
+            work_dir: self.work_dir.or(other.work_dir),
+            agent_id: self.agent_id.or(other.agent_id),
+            docker_socket: self.docker_socket.or(other.docker_socket),
+            docker_config: self.docker_config.or(other.docker_config),
+            sandbox_directory: self.sandbox_directory.or(other.sandbox_directory),
+            docker_stop_timeout: self.docker_stop_timeout.or(other.docker_stop_timeout),
+            docker_remove_delay: self.docker_remove_delay.or(other.docker_remove_delay),
+            docker_kill_orphans: self.docker_kill_orphans.or(other.docker_kill_orphans),
+            docker_orphan_grace: self.docker_orphan_grace.or(other.docker_orphan_grace),
+            launch_timeout: self.launch_timeout.or(other.launch_timeout),
+            image_pull_timeout: self.image_pull_timeout.or(other.image_pull_timeout),
+            image_pull_inactivity_timeout: self
+                .image_pull_inactivity_timeout
+                .or(other.image_pull_inactivity_timeout),
+            max_parallel_pulls: self.max_parallel_pulls.or(other.max_parallel_pulls),
+            fetcher_cache_dir: self.fetcher_cache_dir.or(other.fetcher_cache_dir),
+            fetcher_cache_size: self.fetcher_cache_size.or(other.fetcher_cache_size),
+            fetcher_stall_timeout: self.fetcher_stall_timeout.or(other.fetcher_stall_timeout),
+            container_logger: self.container_logger.or(other.container_logger),
+            logrotate_max_size: self.logrotate_max_size.or(other.logrotate_max_size),
+            logrotate_max_files: self.logrotate_max_files.or(other.logrotate_max_files),
+            allow_privileged: self.allow_privileged.or(other.allow_privileged),
+            allowed_host_paths: if self.allowed_host_paths.is_empty() {
+                other.allowed_host_paths
+            } else {
+                self.allowed_host_paths
+            },
+            cgroups_enable_cfs: self.cgroups_enable_cfs.or(other.cgroups_enable_cfs),
+            auth_token_file: self.auth_token_file.or(other.auth_token_file),
+            insecure_no_auth: self.insecure_no_auth.or(other.insecure_no_auth),
+        }
+    }
+
+    /// Applies the defaults and checks the values against each other.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let absolute = |p: PathBuf| if p.is_absolute() { p } else { cwd.join(p) };
+        let work_dir = absolute(
+            self.work_dir
+                .unwrap_or_else(|| PathBuf::from("/var/lib/berth")),
+        );
+        let docker_socket = match self.docker_socket {
+            Some(s) => s,
+            None => std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| berth_docker_api::DEFAULT_SOCKET.to_owned()),
+        };
+        berth_docker_api::Endpoint::parse(&docker_socket)
+            .map_err(|e| ConfigError::new("--docker-socket", e.to_string()))?;
+        let sandbox_directory = self
+            .sandbox_directory
+            .unwrap_or_else(|| "/mnt/mesos/sandbox".into());
+        if !sandbox_directory.starts_with('/') {
+            return Err(ConfigError::new(
+                "--sandbox-directory",
+                format!("`{sandbox_directory}` must be an absolute path inside the container, e.g. /mnt/mesos/sandbox"),
+            ));
+        }
+        for p in &self.allowed_host_paths {
+            if !p.is_absolute() {
+                return Err(ConfigError::new(
+                    "--allowed-host-path",
+                    format!("`{}` must be an absolute host directory", p.display()),
+                ));
+            }
+        }
+        if let Some(id) = &self.agent_id {
+            crate::ids::validate_agent_id(id).map_err(|e| ConfigError::new("--agent-id", e))?;
+        }
+        let max_parallel_pulls = self.max_parallel_pulls.unwrap_or(4);
+        if max_parallel_pulls == 0 {
+            return Err(ConfigError::new(
+                "--max-parallel-pulls",
+                "must be at least 1",
+            ));
+        }
+        let logrotate_max_size = self.logrotate_max_size.unwrap_or(10 << 20);
+        if logrotate_max_size < 4096 {
+            return Err(ConfigError::new(
+                "--logrotate-max-size",
+                format!(
+                    "{} is below the minimum of 4KiB",
+                    format_size(logrotate_max_size)
+                ),
+            ));
+        }
+        let launch_timeout = self.launch_timeout.unwrap_or(Duration::from_secs(300));
+        let image_pull_timeout = self.image_pull_timeout.unwrap_or(Duration::from_secs(1800));
+        let image_pull_inactivity_timeout = self
+            .image_pull_inactivity_timeout
+            .unwrap_or(Duration::from_secs(120));
+        let fetcher_stall_timeout = self
+            .fetcher_stall_timeout
+            .unwrap_or(Duration::from_secs(60));
+        for (flag, value) in [
+            ("--launch-timeout", launch_timeout),
+            ("--image-pull-timeout", image_pull_timeout),
+            (
+                "--image-pull-inactivity-timeout",
+                image_pull_inactivity_timeout,
+            ),
+            ("--fetcher-stall-timeout", fetcher_stall_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(flag, "must be greater than 0"));
+            }
+        }
+        let insecure_no_auth = self.insecure_no_auth.unwrap_or(false);
+        let auth_token_file = self.auth_token_file.map(absolute);
+        if auth_token_file.is_some() && insecure_no_auth {
+            return Err(ConfigError::new(
+                "--insecure-no-auth",
+                "conflicts with --auth-token-file; give one or the other",
+            ));
+        }
+        let listen = match self.listen {
+            Some(l) => l,
+            None => DEFAULT_LISTEN
+                .parse()
+                .expect("the default listen address parses"),
+        };
+        if !listen.ip().is_loopback() && auth_token_file.is_none() && !insecure_no_auth {
+            return Err(ConfigError::new(
+                "--listen",
+                format!(
+                    "{listen} is not a loopback address, so the API needs authentication: pass \
+                     --auth-token-file FILE (a file holding a secret token), or --insecure-no-auth \
+                     to serve it without authentication"
+                ),
+            ));
+        }
+        Ok(Config {
+            listen,
+            fetcher_cache_dir: absolute(
+                self.fetcher_cache_dir
+                    .unwrap_or_else(|| work_dir.join("fetch-cache")),
+            ),
+            work_dir,
+            agent_id: self.agent_id,
+            docker_socket,
+            docker_config: self.docker_config,
+            sandbox_directory,
+            docker_stop_timeout: self.docker_stop_timeout.unwrap_or(Duration::from_secs(10)),
+            docker_remove_delay: self
+                .docker_remove_delay
+                .unwrap_or(Duration::from_secs(6 * 3600)),
+            docker_kill_orphans: self.docker_kill_orphans.unwrap_or(true),
+            docker_orphan_grace: self.docker_orphan_grace.unwrap_or(Duration::from_secs(300)),
+            launch_timeout,
+            image_pull_timeout,
+            image_pull_inactivity_timeout,
+            max_parallel_pulls,
+            fetcher_cache_size: self.fetcher_cache_size.unwrap_or(2 << 30),
+            fetcher_stall_timeout,
+            container_logger: self.container_logger.unwrap_or(LoggerKind::Sandbox),
+            logrotate_max_size,
+            logrotate_max_files: self.logrotate_max_files.unwrap_or(5),
+            allow_privileged: self.allow_privileged.unwrap_or(false),
+            allowed_host_paths: self.allowed_host_paths.into_iter().map(absolute).collect(),
+            cgroups_enable_cfs: self.cgroups_enable_cfs.unwrap_or(false),
+            auth_token_file,
+            insecure_no_auth,
+        })
+    }
+}
+
+/// Parses a TOML config file's text into [`ServeArgs`].
+pub fn parse_config_text(path: &Path, text: &str) -> Result<ServeArgs, ConfigError> {
+    let in_file =
+        |reason: String| ConfigError::new("--config", format!("{}: {reason}", path.display()));
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| in_file(e.message().to_owned()))?;
+    let mut argv = Vec::new();
+    for (key, value) in &table {
+        if matches!(key.as_str(), "config") {
+            return Err(in_file(
+                "`config` cannot be set inside a config file".into(),
+            ));
+        }
+        let flag = format!("--{key}");
+        let scalar = |v: &toml::Value| -> Result<String, ConfigError> {
+            match v {
+                toml::Value::String(s) => Ok(s.clone()),
+                toml::Value::Integer(i) => Ok(i.to_string()),
+                toml::Value::Float(f) => Ok(f.to_string()),
+                toml::Value::Boolean(b) => Ok(b.to_string()),
+                other => Err(in_file(format!(
+                    "key `{key}`: expected a string, number or boolean, found {}",
+                    other.type_str()
+                ))),
+            }
+        };
+        match value {
+            toml::Value::Array(items) => {
+                for item in items {
+                    argv.push(format!("{flag}={}", scalar(item)?));
+                }
+            }
+            v => argv.push(format!("{flag}={}", scalar(v)?)),
+        }
+    }
+    let parsed = FileArgs::try_parse_from(&argv).map_err(|e| {
+        let text = e.to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_owned();
+        in_file(
+            first
+                .replace("unexpected argument '--", "unknown key '")
+                .replace("' found", "'"),
+        )
+    })?;
+    Ok(parsed.args)
+}
+
+impl Config {
+    /// The settings as `(flag name, value)` pairs, for `GET_FLAGS` and `/state`. The token file's
+    /// path is shown, never the token.
+    pub fn flags(&self) -> Vec<(&'static str, String)> {
+        let d = |d: Duration| format_duration(d);
+        vec![
+            ("listen", self.listen.to_string()),
+            ("work_dir", self.work_dir.display().to_string()),
+            ("agent_id", self.agent_id.clone().unwrap_or_default()),
+            ("docker_socket", self.docker_socket.clone()),
+            (
+                "docker_config",
+                if self.docker_config.is_some() {
+                    "(set)".into()
+                } else {
+                    String::new()
+                },
+            ),
+            ("sandbox_directory", self.sandbox_directory.clone()),
+            ("docker_stop_timeout", d(self.docker_stop_timeout)),
+            ("docker_remove_delay", d(self.docker_remove_delay)),
+            ("docker_kill_orphans", self.docker_kill_orphans.to_string()),
+            ("docker_orphan_grace", d(self.docker_orphan_grace)),
+            ("launch_timeout", d(self.launch_timeout)),
+            ("image_pull_timeout", d(self.image_pull_timeout)),
+            (
+                "image_pull_inactivity_timeout",
+                d(self.image_pull_inactivity_timeout),
+            ),
+            ("max_parallel_pulls", self.max_parallel_pulls.to_string()),
+            (
+                "fetcher_cache_dir",
+                self.fetcher_cache_dir.display().to_string(),
+            ),
+            ("fetcher_cache_size", format_size(self.fetcher_cache_size)),
+            ("fetcher_stall_timeout", d(self.fetcher_stall_timeout)),
+            ("container_logger", self.container_logger.as_str().into()),
+            ("logrotate_max_size", format_size(self.logrotate_max_size)),
+            ("logrotate_max_files", self.logrotate_max_files.to_string()),
+            ("allow_privileged", self.allow_privileged.to_string()),
+            (
+                "allowed_host_path",
+                self.allowed_host_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("cgroups_enable_cfs", self.cgroups_enable_cfs.to_string()),
+            (
+                "auth_token_file",
+                self.auth_token_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("insecure_no_auth", self.insecure_no_auth.to_string()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    #[command(no_binary_name = true)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn cli(args: &[&str]) -> Result<ServeArgs, String> {
+        Cli::try_parse_from(args)
+            .map(|c| c.args)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_match_the_issue() {
+        let c = cli(&["--work-dir", "/w"]).unwrap().resolve().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5051");
+        assert_eq!(c.sandbox_directory, "/mnt/mesos/sandbox");
+        assert_eq!(c.docker_remove_delay, Duration::from_secs(6 * 3600));
+        assert!(c.docker_kill_orphans);
+        assert_eq!(c.docker_orphan_grace, Duration::from_secs(300));
+        assert_eq!(c.fetcher_cache_dir, PathBuf::from("/w/fetch-cache"));
+        assert_eq!(c.fetcher_cache_size, 2 << 30);
+        assert_eq!(c.container_logger, LoggerKind::Sandbox);
+        assert!(!c.allow_privileged && !c.cgroups_enable_cfs && !c.insecure_no_auth);
+    }
+
+    #[test]
+    fn flags_parse_durations_sizes_bools_and_repeats() {
+        let c = cli(&[
+            "--work-dir=/w",
+            "--docker-remove-delay=0",
+            "--docker-stop-timeout",
+            "2s",
+            "--fetcher-cache-size=512MiB",
+            "--docker-kill-orphans=false",
+            "--allow-privileged",
+            "--allowed-host-path=/data",
+            "--allowed-host-path=/srv",
+            "--container-logger=logrotate",
+            "--logrotate-max-files=3",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(c.docker_remove_delay, Duration::ZERO);
+        assert_eq!(c.docker_stop_timeout, Duration::from_secs(2));
+        assert_eq!(c.fetcher_cache_size, 512 << 20);
+        assert!(!c.docker_kill_orphans);
+        assert!(c.allow_privileged);
+        assert_eq!(
+            c.allowed_host_paths,
+            vec![PathBuf::from("/data"), PathBuf::from("/srv")]
+        );
+        assert_eq!(c.container_logger, LoggerKind::Logrotate);
+        assert_eq!(c.logrotate_max_files, 3);
+    }
+
+    #[test]
+    fn bad_flag_values_name_the_flag() {
+        let e = cli(&["--docker-remove-delay=6x"]).unwrap_err();
+        assert!(
+            e.contains("--docker-remove-delay") && e.contains("unknown unit `x`"),
+            "{e}"
+        );
+        let e = cli(&["--fetcher-cache-size=lots"]).unwrap_err();
+        assert!(
+            e.contains("--fetcher-cache-size") && e.contains("expected a number"),
+            "{e}"
+        );
+        let e = cli(&["--listen=localhost"]).unwrap_err();
+        assert!(
+            e.contains("--listen") && e.contains("expected IP:PORT"),
+            "{e}"
+        );
+        let e = cli(&["--container-logger=syslog"]).unwrap_err();
+        assert!(
+            e.contains("--container-logger") && e.contains("logrotate"),
+            "{e}"
+        );
+        let e = cli(&["--sandbox-directory=rel"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--sandbox-directory") && e.contains("absolute"),
+            "{e}"
+        );
+        let e = cli(&["--allowed-host-path=data"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--allowed-host-path"), "{e}");
+        let e = cli(&["--max-parallel-pulls=0"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--max-parallel-pulls") && e.contains("at least 1"),
+            "{e}"
+        );
+        let e = cli(&["--docker-socket=ssh://host"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--docker-socket"), "{e}");
+        let e = cli(&["--agent-id=a/b"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--agent-id") && e.contains("'/'"), "{e}");
+    }
+
+    #[test]
+    fn non_loopback_listen_requires_auth_or_explicit_opt_out() {
+        let e = cli(&["--listen=0.0.0.0:5051"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--auth-token-file") && e.contains("--insecure-no-auth"),
+            "{e}"
+        );
+        cli(&["--listen=0.0.0.0:5051", "--auth-token-file=/t"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        cli(&["--listen=0.0.0.0:5051", "--insecure-no-auth"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        cli(&["--listen=[::1]:5051"]).unwrap().resolve().unwrap();
+        let e = cli(&["--auth-token-file=/t", "--insecure-no-auth"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conflicts"), "{e}");
+    }
+
+    #[test]
+    fn config_file_fills_in_and_the_command_line_wins() {
+        let path = Path::new("/etc/berth.toml");
+        let file = parse_config_text(
+            path,
+            "listen = \"127.0.0.1:6000\"\nwork-dir = \"/from-file\"\ndocker-remove-delay = \"1h\"\n\
+             allowed-host-path = [\"/a\", \"/b\"]\nallow-privileged = true\nmax-parallel-pulls = 2\n",
+        )
+        .unwrap();
+        let merged = cli(&["--work-dir=/from-cli"])
+            .unwrap()
+            .or(file)
+            .resolve()
+            .unwrap();
+        assert_eq!(merged.work_dir, PathBuf::from("/from-cli"));
+        assert_eq!(merged.listen.port(), 6000);
+        assert_eq!(merged.docker_remove_delay, Duration::from_secs(3600));
+        assert_eq!(merged.allowed_host_paths.len(), 2);
+        assert!(merged.allow_privileged);
+        assert_eq!(merged.max_parallel_pulls, 2);
+    }
+
+    #[test]
+    fn config_file_errors_name_the_file_and_key() {
+        let path = Path::new("/etc/berth.toml");
+        let e = parse_config_text(path, "no-such-flag = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/berth.toml") && e.contains("no-such-flag"),
+            "{e}"
+        );
+        let e = parse_config_text(path, "docker-remove-delay = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--docker-remove-delay") && e.contains("soon"),
+            "{e}"
+        );
+        let e = parse_config_text(path, "listen = [\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/berth.toml"), "{e}");
+        let e = parse_config_text(path, "[section]\nx = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("section"), "{e}");
+    }
+
+    #[test]
+    fn flags_never_reveal_secrets() {
+        let mut c = cli(&["--work-dir=/w", "--auth-token-file=/secret/token"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        c.docker_config = Some("{\"auths\":{\"r\":{\"auth\":\"c2VjcmV0\"}}}".into());
+        let flags = c.flags();
+        assert!(flags.iter().all(|(_, v)| !v.contains("c2VjcmV0")));
+        assert!(flags
+            .iter()
+            .any(|(k, v)| *k == "auth_token_file" && v == "/secret/token"));
+    }
+}

@@ -1,0 +1,178 @@
+//! Bearer-token authentication: loading the token file and checking requests.
+
+use std::path::Path;
+
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+
+use super::body::{text, Body};
+use crate::error::Error;
+
+/// The shortest token accepted; anything shorter is too easy to guess.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Who may call the API.
+#[derive(Clone)]
+pub struct Auth {
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("required", &self.token.is_some())
+            .finish()
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// A token that does not match.
+    Invalid,
+}
+
+impl Auth {
+    /// No authentication.
+    pub fn none() -> Auth {
+        Auth { token: None }
+    }
+
+    /// Requires `token`.
+    pub fn token(token: impl Into<String>) -> Auth {
+        Auth {
+            token: Some(token.into()),
+        }
+    }
+
+    /// Reads the token from `path` (surrounding whitespace ignored); fails with the fix when the
+    /// file is unreadable, empty or too short.
+    pub fn from_file(path: &Path) -> Result<Auth, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::startup(
+                format!("cannot read --auth-token-file '{}': {e}", path.display()),
+                "create the file with a secret token, e.g. `head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE`",
+            )
+        })?;
+        let token = text.trim();
+        if token.len() < MIN_TOKEN_LEN || token.contains(char::is_whitespace) {
+            return Err(Error::startup(
+                format!(
+                    "--auth-token-file '{}' must hold one token of at least {MIN_TOKEN_LEN} characters without spaces",
+                    path.display()
+                ),
+                "write a longer secret into it, e.g. `head -c 32 /dev/urandom | base64 > FILE`",
+            ));
+        }
+        Ok(Auth::token(token))
+    }
+
+    /// Whether a token is required.
+    pub fn required(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Checks a request's headers.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Denied> {
+        let Some(expected) = &self.token else {
+            return Ok(());
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or(Denied::Missing)?;
+        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Denied::Invalid)
+        }
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+    }
+    diff == 0
+}
+
+/// The 401 answer.
+pub fn unauthorized(denied: Denied) -> Response<Body> {
+    let message = match denied {
+        Denied::Missing => "authentication required: send 'Authorization: Bearer <token>' (the token in the agent's --auth-token-file)",
+        Denied::Invalid => "invalid bearer token",
+    };
+    let mut r = text(StatusCode::UNAUTHORIZED, message);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"berth\""),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn tokens_are_checked() {
+        let a = Auth::token("s3cret-s3cret-s3cret");
+        assert_eq!(a.check(&headers(None)), Err(Denied::Missing));
+        assert_eq!(a.check(&headers(Some("Basic abc"))), Err(Denied::Missing));
+        assert_eq!(a.check(&headers(Some("Bearer nope"))), Err(Denied::Invalid));
+        assert_eq!(
+            a.check(&headers(Some("Bearer s3cret-s3cret-s3cre"))),
+            Err(Denied::Invalid)
+        );
+        assert_eq!(
+            a.check(&headers(Some("Bearer s3cret-s3cret-s3cret!"))),
+            Err(Denied::Invalid)
+        );
+        assert_eq!(
+            a.check(&headers(Some("Bearer s3cret-s3cret-s3cret"))),
+            Ok(())
+        );
+        assert_eq!(Auth::none().check(&headers(None)), Ok(()));
+        let r = unauthorized(Denied::Missing);
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn token_files_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        let e = Auth::from_file(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot read --auth-token-file") && e.contains("fix:"),
+            "{e}"
+        );
+        std::fs::write(&f, "short\n").unwrap();
+        assert!(Auth::from_file(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 16"));
+        std::fs::write(&f, "0123456789abcdef0123\n").unwrap();
+        let a = Auth::from_file(&f).unwrap();
+        assert_eq!(
+            a.check(&headers(Some("Bearer 0123456789abcdef0123"))),
+            Ok(())
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! Request routing and the checks that need no agent: method, path, query parameters, content
+//! type, and the declared body size.
+
+use http::{header, HeaderMap, Method, StatusCode};
+
+use crate::error::ApiError;
+
+/// Largest request body accepted (larger ones get 413).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /api/v1`.
+    Api,
+    /// `GET /health` (no authentication).
+    Health,
+    /// `GET /version`.
+    Version,
+    /// `GET /state`.
+    State,
+    /// `GET /metrics/snapshot`.
+    MetricsSnapshot,
+    /// `GET /metrics` (Prometheus text).
+    Prometheus,
+    /// `GET /files/browse?path=`.
+    FilesBrowse {
+        /// Virtual path.
+        path: String,
+    },
+    /// `GET /files/read?path=&offset=&length=`.
+    FilesRead {
+        /// Virtual path.
+        path: String,
+        /// Offset; -1 asks for the size only.
+        offset: i64,
+        /// Bytes wanted.
+        length: Option<u64>,
+    },
+    /// `GET /files/download?path=`.
+    FilesDownload {
+        /// Virtual path.
+        path: String,
+    },
+}
+
+impl Route {
+    /// Whether the route needs a bearer token (all but `/health`).
+    pub fn needs_auth(&self) -> bool {
+        !matches!(self, Route::Health)
+    }
+
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Api => "api",
+            Route::Health => "health",
+            Route::Version => "version",
+            Route::State => "state",
+            Route::MetricsSnapshot => "metrics_snapshot",
+            Route::Prometheus => "metrics",
+            Route::FilesBrowse { .. } => "files_browse",
+            Route::FilesRead { .. } => "files_read",
+            Route::FilesDownload { .. } => "files_download",
+        }
+    }
+}
+
+/// A routing failure: the status, the message, and for 405 the allowed method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Status and message.
+    pub error: ApiError,
+    /// The `Allow` header for a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Refused {
+        Refused { error, allow: None }
+    }
+}
+
+fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn required(params: &[(String, String)], name: &str) -> Result<String, ApiError> {
+    param(params, name)
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::bad_request(format!("missing query parameter '{name}'")))
+}
+
+/// Builds a route from the query parameters.
+type RouteFn = fn(&[(String, String)]) -> Result<Route, ApiError>;
+
+/// Resolves method + path (+ query) to a [`Route`]: 404 for unknown paths, 405 for a wrong
+/// method, 400 for bad query parameters.
+pub fn resolve(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Refused> {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let (expected, route): (Method, RouteFn) = match path {
+        "/api/v1" => (Method::POST, |_| Ok(Route::Api)),
+        "/health" => (Method::GET, |_| Ok(Route::Health)),
+        "/version" => (Method::GET, |_| Ok(Route::Version)),
+        "/state" => (Method::GET, |_| Ok(Route::State)),
+        "/metrics/snapshot" => (Method::GET, |_| Ok(Route::MetricsSnapshot)),
+        "/metrics" => (Method::GET, |_| Ok(Route::Prometheus)),
+        "/files/browse" => (Method::GET, |p| {
+            Ok(Route::FilesBrowse {
+                path: required(p, "path")?,
+            })
+        }),
+        "/files/download" => (Method::GET, |p| {
+            Ok(Route::FilesDownload {
+                path: required(p, "path")?,
+            })
+        }),
+        "/files/read" => (Method::GET, |p| {
+            let path = required(p, "path")?;
+            let offset = match param(p, "offset") {
+                None | Some("") => 0,
+                Some(o) => match o.parse::<i64>() {
+                    Ok(n) if n >= -1 => n,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "query parameter 'offset': \"{o}\" is not an offset (a number >= 0, or -1 for the size)"
+                        )))
+                    }
+                },
+            };
+            let length = match param(p, "length") {
+                None | Some("") => None,
+                Some(l) => Some(l.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "query parameter 'length': \"{l}\" is not a number >= 0"
+                    ))
+                })?),
+            };
+            Ok(Route::FilesRead {
+                path,
+                offset,
+                length,
+            })
+        }),
+        other => return Err(ApiError::not_found(format!("no endpoint at '{other}'")).into()),
+    };
+    // HEAD is answered like GET without a body (hyper drops it).
+    let allowed = *method == expected || (expected == Method::GET && *method == Method::HEAD);
+    if !allowed {
+        return Err(Refused {
+            error: ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("'{path}' expects {expected}, not {method}"),
+            ),
+            allow: Some(if expected == Method::POST {
+                "POST"
+            } else {
+                "GET, HEAD"
+            }),
+        });
+    }
+    Ok(route(&query_params(query))?)
+}
+
+/// Checks an API request's headers: JSON content type (415 otherwise), an acceptable answer
+/// type (406), and a declared length within [`MAX_BODY`] (413).
+pub fn check_api_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media != "application/json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            if content_type.is_empty() {
+                "missing Content-Type: send the Call as 'Content-Type: application/json'".to_owned()
+            } else {
+                format!("unsupported Content-Type '{content_type}': Berth accepts only application/json")
+            },
+        ));
+    }
+    if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        let ok = accept.split(',').any(|a| {
+            let m = a.split(';').next().unwrap_or("").trim();
+            m.is_empty()
+                || m == "*/*"
+                || m == "application/*"
+                || m.eq_ignore_ascii_case("application/json")
+        });
+        if !ok {
+            return Err(ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                format!("cannot answer in '{accept}': Berth answers only application/json"),
+            ));
+        }
+    }
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+        let len = len.to_str().ok().and_then(|l| l.parse::<u64>().ok());
+        match len {
+            Some(l) if l > MAX_BODY as u64 => return Err(too_large()),
+            Some(_) => {}
+            None => return Err(ApiError::bad_request("invalid Content-Length header")),
+        }
+    }
+    Ok(())
+}
+
+/// The 413 answer.
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than the limit of {MAX_BODY} bytes (1 MiB)"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn paths_and_methods_resolve() {
+        assert_eq!(resolve(&Method::POST, "/api/v1", None).unwrap(), Route::Api);
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/", None).unwrap(),
+            Route::Api
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/health", None).unwrap(),
+            Route::Health
+        );
+        assert_eq!(
+            resolve(&Method::HEAD, "/metrics", None).unwrap(),
+            Route::Prometheus
+        );
+        let r = resolve(&Method::GET, "/api/v1", None).unwrap_err();
+        assert_eq!(
+            (r.error.status, r.allow),
+            (StatusCode::METHOD_NOT_ALLOWED, Some("POST"))
+        );
+        assert_eq!(
+            resolve(&Method::DELETE, "/state", None).unwrap_err().allow,
+            Some("GET, HEAD")
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/nope", None)
+                .unwrap_err()
+                .error
+                .status,
+            404
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/v2", None)
+                .unwrap_err()
+                .error
+                .status,
+            404
+        );
+    }
+
+    #[test]
+    fn file_query_parameters_are_checked() {
+        assert_eq!(
+            resolve(
+                &Method::GET,
+                "/files/read",
+                Some("path=%2Fcontainers%2Fc%2Fstdout&offset=-1")
+            )
+            .unwrap(),
+            Route::FilesRead {
+                path: "/containers/c/stdout".into(),
+                offset: -1,
+                length: None
+            }
+        );
+        assert_eq!(
+            resolve(
+                &Method::GET,
+                "/files/read",
+                Some("path=/x&offset=5&length=10")
+            )
+            .unwrap(),
+            Route::FilesRead {
+                path: "/x".into(),
+                offset: 5,
+                length: Some(10)
+            }
+        );
+        let e = resolve(&Method::GET, "/files/read", Some("path=/x&offset=-2"))
+            .unwrap_err()
+            .error;
+        assert!(e.status == 400 && e.message.contains("'offset'"));
+        let e = resolve(&Method::GET, "/files/read", Some("path=/x&length=lots"))
+            .unwrap_err()
+            .error;
+        assert!(e.status == 400 && e.message.contains("'length'"));
+        let e = resolve(&Method::GET, "/files/browse", None)
+            .unwrap_err()
+            .error;
+        assert!(e.status == 400 && e.message.contains("'path'"));
+    }
+
+    fn h(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn api_headers_are_checked() {
+        check_api_headers(&h(&[(header::CONTENT_TYPE, "application/json")])).unwrap();
+        check_api_headers(&h(&[
+            (header::CONTENT_TYPE, "Application/JSON; charset=utf-8"),
+            (header::ACCEPT, "*/*"),
+        ]))
+        .unwrap();
+        assert_eq!(check_api_headers(&h(&[])).unwrap_err().status, 415);
+        let e =
+            check_api_headers(&h(&[(header::CONTENT_TYPE, "application/x-protobuf")])).unwrap_err();
+        assert!(e.status == 415 && e.message.contains("application/x-protobuf"));
+        let e = check_api_headers(&h(&[
+            (header::CONTENT_TYPE, "application/json"),
+            (header::ACCEPT, "application/x-protobuf"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.status, 406);
+        let e = check_api_headers(&h(&[
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_LENGTH, "1048577"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.status, 413);
+        check_api_headers(&h(&[
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_LENGTH, "1048576"),
+        ]))
+        .unwrap();
+    }
+}
