@@ -12,7 +12,7 @@
 //! The container's json-file is set to 1 GiB so that Docker does not rotate it mid-read (Docker
 //! 20.10 mishandles that for any follower, see `DEFAULT_DOCKER_MAX_SIZE`).
 //!
-//! Environment: `BERTH_LOGGER_BENCH_MIB` (default 512), `BERTH_LOGGER_BENCH_ROUNDS` (default 5).
+//! Environment: `BERTH_LOGGER_BENCH_MIB` (default 512), `BERTH_LOGGER_BENCH_ROUNDS` (default 7).
 
 #[path = "../tests/docker_support/mod.rs"]
 mod docker_support;
@@ -49,7 +49,7 @@ fn main() {
         return;
     }
     let mib: u64 = env_or("BERTH_LOGGER_BENCH_MIB", 512);
-    let rounds: usize = env_or("BERTH_LOGGER_BENCH_ROUNDS", 5);
+    let rounds: usize = env_or("BERTH_LOGGER_BENCH_ROUNDS", 7);
     let bytes = mib << 20;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

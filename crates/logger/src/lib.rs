@@ -16,12 +16,19 @@
 //! fsync, so a termination is reported only once the logs are complete), plus recover after an
 //! agent restart.
 //!
-//! # Memory
+//! # Memory and latency
 //! A container's log holds at most two batches ([`LoggerConfig::batch_bytes`], 256 KiB by
 //! default) plus one chunk: while one batch is written on a blocking thread the other fills, and
 //! when both are full the output stream is not read until the disk catches up. The back-pressure
 //! reaches the Docker connection, never the agent's memory. (It does not stall the container:
-//! Docker buffers its output in its json-file log, capped by [`DockerLogConfig`].)
+//! Docker buffers its output in its json-file log, capped by [`DockerLogConfig`].) Output reaches
+//! the files at most [`LoggerConfig::flush_delay`] (5 ms) after it arrives.
+//!
+//! # Durability
+//! [`ContainerLog::finish`] syncs the current files and every rotated file not synced yet, then
+//! stores the final checkpoint; once it returns, the container's output is on disk. While output
+//! flows, data is left to the kernel's writeback (enough for an agent restart, see
+//! [`ContainerLog::resume_since`]) unless [`LoggerConfig::durable_checkpoints`] is set.
 //!
 //! # Recovery
 //! Each log checkpoints its position — a time to replay from (Docker's `since`) and how many

@@ -53,6 +53,17 @@ impl ContainerLogSpec {
         self
     }
 
+    /// Adds environment variables given Docker's way, as `KEY=value` entries (later ones win;
+    /// an entry without `=` is a variable with an empty value).
+    pub fn with_env_entries<S: AsRef<str>>(mut self, entries: impl IntoIterator<Item = S>) -> Self {
+        for e in entries {
+            let e = e.as_ref();
+            let (k, v) = e.split_once('=').unwrap_or((e, ""));
+            self.env.insert(k.to_owned(), v.to_owned());
+        }
+        self
+    }
+
     /// Adds environment variables (later ones win).
     pub fn with_env<K: Into<String>, V: Into<String>>(
         mut self,
@@ -427,6 +438,18 @@ mod tests {
         for bad in ["", ".hidden", "a/b", "a b", "..", &"x".repeat(201)] {
             assert!(check_container_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn docker_style_env_entries_are_split_at_the_first_equals() {
+        let spec =
+            ContainerLogSpec::new("c", "/tmp").with_env_entries(["A=1", "B=x=y", "C", "A=2"]);
+        let got: Vec<_> = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, [("A", "2"), ("B", "x=y"), ("C", "")]);
     }
 
     #[test]
