@@ -340,3 +340,41 @@ async fn repeated_output_is_written_but_counted() {
         "only the chunk stamped earlier than its stream's newest"
     );
 }
+
+#[tokio::test]
+async fn durable_checkpoints_sync_before_checkpointing_and_recover_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = setup(tmp.path());
+    let entries = simple_entries(40);
+    let spec = ContainerLogSpec::new("c", &sandbox);
+    let config = || {
+        let mut c = LoggerConfig::new(tmp.path().join("state"));
+        c.durable_checkpoints = true;
+        c.checkpoint_interval = Duration::from_millis(1);
+        c.batch_bytes = 256;
+        c
+    };
+    {
+        let logger = RotatingLogger::new(
+            config(),
+            StreamRotations::both(Rotation::by_size(300, 1000).unwrap()),
+        )
+        .unwrap();
+        let mut log = logger.prepare(&spec).unwrap();
+        log.consume(trickle(replay(&entries[..25], None), false))
+            .await
+            .unwrap();
+        assert_eq!(logger.metrics().snapshot().checkpoint_errors, 0);
+    }
+    let logger = RotatingLogger::new(
+        config(),
+        StreamRotations::both(Rotation::by_size(300, 1000).unwrap()),
+    )
+    .unwrap();
+    let mut log = logger.recover(&spec).unwrap();
+    log.consume(stream::iter(replay(&entries, log.resume_since())))
+        .await
+        .unwrap();
+    assert!(log.finish().await.unwrap().complete);
+    assert_exact(&sandbox, &entries);
+}
