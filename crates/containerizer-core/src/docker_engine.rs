@@ -533,3 +533,115 @@ impl Engine for DockerEngine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::mapping::{LogConfigSpec, MountSpec};
+
+    fn spec() -> CreateSpec {
+        let mut s = CreateSpec {
+            image: "busybox:latest".into(),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+            cmd: Some(vec!["true".into()]),
+            env: vec!["A=b".into()],
+            labels: BTreeMap::from([("io.berth.agent-id".into(), "a".into())]),
+            ..CreateSpec::default()
+        };
+        s.host.network_mode = "bridge".into();
+        s.host.mounts.push(MountSpec {
+            kind: MountKind::Bind,
+            source: "/sb:with:colons".into(),
+            target: "/mnt/mesos/sandbox".into(),
+            read_only: false,
+            driver: None,
+            driver_options: BTreeMap::new(),
+        });
+        s.host.port_bindings.insert("80/tcp".into(), vec![31000]);
+        s.exposed_ports.insert("80/tcp".into());
+        s.host.memory = Some(64 << 20);
+        s.host.log_config = Some(LogConfigSpec::json_file(1 << 20, 2));
+        s
+    }
+
+    #[test]
+    fn create_body_carries_the_mapping() {
+        let body = create_body(&spec()).unwrap();
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["Image"], "busybox:latest");
+        assert_eq!(json["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+        assert_eq!(json["Labels"]["io.berth.agent-id"], "a");
+        let host = &json["HostConfig"];
+        assert_eq!(host["AutoRemove"], false, "never auto-removed");
+        assert_eq!(host["Mounts"][0]["Type"], "bind");
+        assert_eq!(host["Mounts"][0]["Source"], "/sb:with:colons");
+        assert!(
+            host.get("Binds").is_none_or(|b| b.is_null()),
+            "no -v syntax"
+        );
+        assert_eq!(host["PortBindings"]["80/tcp"][0]["HostPort"], "31000");
+        assert_eq!(json["ExposedPorts"]["80/tcp"], serde_json::json!({}));
+        assert_eq!(host["Memory"], 64 << 20);
+        assert_eq!(host["LogConfig"]["Type"], "json-file");
+        assert_eq!(host["LogConfig"]["Config"]["max-file"], "2");
+        assert_eq!(json["Tty"], false);
+    }
+
+    #[test]
+    fn volume_driver_settings_are_refused_with_the_reason() {
+        let mut s = spec();
+        s.host.mounts.push(MountSpec {
+            kind: MountKind::Volume,
+            source: "data".into(),
+            target: "/data".into(),
+            read_only: true,
+            driver: Some("nfs".into()),
+            driver_options: BTreeMap::new(),
+        });
+        let err = create_body(&s).unwrap_err();
+        assert_eq!(err.kind, EngineErrorKind::Permanent);
+        assert!(
+            err.message.contains("'data'") && err.message.contains("'nfs'"),
+            "{err}"
+        );
+        s.host.mounts.last_mut().unwrap().driver = Some("local".into());
+        let json = serde_json::to_value(create_body(&s).unwrap()).unwrap();
+        assert_eq!(json["HostConfig"]["Mounts"][1]["Type"], "volume");
+        assert_eq!(json["HostConfig"]["Mounts"][1]["ReadOnly"], true);
+    }
+
+    #[test]
+    fn errors_keep_their_kind() {
+        let nf = api::Error::NotFound {
+            kind: api::ResourceKind::Container,
+            name: "x".into(),
+            registry: None,
+            message: "No such container: x".into(),
+        };
+        let e = convert("inspect", nf);
+        assert!(e.is_not_found());
+        assert!(
+            e.message.starts_with("inspect: ") && e.message.contains("No such container: x"),
+            "{e}"
+        );
+        let c = api::Error::Conflict {
+            request: "POST /containers/create".into(),
+            message: "name in use".into(),
+        };
+        assert_eq!(convert("create", c).kind, EngineErrorKind::Conflict);
+        let t = api::Error::Api {
+            request: "GET /x".into(),
+            status: 503,
+            message: "busy".into(),
+        };
+        assert!(convert("x", t).is_transient());
+        let p = api::Error::Api {
+            request: "GET /x".into(),
+            status: 500,
+            message: "bad".into(),
+        };
+        assert_eq!(convert("x", p).kind, EngineErrorKind::Permanent);
+    }
+}

@@ -62,6 +62,14 @@ pub(super) fn spawn_supervised(
     });
 }
 
+/// Checkpoints in the background. Writes are serialised per container and each one snapshots
+/// the state when it runs, so the file always ends at the latest state; the launch path waits
+/// only for the write that makes the container RUNNING.
+fn persist_soon(inner: &Arc<Inner>, c: &Arc<Container>) {
+    let (inner, c) = (inner.clone(), c.clone());
+    tokio::spawn(async move { inner.persist(&c).await });
+}
+
 /// Applies `Finished`, checkpoints the termination and schedules the removal.
 pub(super) async fn finish(inner: &Arc<Inner>, c: &Arc<Container>, exit: Option<ExitInfo>) {
     let action = inner.apply(c, Event::Finished(exit));
@@ -188,7 +196,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         total: inner.config.launch_timeout,
         left: inner.config.launch_timeout,
     };
-    inner.persist(c).await;
+    persist_soon(inner, c);
 
     // FETCHING (the spec is checked first, so a bad spec fails before anything is done).
     let (mapped, target) = match prepare(inner, c) {
@@ -223,7 +231,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     }
 
     // PULLING
-    inner.persist(c).await;
+    persist_soon(inner, c);
     let (image, force) = {
         let rt = c.rt();
         let docker = rt.spec.docker_info().expect("checked by launch");
@@ -237,7 +245,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     }
 
     // MOUNTING
-    inner.persist(c).await;
+    persist_soon(inner, c);
     let mount = async {
         #[cfg(test)]
         if let Some(gate) = inner.mount_gate.get() {
@@ -252,9 +260,9 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         return rollback(inner, c, false).await;
     }
 
-    // RUNNING: create. Asked again after the checkpoint write: a destroy may have come in while
-    // it was written, and nothing may be created or started after a destroy.
-    inner.persist(c).await;
+    // RUNNING: create. The machine is asked right before the request: nothing may be created or
+    // started after a destroy.
+    persist_soon(inner, c);
     if !c.rt().state.may_create() {
         return rollback(inner, c, false).await;
     }
@@ -287,7 +295,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     };
 
     // Start.
-    inner.persist(c).await;
+    persist_soon(inner, c);
     if !c.rt().state.may_start() {
         return rollback(inner, c, true).await;
     }
@@ -324,6 +332,8 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         }
     };
     attach_logger(inner, c, &docker_id, tty, target, false);
+    // The one write the launch waits for: `launch` never reports a container that a restarted
+    // agent would not know (it would be reaped as an orphan).
     inner.persist(c).await;
     c.set_running();
     tracing::info!(container = %c.id, docker_id = %docker_id, "container running");
