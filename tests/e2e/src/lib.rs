@@ -56,6 +56,9 @@ pub fn berth_bin() -> PathBuf {
     }
 }
 
+/// The longest a test waits for a container to end.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(120);
+
 /// An HTTP answer.
 #[derive(Debug, Clone)]
 pub struct Resp {
@@ -299,9 +302,19 @@ impl Agent {
             .await
     }
 
-    /// `WAIT_CONTAINER`; asserts 200 and returns the `wait_container` object.
+    /// `WAIT_CONTAINER`; asserts 200 within [`WAIT_LIMIT`] and returns the `wait_container` object.
     pub async fn wait(&self, id: &str) -> Value {
-        let r = self.call(json!({"type": "WAIT_CONTAINER", "wait_container": {"container_id": {"value": id}}})).await;
+        let call = self.call(
+            json!({"type": "WAIT_CONTAINER", "wait_container": {"container_id": {"value": id}}}),
+        );
+        let r = tokio::time::timeout(WAIT_LIMIT, call)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "container {id} did not end within {WAIT_LIMIT:?}\n{}",
+                    self.logs()
+                )
+            });
         assert_eq!(r.status, 200, "WAIT_CONTAINER {id}: {r:?}\n{}", self.logs());
         r.json()["wait_container"].clone()
     }

@@ -1,0 +1,352 @@
+//! The `berth` command line: `run` (embedded and against an agent), the client commands, and
+//! `serve`'s flag errors and startup checks.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use berth_e2e::{
+    berth_bin, describe_output, docker_container_exists, remove_test_containers, testbed, Agent,
+    TEST_LABEL,
+};
+use tokio::process::Command;
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn berth(args: &[&str]) -> std::process::Output {
+    Command::new(berth_bin())
+        .args(args)
+        .env_remove("BERTH_AGENT")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run berth")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_embedded_uses_the_offline_default_image_and_exits_with_the_code() {
+    const T: &str = "e2e-cli-run";
+    remove_test_containers(T).await;
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().to_str().unwrap();
+    let label = format!("{TEST_LABEL}={T}");
+    let o = berth(&[
+        "run",
+        "--work-dir",
+        work,
+        "--label",
+        &label,
+        "--",
+        "sh",
+        "-c",
+        "echo hello from berth; echo oops >&2; exit 4",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(4), "{}", describe_output(&o));
+    assert_eq!(stdout(&o), "hello from berth\n", "{}", describe_output(&o));
+    assert!(stderr(&o).contains("oops"), "{}", describe_output(&o));
+    // The embedded agent removed its container and sandbox.
+    assert_eq!(
+        remove_test_containers(T).await,
+        0,
+        "berth run leaves no container behind"
+    );
+    let slot = dir.path().join("slot-0");
+    assert!(slot.join("agent-id").is_file());
+    assert_eq!(
+        std::fs::read_dir(slot.join("sandboxes")).unwrap().count(),
+        0
+    );
+
+    // Environment, volumes and the image's defaults.
+    let host = dir.path().join("shared");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in.txt"), "from the host").unwrap();
+    let vol = format!("{}:/shared:ro", host.display());
+    let o = berth(&[
+        "run",
+        "--work-dir",
+        work,
+        "--label",
+        &label,
+        "-e",
+        "GREETING=hi there",
+        "-v",
+        &vol,
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREETING\"; cat /shared/in.txt; touch /shared/x 2>/dev/null || echo read-only",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe_output(&o));
+    assert_eq!(
+        stdout(&o),
+        "hi there\nfrom the hostread-only\n",
+        "{}",
+        describe_output(&o)
+    );
+
+    // A launch that fails exits 125 with the agent's message.
+    let tb = testbed();
+    let missing = tb.registry_image(&tb.registry, "berth-test/absent:latest");
+    let o = berth(&[
+        "run",
+        "--work-dir",
+        work,
+        "--label",
+        &label,
+        "--image",
+        &missing,
+        "--",
+        "true",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(125), "{}", describe_output(&o));
+    assert!(
+        stderr(&o).contains("Failed to launch container"),
+        "{}",
+        describe_output(&o)
+    );
+    remove_test_containers(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_commands_drive_an_agent() {
+    const T: &str = "e2e-cli-client";
+    remove_test_containers(T).await;
+    let agent = Agent::start(T, &[]).await;
+    let label = format!("{TEST_LABEL}={T}");
+    let busybox = testbed().images.busybox.clone();
+
+    let o = agent
+        .cli(&[
+            "run",
+            "--image",
+            &busybox,
+            "--label",
+            &label,
+            "--name",
+            "quick",
+            "--",
+            "sh",
+            "-c",
+            "echo quick",
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe_output(&o));
+    assert_eq!(stdout(&o), "quick\n");
+    let o = agent.cli(&["ps"]).await;
+    assert!(o.status.success(), "{}", describe_output(&o));
+    assert!(
+        stdout(&o).contains("quick") && stdout(&o).contains("TERMINATED"),
+        "{}",
+        describe_output(&o)
+    );
+    let o = agent.cli(&["wait", "quick"]).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("TASK_FINISHED"),
+        "{}",
+        describe_output(&o)
+    );
+    let o = agent.cli(&["logs", "quick"]).await;
+    assert_eq!(stdout(&o), "quick\n");
+    let o = agent.cli(&["rm", "quick"]).await;
+    assert!(o.status.success(), "{}", describe_output(&o));
+    let o = agent.cli(&["wait", "quick"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot be found"),
+        "{}",
+        describe_output(&o)
+    );
+
+    // --rm with an agent removes the container once it ended.
+    let o = agent
+        .cli(&[
+            "run", "--image", &busybox, "--label", &label, "--name", "gone", "--rm", "--", "true",
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe_output(&o));
+    assert!(agent.container("gone").await.is_none());
+
+    // A long runner: follow its logs, read its stats, stop it gracefully.
+    let line = "trap 'echo stopping; exit 7' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done";
+    let body = agent.launch_body("ticker", serde_json::json!({"value": line}), None);
+    assert_eq!(
+        agent
+            .call(serde_json::json!({"type": "LAUNCH_CONTAINER", "launch_container": body}))
+            .await
+            .status,
+        200
+    );
+    let follower = {
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(["logs", "-f", "ticker"])
+            .env("BERTH_AGENT", &agent.url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let o = agent.cli(&["stats", "ticker"]).await;
+    assert!(o.status.success(), "{}", describe_output(&o));
+    assert!(stdout(&o).contains("timestamp"), "{}", describe_output(&o));
+    let o = agent.cli(&["stats", "--json", "ticker"]).await;
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stats JSON");
+    assert!(
+        stats["threads"].as_u64().is_some() || stats["mem_total_bytes"].as_u64().is_some(),
+        "{stats}"
+    );
+    let o = agent
+        .cli(&["kill", "ticker", "--signal", "TERM", "--grace", "10s"])
+        .await;
+    assert!(o.status.success(), "{}", describe_output(&o));
+    let followed = tokio::time::timeout(Duration::from_secs(20), follower.wait_with_output())
+        .await
+        .expect("logs -f ends")
+        .unwrap();
+    let text = stdout(&followed);
+    assert!(text.starts_with("tick 0\ntick 1\n"), "{text}");
+    assert!(
+        text.ends_with("stopping\n"),
+        "logs -f prints everything up to the end: {text}"
+    );
+    let o = agent.cli(&["wait", "ticker"]).await;
+    assert_eq!(o.status.code(), Some(7), "{}", describe_output(&o));
+    assert!(
+        stdout(&o).contains("TASK_KILLED"),
+        "{}",
+        describe_output(&o)
+    );
+    let o = agent.cli(&["stats", "ticker"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not running"),
+        "{}",
+        describe_output(&o)
+    );
+    let o = agent.cli(&["rm", "--force", "ticker"]).await;
+    assert!(o.status.success(), "{}", describe_output(&o));
+
+    let o = agent.cli(&["version"]).await;
+    assert!(
+        stdout(&o).contains(&format!("berth {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        describe_output(&o)
+    );
+    assert!(
+        stdout(&o).contains("Docker 20.10"),
+        "{}",
+        describe_output(&o)
+    );
+    let o = berth(&["ps", "--agent", "http://127.0.0.1:9"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot connect"),
+        "{}",
+        describe_output(&o)
+    );
+    remove_test_containers(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_bad_flags_and_failed_startup_checks_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("w");
+    let work = work.to_str().unwrap();
+
+    let o = berth(&["serve", "--work-dir", work, "--docker-remove-delay", "6x"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", describe_output(&o));
+    assert!(
+        stderr(&o).contains("--docker-remove-delay") && stderr(&o).contains("unknown unit"),
+        "{}",
+        describe_output(&o)
+    );
+
+    let o = berth(&["serve", "--work-dir", work, "--listen", "0.0.0.0:0"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--auth-token-file"),
+        "{}",
+        describe_output(&o)
+    );
+
+    let o = berth(&[
+        "serve",
+        "--work-dir",
+        work,
+        "--listen",
+        "127.0.0.1:0",
+        "--docker-socket",
+        "unix:///nonexistent/docker.sock",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/docker.sock") && stderr(&o).contains("fix:"),
+        "{}",
+        describe_output(&o)
+    );
+
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let bad_work = format!("{}/sub", file.display());
+    let o = berth(&["serve", "--work-dir", &bad_work, "--listen", "127.0.0.1:0"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("work directory") && stderr(&o).contains("fix:"),
+        "{}",
+        describe_output(&o)
+    );
+
+    let config = dir.path().join("berth.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nno-such-setting = 1\n").unwrap();
+    let o = berth(&["serve", "--config", config.to_str().unwrap()]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("berth.toml") && stderr(&o).contains("no-such-setting"),
+        "{}",
+        describe_output(&o)
+    );
+
+    // A taken port, and a work directory another agent holds.
+    let agent = Agent::start("e2e-cli-serve", &[]).await;
+    let port = agent.url.rsplit(':').next().unwrap();
+    let o = berth(&[
+        "serve",
+        "--work-dir",
+        work,
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot listen") && stderr(&o).contains("fix:"),
+        "{}",
+        describe_output(&o)
+    );
+    let o = berth(&[
+        "serve",
+        "--work-dir",
+        agent.work_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("another berth agent"),
+        "{}",
+        describe_output(&o)
+    );
+    assert!(!docker_container_exists("berth-never-made").await);
+}

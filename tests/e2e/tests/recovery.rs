@@ -1,0 +1,211 @@
+//! Restart safety of the real binary: SIGKILL and SIGTERM of the agent, recovery of running and
+//! exited containers, and orphan cleanup.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use berth_docker_api::{ContainerConfig, Docker};
+use berth_e2e::{
+    docker_container_exists, eventually, remove_test_containers, testbed, Agent, TEST_LABEL,
+};
+
+async fn running(docker_id: &str) -> bool {
+    let docker = Docker::from_env().await.unwrap();
+    docker
+        .containers()
+        .inspect(docker_id)
+        .await
+        .map(|c| c.state.running)
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_and_restart_recovers_running_and_exited_containers() {
+    const T: &str = "e2e-recovery-sigkill";
+    remove_test_containers(T).await;
+    let mut agent = Agent::start(T, &[]).await;
+    let ticker = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done";
+    assert_eq!(
+        agent.launch_shell("keeps", ticker).await.status,
+        200,
+        "{}",
+        agent.logs()
+    );
+    assert_eq!(
+        agent
+            .launch_shell("ends", "sleep 1; echo bye; exit 5")
+            .await
+            .status,
+        200
+    );
+    let docker_id = agent.container("keeps").await.unwrap()["berth"]["docker_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    agent.sigkill().await;
+    // While the agent is down: one container keeps running, the other exits.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        running(&docker_id).await,
+        "SIGKILL of the agent leaves containers running"
+    );
+    agent.restart().await;
+
+    let keeps = agent.container("keeps").await.expect("recovered");
+    assert_eq!(keeps["berth"]["state"], "RUNNING", "{keeps}");
+    assert_eq!(keeps["berth"]["docker_id"], docker_id.as_str());
+    let w = agent.wait("ends").await;
+    assert_eq!(
+        w["exit_status"],
+        5 << 8,
+        "the real exit status from while the agent was down: {w}"
+    );
+    assert_eq!(agent.read_text("/containers/ends/stdout").await, "bye\n");
+
+    // The log of the re-attached container continues, without a gap or a repeat.
+    let before = agent
+        .read_text("/containers/keeps/stdout")
+        .await
+        .lines()
+        .count();
+    eventually(
+        Duration::from_secs(10),
+        "output after the restart",
+        || async {
+            (agent
+                .read_text("/containers/keeps/stdout")
+                .await
+                .lines()
+                .count()
+                > before + 5)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(agent.kill("keeps", None).await.status, 200);
+    let w = agent.wait("keeps").await;
+    assert_eq!(w["state"], "TASK_KILLED", "{w}");
+    let text = agent.read_text("/containers/keeps/stdout").await;
+    for (n, line) in text.lines().enumerate() {
+        assert_eq!(
+            line,
+            format!("tick {n}"),
+            "line {n} of the log across the restart"
+        );
+    }
+    remove_test_containers(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_serving_promptly_and_leaves_containers_running() {
+    const T: &str = "e2e-recovery-sigterm";
+    remove_test_containers(T).await;
+    let mut agent = Agent::start(T, &[]).await;
+    assert_eq!(
+        agent.launch_shell("stay", "sleep 600").await.status,
+        200,
+        "{}",
+        agent.logs()
+    );
+    let docker_id = agent.container("stay").await.unwrap()["berth"]["docker_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A long-poll WAIT in flight must not hold the shutdown up for long.
+    let waiting = {
+        let url = format!("{}/api/v1", agent.url);
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(r#"{"type":"WAIT_CONTAINER","wait_container":{"container_id":{"value":"stay"}}}"#)
+                .send()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let code = agent.sigterm().await;
+    assert_eq!(code, Some(0), "{}", agent.logs());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        agent.logs().contains("no longer accepting requests"),
+        "{}",
+        agent.logs()
+    );
+    let _ = waiting.await;
+    assert!(
+        running(&docker_id).await,
+        "SIGTERM leaves containers running"
+    );
+
+    agent.restart().await;
+    assert_eq!(
+        agent.container("stay").await.unwrap()["berth"]["state"],
+        "RUNNING"
+    );
+    assert_eq!(agent.kill("stay", None).await.status, 200);
+    assert_eq!(agent.wait("stay").await["state"], "TASK_KILLED");
+    remove_test_containers(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orphans_are_removed_and_other_agents_containers_are_left_alone() {
+    const T: &str = "e2e-recovery-orphans";
+    remove_test_containers(T).await;
+    let mut agent = Agent::start(T, &["--docker-orphan-grace", "0"]).await;
+    let agent_id = std::fs::read_to_string(agent.work_dir.join("agent-id"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    agent.sigkill().await;
+
+    let docker = Docker::from_env().await.unwrap();
+    let make = |owner: &str, id: &str| ContainerConfig {
+        image: Some(testbed().images.busybox.clone()),
+        cmd: Some(vec!["sleep".into(), "600".into()]),
+        labels: Some(HashMap::from([
+            ("io.berth.agent-id".to_owned(), owner.to_owned()),
+            ("io.berth.container-id".to_owned(), id.to_owned()),
+            (TEST_LABEL.to_owned(), T.to_owned()),
+        ])),
+        ..ContainerConfig::default()
+    };
+    let orphan = docker
+        .containers()
+        .create(None, &make(&agent_id, "orphan"))
+        .await
+        .unwrap()
+        .id;
+    docker.containers().start(&orphan).await.unwrap();
+    let foreign = docker
+        .containers()
+        .create(None, &make("some-other-agent", "theirs"))
+        .await
+        .unwrap()
+        .id;
+    docker.containers().start(&foreign).await.unwrap();
+
+    agent.restart().await;
+    eventually(
+        Duration::from_secs(30),
+        "the orphan to be removed",
+        || async { (!docker_container_exists(&orphan).await).then_some(()) },
+    )
+    .await;
+    assert!(
+        running(&foreign).await,
+        "another agent's container is never touched"
+    );
+    assert!(
+        agent.container("orphan").await.is_none(),
+        "an orphan is not adopted"
+    );
+    assert!(agent.logs().contains("orphans=1"), "{}", agent.logs());
+    remove_test_containers(T).await;
+}
