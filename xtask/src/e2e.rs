@@ -23,3 +23,14 @@ pub fn run(filter: &[&str]) -> Result<()> {
     }
     util::run(&mut test)
 }
+
+/// Where `cargo build -p berth` (dev profile) puts the binary.
+pub fn berth_bin() -> String {
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        root.join("target").display().to_string()
+    });
+    format!("{target}/debug/berth")
+}
