@@ -23,8 +23,16 @@ pub fn run() -> Result<()> {
         ]))
     })?;
     timed("test bed up", || crate::testbed::up().map(|_| ()))?;
+    // The e2e suite runs the real `berth` binary, which `cargo test` alone does not build.
+    timed("cargo build (binaries)", || {
+        util::run(Command::new(&cargo).args(["build", "--workspace", "--bins"]))
+    })?;
     timed("cargo test", || {
-        util::run(Command::new(&cargo).args(["test", "--workspace", "--no-fail-fast"]))
+        util::run(
+            Command::new(&cargo)
+                .args(["test", "--workspace", "--no-fail-fast"])
+                .env("BERTH_BIN", crate::e2e::berth_bin()),
+        )
     })?;
     util::step(format!("ci passed in {:.0?}", started.elapsed()));
     Ok(())
