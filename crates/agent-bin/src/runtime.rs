@@ -23,6 +23,9 @@ use crate::error::Error;
 use crate::http::auth::Auth;
 use crate::http::server;
 
+/// How often sandboxes of containers that are gone are deleted.
+const SANDBOX_GC_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How long the daemon gets to answer at startup.
 const DOCKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -306,6 +309,15 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         .local_addr()
         .map_err(|e| Error::io("read listen address", "(socket)", e))?;
     tracing::info!(listen = %addr, auth = started.auth.required(), "berth agent serving the v1 API at http://{addr}/api/v1");
+    let gc = {
+        let agent = started.agent.clone();
+        tokio::spawn(async move {
+            loop {
+                agent.collect_sandboxes().await;
+                tokio::time::sleep(SANDBOX_GC_INTERVAL).await;
+            }
+        })
+    };
     server::serve(
         started.listener,
         started.agent.clone(),
@@ -313,6 +325,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         termination_signal(),
     )
     .await;
+    gc.abort();
     started.agent.shutdown();
     Ok(())
 }

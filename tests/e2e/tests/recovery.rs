@@ -209,3 +209,38 @@ async fn orphans_are_removed_and_other_agents_containers_are_left_alone() {
     assert!(agent.logs().contains("orphans=1"), "{}", agent.logs());
     remove_test_containers(T).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxes_of_removed_containers_are_collected() {
+    const T: &str = "e2e-recovery-sandbox-gc";
+    remove_test_containers(T).await;
+    let mut agent = Agent::start(T, &["--docker-remove-delay", "0"]).await;
+    assert_eq!(
+        agent.launch_shell("brief", "echo short-lived").await.status,
+        200,
+        "{}",
+        agent.logs()
+    );
+    let sandbox = agent.work_dir.join("sandboxes/brief");
+    assert!(sandbox.is_dir());
+    // With no remove delay the containerizer forgets the container once it has ended.
+    eventually(
+        Duration::from_secs(30),
+        "the container to be removed",
+        || async { agent.container("brief").await.is_none().then_some(()) },
+    )
+    .await;
+    assert!(
+        sandbox.is_dir(),
+        "the containerizer leaves the sandbox; the agent collects it"
+    );
+    agent.sigterm().await;
+    agent.restart().await;
+    eventually(
+        Duration::from_secs(10),
+        "the stale sandbox to be deleted",
+        || async { (!sandbox.exists()).then_some(()) },
+    )
+    .await;
+    remove_test_containers(T).await;
+}

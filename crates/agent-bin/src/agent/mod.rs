@@ -183,6 +183,42 @@ impl Agent {
         result.unwrap_or_else(|e| error(&e))
     }
 
+    /// Deletes sandboxes whose container the containerizer no longer knows (removed after the
+    /// remove delay, or by an earlier agent); returns how many. The directory is listed before
+    /// the containers are, and a launch registers its container before creating its sandbox, so
+    /// a launch in flight is never mistaken for a leftover.
+    pub async fn collect_sandboxes(&self) -> usize {
+        let dir = workdir::sandboxes_dir(&self.config.work_dir);
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+            return 0;
+        };
+        let mut names = Vec::new();
+        while let Ok(Some(e)) = entries.next_entry().await {
+            names.push(e.file_name());
+        }
+        let known = self.containerizer.containers();
+        let mut removed = 0;
+        for name in names {
+            let Some(id) = name.to_str().and_then(|n| ContainerId::new(n).ok()) else {
+                continue;
+            };
+            if known.contains(&id) {
+                continue;
+            }
+            match tokio::fs::remove_dir_all(dir.join(&name)).await {
+                Ok(()) => {
+                    removed += 1;
+                    tracing::info!(container = %id, "removed the sandbox of a container that is gone");
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %e, "failed to remove a stale sandbox")
+                }
+            }
+        }
+        removed
+    }
+
     /// Stops serving: nothing is destroyed (containers keep running and are recovered by the
     /// next start); pending checkpoint writes are part of each call, so there is nothing left
     /// to flush beyond letting in-flight calls finish.
