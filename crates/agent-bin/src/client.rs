@@ -8,6 +8,17 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, Error};
 
+fn find(entries: Vec<Value>, id: &str) -> Result<Value, Error> {
+    entries
+        .into_iter()
+        .find(|c| c["container_id"]["value"] == id)
+        .ok_or_else(|| {
+            Error::Api(ApiError::not_found(format!(
+                "Container {id} cannot be found"
+            )))
+        })
+}
+
 /// The agent the CLI talks to unless told otherwise.
 pub const DEFAULT_AGENT: &str = "http://127.0.0.1:5051";
 
@@ -184,17 +195,19 @@ impl AgentClient {
             .unwrap_or_default())
     }
 
-    /// One container's `GET_CONTAINERS` entry, or a 404-style error.
+    /// One container's entry without resource statistics (from `/state`, which does not sample
+    /// usage and so answers at once), or a 404-style error.
     pub async fn container(&self, id: &str) -> Result<Value, Error> {
-        self.containers()
-            .await?
-            .into_iter()
-            .find(|c| c["container_id"]["value"] == id)
-            .ok_or_else(|| {
-                Error::Api(ApiError::not_found(format!(
-                    "Container {id} cannot be found"
-                )))
-            })
+        let state = self.get_json("/state").await?;
+        find(
+            state["containers"].as_array().cloned().unwrap_or_default(),
+            id,
+        )
+    }
+
+    /// One container's `GET_CONTAINERS` entry, with resource statistics when it runs.
+    pub async fn container_with_usage(&self, id: &str) -> Result<Value, Error> {
+        find(self.containers().await?, id)
     }
 
     /// `READ_FILE`: the file's size and the bytes read.

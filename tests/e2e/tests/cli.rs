@@ -93,6 +93,22 @@ async fn run_embedded_uses_the_offline_default_image_and_exits_with_the_code() {
         describe_output(&o)
     );
 
+    // A reader that goes away (`| head -n 1`) ends the run, and the container with it.
+    let line = format!("{} run --work-dir {work} --label {label} -- sh -c 'while true; do echo y; sleep 0.01; done' | head -n 1", berth_bin().display());
+    let o = Command::new("sh")
+        .args(["-c", &line])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(stdout(&o), "y\n", "{}", describe_output(&o));
+    assert_eq!(
+        remove_test_containers(T).await,
+        0,
+        "no container outlives its berth run: {}",
+        describe_output(&o)
+    );
+
     // A launch that fails exits 125 with the agent's message.
     let tb = testbed();
     let missing = tb.registry_image(&tb.registry, "berth-test/absent:latest");

@@ -40,6 +40,14 @@ async fn launch_wait_and_remove_report_what_mesos_reports() {
     assert_eq!(entry["berth"]["state"], "TERMINATED");
     assert_eq!(entry["berth"]["image"], testbed().images.busybox);
     assert_eq!(entry["berth"]["termination"]["state"], "TASK_FAILED");
+    let docker_id = entry["berth"]["docker_id"]
+        .as_str()
+        .expect("an ended container keeps its Docker id")
+        .to_owned();
+    assert!(
+        docker_container_exists(&docker_id).await,
+        "kept until removed (remove delay 1h)"
+    );
 
     let r = agent.remove("basic").await;
     assert_eq!(r.status, 200, "{r:?}");

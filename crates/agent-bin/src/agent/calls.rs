@@ -109,10 +109,7 @@ impl Agent {
                         tracing::warn!(container = %id, sandbox = %sandbox.display(), error = %e, "failed to remove the sandbox");
                     }
                 }
-                self.images
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                self.forget(&id);
                 self.counters.removes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(container = %id, "container removed");
                 Ok(empty(StatusCode::OK))

@@ -183,7 +183,10 @@ impl Agent {
         let mut ids: Vec<_> = self.containerizer.containers().into_iter().collect();
         ids.sort();
         let futures = ids.into_iter().map(|id| async move {
-            let status = self.containerizer.status(&id).ok()?;
+            let mut status = self.containerizer.status(&id).ok()?;
+            if status.docker_id.is_none() && status.phase == Phase::Terminated {
+                status.docker_id = self.ended_docker_id(&id);
+            }
             let usage = if with_usage
                 && status.phase == Phase::Running
                 && status.docker_id.is_some()

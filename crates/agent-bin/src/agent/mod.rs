@@ -60,6 +60,8 @@ pub struct Agent {
     started: SystemTime,
     /// Images by container, for `GET_CONTAINERS` (filled at launch, else from the checkpoint).
     images: Mutex<HashMap<ContainerId, String>>,
+    /// Docker ids of ended containers, from their checkpoint (the status forgets them).
+    ended_docker_ids: Mutex<HashMap<ContainerId, Option<String>>>,
     observed: Observed,
     _lock: WorkDirLock,
 }
@@ -85,6 +87,7 @@ impl Agent {
             counters: Counters::default(),
             started: SystemTime::now(),
             images: Mutex::new(HashMap::new()),
+            ended_docker_ids: Mutex::new(HashMap::new()),
             observed: parts.observed,
             _lock: parts.lock,
         })
@@ -130,6 +133,36 @@ impl Agent {
     /// it (it is stricter than the API's in one respect: the first character).
     fn container_id(&self, field: &str, id: &str) -> Result<ContainerId, ApiError> {
         ContainerId::new(id).map_err(|e| ApiError::bad_request(format!("field '{field}': {e}")))
+    }
+
+    /// The Docker id of an ended container, as its checkpoint recorded it.
+    fn ended_docker_id(&self, id: &ContainerId) -> Option<String> {
+        let mut cache = self
+            .ended_docker_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(id.clone())
+            .or_insert_with(|| {
+                berth_containerizer::checkpoint::Store::new(&self.config.work_dir)
+                    .load(id)
+                    .ok()
+                    .flatten()
+                    .and_then(|r| r.docker_id)
+            })
+            .clone()
+    }
+
+    /// Forgets what was cached about a removed container.
+    fn forget(&self, id: &ContainerId) {
+        self.images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.ended_docker_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     fn image_of(&self, id: &ContainerId) -> Option<String> {

@@ -128,7 +128,7 @@ pub(super) async fn rm(client: &AgentClient, id: &str, force: bool) -> Result<i3
 }
 
 pub(super) async fn stats(client: &AgentClient, id: &str, json: bool) -> Result<i32, Error> {
-    let c = client.container(id).await?;
+    let c = client.container_with_usage(id).await?;
     let Some(stats) = c.get("resource_statistics").and_then(Value::as_object) else {
         let state = c["berth"]["state"].as_str().unwrap_or("unknown");
         return Err(Error::Api(crate::ApiError::conflict(format!(

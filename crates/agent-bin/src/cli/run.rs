@@ -373,6 +373,13 @@ pub async fn run(args: RunArgs) -> Result<i32, Error> {
         }
     };
     let code = run_on(&client, &id, payload, embedded.is_some() || args.rm).await;
+    if code.is_err() && embedded.is_some() {
+        // E.g. stdout closed under us: the embedded agent goes away with this process, so its
+        // container must not outlive it.
+        let _ = client.kill(&id, Some(9), None).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), client.wait(&id)).await;
+        let _ = client.remove(&id).await;
+    }
     if let Some(e) = embedded {
         let _ = e.stop.send(());
         let _ = e.server.await;
