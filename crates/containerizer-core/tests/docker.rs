@@ -840,3 +840,130 @@ fn rand_delay(i: usize) -> Option<Duration> {
     let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
     (!i.is_multiple_of(3)).then(|| Duration::from_millis(h % 2000))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_mapping_on_the_bridge_reaches_the_container() {
+    const TEST: &str = "core_ports";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "ports-agent", root.path(), |_| {}).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let id = ContainerId::new("nc").unwrap();
+    let message = format!("hello-{}", uuid());
+    // Listens until the message arrives: a connection the proxy accepts before nc listens is
+    // lost, so the test keeps sending until the container has it.
+    let mut spec = a.spec(
+        "nc",
+        &format!("until nc -l -p 1000 | grep -q {message}; do :; done; echo received {message}"),
+    );
+    let docker_info = spec.container.as_mut().unwrap().docker.as_mut().unwrap();
+    docker_info.network = berth_containerizer::Network::Bridge;
+    docker_info
+        .port_mappings
+        .push(berth_containerizer::spec::PortMapping {
+            host_port: port,
+            container_port: 1000,
+            protocol: None,
+        });
+    // Without the port in the resources the launch is refused, naming the port.
+    let err =
+        a.cz.launch(&id, spec.clone())
+            .await
+            .unwrap_err()
+            .to_string();
+    assert_eq!(
+        err,
+        format!("Failed to launch container: Port [{port}] not included in resources")
+    );
+    let id = ContainerId::new("nc2").unwrap();
+    spec.sandbox = a.sandbox("nc2");
+    spec.resources
+        .ports
+        .push(berth_containerizer::spec::PortRange {
+            begin: port,
+            end: port,
+        });
+    a.cz.launch(&id, spec).await.unwrap();
+    let status = a.cz.status(&id).unwrap();
+    assert_eq!(
+        status.ip_addresses.len(),
+        1,
+        "a bridge container has an address: {status:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let t = loop {
+        if let Some(t) = a.cz.termination(&id) {
+            break t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message never reached the container through host port {port}"
+        );
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let _ = s.write_all(format!("{message}\n").as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(t.state, TaskState::Finished, "{t:?}");
+    let out = std::fs::read_to_string(a.sandbox("nc2").join("stdout")).unwrap();
+    assert_eq!(out, format!("received {message}\n"));
+    berth_testbed::remove_test_containers(TEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_relative_host_path_and_parameters() {
+    const TEST: &str = "core_volumes";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "volumes-agent", root.path(), |_| {}).await;
+    let id = ContainerId::new("vol").unwrap();
+    let mut spec = a.spec(
+        "vol",
+        "echo data > /data/file; cat /etc/hosts | grep -c berth-db; id -u; ulimit -n; echo $EXTRA",
+    );
+    let container = spec.container.as_mut().unwrap();
+    container.volumes.push(berth_containerizer::Volume {
+        container_path: "/data".into(),
+        host_path: Some("persist/dir".into()),
+        mode: berth_containerizer::spec::VolumeMode::Rw,
+        source: None,
+    });
+    let docker_info = container.docker.as_mut().unwrap();
+    docker_info.network = berth_containerizer::Network::Bridge;
+    *docker_info = docker_info
+        .clone()
+        .parameter("add-host", "berth-db:10.1.2.3")
+        .parameter("user", "1234")
+        .parameter("ulimit", "nofile=512:1024")
+        .parameter("env", "EXTRA=from-parameters");
+    // The user must be able to write the volume directory.
+    std::fs::create_dir_all(a.sandbox("vol").join("persist/dir")).unwrap();
+    std::os::unix::fs::chown(a.sandbox("vol").join("persist/dir"), Some(1234), None).unwrap();
+    a.cz.launch(&id, spec).await.unwrap();
+    let t = a.cz.wait(&id).await.unwrap();
+    assert_eq!(t.state, TaskState::Finished, "{t:?}");
+    let data = std::fs::read_to_string(a.sandbox("vol").join("persist/dir/file")).unwrap();
+    assert_eq!(data, "data\n", "the volume is the sandbox directory");
+    let out = std::fs::read_to_string(a.sandbox("vol").join("stdout")).unwrap();
+    assert_eq!(out, "1\n1234\n512\nfrom-parameters\n");
+    // Unknown parameters are refused, naming the key and the supported ones.
+    let id = ContainerId::new("bad").unwrap();
+    let mut spec = a.spec("bad", "true");
+    let d = spec.container.as_mut().unwrap().docker.as_mut().unwrap();
+    *d = d.clone().parameter("volumes-from", "other");
+    let err = a.cz.launch(&id, spec).await.unwrap_err().to_string();
+    assert!(
+        err.contains("'volumes-from'") && err.contains("cap-add"),
+        "{err}"
+    );
+    assert!(a
+        .labelled()
+        .await
+        .iter()
+        .all(|c| !c.names.iter().any(|n| n.contains("bad"))));
+    berth_testbed::remove_test_containers(TEST).await;
+}

@@ -103,7 +103,11 @@ impl Container {
     /// Applies `event` to the state machine and publishes a termination it decides. An illegal
     /// transition is a bug: it is logged and answered with [`Action::None`]; the returned flag
     /// says so (counted by the containerizer).
-    pub fn apply(&self, event: Event) -> (Action, bool) {
+    pub fn apply(
+        &self,
+        event: Event,
+        resolutions: &std::sync::atomic::AtomicUsize,
+    ) -> (Action, bool) {
         let mut rt = self.rt();
         let result = rt.state.apply(event);
         if let Some(d) = rt.state.docker_id() {
@@ -114,6 +118,8 @@ impl Container {
         match result {
             Ok(action) => {
                 if let Action::Resolved(t) = &action {
+                    // Counted before anyone can see the termination.
+                    resolutions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     rt.terminated_at = Some(SystemTime::now());
                     rt.pid = None;
                     drop(rt);

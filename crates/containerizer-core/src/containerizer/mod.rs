@@ -326,12 +326,12 @@ impl Containerizer {
     /// How many events the state machine refused since start (always zero unless there is a
     /// bug; exposed for tests and metrics).
     pub fn illegal_transitions(&self) -> usize {
-        self.inner.illegal.load(Ordering::Relaxed)
+        self.inner.illegal.load(Ordering::SeqCst)
     }
 
     /// How many terminations were decided since start (one per container that ended).
     pub fn terminations_decided(&self) -> usize {
-        self.inner.resolutions.load(Ordering::Relaxed)
+        self.inner.resolutions.load(Ordering::SeqCst)
     }
 }
 
@@ -380,12 +380,9 @@ impl Inner {
     }
 
     pub fn apply(&self, c: &Container, event: Event) -> Action {
-        let (action, illegal) = c.apply(event);
+        let (action, illegal) = c.apply(event, &self.resolutions);
         if illegal {
-            self.illegal.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Action::Resolved(_) = action {
-            self.resolutions.fetch_add(1, Ordering::Relaxed);
+            self.illegal.fetch_add(1, Ordering::SeqCst);
         }
         action
     }
