@@ -68,7 +68,7 @@ pub async fn connect_docker(endpoint: &str) -> Result<Docker, Error> {
         )),
         Ok(Err(e)) => {
             let text = e.to_string();
-            let fix = if text.contains("API version") || text.contains("too old") {
+            let fix = if matches!(e, berth_docker_api::Error::UnsupportedApiVersion { .. }) {
                 "upgrade Docker to 19.03 or newer (Engine API 1.40+)"
             } else if text.to_ascii_lowercase().contains("permission denied") {
                 "run as root or as a member of the `docker` group"

@@ -366,3 +366,45 @@ async fn serve_refuses_bad_flags_and_failed_startup_checks_with_the_fix() {
     );
     assert!(!docker_container_exists("berth-never-made").await);
 }
+
+/// A daemon too old to use cannot be made on demand, so a Unix-socket server in the test plays
+/// one: it answers `/_ping` with API version 1.24.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_a_docker_daemon_that_is_too_old() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("old-docker.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let body = "OK";
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nApi-Version: 1.24\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    let work = dir.path().join("w");
+    let o = berth(&[
+        "serve",
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--docker-socket",
+        &format!("unix://{}", socket.display()),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe_output(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("1.24") && err.contains("fix: upgrade Docker"),
+        "{}",
+        describe_output(&o)
+    );
+}

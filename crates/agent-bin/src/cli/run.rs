@@ -302,32 +302,46 @@ async fn start_embedded(args: &RunArgs) -> Result<Embedded, Error> {
 
 /// Shows fetch and pull progress while a launch is in flight (on a terminal only).
 async fn show_progress(client: AgentClient, id: String) {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let spinner = ProgressStyle::with_template("{spinner} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let pulling = ProgressStyle::with_template(
+        "{spinner} {msg} [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let bar = ProgressBar::new(0)
+        .with_style(spinner.clone())
+        .with_message("launching");
     bar.enable_steady_tick(Duration::from_millis(120));
+    let mut showing_bytes = false;
     loop {
         if let Ok(c) = client.container(&id).await {
             let b = &c["berth"];
+            let image = b["image"].as_str().unwrap_or("the image");
             match b["state"].as_str() {
                 Some("FETCHING") => bar.set_message("fetching URIs"),
                 Some("PULLING") => {
                     let p = &b["pull"];
-                    bar.set_length(p["download_total_bytes"].as_u64().unwrap_or(0));
-                    bar.set_position(p["downloaded_bytes"].as_u64().unwrap_or(0));
+                    let extracting = p["status"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with("Extracting"));
+                    let short = image.rsplit('/').next().unwrap_or(image);
                     bar.set_message(format!(
-                        "pulling {} ({}/{} layers)",
-                        b["image"].as_str().unwrap_or(""),
-                        p["layers_done"].as_u64().unwrap_or(0),
-                        p["layers"].as_u64().unwrap_or(0)
+                        "{} {short}",
+                        if extracting { "extracting" } else { "pulling" }
                     ));
+                    let total = p["download_total_bytes"].as_u64().unwrap_or(0);
+                    bar.set_length(total);
+                    bar.set_position(p["downloaded_bytes"].as_u64().unwrap_or(0));
+                    if total > 0 && !showing_bytes {
+                        bar.set_style(pulling.clone());
+                        showing_bytes = true;
+                    }
                 }
-                Some("MOUNTING") => bar.set_message("preparing volumes"),
+                Some("MOUNTING") => {
+                    bar.set_style(spinner.clone());
+                    bar.set_message("preparing volumes");
+                }
                 Some(_) => {
                     bar.finish_and_clear();
                     return;
