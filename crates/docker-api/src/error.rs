@@ -23,6 +23,8 @@ pub enum ResourceKind {
     Image,
     /// An exec instance.
     Exec,
+    /// A named volume.
+    Volume,
     /// Anything else (an unknown endpoint, a plugin, ...).
     Other,
 }
@@ -33,6 +35,7 @@ impl fmt::Display for ResourceKind {
             ResourceKind::Container => "container",
             ResourceKind::Image => "image",
             ResourceKind::Exec => "exec instance",
+            ResourceKind::Volume => "volume",
             ResourceKind::Other => "object",
         })
     }
@@ -254,6 +257,8 @@ pub(crate) enum Target {
     },
     /// An exec instance.
     Exec(String),
+    /// A named volume.
+    Volume(String),
     /// Nothing in particular (system calls, lists).
     None,
 }
@@ -281,6 +286,7 @@ pub(crate) fn from_status(status: u16, request: &str, target: &Target, body: &[u
                     (ResourceKind::Image, name.clone(), registry.clone())
                 }
                 Target::Exec(id) => (ResourceKind::Exec, id.clone(), None),
+                Target::Volume(name) => (ResourceKind::Volume, name.clone(), None),
                 Target::None => (ResourceKind::Other, request.to_owned(), None),
             };
             // A container create answers 404 when its *image* is missing: the target is the image.

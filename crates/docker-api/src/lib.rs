@@ -66,6 +66,7 @@ mod system;
 pub mod time;
 mod transport;
 mod version;
+mod volumes;
 
 pub use auth::{DockerConfig, RegistryAuth};
 pub use client::{ClientOptions, Docker};
@@ -83,3 +84,4 @@ pub use system::{
 };
 pub use transport::body::RequestBody;
 pub use version::ApiVersion;
+pub use volumes::{Volume, Volumes};

@@ -1098,3 +1098,104 @@ async fn short_call_deadline_applies_and_wait_is_untimed() {
     assert!(c.inspect(&running.id).await.unwrap().state.running);
     common::cleanup(TEST).await;
 }
+
+#[tokio::test]
+async fn named_volume_with_driver_options() {
+    const TEST: &str = "named_volume_driver";
+    common::cleanup(TEST).await;
+    let docker = common::docker().await;
+    let volume = format!("berth-test-vol-{}", std::process::id());
+    let mut config = common::busybox(TEST, &["sh", "-c", "grep ' /scratch ' /proc/mounts"]);
+    config.host_config = Some(HostConfig {
+        mounts: Some(vec![Mount {
+            kind: Some("volume".into()),
+            source: Some(volume.clone()),
+            target: Some("/scratch".into()),
+            volume_options: Some(VolumeOptions {
+                driver_config: Some(VolumeDriver {
+                    name: Some("local".into()),
+                    options: HashMap::from([
+                        ("type".to_owned(), "tmpfs".to_owned()),
+                        ("device".to_owned(), "tmpfs".to_owned()),
+                    ]),
+                }),
+                labels: common::labels(TEST),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ..HostConfig::default()
+    });
+    let (id, code, out, err) = run_to_end(&docker, None, &config).await;
+    // The local driver made the volume on first use, backed by a tmpfs as its options asked.
+    assert_eq!(code, 0, "stdout: {out} stderr: {err}");
+    assert!(out.contains("tmpfs /scratch tmpfs"), "{out}");
+    docker
+        .containers()
+        .remove(
+            &id,
+            RemoveContainerOptions {
+                force: true,
+                volumes: true,
+            },
+        )
+        .await
+        .unwrap();
+    // A named volume outlives its container; it carries the labels and options it was made with.
+    let made = docker.volumes().inspect(&volume).await.unwrap();
+    assert_eq!(made.driver, "local");
+    assert_eq!(made.options.get("type").map(String::as_str), Some("tmpfs"));
+    assert_eq!(
+        made.labels.get(common::TEST_LABEL).map(String::as_str),
+        Some(TEST)
+    );
+    let listed = docker
+        .volumes()
+        .list(&Filters::new().label(format!("{}={TEST}", common::TEST_LABEL)))
+        .await
+        .unwrap();
+    assert!(listed.iter().any(|v| v.name == volume), "{listed:?}");
+    docker.volumes().remove(&volume, false).await.unwrap();
+    let gone = docker.volumes().inspect(&volume).await.unwrap_err();
+    assert!(
+        matches!(&gone, Error::NotFound { kind: ResourceKind::Volume, name, .. } if *name == volume),
+        "{gone:?}"
+    );
+    assert!(gone.to_string().contains(&volume), "{gone}");
+    common::cleanup(TEST).await;
+}
+
+#[tokio::test]
+async fn stop_without_grace_waits_out_the_containers_stop_timeout() {
+    const TEST: &str = "stop_timeout_deadline";
+    common::cleanup(TEST).await;
+    // Short calls get 1 s; the container ignores SIGTERM and asks for 12 s before SIGKILL,
+    // longer than the 10 s the daemon's default would be.
+    let docker = common::docker().await.with_timeout(Duration::from_secs(1));
+    let mut config = common::busybox(
+        TEST,
+        &["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
+    );
+    config.stop_timeout = Some(12);
+    let created = docker.containers().create(None, &config).await.unwrap();
+    docker.containers().start(&created.id).await.unwrap();
+    let started = std::time::Instant::now();
+    docker
+        .containers()
+        .stop(&created.id, None)
+        .await
+        .expect("stop must outlast the container's StopTimeout, not give up at 1 s + 10 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(11),
+        "stopped too soon: the signal was not ignored?"
+    );
+    let state = docker
+        .containers()
+        .inspect(&created.id)
+        .await
+        .unwrap()
+        .state;
+    assert!(!state.running);
+    assert_eq!(state.exit_code, 137);
+    common::cleanup(TEST).await;
+}

@@ -403,6 +403,67 @@ pub struct Mount {
         skip_serializing_if = "Option::is_none"
     )]
     pub tmpfs_options: Option<TmpfsOptions>,
+    /// Options of volume mounts: the driver that creates a named volume on first use, and its
+    /// options.
+    #[serde(
+        rename = "VolumeOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub volume_options: Option<VolumeOptions>,
+}
+
+/// Options of a volume mount (`Mount.VolumeOptions`).
+///
+/// ```
+/// use berth_docker_api::{Mount, VolumeOptions, VolumeDriver};
+///
+/// // A named volume the `local` driver backs with a tmpfs, created on first use.
+/// let mount = Mount {
+///     kind: Some("volume".into()),
+///     source: Some("scratch".into()),
+///     target: Some("/scratch".into()),
+///     volume_options: Some(VolumeOptions {
+///         driver_config: Some(VolumeDriver {
+///             name: Some("local".into()),
+///             options: [("type", "tmpfs"), ("device", "tmpfs")]
+///                 .into_iter()
+///                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
+///                 .collect(),
+///         }),
+///         ..Default::default()
+///     }),
+///     ..Default::default()
+/// };
+/// let json = serde_json::to_value(&mount).unwrap();
+/// assert_eq!(json["VolumeOptions"]["DriverConfig"]["Options"]["type"], "tmpfs");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VolumeOptions {
+    /// Do not copy the image's files at the mount point into a new volume.
+    #[serde(rename = "NoCopy", default, skip_serializing_if = "Option::is_none")]
+    pub no_copy: Option<bool>,
+    /// Labels of a volume created by this mount.
+    #[serde(rename = "Labels", default, skip_serializing_if = "HashMap::is_empty")]
+    pub labels: HashMap<String, String>,
+    /// The driver that creates the volume, and its options.
+    #[serde(
+        rename = "DriverConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub driver_config: Option<VolumeDriver>,
+}
+
+/// A volume driver and its options (`Mount.VolumeOptions.DriverConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VolumeDriver {
+    /// Driver name, e.g. `local`.
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Driver-specific options, e.g. `type=tmpfs`, `device=tmpfs` for `local`.
+    #[serde(rename = "Options", default, skip_serializing_if = "HashMap::is_empty")]
+    pub options: HashMap<String, String>,
 }
 
 /// Options of a bind mount.

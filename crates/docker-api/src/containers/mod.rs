@@ -11,6 +11,7 @@ pub use attach::{AttachInput, AttachOptions, Attached};
 pub use config::{
     BindOptions, ContainerConfig, DeviceMapping, Empty, EndpointSettings, HealthConfig, HostConfig,
     LogConfig, Mount, NetworkingConfig, PortBinding, RestartPolicy, TmpfsOptions, Ulimit,
+    VolumeDriver, VolumeOptions,
 };
 pub use inspect::{
     ContainerInspect, ContainerState, ContainerStatus, ContainerSummary, CreatedContainer, Health,
@@ -52,6 +53,9 @@ fn container_path(id: &str, suffix: &str) -> PathAndQuery {
 fn target(id: &str) -> Target {
     Target::Container(id.to_owned())
 }
+
+/// What the daemon waits before SIGKILL when neither the call nor the container names a grace.
+const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Whole seconds for the daemon's `t` parameter, rounded up so a grace period is never cut.
 fn seconds(d: Duration) -> u64 {
@@ -126,25 +130,34 @@ impl Containers<'_> {
     /// Stops a container: its stop signal, then SIGKILL after `grace` (the container's
     /// `StopTimeout`, else 10 s, when `None`). Already stopped:
     /// [`Error::NotModified`](crate::Error::NotModified). The call's deadline is extended by the
-    /// grace (by 10 s when `None`: pass the grace when the container's `StopTimeout` is longer).
+    /// grace the daemon will wait.
     pub async fn stop(&self, id: &str, grace: Option<Duration>) -> Result<()> {
-        let path = container_path(id, "/stop")
-            .opt("t", grace.map(seconds))
-            .into_string();
-        let docker = self
-            .docker
-            .with_timeout(self.docker.timeout() + grace.unwrap_or(Duration::from_secs(10)));
-        docker.unit(Call::post(path).target(target(id))).await
+        self.stop_like(id, "/stop", grace).await
     }
 
     /// Restarts a container (stop with `grace`, then start).
     pub async fn restart(&self, id: &str, grace: Option<Duration>) -> Result<()> {
-        let path = container_path(id, "/restart")
+        self.stop_like(id, "/restart", grace).await
+    }
+
+    /// `stop` and `restart`: both wait up to the grace before SIGKILL, so the call's deadline must
+    /// outlast it. Without an explicit grace the daemon uses the container's `StopTimeout`, which
+    /// only inspect can tell (one extra short call, only in that case).
+    async fn stop_like(&self, id: &str, action: &str, grace: Option<Duration>) -> Result<()> {
+        let wait = match grace {
+            Some(g) => g,
+            None => self
+                .inspect(id)
+                .await?
+                .config
+                .stop_timeout
+                .and_then(|s| u64::try_from(s).ok())
+                .map_or(DEFAULT_STOP_GRACE, Duration::from_secs),
+        };
+        let path = container_path(id, action)
             .opt("t", grace.map(seconds))
             .into_string();
-        let docker = self
-            .docker
-            .with_timeout(self.docker.timeout() + grace.unwrap_or(Duration::from_secs(10)));
+        let docker = self.docker.with_timeout(self.docker.timeout() + wait);
         docker.unit(Call::post(path).target(target(id))).await
     }
 
