@@ -63,5 +63,6 @@ pub use fetcher::{
     RetryPolicy, UriFailure, DEFAULT_CACHE_SIZE,
 };
 pub use metrics::Metrics;
+pub use place::remove_leftover_staging;
 pub use progress::{Phase, ProgressEvent, ProgressFn};
 pub use uri::UriSpec;

@@ -14,13 +14,58 @@ use crate::owner::{chown, chown_tree, Owner};
 
 /// A private directory in the sandbox for one URI's work in progress; removed when the last
 /// holder lets go.
+/// Names of staging directories in a sandbox start with this; [`remove_leftover_staging`]
+/// relies on it.
+pub(crate) const STAGING_PREFIX: &str = ".berth-fetch-";
+
+/// Removes staging directories a fetch left in `sandbox` when its process died mid-fetch (a
+/// dropped fetch removes its own; a SIGKILLed one cannot). Returns how many were removed.
+///
+/// Call it only when no fetch into `sandbox` is running: it cannot tell a live staging
+/// directory from a dead one.
+///
+/// ```
+/// let sandbox = tempfile::tempdir()?;
+/// std::fs::create_dir(sandbox.path().join(".berth-fetch-x1y2"))?;
+/// std::fs::write(sandbox.path().join("kept.txt"), b"user data")?;
+/// assert_eq!(berth_fetcher::remove_leftover_staging(sandbox.path())?, 1);
+/// assert!(sandbox.path().join("kept.txt").exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// When the sandbox cannot be listed or a staging directory cannot be removed, naming the path.
+pub fn remove_leftover_staging(sandbox: &Path) -> Result<usize> {
+    let entries = match fs::read_dir(sandbox) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(FetchError::io("cannot list sandbox", sandbox, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| FetchError::io("cannot list sandbox", sandbox, e))?;
+        let name = entry.file_name();
+        // Only directories we made: a user's file that happens to share the prefix stays.
+        let ours = name.to_string_lossy().starts_with(STAGING_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        if ours {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(|e| {
+                FetchError::io("cannot remove leftover staging directory", &path, e)
+            })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 pub(crate) struct Staging {
     pub(crate) guard: Arc<Cleanup>,
 }
 
 impl Staging {
     pub(crate) fn new(sandbox: &Path) -> Result<Staging> {
-        let path = sandbox.join(format!(".berth-fetch-{}", random_suffix()));
+        let path = sandbox.join(format!("{STAGING_PREFIX}{}", random_suffix()));
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)

@@ -658,3 +658,24 @@ async fn one_failure_does_not_stop_the_others() {
     let m = fetcher().metrics();
     assert_eq!(m.fetches_failed, 0, "metrics are per fetcher instance");
 }
+
+#[test]
+fn leftover_staging_is_swept_and_nothing_else() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let dead = sandbox.path().join(".berth-fetch-dead1");
+    std::fs::create_dir_all(dead.join("tree/sub")).unwrap();
+    std::fs::write(dead.join("tree/sub/partial.bin"), b"half").unwrap();
+    // A user's file and directory that merely look alike are not ours.
+    std::fs::write(sandbox.path().join(".berth-fetch-notes"), b"mine").unwrap();
+    std::fs::create_dir(sandbox.path().join("berth-fetch-x")).unwrap();
+    assert_eq!(
+        berth_fetcher::remove_leftover_staging(sandbox.path()).unwrap(),
+        1
+    );
+    assert!(!dead.exists());
+    assert!(sandbox.path().join(".berth-fetch-notes").exists());
+    assert!(sandbox.path().join("berth-fetch-x").exists());
+    // A sandbox that is already gone has nothing to sweep.
+    let gone = sandbox.path().join("missing");
+    assert_eq!(berth_fetcher::remove_leftover_staging(&gone).unwrap(), 0);
+}
