@@ -53,6 +53,9 @@ impl Registry {
             ));
             return Ok(());
         }
+        if self.probe().is_some() && reap_stale_registries() > 0 {
+            util::wait_until(Duration::from_secs(5), || self.probe().is_none());
+        }
         if self.probe().is_some() {
             return Err(format!(
                 "port {} is taken by another program (it answers HTTP but is not the test bed's \
@@ -177,4 +180,44 @@ impl Registry {
             &headers,
         ) == Some(200)
     }
+}
+
+/// Stops test-bed registries whose folder was deleted under them (a removed checkout's test bed):
+/// they hold the ports but no one can reach their data or stop them through a pid file.
+/// Returns how many it stopped. Registries with a config file that still exists are left alone.
+fn reap_stale_registries() -> usize {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut reaped = 0;
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_testbed_registry = args.first().is_some_and(|a| a.ends_with("docker-registry"))
+            && args.get(1).is_some_and(|a| a == "serve")
+            && args
+                .get(2)
+                .is_some_and(|c| c.contains("/.testbed/registry-"));
+        if is_testbed_registry && !Path::new(&args[2]).exists() {
+            util::step(format!(
+                "stopping stale test-bed registry (pid {pid}): {} is gone",
+                args[2]
+            ));
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            reaped += 1;
+        }
+    }
+    reaped
 }
