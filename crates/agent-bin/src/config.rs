@@ -284,7 +284,8 @@ impl ServeArgs {
             }
         }
         if let Some(id) = &self.agent_id {
-            crate::ids::validate_agent_id(id).map_err(|e| ConfigError::new("--agent-id", e))?;
+            berth_containerizer::AgentId::new(id.as_str())
+                .map_err(|e| ConfigError::new("--agent-id", e.to_string()))?;
         }
         let max_parallel_pulls = self.max_parallel_pulls.unwrap_or(4);
         if max_parallel_pulls == 0 {

@@ -19,8 +19,9 @@ use std::sync::OnceLock;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 
+use berth_containerizer::ContainerId;
+
 use crate::error::ApiError;
-use crate::ids::validate_id;
 
 /// The most bytes one read returns; larger files are read in pages (the answer carries the size).
 pub const MAX_READ: u64 = 4 << 20;
@@ -29,7 +30,7 @@ pub const MAX_READ: u64 = 4 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxPath {
     /// The container id.
-    pub container_id: String,
+    pub container_id: ContainerId,
     /// Components inside the sandbox (empty for the sandbox itself); no `.`, `..` or empties.
     pub components: Vec<String>,
 }
@@ -50,13 +51,10 @@ impl SandboxPath {
         }
         match parts_vec.as_slice() {
             ["containers", id, rest @ ..] => {
-                validate_id(id).map_err(|e| {
-                    ApiError::bad_request(format!(
-                        "path '{path}': invalid container id \"{id}\": it {e}"
-                    ))
-                })?;
+                let container_id = ContainerId::new(*id)
+                    .map_err(|e| ApiError::bad_request(format!("path '{path}': {e}")))?;
                 Ok(SandboxPath {
-                    container_id: (*id).to_owned(),
+                    container_id,
                     components: rest.iter().map(|s| (*s).to_owned()).collect(),
                 })
             }

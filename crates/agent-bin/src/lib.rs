@@ -13,9 +13,10 @@
 //!
 //! ```
 //! use berth::api::{parse_call, Call};
+//! use berth_containerizer::ContainerId;
 //!
 //! let call = parse_call(br#"{"type":"WAIT_CONTAINER","wait_container":{"container_id":{"value":"c1"}}}"#)?;
-//! assert_eq!(call, Call::WaitContainer { container_id: "c1".into() });
+//! assert_eq!(call, Call::WaitContainer { container_id: ContainerId::new("c1").unwrap() });
 //!
 //! // Bad input is a 400 whose message names the field.
 //! let err = parse_call(br#"{"type":"WAIT_CONTAINER","wait_container":{"container_id":{"value":"a/b"}}}"#).unwrap_err();
@@ -32,7 +33,6 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod http;
-pub mod ids;
 pub mod image;
 pub mod logging;
 pub mod metrics;

@@ -138,8 +138,21 @@ pub fn log_config_spec(c: &DockerLogConfig) -> LogConfigSpec {
     }
 }
 
+/// The logger's name for a container. The logger names its checkpoint after the id and refuses a
+/// leading `.`, which the id rule allows; ids starting with `.` or `_` get a `_` in front. The
+/// mapping is one-to-one (mapped names start with `_.` or `__`, which no unmapped id does) and
+/// leaves every id that starts with a letter or digit as it is.
+fn logger_key(id: &ContainerId) -> std::borrow::Cow<'_, str> {
+    let s = id.as_str();
+    if s.starts_with(['.', '_']) {
+        std::borrow::Cow::Owned(format!("_{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 fn log_spec(target: &LogTarget) -> ContainerLogSpec {
-    let mut spec = ContainerLogSpec::new(target.container.as_str(), &target.sandbox)
+    let mut spec = ContainerLogSpec::new(logger_key(&target.container), &target.sandbox)
         .with_env(target.env.clone());
     if let Some(user) = &target.user {
         spec = spec.with_user(user.clone());
@@ -206,8 +219,90 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
     }
 
     fn forget(&self, container: &ContainerId) {
-        if let Err(e) = self.logger.forget(container.as_str()) {
+        if let Err(e) = self.logger.forget(&logger_key(container)) {
             tracing::warn!(container = %container, error = %e, "failed to forget the container's log state");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineError, OutputChunk};
+    use berth_logger::{LoggerConfig, SandboxLogger};
+    use std::collections::BTreeMap;
+    use std::time::SystemTime;
+
+    fn target(id: &str, sandbox: &std::path::Path) -> LogTarget {
+        LogTarget {
+            container: ContainerId::new(id).unwrap(),
+            sandbox: sandbox.to_path_buf(),
+            user: None,
+            env: BTreeMap::new(),
+        }
+    }
+
+    fn chunk(at: SystemTime, text: &str) -> OutputChunk {
+        OutputChunk {
+            kind: OutputKind::Stdout,
+            timestamp: Some(at),
+            data: bytes::Bytes::copy_from_slice(text.as_bytes()),
+        }
+    }
+
+    /// An output source like Docker's: every entry stamped at or after `since`.
+    fn source(entries: Vec<OutputChunk>) -> OpenOutput {
+        Arc::new(move |since| {
+            let items: Vec<Result<OutputChunk, EngineError>> = entries
+                .iter()
+                .filter(|c| since.is_none_or(|s| c.timestamp.is_some_and(|t| t >= s)))
+                .cloned()
+                .map(Ok)
+                .collect();
+            Box::pin(futures_util::stream::iter(items))
+        })
+    }
+
+    #[test]
+    fn logger_keys_are_one_to_one_and_keep_ordinary_ids() {
+        let key = |s: &str| logger_key(&ContainerId::new(s).unwrap()).into_owned();
+        assert_eq!(key("task-1"), "task-1");
+        assert_eq!(key(".a"), "_.a");
+        assert_eq!(key("_a"), "__a");
+        assert_eq!(key("-a"), "-a");
+        assert_eq!(key("..."), "_...");
+        let ids = ["a", ".a", "_a", "_.a", "__a", "-", "_", ".", "x._"];
+        let keys: std::collections::HashSet<String> =
+            ids.iter().filter(|s| **s != ".").map(|s| key(s)).collect();
+        assert_eq!(keys.len(), ids.len() - 1, "{keys:?}");
+    }
+
+    #[tokio::test]
+    async fn ids_with_a_leading_dot_or_dash_are_logged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let logger =
+            Arc::new(SandboxLogger::new(LoggerConfig::new(tmp.path().join("logger"))).unwrap());
+        let adapter = LoggerAdapter::new(logger);
+        let now = SystemTime::now();
+        for id in [".a", "-", "_"] {
+            let sandbox = tmp.path().join(format!("sb{id}"));
+            std::fs::create_dir_all(&sandbox).unwrap();
+            let t = target(id, &sandbox);
+            adapter.prepare(&t).unwrap();
+            adapter
+                .run(t, false, source(vec![chunk(now, &format!("hi {id}\n"))]))
+                .await
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(
+                std::fs::read_to_string(sandbox.join("stdout")).unwrap(),
+                format!("hi {id}\n")
+            );
+            adapter.forget(&ContainerId::new(id).unwrap());
+        }
+        let left: Vec<_> = std::fs::read_dir(tmp.path().join("logger"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "checkpoints left after forget: {left:?}");
     }
 }

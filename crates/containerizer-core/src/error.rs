@@ -9,7 +9,7 @@ use crate::state::Phase;
 
 /// An identifier that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind} '{value}': {reason}")]
+#[error("invalid {kind} {value:?}: {reason}")]
 pub struct IdError {
     /// What kind of identifier (`container id`, `agent id`).
     pub kind: &'static str,

@@ -11,10 +11,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IdError;
 
-/// Longest identifier accepted. Docker names have no documented limit, but file systems limit
-/// path components to 255 bytes and the id is one (the checkpoint directory).
-pub const MAX_ID_LEN: usize = 200;
+/// Longest identifier accepted (the API's limit; it also keeps `<prefix>-<id>` Docker names and
+/// the checkpoint directory's name well under file systems' 255-byte component limit).
+pub const MAX_ID_LEN: usize = 128;
 
+/// The one id rule: 1 to [`MAX_ID_LEN`] of `[A-Za-z0-9_.-]`, but not `.` or `..`.
+///
+/// A leading `-`, `.` or `_` is fine: the Docker name is `<prefix>-<id>` and the prefix starts
+/// with a letter or digit, and every other use (label values, directory names) accepts them.
+/// Only `.` and `..` would name the wrong directory.
 fn validate(kind: &'static str, value: &str) -> Result<(), IdError> {
     let fail = |reason: String| IdError {
         kind,
@@ -22,11 +27,13 @@ fn validate(kind: &'static str, value: &str) -> Result<(), IdError> {
         reason,
     };
     if value.is_empty() {
-        return Err(fail("it is empty".into()));
+        return Err(fail(format!(
+            "it is empty (use 1 to {MAX_ID_LEN} of A-Z a-z 0-9 _ . -)"
+        )));
     }
     if value.len() > MAX_ID_LEN {
         return Err(fail(format!(
-            "it is {} bytes long; the limit is {MAX_ID_LEN}",
+            "it is {} bytes long; at most {MAX_ID_LEN} are allowed",
             value.len()
         )));
     }
@@ -35,12 +42,13 @@ fn validate(kind: &'static str, value: &str) -> Result<(), IdError> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
         return Err(fail(format!(
-            "character {bad:?} is not allowed (use ASCII letters, digits, '_', '.' and '-')"
+            "it contains {bad:?}; only A-Z a-z 0-9 _ . - are allowed"
         )));
     }
-    // A Docker name must start with an alphanumeric; "." and ".." are not directory names either.
-    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(fail("it must start with an ASCII letter or digit".into()));
+    if value == "." || value == ".." {
+        return Err(fail(format!(
+            "{value:?} is not allowed (it names a directory)"
+        )));
     }
     Ok(())
 }
@@ -54,7 +62,7 @@ macro_rules! id_type {
 
         impl $name {
             /// Validates `value`: 1 to [`MAX_ID_LEN`] ASCII letters, digits, `_`, `.` or `-`,
-            /// starting with a letter or digit.
+            /// and not `.` or `..`.
             pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
                 let value = value.into();
                 validate($kind, &value)?;
@@ -158,26 +166,54 @@ mod tests {
     }
 
     #[test]
+    fn boundaries_of_the_rule() {
+        // Length: 1 and 128 are in, 0 and 129 are out.
+        let max = "x".repeat(MAX_ID_LEN);
+        for ok in ["x", max.as_str()] {
+            ContainerId::new(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            AgentId::new(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let err = ContainerId::new("x".repeat(MAX_ID_LEN + 1)).unwrap_err();
+        assert!(
+            err.to_string().contains("129 bytes long; at most 128"),
+            "{err}"
+        );
+        // Any first character of the alphabet, and dots other than exactly "." and "..".
+        for ok in [".a", "-", "_", "-x", "_x", "...", ".hidden", "..x"] {
+            ContainerId::new(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [".", ".."] {
+            let err = ContainerId::new(bad).unwrap_err();
+            assert!(err.to_string().contains("is not allowed"), "{err}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_ids_with_the_reason() {
         let cases = [
             ("", "it is empty"),
-            ("a/b", "character '/' is not allowed"),
-            ("a:b", "character ':' is not allowed"),
-            ("a b", "character ' ' is not allowed"),
-            (".hidden", "must start with an ASCII letter or digit"),
-            ("-x", "must start with an ASCII letter or digit"),
-            ("..", "must start with an ASCII letter or digit"),
+            ("a/b", "it contains '/'"),
+            ("a:b", "it contains ':'"),
+            ("a b", "it contains ' '"),
+            ("é", "it contains 'é'"),
+            ("a\0", "it contains '\\0'"),
+            (".", "\".\" is not allowed"),
+            ("..", "\"..\" is not allowed"),
         ];
         for (bad, reason) in cases {
             let err = ContainerId::new(bad).unwrap_err();
             assert!(err.to_string().contains(reason), "{bad:?}: {err}");
-            assert!(err.to_string().contains("invalid container id"), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid container id {bad:?}: ")),
+                "{err}"
+            );
         }
-        let long = "a".repeat(MAX_ID_LEN + 1);
-        assert!(ContainerId::new(long)
-            .unwrap_err()
-            .to_string()
-            .contains("limit is 200"));
+        let err = AgentId::new("a/b").unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid agent id \"a/b\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -195,6 +231,6 @@ mod tests {
         let id: ContainerId = serde_json::from_str("\"abc\"").unwrap();
         assert_eq!(id.as_str(), "abc");
         let err = serde_json::from_str::<ContainerId>("\"a/b\"").unwrap_err();
-        assert!(err.to_string().contains("not allowed"), "{err}");
+        assert!(err.to_string().contains("it contains '/'"), "{err}");
     }
 }

@@ -83,27 +83,23 @@ impl Agent {
                 ))
             }
             Call::LaunchContainer(req) => self.launch(&req).await,
-            Call::WaitContainer { container_id } => {
-                let id = self.container_id("wait_container.container_id.value", &container_id)?;
-                match self.containerizer.wait(&id).await {
-                    Some(t) => Ok(json_response(
-                        StatusCode::OK,
-                        &response::wait(&convert::termination(&t)),
-                    )),
-                    None => Err(ApiError::not_found(format!(
-                        "Container {id} cannot be found"
-                    ))),
-                }
-            }
+            Call::WaitContainer { container_id: id } => match self.containerizer.wait(&id).await {
+                Some(t) => Ok(json_response(
+                    StatusCode::OK,
+                    &response::wait(&convert::termination(&t)),
+                )),
+                None => Err(ApiError::not_found(format!(
+                    "Container {id} cannot be found"
+                ))),
+            },
             Call::KillContainer {
                 container_id,
                 signal,
                 grace,
-            } => self.kill(&container_id, signal, grace).await,
-            Call::RemoveContainer { container_id } => {
-                let id = self.container_id("remove_container.container_id.value", &container_id)?;
+            } => self.kill(container_id, signal, grace).await,
+            Call::RemoveContainer { container_id: id } => {
                 self.containerizer.remove(&id).await.map_err(cz_error)?;
-                let sandbox = self.sandbox_of(id.as_str());
+                let sandbox = self.sandbox_of(&id);
                 if let Err(e) = tokio::fs::remove_dir_all(&sandbox).await {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         tracing::warn!(container = %id, sandbox = %sandbox.display(), error = %e, "failed to remove the sandbox");
@@ -115,11 +111,10 @@ impl Agent {
                 Ok(empty(StatusCode::OK))
             }
             Call::UpdateContainer {
-                container_id,
+                container_id: id,
                 resources,
                 limits,
             } => {
-                let id = self.container_id("update_container.container_id.value", &container_id)?;
                 self.containerizer
                     .update(
                         &id,
@@ -161,7 +156,7 @@ impl Agent {
     }
 
     async fn launch(self: &Arc<Self>, req: &LaunchRequest) -> Result<Response<Body>, ApiError> {
-        let id = self.container_id("launch_container.container_id.value", &req.container_id)?;
+        let id = req.container_id.clone();
         match &req.container {
             Some(c) if c.kind == ContainerType::Docker => {}
             other => {
@@ -174,7 +169,7 @@ impl Agent {
                 )));
             }
         }
-        let spec = convert::launch_spec(req, self.sandbox_of(id.as_str()));
+        let spec = convert::launch_spec(req, self.sandbox_of(&id));
         let image = spec.docker_info().map(|d| d.image.clone());
         if self.containerizer.status(&id).is_err() {
             if let Some(image) = &image {
@@ -212,11 +207,10 @@ impl Agent {
 
     async fn kill(
         self: &Arc<Self>,
-        container_id: &str,
+        id: ContainerId,
         signal: Option<i32>,
         grace: Option<Duration>,
     ) -> Result<Response<Body>, ApiError> {
-        let id = self.container_id("kill_container.container_id.value", container_id)?;
         let first = signal.unwrap_or(if grace.is_some() { SIGTERM } else { SIGKILL });
         if !self.containerizer.kill(&id, first).await {
             return Err(ApiError::not_found(format!(

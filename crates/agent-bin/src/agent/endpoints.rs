@@ -289,7 +289,7 @@ impl Agent {
             .components
             .last()
             .cloned()
-            .unwrap_or_else(|| at.container_id.clone());
+            .unwrap_or_else(|| at.container_id.to_string());
         let open = blocking(move || files::open_file(&sandbox, &at)).await?;
         let size = open.size;
         // Sends what the file held when opened: a log that grows meanwhile is cut at that size.

@@ -114,25 +114,19 @@ impl Agent {
     }
 
     /// Where container `id`'s sandbox lives on the host.
-    pub fn sandbox_of(&self, id: &str) -> PathBuf {
-        workdir::sandboxes_dir(&self.config.work_dir).join(id)
+    pub fn sandbox_of(&self, id: &ContainerId) -> PathBuf {
+        workdir::sandboxes_dir(&self.config.work_dir).join(id.as_str())
     }
 
-    /// The known container with this (already syntax-checked) id, or 404.
-    fn known(&self, id: &str) -> Result<ContainerId, ApiError> {
-        let not_found = || ApiError::not_found(format!("Container {id} cannot be found"));
-        let cid = ContainerId::new(id).map_err(|_| not_found())?;
-        if self.containerizer.status(&cid).is_ok() {
-            Ok(cid)
+    /// The known container with this id, or 404.
+    fn known(&self, id: &ContainerId) -> Result<(), ApiError> {
+        if self.containerizer.status(id).is_ok() {
+            Ok(())
         } else {
-            Err(not_found())
+            Err(ApiError::not_found(format!(
+                "Container {id} cannot be found"
+            )))
         }
-    }
-
-    /// A container's id from the API's text, or a 400 when the containerizer's own rule refuses
-    /// it (it is stricter than the API's in one respect: the first character).
-    fn container_id(&self, field: &str, id: &str) -> Result<ContainerId, ApiError> {
-        ContainerId::new(id).map_err(|e| ApiError::bad_request(format!("field '{field}': {e}")))
     }
 
     /// The Docker id of an ended container, as its checkpoint recorded it.

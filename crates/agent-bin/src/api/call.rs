@@ -10,8 +10,9 @@ use super::launch::{
     parse_command, parse_container, parse_duration_info, parse_limits, parse_resources,
     LaunchRequest, LimitSpec, ResourceSpec,
 };
+use berth_containerizer::ContainerId;
+
 use crate::error::ApiError;
-use crate::ids::validate_id;
 
 /// Call types Berth answers, as sent in `type`.
 pub const SUPPORTED_CALLS: &[&str] = &[
@@ -73,12 +74,12 @@ pub enum Call {
     /// `WAIT_CONTAINER`.
     WaitContainer {
         /// The container.
-        container_id: String,
+        container_id: ContainerId,
     },
     /// `KILL_CONTAINER`.
     KillContainer {
         /// The container.
-        container_id: String,
+        container_id: ContainerId,
         /// The signal, if given (SIGKILL by default; SIGTERM first when a grace is given).
         signal: Option<i32>,
         /// Berth's `kill_policy.grace_period`: stop (SIGTERM, then SIGKILL after it).
@@ -87,12 +88,12 @@ pub enum Call {
     /// `REMOVE_CONTAINER`.
     RemoveContainer {
         /// The container.
-        container_id: String,
+        container_id: ContainerId,
     },
     /// `UPDATE_CONTAINER` (Berth's).
     UpdateContainer {
         /// The container.
-        container_id: String,
+        container_id: ContainerId,
         /// New requests.
         resources: ResourceSpec,
         /// New limits.
@@ -251,8 +252,9 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
     Ok(call)
 }
 
-/// Reads and validates `container_id` (a Mesos `ContainerID`: `{"value": ..}`).
-fn container_id(o: &mut Obj<'_>) -> Result<String, ApiError> {
+/// Reads `container_id` (a Mesos `ContainerID`: `{"value": ..}`), validated by the
+/// containerizer's one id rule ([`ContainerId::new`]).
+fn container_id(o: &mut Obj<'_>) -> Result<ContainerId, ApiError> {
     let mut id = o.req_obj("container_id")?;
     let value_path = id.field_path("value");
     let value = id.req_str("value")?;
@@ -263,12 +265,7 @@ fn container_id(o: &mut Obj<'_>) -> Result<String, ApiError> {
         )));
     }
     id.finish()?;
-    validate_id(value).map_err(|e| {
-        ApiError::bad_request(format!(
-            "field '{value_path}': invalid container id \"{value}\": it {e}"
-        ))
-    })?;
-    Ok(value.to_owned())
+    ContainerId::new(value).map_err(|e| ApiError::bad_request(format!("field '{value_path}': {e}")))
 }
 
 fn parse_launch(mut o: Obj<'_>) -> Result<LaunchRequest, ApiError> {
@@ -347,7 +344,7 @@ mod tests {
             }
         }))
         .unwrap();
-        assert_eq!(l.container_id, "c1");
+        assert_eq!(l.container_id.as_str(), "c1");
         let cmd = l.command.unwrap();
         assert_eq!(cmd.environment, vec![("A".into(), "1".into())]);
         assert!(cmd.uris[0].cache && cmd.uris[0].extract);
@@ -382,19 +379,52 @@ mod tests {
         );
         assert_eq!(
             parse(json!({"type": "KILL_CONTAINER", "kill_container": {"container_id": {"value": "x"}}})).unwrap(),
-            Call::KillContainer { container_id: "x".into(), signal: None, grace: None }
+            Call::KillContainer { container_id: ContainerId::new("x").unwrap(), signal: None, grace: None }
         );
         assert_eq!(
             parse(json!({"type": "KILL_CONTAINER", "kill_container": {"container_id": {"value": "x"}, "signal": 15,
                    "kill_policy": {"grace_period": {"nanoseconds": 2_000_000_000u64}}}}))
             .unwrap(),
-            Call::KillContainer { container_id: "x".into(), signal: Some(15), grace: Some(Duration::from_secs(2)) }
+            Call::KillContainer { container_id: ContainerId::new("x").unwrap(), signal: Some(15), grace: Some(Duration::from_secs(2)) }
         );
         assert_eq!(
             parse(json!({"type": "READ_FILE", "read_file": {"path": "/containers/x/stdout", "offset": "3", "length": 10}}))
                 .unwrap(),
             Call::ReadFile { path: "/containers/x/stdout".into(), offset: 3, length: Some(10) }
         );
+    }
+
+    #[test]
+    fn container_ids_follow_the_containerizer_rule_and_name_the_field() {
+        let wait = |id: &str| {
+            parse(
+                json!({"type": "WAIT_CONTAINER", "wait_container": {"container_id": {"value": id}}}),
+            )
+        };
+        let longest = "x".repeat(128);
+        for ok in ["a", ".a", "-", "_x", "...", longest.as_str()] {
+            match wait(ok) {
+                Ok(Call::WaitContainer { container_id }) => assert_eq!(container_id.as_str(), ok),
+                other => panic!("{ok:?}: {other:?}"),
+            }
+        }
+        for (bad, why) in [
+            ("", "it is empty"),
+            (".", "\".\" is not allowed"),
+            ("..", "\"..\" is not allowed"),
+            ("a/b", "it contains '/'"),
+        ] {
+            let e = wait(bad).unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "field 'wait_container.container_id.value': invalid container id {bad:?}: "
+                )),
+                "{bad:?}: {e}"
+            );
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let e = wait(&"x".repeat(129)).unwrap_err();
+        assert!(e.contains("129 bytes long; at most 128"), "{e}");
     }
 
     #[test]

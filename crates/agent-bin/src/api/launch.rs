@@ -154,8 +154,8 @@ pub struct LimitSpec {
 /// A whole `LAUNCH_CONTAINER`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaunchRequest {
-    /// The container id (validated).
-    pub container_id: String,
+    /// The container id.
+    pub container_id: berth_containerizer::ContainerId,
     /// The command; `None` runs the image's ENTRYPOINT/CMD.
     pub command: Option<Command>,
     /// Requests.

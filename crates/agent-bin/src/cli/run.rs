@@ -281,7 +281,7 @@ async fn start_embedded(args: &RunArgs) -> Result<Embedded, Error> {
         tracing::info!(container = %id, "removing a leftover container of an earlier berth run");
         cz.destroy(&id).await;
         let _ = cz.remove(&id).await;
-        let _ = tokio::fs::remove_dir_all(started.agent.sandbox_of(id.as_str())).await;
+        let _ = tokio::fs::remove_dir_all(started.agent.sandbox_of(&id)).await;
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::http::server::serve(
@@ -359,7 +359,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Error> {
         .name
         .clone()
         .unwrap_or_else(|| format!("run-{:08x}", rand::random::<u32>()));
-    crate::ids::validate_id(&id).map_err(|e| bad("--name", format!("`{id}` {e}")))?;
+    berth_containerizer::ContainerId::new(id.as_str()).map_err(|e| bad("--name", e.to_string()))?;
     let image = match &args.image {
         Some(i) => i.clone(),
         None => {
