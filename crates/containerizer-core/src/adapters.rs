@@ -75,38 +75,19 @@ impl Fetch for FetcherAdapter {
     }
 
     fn discard_partials(&self, sandbox: &std::path::Path) {
-        // The fetcher stages every download under this prefix and renames it into place only
-        // when complete; a staging entry that survived its process is garbage.
-        let Ok(entries) = std::fs::read_dir(sandbox) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(FETCH_STAGING_PREFIX)
-            {
-                let path = entry.path();
-                let removed = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-                match removed {
-                    Ok(()) => {
-                        tracing::info!(path = %path.display(), "removed a partial fetch left by a killed agent")
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot remove a partial fetch")
-                    }
-                }
+        // The fetcher owns the naming of its staging entries; it removes what a fetch killed
+        // with its process left behind.
+        match berth_fetcher::remove_leftover_staging(sandbox) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(sandbox = %sandbox.display(), removed = n, "removed partial fetches left by a killed agent")
+            }
+            Err(e) => {
+                tracing::warn!(sandbox = %sandbox.display(), error = %e, "cannot remove partial fetches")
             }
         }
     }
 }
-
-/// Prefix of `berth-fetcher`'s staging entries in a sandbox.
-const FETCH_STAGING_PREFIX: &str = ".berth-fetch-";
 
 /// [`Logs`] over a `berth-logger` [`ContainerLogger`].
 #[derive(Debug)]
@@ -261,6 +242,21 @@ mod tests {
                 .collect();
             Box::pin(futures_util::stream::iter(items))
         })
+    }
+
+    #[test]
+    fn discarding_partials_removes_only_the_fetchers_staging() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join(".berth-fetch-x1/inner")).unwrap();
+        std::fs::write(tmp.path().join(".berth-fetch-x1/inner/part"), b"half").unwrap();
+        std::fs::write(tmp.path().join("kept.txt"), b"user data").unwrap();
+        let fetcher = Arc::new(berth_fetcher::Fetcher::builder().build().unwrap());
+        FetcherAdapter::new(fetcher).discard_partials(tmp.path());
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["kept.txt"]);
     }
 
     #[test]
