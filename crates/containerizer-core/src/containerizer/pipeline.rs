@@ -418,7 +418,7 @@ pub(super) async fn watch_exit(
     inner.apply(c, Event::ExitObserved);
     let exit = match code {
         None => None,
-        Some(code) => Some(match inner.engine.inspect(docker_id).await {
+        Some(code) => Some(match inspect_exit(inner, docker_id).await {
             Ok(info) => ExitInfo {
                 exit_code: info.exit_code,
                 oom_killed: info.oom_killed,
@@ -436,6 +436,31 @@ pub(super) async fn watch_exit(
     };
     drain_logger(inner, c).await;
     exit
+}
+
+/// How long a SIGKILL exit of a memory-limited container waits for Docker's OOM flag.
+const OOM_FLAG_GRACE: Duration = Duration::from_millis(500);
+
+/// Inspects an exited container for its exit code and `OOMKilled`.
+///
+/// Docker sets `OOMKilled` from an OOM event of its own, which can be handled just after the exit
+/// (seen on 20.10 with cgroup v1 under load). So an exit by SIGKILL (137) of a container with a
+/// memory limit, not (yet) flagged, is looked at again for a short while before it is taken for a
+/// plain kill. The flag is still the only evidence: 137 alone never means OOM.
+async fn inspect_exit(
+    inner: &Inner,
+    docker_id: &str,
+) -> Result<crate::engine::Inspected, EngineError> {
+    let deadline = Instant::now() + OOM_FLAG_GRACE;
+    loop {
+        let info = inner.engine.inspect(docker_id).await?;
+        let maybe_late_flag =
+            info.exit_code == 137 && !info.oom_killed && info.memory_limit.is_some();
+        if !maybe_late_flag || Instant::now() >= deadline {
+            return Ok(info);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn drain_logger(inner: &Inner, c: &Container) {
