@@ -13,9 +13,11 @@
 mod cleanup;
 mod lock;
 mod proxy;
+mod rootfs;
 mod state;
 
 pub use cleanup::{remove_test_containers, TEST_LABEL};
 pub use lock::{exclusive, ExclusiveGuard};
 pub use proxy::ThrottledProxy;
+pub use rootfs::{busybox_rootfs, BUSYBOX};
 pub use state::{state_dir, testbed, TestImages, Testbed, STATE_FILE};

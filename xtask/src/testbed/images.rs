@@ -7,7 +7,6 @@ use berth_docker_api::{
 use berth_testbed::{Testbed, TEST_LABEL};
 
 use super::registry::Registry;
-use super::rootfs;
 use crate::util::{self, Result};
 
 /// Size of the large image's random layer: big enough that a throttled pull can be caught in flight.
@@ -64,7 +63,7 @@ pub async fn ensure(docker: &Docker, tb: &Testbed, registries: &[Registry]) -> R
                 "building image {} (import of a busybox rootfs)",
                 spec.name
             ));
-            let tarball = rootfs::busybox_rootfs(spec.extra)?;
+            let tarball = berth_testbed::busybox_rootfs(spec.extra)?;
             let (repo, tag) = spec
                 .name
                 .rsplit_once(':')

@@ -23,40 +23,7 @@ pub async fn docker() -> Docker {
 
 /// A tarball of a root filesystem holding Debian's static busybox with its applet links.
 pub fn busybox_tar() -> Vec<u8> {
-    let busybox = std::fs::read("/usr/bin/busybox")
-        .expect("Debian's busybox-static at /usr/bin/busybox (apt-get install busybox-static)");
-    let mut builder = tar::Builder::new(Vec::new());
-    for d in ["bin", "tmp", "etc", "proc", "sys", "dev"] {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        builder.append_data(&mut h, d, std::io::empty()).unwrap();
-    }
-    let mut h = tar::Header::new_gnu();
-    h.set_mode(0o755);
-    h.set_size(busybox.len() as u64);
-    builder
-        .append_data(&mut h, "bin/busybox", &busybox[..])
-        .unwrap();
-    let list = std::process::Command::new("/usr/bin/busybox")
-        .arg("--list")
-        .output()
-        .unwrap();
-    for applet in String::from_utf8(list.stdout)
-        .unwrap()
-        .lines()
-        .filter(|a| *a != "busybox")
-    {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_mode(0o777);
-        h.set_size(0);
-        builder
-            .append_link(&mut h, format!("bin/{applet}"), "busybox")
-            .unwrap();
-    }
-    builder.into_inner().unwrap()
+    berth_testbed::busybox_rootfs(None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Labels marking a container as made by `test`.
