@@ -8,7 +8,7 @@ use berth_docker_api as api;
 use futures_util::StreamExt;
 
 use crate::engine::*;
-use crate::mapping::{CreateSpec, MountKind};
+use crate::mapping::{CreateSpec, MountKind, MountSpec};
 
 /// The Docker Engine API behind the [`Engine`] seam.
 #[derive(Debug, Clone)]
@@ -76,22 +76,40 @@ fn convert(what: &str, e: api::Error) -> EngineError {
     EngineError::new(kind, format!("{what}: {e}"))
 }
 
+/// `VolumeOptions` of a named-volume mount: the driver (and its options) Docker creates the
+/// volume with on first use, and the labels it gets then.
+fn volume_options(m: &MountSpec) -> Option<api::VolumeOptions> {
+    if m.kind != MountKind::Volume {
+        return None;
+    }
+    let driver_config =
+        (m.driver.is_some() || !m.driver_options.is_empty()).then(|| api::VolumeDriver {
+            name: Some(m.driver.clone().unwrap_or_else(|| "local".to_owned())),
+            options: m
+                .driver_options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        });
+    if driver_config.is_none() && m.volume_labels.is_empty() {
+        return None;
+    }
+    Some(api::VolumeOptions {
+        no_copy: None,
+        labels: m
+            .volume_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        driver_config,
+    })
+}
+
 /// The create body in the client's types.
 pub fn create_body(spec: &CreateSpec) -> Result<api::ContainerConfig, EngineError> {
     let h = &spec.host;
     let mut mounts = Vec::with_capacity(h.mounts.len());
     for m in &h.mounts {
-        if m.driver.as_deref().is_some_and(|d| d != "local") || !m.driver_options.is_empty() {
-            return Err(EngineError::new(
-                EngineErrorKind::Permanent,
-                format!(
-                    "Docker volume '{}' asks for driver '{}' with options: volume driver settings are not \
-                     supported yet (only the local driver without options)",
-                    m.source,
-                    m.driver.as_deref().unwrap_or("local")
-                ),
-            ));
-        }
         mounts.push(api::Mount {
             kind: Some(match m.kind {
                 MountKind::Bind => "bind".to_owned(),
@@ -100,6 +118,7 @@ pub fn create_body(spec: &CreateSpec) -> Result<api::ContainerConfig, EngineErro
             source: Some(m.source.clone()),
             target: Some(m.target.clone()),
             read_only: Some(m.read_only),
+            volume_options: volume_options(m),
             ..Default::default()
         });
     }
@@ -539,7 +558,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::mapping::{LogConfigSpec, MountSpec};
+    use crate::mapping::LogConfigSpec;
 
     fn spec() -> CreateSpec {
         let mut s = CreateSpec {
@@ -558,6 +577,7 @@ mod tests {
             read_only: false,
             driver: None,
             driver_options: BTreeMap::new(),
+            volume_labels: BTreeMap::new(),
         });
         s.host.port_bindings.insert("80/tcp".into(), vec![31000]);
         s.exposed_ports.insert("80/tcp".into());
@@ -590,26 +610,42 @@ mod tests {
     }
 
     #[test]
-    fn volume_driver_settings_are_refused_with_the_reason() {
+    fn named_volumes_carry_driver_options_and_labels() {
         let mut s = spec();
         s.host.mounts.push(MountSpec {
             kind: MountKind::Volume,
-            source: "data".into(),
-            target: "/data".into(),
+            source: "scratch".into(),
+            target: "/scratch".into(),
             read_only: true,
-            driver: Some("nfs".into()),
-            driver_options: BTreeMap::new(),
+            driver: Some("local".into()),
+            driver_options: BTreeMap::from([
+                ("type".into(), "tmpfs".into()),
+                ("device".into(), "tmpfs".into()),
+            ]),
+            volume_labels: BTreeMap::from([("io.berth.agent-id".into(), "a1".into())]),
         });
-        let err = create_body(&s).unwrap_err();
-        assert_eq!(err.kind, EngineErrorKind::Permanent);
-        assert!(
-            err.message.contains("'data'") && err.message.contains("'nfs'"),
-            "{err}"
-        );
-        s.host.mounts.last_mut().unwrap().driver = Some("local".into());
+        s.host.mounts.push(MountSpec {
+            kind: MountKind::Volume,
+            source: "plain".into(),
+            target: "/plain".into(),
+            read_only: false,
+            driver: None,
+            driver_options: BTreeMap::new(),
+            volume_labels: BTreeMap::new(),
+        });
         let json = serde_json::to_value(create_body(&s).unwrap()).unwrap();
-        assert_eq!(json["HostConfig"]["Mounts"][1]["Type"], "volume");
-        assert_eq!(json["HostConfig"]["Mounts"][1]["ReadOnly"], true);
+        let m = &json["HostConfig"]["Mounts"];
+        let n = m.as_array().unwrap().len();
+        let scratch = &m[n - 2];
+        assert_eq!(scratch["Type"], "volume");
+        assert_eq!(scratch["ReadOnly"], true);
+        let v = &scratch["VolumeOptions"];
+        assert_eq!(v["DriverConfig"]["Name"], "local");
+        assert_eq!(v["DriverConfig"]["Options"]["type"], "tmpfs");
+        assert_eq!(v["DriverConfig"]["Options"]["device"], "tmpfs");
+        assert_eq!(v["Labels"]["io.berth.agent-id"], "a1");
+        // No driver, options or labels: Docker's defaults, no VolumeOptions at all.
+        assert!(m[n - 1].get("VolumeOptions").is_none(), "{}", m[n - 1]);
     }
 
     #[test]

@@ -967,3 +967,61 @@ async fn volumes_relative_host_path_and_parameters() {
         .all(|c| !c.names.iter().any(|n| n.contains("bad"))));
     berth_testbed::remove_test_containers(TEST).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_volume_with_local_driver_options() {
+    const TEST: &str = "core_named_volume";
+    berth_testbed::remove_test_containers(TEST).await;
+    let root = tempfile::tempdir().unwrap();
+    let a = Agent::new(TEST, "namedvol-agent", root.path(), |_| {}).await;
+    // Unique per run: a volume outlives its containers, and runs may overlap.
+    let volume = format!("berth-test-tmpfs-{}", std::process::id());
+    let _ = a.docker.volumes().remove(&volume, true).await;
+    let id = ContainerId::new("nv").unwrap();
+    let mut spec = a.spec(
+        "nv",
+        "grep ' /scratch ' /proc/mounts | cut -d' ' -f1,3; echo kept > /scratch/f; cat /scratch/f",
+    );
+    spec.container
+        .as_mut()
+        .unwrap()
+        .volumes
+        .push(berth_containerizer::Volume {
+            container_path: "/scratch".into(),
+            host_path: None,
+            mode: berth_containerizer::spec::VolumeMode::Rw,
+            source: Some(berth_containerizer::spec::VolumeSource::DockerVolume {
+                name: volume.clone(),
+                driver: Some("local".into()),
+                driver_options: [("type", "tmpfs"), ("device", "tmpfs"), ("o", "size=4m")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            }),
+        });
+    a.cz.launch(&id, spec).await.unwrap();
+    let t = a.cz.wait(&id).await.unwrap();
+    assert_eq!(t.state, TaskState::Finished, "{t:?}");
+    let out = std::fs::read_to_string(a.sandbox("nv").join("stdout")).unwrap();
+    assert_eq!(
+        out, "tmpfs tmpfs\nkept\n",
+        "the volume is a tmpfs from the local driver"
+    );
+    let v = a.docker.volumes().inspect(&volume).await.unwrap();
+    assert_eq!(v.driver, "local");
+    assert_eq!(v.options.get("type").map(String::as_str), Some("tmpfs"));
+    assert_eq!(v.options.get("o").map(String::as_str), Some("size=4m"));
+    assert_eq!(
+        v.labels.get(berth_testbed::TEST_LABEL).map(String::as_str),
+        Some(TEST),
+        "{v:?}"
+    );
+    assert_eq!(
+        v.labels.get("io.berth.agent-id").map(String::as_str),
+        Some("namedvol-agent"),
+        "{v:?}"
+    );
+    a.cz.remove(&id).await.unwrap();
+    a.docker.volumes().remove(&volume, false).await.unwrap();
+    berth_testbed::remove_test_containers(TEST).await;
+}

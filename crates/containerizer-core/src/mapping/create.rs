@@ -108,6 +108,10 @@ pub struct MountSpec {
     pub driver: Option<String>,
     /// Volume driver options (volume mounts only).
     pub driver_options: BTreeMap<String, String>,
+    /// Labels Docker puts on a volume it creates for this mount (volume mounts only; an existing
+    /// volume keeps its own).
+    #[serde(default)]
+    pub volume_labels: BTreeMap<String, String>,
 }
 
 /// The `Type` of a mount.

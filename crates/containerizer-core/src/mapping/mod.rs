@@ -75,6 +75,18 @@ pub enum SpecError {
         /// The second driver.
         second: String,
     },
+    /// One Docker volume name with two sets of driver options.
+    #[error(
+        "Docker volume '{name}' is used with two sets of driver options: '{first}' and '{second}'"
+    )]
+    ConflictingVolumeOptions {
+        /// The volume.
+        name: String,
+        /// The first options.
+        first: String,
+        /// The second options.
+        second: String,
+    },
     /// A hostname with host networking.
     #[error("Unable to set hostname with host network mode")]
     HostnameWithHostNetwork,
@@ -296,6 +308,15 @@ pub fn map_launch(spec: &LaunchSpec, ctx: &MappingContext<'_>) -> Result<Mapped,
         ctx.allowed_host_roots,
     )?;
     create.host.mounts = volumes.mounts.clone();
+    // A volume Docker creates on first use says which agent (and, in tests, which test) made
+    // it; not which container: other containers may share it.
+    let mut volume_labels = ctx.extra_labels.clone();
+    volume_labels.insert(labels::AGENT_ID.to_owned(), ctx.agent_id.to_string());
+    for m in &mut create.host.mounts {
+        if m.kind == MountKind::Volume {
+            m.volume_labels = volume_labels.clone();
+        }
+    }
     Ok(Mapped { create, volumes })
 }
 

@@ -42,8 +42,11 @@ pub fn plan(
         read_only: false,
         driver: None,
         driver_options: BTreeMap::new(),
+        volume_labels: BTreeMap::new(),
     });
-    let mut drivers: BTreeMap<String, Option<String>> = BTreeMap::new();
+    // One Docker volume is created once: two mounts of it must agree on how.
+    type Driver<'a> = (&'a Option<String>, &'a BTreeMap<String, String>);
+    let mut drivers: BTreeMap<&str, Driver<'_>> = BTreeMap::new();
     for v in volumes {
         let container_rel = !v.container_path.starts_with('/');
         let target = if container_rel {
@@ -78,15 +81,22 @@ pub fn plan(
                         reason: "the Docker volume name is empty".into(),
                     });
                 }
-                match drivers.get(name) {
-                    Some(existing) if existing != driver => {
+                match drivers.get(name.as_str()) {
+                    Some((first, _)) if *first != driver => {
                         return Err(SpecError::ConflictingVolumeDrivers {
                             name: name.clone(),
-                            first: existing.clone().unwrap_or_else(|| "local".into()),
+                            first: (*first).clone().unwrap_or_else(|| "local".into()),
                             second: driver.clone().unwrap_or_else(|| "local".into()),
                         })
                     }
-                    _ => drivers.insert(name.clone(), driver.clone()),
+                    Some((_, first)) if *first != driver_options => {
+                        return Err(SpecError::ConflictingVolumeOptions {
+                            name: name.clone(),
+                            first: options_text(first),
+                            second: options_text(driver_options),
+                        })
+                    }
+                    _ => drivers.insert(name, (driver, driver_options)),
                 };
                 MountSpec {
                     kind: MountKind::Volume,
@@ -95,6 +105,7 @@ pub fn plan(
                     read_only,
                     driver: driver.clone(),
                     driver_options: driver_options.clone(),
+                    volume_labels: BTreeMap::new(),
                 }
             }
             (None, None) => {
@@ -148,6 +159,7 @@ pub fn plan(
                     read_only,
                     driver: None,
                     driver_options: BTreeMap::new(),
+                    volume_labels: BTreeMap::new(),
                 }
             }
         };
@@ -163,6 +175,18 @@ pub fn plan(
         }
     }
     Ok(plan)
+}
+
+/// Driver options as `k=v,k=v` for messages.
+fn options_text(options: &BTreeMap<String, String>) -> String {
+    if options.is_empty() {
+        return "none".to_owned();
+    }
+    options
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn has_parent(p: &Path) -> bool {
@@ -350,6 +374,47 @@ mod tests {
         .unwrap_err();
         assert!(
             err.to_string().contains("'a'") && err.to_string().contains("nfs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn docker_volume_driver_options_are_kept_and_must_agree() {
+        let dv = |target: &str, opts: &[(&str, &str)]| Volume {
+            container_path: target.into(),
+            host_path: None,
+            mode: VolumeMode::Rw,
+            source: Some(VolumeSource::DockerVolume {
+                name: "scratch".into(),
+                driver: Some("local".into()),
+                driver_options: opts
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            }),
+        };
+        let tmpfs = [("type", "tmpfs"), ("device", "tmpfs")];
+        let p = plan(
+            &[dv("/a", &tmpfs), dv("/b", &tmpfs)],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.mounts[1].driver_options["type"], "tmpfs");
+        assert_eq!(p.mounts[2].driver_options["device"], "tmpfs");
+        let err = plan(
+            &[dv("/a", &tmpfs), dv("/b", &[("type", "none")])],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("'scratch'")
+                && err.contains("device=tmpfs,type=tmpfs")
+                && err.contains("type=none"),
             "{err}"
         );
     }
