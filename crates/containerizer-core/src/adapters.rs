@@ -10,7 +10,9 @@ use futures_util::StreamExt;
 use crate::engine::{BoxFut, OutputKind};
 use crate::id::ContainerId;
 use crate::mapping::LogConfigSpec;
-use crate::seams::{Fetch, LogTarget, Logs, OpenOutput};
+use crate::seams::{
+    Fetch, FetchPhase, FetchProgress, FetchProgressFn, LogTarget, Logs, OpenOutput,
+};
 use crate::spec::Uri;
 
 /// [`Fetch`] over `berth-fetcher`.
@@ -23,6 +25,27 @@ impl FetcherAdapter {
     /// Fetches with `fetcher`.
     pub fn new(fetcher: Arc<Fetcher>) -> FetcherAdapter {
         FetcherAdapter { fetcher }
+    }
+}
+
+/// A fetcher event in the seam's terms.
+fn fetch_progress(ev: &berth_fetcher::ProgressEvent) -> FetchProgress {
+    use berth_fetcher::Phase as P;
+    FetchProgress {
+        index: ev.index,
+        uri: ev.uri.to_string(),
+        phase: match ev.phase {
+            P::Downloading => FetchPhase::Downloading,
+            P::Verifying => FetchPhase::Verifying,
+            P::Extracting => FetchPhase::Extracting,
+            P::Cached => FetchPhase::Cached,
+            P::Done => FetchPhase::Done,
+            // A phase this build does not know yet: still work in progress.
+            _ => FetchPhase::Downloading,
+        },
+        bytes_done: ev.bytes_done,
+        bytes_total: ev.bytes_total,
+        elapsed: ev.elapsed,
     }
 }
 
@@ -50,6 +73,7 @@ impl Fetch for FetcherAdapter {
         uris: &'a [Uri],
         sandbox: &'a std::path::Path,
         user: Option<&'a str>,
+        progress: FetchProgressFn,
     ) -> BoxFut<'a, Result<(), String>> {
         Box::pin(async move {
             let mut request = FetchRequest::new(sandbox);
@@ -59,10 +83,8 @@ impl Fetch for FetcherAdapter {
             if let Some(user) = user {
                 request = request.user(user);
             }
-            let id = container.clone();
-            request = request.on_progress(move |ev| {
-                tracing::debug!(container = %id, uri = %ev.uri, phase = ev.phase.as_str(), bytes = ev.bytes_done, "fetching");
-            });
+            // The fetcher traces every event itself; here they only become the container's status.
+            request = request.on_progress(move |ev| progress(fetch_progress(ev)));
             match self.fetcher.fetch(request).await {
                 Ok(report) => {
                     tracing::info!(container = %container, uris = report.fetched.len(), "fetched URIs");

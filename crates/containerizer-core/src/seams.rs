@@ -7,22 +7,100 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{BoxFut, BoxStream, EngineError, OutputChunk};
 use crate::id::ContainerId;
 use crate::spec::Uri;
 
+/// What a URI's fetch is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchPhase {
+    /// Bytes are arriving.
+    Downloading,
+    /// All bytes arrived; the digest and result are being checked.
+    Verifying,
+    /// An archive is being unpacked.
+    Extracting,
+    /// Served from the cache without a download.
+    Cached,
+    /// In place in the sandbox.
+    Done,
+}
+
+impl FetchPhase {
+    /// Lower-case name, as shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchPhase::Downloading => "downloading",
+            FetchPhase::Verifying => "verifying",
+            FetchPhase::Extracting => "extracting",
+            FetchPhase::Cached => "cached",
+            FetchPhase::Done => "done",
+        }
+    }
+
+    /// Whether the URI is finished (in place, or from the cache).
+    pub fn is_finished(self) -> bool {
+        matches!(self, FetchPhase::Cached | FetchPhase::Done)
+    }
+}
+
+/// The latest progress of one URI of a fetch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchProgress {
+    /// Position of the URI in the launch's `uris`.
+    pub index: usize,
+    /// The URI as given.
+    pub uri: String,
+    /// What is happening.
+    pub phase: FetchPhase,
+    /// Bytes received (or read) so far.
+    pub bytes_done: u64,
+    /// Total bytes, when known.
+    pub bytes_total: Option<u64>,
+    /// Time since this URI's fetch started.
+    pub elapsed: Duration,
+}
+
+impl FetchProgress {
+    /// Average rate so far, bytes per second.
+    pub fn rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.bytes_done as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Time left at the average rate, when the total is known and bytes flow.
+    pub fn eta(&self) -> Option<Duration> {
+        let total = self.bytes_total?;
+        let rate = self.rate();
+        (rate > 0.0 && !self.phase.is_finished())
+            .then(|| Duration::from_secs_f64(total.saturating_sub(self.bytes_done) as f64 / rate))
+    }
+}
+
+/// Receives a fetch's progress events; called on the fetching task, so it must be quick.
+pub type FetchProgressFn = Arc<dyn Fn(FetchProgress) + Send + Sync>;
+
 /// Fetches a container's URIs into its sandbox.
 pub trait Fetch: Send + Sync + 'static {
-    /// Fetches every URI into `sandbox`, as `user` when set. The error text becomes the launch
-    /// failure's cause. Dropping the future cancels the fetch and must leave no partial file.
+    /// Fetches every URI into `sandbox`, as `user` when set, reporting each URI's progress to
+    /// `progress`. The error text becomes the launch failure's cause. Dropping the future
+    /// cancels the fetch and must leave no partial file.
     fn fetch<'a>(
         &'a self,
         container: &'a ContainerId,
         uris: &'a [Uri],
         sandbox: &'a Path,
         user: Option<&'a str>,
+        progress: FetchProgressFn,
     ) -> BoxFut<'a, Result<(), String>>;
 
     /// Removes what a fetch killed with its process (an agent SIGKILLed mid-fetch) left in
@@ -83,6 +161,7 @@ impl Fetch for NoFetch {
         uris: &'a [Uri],
         _sandbox: &'a Path,
         _user: Option<&'a str>,
+        _progress: FetchProgressFn,
     ) -> BoxFut<'a, Result<(), String>> {
         Box::pin(async move {
             Err(format!(

@@ -670,12 +670,14 @@ fn tokio_stream_from<T: Send + 'static>(
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
 
-/// A fetcher that can be held and failed.
+/// A fetcher that can be held and failed, and reports the progress it is given.
 #[derive(Default)]
 pub struct FakeFetch {
     pub gates: Gates,
     pub failure: Mutex<Option<String>>,
     pub calls: Mutex<Vec<ContainerId>>,
+    /// Events reported before the fetch waits at its gate.
+    pub progress: Mutex<Vec<crate::seams::FetchProgress>>,
 }
 
 impl Fetch for FakeFetch {
@@ -685,9 +687,14 @@ impl Fetch for FakeFetch {
         uris: &'a [Uri],
         sandbox: &'a Path,
         _user: Option<&'a str>,
+        progress: crate::seams::FetchProgressFn,
     ) -> BoxFut<'a, Result<(), String>> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(container.clone());
+            let events = self.progress.lock().unwrap().clone();
+            for e in events {
+                progress(e);
+            }
             // A partial file exists while the fetch runs and is removed if it is cancelled.
             let partial = sandbox.join(".fetch.partial");
             std::fs::write(&partial, b"partial").map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{PullProgress, StatsSample};
 use crate::id::ContainerId;
+use crate::seams::FetchProgress;
 use crate::spec::{mb_to_bytes, Limit, Limits, Resources};
 use crate::state::Phase;
 use crate::termination::Termination;
@@ -149,6 +150,9 @@ pub struct ContainerStatus {
     pub ip_addresses: Vec<String>,
     /// The image pull's progress, while pulling.
     pub pull: Option<PullProgress>,
+    /// While fetching: the latest progress of each URI (by index; at most a few, finished ones
+    /// make room first).
+    pub fetch: Vec<FetchProgress>,
     /// The termination, once decided.
     pub termination: Option<Termination>,
 }

@@ -9,8 +9,8 @@ use berth_containerizer::spec::{
     ContainerKind, EnvVar, Parameter, PortMapping, PortRange, VolumeMode, VolumeSource,
 };
 use berth_containerizer::{
-    CommandInfo, ContainerInfo, ContainerStatus, DockerInfo, LaunchSpec, Limit, Limits, Network,
-    PullProgress, ResourceStatistics, Resources, Termination, Uri, Volume,
+    CommandInfo, ContainerInfo, ContainerStatus, DockerInfo, FetchProgress, LaunchSpec, Limit,
+    Limits, Network, PullProgress, ResourceStatistics, Resources, Termination, Uri, Volume,
 };
 use serde_json::{json, Map, Value};
 
@@ -175,6 +175,26 @@ pub fn pull_json(p: &PullProgress) -> Value {
     })
 }
 
+/// The `berth` extension's view of one URI being fetched (rates in bytes per second, times in
+/// seconds; `total_bytes` and `eta_secs` only when the size is known).
+pub fn fetch_json(p: &FetchProgress) -> Value {
+    let mut v = json!({
+        "index": p.index,
+        "uri": p.uri,
+        "phase": p.phase.as_str(),
+        "done_bytes": p.bytes_done,
+        "rate_bytes_per_sec": p.rate().round(),
+        "elapsed_secs": p.elapsed.as_secs_f64(),
+    });
+    if let Some(total) = p.bytes_total {
+        v["total_bytes"] = json!(total);
+    }
+    if let Some(eta) = p.eta() {
+        v["eta_secs"] = json!(eta.as_secs_f64().ceil());
+    }
+    v
+}
+
 /// Mesos `ResourceStatistics` JSON (unset fields left out).
 pub fn statistics_json(s: &ResourceStatistics) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or_else(|_| json!({}));
@@ -216,6 +236,12 @@ pub fn container_entry(
     if let Some(p) = &status.pull {
         berth.insert("pull".into(), pull_json(p));
     }
+    if !status.fetch.is_empty() {
+        berth.insert(
+            "fetch".into(),
+            Value::Array(status.fetch.iter().map(fetch_json).collect()),
+        );
+    }
     if let Some(t) = &status.termination {
         berth.insert("termination".into(), termination(t).to_json());
     }
@@ -233,7 +259,7 @@ pub fn container_entry(
 mod tests {
     use super::*;
     use crate::api::{parse_call, Call};
-    use berth_containerizer::{ContainerId, Phase, Reason, TaskState};
+    use berth_containerizer::{ContainerId, FetchPhase, Phase, Reason, TaskState};
 
     fn req(body: Value) -> LaunchRequest {
         match parse_call(
@@ -310,9 +336,26 @@ mod tests {
                 download_total: 20,
                 ..Default::default()
             }),
+            fetch: vec![FetchProgress {
+                index: 0,
+                uri: "http://h/a.tgz".into(),
+                phase: FetchPhase::Downloading,
+                bytes_done: 300,
+                bytes_total: Some(1000),
+                elapsed: std::time::Duration::from_secs(3),
+            }],
             termination: None,
         };
         let e = container_entry(&status, Some("busybox:latest"), None);
+        let f = &e["berth"]["fetch"][0];
+        assert_eq!(f["uri"], "http://h/a.tgz");
+        assert_eq!(f["phase"], "downloading");
+        assert_eq!(
+            (f["done_bytes"].as_u64(), f["total_bytes"].as_u64()),
+            (Some(300), Some(1000))
+        );
+        assert_eq!(f["rate_bytes_per_sec"], 100.0);
+        assert_eq!(f["eta_secs"], 7.0);
         assert_eq!(e["container_id"]["value"], "c1");
         assert_eq!(e["container_status"]["executor_pid"], 42);
         assert_eq!(

@@ -2,6 +2,7 @@
 
 mod cmds;
 pub mod logs;
+pub mod progress;
 pub mod run;
 
 use std::path::PathBuf;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::cmds::{describe, exit_code};
 use super::logs::{Tail, POLL};
+use super::progress::{Bars, Display, Lines};
 use crate::agent::workdir;
 use crate::client::AgentClient;
 use crate::config::ServeArgs;
@@ -300,57 +300,37 @@ async fn start_embedded(args: &RunArgs) -> Result<Embedded, Error> {
     })
 }
 
-/// Shows fetch and pull progress while a launch is in flight (on a terminal only).
-async fn show_progress(client: AgentClient, id: String) {
-    let spinner = ProgressStyle::with_template("{spinner} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    let pulling = ProgressStyle::with_template(
-        "{spinner} {msg} [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    let bar = ProgressBar::new(0)
-        .with_style(spinner.clone())
-        .with_message("launching");
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let mut showing_bytes = false;
+/// Shows fetch and pull progress while a launch is in flight: bars on a terminal, plain lines
+/// otherwise. Polls the container's `GET_CONTAINERS` entry until the launch leaves the launch
+/// states or `done` fires (the launch answered); then shows the state once more and finishes.
+async fn show_progress(
+    client: AgentClient,
+    id: String,
+    mut display: Box<dyn Display>,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut last = false;
     loop {
         if let Ok(c) = client.container(&id).await {
             let b = &c["berth"];
-            let image = b["image"].as_str().unwrap_or("the image");
-            match b["state"].as_str() {
-                Some("FETCHING") => bar.set_message("fetching URIs"),
-                Some("PULLING") => {
-                    let p = &b["pull"];
-                    let extracting = p["status"]
-                        .as_str()
-                        .is_some_and(|s| s.starts_with("Extracting"));
-                    let short = image.rsplit('/').next().unwrap_or(image);
-                    bar.set_message(format!(
-                        "{} {short}",
-                        if extracting { "extracting" } else { "pulling" }
-                    ));
-                    let total = p["download_total_bytes"].as_u64().unwrap_or(0);
-                    bar.set_length(total);
-                    bar.set_position(p["downloaded_bytes"].as_u64().unwrap_or(0));
-                    if total > 0 && !showing_bytes {
-                        bar.set_style(pulling.clone());
-                        showing_bytes = true;
-                    }
-                }
-                Some("MOUNTING") => {
-                    bar.set_style(spinner.clone());
-                    bar.set_message("preparing volumes");
-                }
-                Some(_) => {
-                    bar.finish_and_clear();
-                    return;
-                }
-                None => {}
+            display.show(b, std::time::Instant::now());
+            let launching = matches!(
+                b["state"].as_str(),
+                Some("FETCHING" | "PULLING" | "MOUNTING")
+            );
+            if !launching {
+                break;
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if last {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = &mut done => last = true,
+        }
     }
+    display.finish();
 }
 
 /// Runs the container; returns the exit code for the process.
@@ -407,14 +387,22 @@ async fn run_on(
     payload: Value,
     remove: bool,
 ) -> Result<i32, Error> {
-    let progress = std::io::stderr()
-        .is_terminal()
-        .then(|| tokio::spawn(show_progress(client.clone(), id.to_owned())));
+    let display: Box<dyn Display> = if std::io::stderr().is_terminal() {
+        Box::new(Bars::new())
+    } else {
+        Box::new(Lines::new(std::io::stderr()))
+    };
+    let (done, launch_answered) = tokio::sync::oneshot::channel();
+    let progress = tokio::spawn(show_progress(
+        client.clone(),
+        id.to_owned(),
+        display,
+        launch_answered,
+    ));
     let launched = client.launch(payload).await;
-    if let Some(p) = progress {
-        p.abort();
-        let _ = p.await;
-    }
+    let _ = done.send(());
+    // One last look (it finishes the fetch lines), bounded so a stuck agent cannot hold us.
+    let _ = tokio::time::timeout(Duration::from_secs(2), progress).await;
     if let Err(e) = launched {
         // The launch destroyed itself; its record stays until removed.
         if remove {

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{self, Record};
 use crate::engine::PullProgress;
 use crate::id::{AgentId, ContainerId};
+use crate::seams::FetchProgress;
 use crate::spec::LaunchSpec;
 use crate::state::{Action, Event, Phase, State};
 use crate::termination::Termination;
@@ -31,11 +32,55 @@ pub(crate) struct Runtime {
     pub pid: Option<u32>,
     pub ips: Vec<String>,
     pub pull: Option<PullProgress>,
+    pub fetch: FetchTable,
     pub created_dirs: Vec<PathBuf>,
     pub terminated_at: Option<SystemTime>,
     pub log_task: Option<JoinHandle<Result<(), String>>>,
     /// Docker's id once known; kept after the termination (the state forgets it).
     pub docker_id: Option<String>,
+}
+
+/// The latest progress of each URI being fetched, for status. Bounded: a launch may list many
+/// URIs, but only a few are fetched at once, so finished ones make room first.
+#[derive(Debug, Default)]
+pub(crate) struct FetchTable {
+    /// Entries by URI index, each with when it was last updated (for eviction).
+    entries: Vec<(u64, FetchProgress)>,
+    updates: u64,
+}
+
+impl FetchTable {
+    /// Most URIs whose progress is kept.
+    pub const LIMIT: usize = 16;
+
+    /// Records `p` as the latest for its URI.
+    pub fn update(&mut self, p: FetchProgress) {
+        self.updates += 1;
+        let seq = self.updates;
+        if let Some(e) = self.entries.iter_mut().find(|(_, e)| e.index == p.index) {
+            *e = (seq, p);
+            return;
+        }
+        if self.entries.len() >= Self::LIMIT {
+            // A finished URI goes first; else the one quiet for longest.
+            let victim = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (seq, e))| (!e.phase.is_finished(), *seq))
+                .map(|(i, _)| i)
+                .expect("the table is full, so not empty");
+            self.entries.swap_remove(victim);
+        }
+        self.entries.push((seq, p));
+    }
+
+    /// The entries, by URI index.
+    pub fn snapshot(&self) -> Vec<FetchProgress> {
+        let mut out: Vec<FetchProgress> = self.entries.iter().map(|(_, e)| e.clone()).collect();
+        out.sort_by_key(|e| e.index);
+        out
+    }
 }
 
 pub(crate) struct Container {
@@ -68,6 +113,7 @@ impl Container {
                 pid: None,
                 ips: Vec::new(),
                 pull: None,
+                fetch: FetchTable::default(),
                 created_dirs: Vec::new(),
                 terminated_at: None,
                 log_task: None,

@@ -300,6 +300,11 @@ impl Containerizer {
             pull: (rt.state.phase() == Phase::Pulling)
                 .then(|| rt.pull.clone())
                 .flatten(),
+            fetch: if rt.state.phase() == Phase::Fetching {
+                rt.fetch.snapshot()
+            } else {
+                Vec::new()
+            },
             termination: rt.state.termination().map(|t| (**t).clone()),
         })
     }

@@ -23,7 +23,7 @@ use super::Inner;
 use crate::engine::{EngineError, EngineErrorKind};
 use crate::labels::{ownership, Ownership};
 use crate::mapping::{map_launch, Mapped, MappingContext};
-use crate::seams::{LogTarget, OpenOutput};
+use crate::seams::{FetchProgressFn, LogTarget, OpenOutput};
 use crate::state::{Action, Event, ExitInfo, Phase};
 
 /// The most the retry loops wait between attempts.
@@ -221,9 +221,13 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         if uris.is_empty() {
             return Ok(());
         }
+        let progress: FetchProgressFn = {
+            let c = c.clone();
+            Arc::new(move |p| c.rt().fetch.update(p))
+        };
         inner
             .fetcher
-            .fetch(&c.id, &uris, &sandbox, user.as_deref())
+            .fetch(&c.id, &uris, &sandbox, user.as_deref(), progress)
             .await
     };
     if !stage(inner, c, budget.bound("fetching", fetch)).await {

@@ -1616,3 +1616,90 @@ mod interleavings {
         }
     }
 }
+
+fn fetch_event(index: usize, phase: crate::FetchPhase, done: u64) -> crate::FetchProgress {
+    crate::FetchProgress {
+        index,
+        uri: format!("http://example.invalid/{index}.bin"),
+        phase,
+        bytes_done: done,
+        bytes_total: Some(1000),
+        elapsed: Duration::from_secs(2),
+    }
+}
+
+/// The fetcher's events become the container's status while it fetches: the latest per URI,
+/// with rate and ETA; they go away once the launch moves on.
+#[test]
+fn fetch_progress_shows_in_the_status_while_fetching() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        let mut spec = h.spec("c1");
+        spec.command
+            .uris
+            .push(Uri::new("http://example.invalid/0.bin"));
+        spec.command
+            .uris
+            .push(Uri::new("http://example.invalid/1.bin"));
+        *h.fetch.progress.lock().unwrap() = vec![
+            fetch_event(0, crate::FetchPhase::Downloading, 100),
+            fetch_event(1, crate::FetchPhase::Downloading, 50),
+            fetch_event(0, crate::FetchPhase::Downloading, 400),
+            fetch_event(1, crate::FetchPhase::Done, 1000),
+        ];
+        h.fetch.gates.hold(Op::Fetch);
+        let launch = tokio::spawn({
+            let (cz, id) = (h.cz.clone(), id.clone());
+            async move { cz.launch(&id, spec).await }
+        });
+        h.fetch.gates.entered(Op::Fetch, 1).await;
+        let st = h.cz.status(&id).unwrap();
+        assert_eq!(st.phase, Phase::Fetching);
+        assert_eq!(st.fetch.len(), 2, "{:?}", st.fetch);
+        assert_eq!(
+            (st.fetch[0].index, st.fetch[0].bytes_done),
+            (0, 400),
+            "the latest event of URI 0"
+        );
+        assert_eq!(st.fetch[0].rate(), 200.0);
+        assert_eq!(st.fetch[0].eta(), Some(Duration::from_secs(3)));
+        assert_eq!(st.fetch[1].phase, crate::FetchPhase::Done);
+        assert_eq!(st.fetch[1].eta(), None, "a finished URI has no ETA");
+        h.fetch.gates.release(Op::Fetch);
+        assert_eq!(launch.await.unwrap().unwrap(), Launched::Launched);
+        assert!(h.cz.status(&id).unwrap().fetch.is_empty());
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn fetch_progress_is_bounded_and_finished_uris_make_room_first() {
+    use super::container::FetchTable;
+    let mut t = FetchTable::default();
+    let n = FetchTable::LIMIT;
+    for i in 0..n {
+        let phase = if i == 3 {
+            crate::FetchPhase::Done
+        } else {
+            crate::FetchPhase::Downloading
+        };
+        t.update(fetch_event(i, phase, i as u64));
+    }
+    // Full: the finished URI 3 makes room.
+    t.update(fetch_event(n, crate::FetchPhase::Downloading, 0));
+    let idx: Vec<usize> = t.snapshot().iter().map(|e| e.index).collect();
+    assert_eq!(idx.len(), n);
+    assert!(!idx.contains(&3) && idx.contains(&n), "{idx:?}");
+    // No finished one left: the one quiet for longest (URI 0) goes; updating URI 1 keeps it.
+    t.update(fetch_event(1, crate::FetchPhase::Downloading, 5));
+    t.update(fetch_event(n + 1, crate::FetchPhase::Downloading, 0));
+    let idx: Vec<usize> = t.snapshot().iter().map(|e| e.index).collect();
+    assert_eq!(idx.len(), n);
+    assert!(
+        !idx.contains(&0) && idx.contains(&1) && idx.contains(&(n + 1)),
+        "{idx:?}"
+    );
+    // Sorted by index.
+    assert!(idx.windows(2).all(|w| w[0] < w[1]), "{idx:?}");
+}
