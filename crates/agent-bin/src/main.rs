@@ -35,8 +35,8 @@ fn main() {
             1
         }
     };
-    // Dropping the runtime would wait for blocked tasks (an embedded agent's log followers);
-    // everything that matters has finished.
+    // `serve` has already stopped its background work and flushed its checkpoints; this only
+    // bounds what is left (an embedded agent's log followers) instead of waiting for it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     std::process::exit(code);
 }

@@ -326,6 +326,6 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     )
     .await;
     gc.abort();
-    started.agent.shutdown();
+    started.agent.shutdown().await;
     Ok(())
 }

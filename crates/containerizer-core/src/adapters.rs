@@ -6,6 +6,7 @@ use std::time::Duration;
 use berth_fetcher::{Checksum, FetchRequest, Fetcher, UriSpec};
 use berth_logger::{ContainerLogSpec, ContainerLogger, DockerLogConfig, OutputStream};
 use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::{BoxFut, OutputKind};
 use crate::id::ContainerId;
@@ -176,6 +177,7 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
         target: LogTarget,
         resume: bool,
         open: OpenOutput,
+        stop: CancellationToken,
     ) -> BoxFut<'static, Result<(), String>> {
         let logger = self.logger.clone();
         let reconnects = self.reconnects;
@@ -193,21 +195,28 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
             let mut log = opened.map_err(|e| e.to_string())?;
             let mut attempt = 0;
             loop {
-                let stream = open(log.resume_since()).map(|item| {
-                    item.map(|c| {
-                        let stream = match c.kind {
-                            OutputKind::Stdout => OutputStream::Stdout,
-                            OutputKind::Stderr => OutputStream::Stderr,
-                        };
-                        berth_logger::OutputChunk::new(stream, c.timestamp, c.data)
-                    })
-                });
+                // Ends the stream when the agent stops: `consume` then returns with everything
+                // read so far handed to the writer.
+                let stream = open(log.resume_since())
+                    .take_until(stop.clone().cancelled_owned())
+                    .map(|item| {
+                        item.map(|c| {
+                            let stream = match c.kind {
+                                OutputKind::Stdout => OutputStream::Stdout,
+                                OutputKind::Stderr => OutputStream::Stderr,
+                            };
+                            berth_logger::OutputChunk::new(stream, c.timestamp, c.data)
+                        })
+                    });
                 match log.consume(stream).await {
                     Ok(()) => break,
-                    Err(e) if attempt < reconnects => {
+                    Err(e) if attempt < reconnects && !stop.is_cancelled() => {
                         attempt += 1;
                         tracing::warn!(container = %id, error = %e, attempt, "container output stream broke; reopening");
-                        tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_millis(200) * attempt) => {}
+                            () = stop.cancelled() => break,
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(container = %id, error = %e, "container output stream keeps breaking; giving up");
@@ -215,8 +224,14 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
                     }
                 }
             }
+            // Also on a stop: the files are synced and the checkpoint holds the exact position,
+            // so the next agent resumes without a gap or a repeat.
             let report = log.finish().await.map_err(|e| e.to_string())?;
-            tracing::debug!(container = %id, ?report, "container log finished");
+            if stop.is_cancelled() {
+                tracing::debug!(container = %id, ?report, "container log flushed for an agent restart");
+            } else {
+                tracing::debug!(container = %id, ?report, "container log finished");
+            }
             Ok(())
         })
     }
@@ -308,7 +323,12 @@ mod tests {
             let t = target(id, &sandbox);
             adapter.prepare(&t).unwrap();
             adapter
-                .run(t, false, source(vec![chunk(now, &format!("hi {id}\n"))]))
+                .run(
+                    t,
+                    false,
+                    source(vec![chunk(now, &format!("hi {id}\n"))]),
+                    CancellationToken::new(),
+                )
                 .await
                 .unwrap_or_else(|e| panic!("{id}: {e}"));
             assert_eq!(

@@ -131,6 +131,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The containerizer is shutting down (the agent stops); nothing new is launched.
+    #[error("the agent is shutting down; launch again once it has restarted")]
+    ShuttingDown,
     /// Bad containerizer configuration.
     #[error("invalid containerizer configuration: {0}")]
     Config(String),

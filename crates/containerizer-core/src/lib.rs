@@ -2,7 +2,7 @@
 //! rebuilt on the Docker Engine API.
 //!
 //! - [`Containerizer`]: `recover`, `launch`, `wait`, `destroy`, `kill`, `remove`, `update`,
-//!   `usage`, `status`, `containers`; every call implemented.
+//!   `usage`, `status`, `containers`; every call implemented; `shutdown` for an agent restart.
 //! - [`state`]: the per-container state machine (FETCHING, PULLING, MOUNTING, RUNNING,
 //!   DESTROYING, then terminated), one enum with every transition in one place.
 //! - [`mapping`]: a [`LaunchSpec`] to a Docker create body (Mesos's `RunOptions`, done right).
@@ -65,7 +65,10 @@ mod testing;
 
 pub use adapters::{log_config_spec, FetcherAdapter, LoggerAdapter};
 pub use config::{Config, OrphanPolicy};
-pub use containerizer::{Containerizer, Launched, OrphanAction, OrphanOutcome, RecoveryReport};
+pub use containerizer::{
+    Containerizer, FlushReport, Launched, OrphanAction, OrphanOutcome, RecoveryReport,
+    ShutdownReport,
+};
 pub use docker_engine::{create_body, DockerEngine};
 pub use engine::{
     BoxFut, BoxStream, Engine, EngineError, EngineErrorKind, OutputChunk, OutputKind, PullProgress,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::{BoxFut, BoxStream, EngineError, OutputChunk};
 use crate::id::ContainerId;
@@ -139,11 +140,16 @@ pub trait Logs: Send + Sync + 'static {
     /// stream errors, then drains and syncs; resolves only once everything is on disk, so the
     /// containerizer reports the termination after the logs are complete. `resume` is set after
     /// an agent restart: continue where the previous agent stopped.
+    ///
+    /// When `stop` fires (the agent shuts down, the container keeps running), stop reading,
+    /// write and sync what was received, store the position a restarted agent resumes from, and
+    /// resolve.
     fn run(
         &self,
         target: LogTarget,
         resume: bool,
         open: OpenOutput,
+        stop: CancellationToken,
     ) -> BoxFut<'static, Result<(), String>>;
 
     /// Forgets a removed container's logging state (not its log files, which are the sandbox's).

@@ -728,6 +728,8 @@ pub struct FakeLogs {
     pub drained: Arc<Mutex<HashSet<ContainerId>>>,
     pub resumed: Arc<Mutex<Vec<ContainerId>>>,
     pub forgotten: Mutex<Vec<ContainerId>>,
+    /// Containers whose logging was stopped by a shutdown (not drained).
+    pub stopped: Arc<Mutex<HashSet<ContainerId>>>,
 }
 
 impl Logs for FakeLogs {
@@ -745,18 +747,28 @@ impl Logs for FakeLogs {
         target: LogTarget,
         resume: bool,
         open: OpenOutput,
+        stop: tokio_util::sync::CancellationToken,
     ) -> BoxFut<'static, Result<(), String>> {
-        let (out, drained, resumed) = (
+        let (out, drained, resumed, stopped) = (
             self.output.clone(),
             self.drained.clone(),
             self.resumed.clone(),
+            self.stopped.clone(),
         );
         Box::pin(async move {
             if resume {
                 resumed.lock().unwrap().push(target.container.clone());
             }
             let mut output = open(None);
-            while let Some(chunk) = output.next().await {
+            loop {
+                let chunk = tokio::select! {
+                    c = output.next() => c,
+                    () = stop.cancelled() => {
+                        stopped.lock().unwrap().insert(target.container);
+                        return Ok(());
+                    }
+                };
+                let Some(chunk) = chunk else { break };
                 let chunk = chunk.map_err(|e| e.to_string())?;
                 out.lock()
                     .unwrap()

@@ -154,6 +154,136 @@ async fn sigterm_stops_serving_promptly_and_leaves_containers_running() {
     remove_test_containers(T).await;
 }
 
+/// SIGTERM while containers print, launch and exit: the agent stops its background work,
+/// flushes logs and checkpoints and exits on its own (not cut off by the runtime's timeout),
+/// and the restarted agent has lost nothing: every accepted launch ends with its real status
+/// and output, the busy log continues without a gap or a repeat, and nothing is left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_activity_flushes_and_recovery_loses_nothing() {
+    const T: &str = "e2e-recovery-sigterm-busy";
+    remove_test_containers(T).await;
+    let mut agent = Agent::start(T, &["--docker-remove-delay", "1h"]).await;
+    let ticker = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.005; done";
+    assert_eq!(
+        agent.launch_shell("ticker", ticker).await.status,
+        200,
+        "{}",
+        agent.logs()
+    );
+    let ticker_docker = agent.container("ticker").await.unwrap()["berth"]["docker_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Launches in flight and containers ending around the SIGTERM.
+    let mut launches = Vec::new();
+    for n in 1..=6 {
+        let body = agent.launch_body(
+            &format!("end-{n}"),
+            serde_json::json!({"value": format!("sleep 0.{n}; echo done {n}; exit {n}")}),
+            None,
+        );
+        let call = serde_json::json!({"type": "LAUNCH_CONTAINER", "launch_container": body});
+        let url = format!("{}/api/v1", agent.url);
+        launches.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(call.to_string())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .ok()
+        }));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let started = std::time::Instant::now();
+    let code = agent.sigterm().await;
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{}", agent.logs());
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let logs = agent.logs();
+    assert!(
+        logs.contains("checkpoints flushed, containers left running")
+            && logs.contains("tasks_ended=true"),
+        "the agent stopped its tasks and flushed:\n{logs}"
+    );
+    let mut accepted = Vec::new();
+    for (i, l) in launches.into_iter().enumerate() {
+        if l.await.unwrap() == Some(200) {
+            accepted.push(i + 1);
+        }
+    }
+    assert!(
+        !accepted.is_empty(),
+        "no launch was accepted before the SIGTERM"
+    );
+    assert!(
+        running(&ticker_docker).await,
+        "SIGTERM leaves containers running"
+    );
+
+    agent.restart().await;
+    for n in 1..=6 {
+        let id = format!("end-{n}");
+        if accepted.contains(&n) {
+            let w = agent.wait(&id).await;
+            assert_eq!(w["exit_status"], n << 8, "{id}: {w}\n{}", agent.logs());
+            assert_eq!(
+                agent.read_text(&format!("/containers/{id}/stdout")).await,
+                format!("done {n}\n"),
+                "{id}'s output, exactly once"
+            );
+        } else if agent.container(&id).await.is_some() {
+            // Caught mid-launch: finished or rolled back, but ended either way.
+            agent.wait(&id).await;
+        }
+    }
+    let before = agent
+        .read_text("/containers/ticker/stdout")
+        .await
+        .lines()
+        .count();
+    eventually(
+        Duration::from_secs(10),
+        "ticker output after the restart",
+        || async {
+            (agent
+                .read_text("/containers/ticker/stdout")
+                .await
+                .lines()
+                .count()
+                > before + 20)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(agent.kill("ticker", None).await.status, 200);
+    assert_eq!(agent.wait("ticker").await["state"], "TASK_KILLED");
+    let text = agent.read_text("/containers/ticker/stdout").await;
+    for (n, line) in text.lines().enumerate() {
+        assert_eq!(
+            line,
+            format!("tick {n}"),
+            "line {n} of the log across the SIGTERM"
+        );
+    }
+    // Everything the agent knows is removable, and then nothing of the test is left.
+    let all = agent
+        .call(serde_json::json!({"type": "GET_CONTAINERS"}))
+        .await
+        .json();
+    for c in all["get_containers"]["containers"].as_array().unwrap() {
+        let id = c["container_id"]["value"].as_str().unwrap();
+        agent.wait(id).await;
+        assert_eq!(agent.remove(id).await.status, 200, "{id}");
+    }
+    assert_eq!(
+        remove_test_containers(T).await,
+        0,
+        "a Docker container outlived its removal or was never known"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn orphans_are_removed_and_other_agents_containers_are_left_alone() {
     const T: &str = "e2e-recovery-orphans";

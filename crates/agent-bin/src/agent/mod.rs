@@ -246,11 +246,16 @@ impl Agent {
         removed
     }
 
-    /// Stops serving: nothing is destroyed (containers keep running and are recovered by the
-    /// next start); pending checkpoint writes are part of each call, so there is nothing left
-    /// to flush beyond letting in-flight calls finish.
-    pub fn shutdown(&self) {
-        tracing::info!(agent_id = %self.agent_id, containers = self.containerizer.containers().len(),
-            "agent stopping; containers keep running and will be recovered on the next start");
+    /// Stops for a restart once the HTTP server has stopped: nothing is destroyed (containers
+    /// keep running and are recovered by the next start). The containerizer ends its background
+    /// tasks, its loggers write and checkpoint what they received, and every checkpoint is
+    /// flushed, so the process can exit without relying on the runtime's shutdown timeout.
+    pub async fn shutdown(&self) -> berth_containerizer::ShutdownReport {
+        let report = self.containerizer.shutdown().await;
+        tracing::info!(agent_id = %self.agent_id, containers = report.containers,
+            checkpoints = report.checkpoints_written, checkpoint_failures = report.checkpoint_failures,
+            tasks_ended = report.tasks_ended,
+            "agent stopped; containers keep running and will be recovered on the next start");
+        report
     }
 }

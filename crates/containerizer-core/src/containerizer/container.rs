@@ -92,8 +92,9 @@ pub(crate) struct Container {
     launched: watch::Sender<LaunchStatus>,
     terminated: watch::Sender<Option<Arc<Termination>>>,
     /// Serialises checkpoint writes; each write snapshots the latest state. Holds `true` once
-    /// the container was removed, so a late write cannot bring its checkpoint back.
-    pub checkpoint_lock: tokio::sync::Mutex<bool>,
+    /// the container was removed, so a late write cannot bring its checkpoint back. Shared so a
+    /// write's guard can travel with it onto the blocking thread.
+    pub checkpoint_lock: Arc<tokio::sync::Mutex<bool>>,
 }
 
 impl Container {
@@ -122,7 +123,7 @@ impl Container {
             cancel: CancellationToken::new(),
             launched: watch::channel(launched).0,
             terminated: watch::channel(term).0,
-            checkpoint_lock: tokio::sync::Mutex::new(false),
+            checkpoint_lock: Arc::new(tokio::sync::Mutex::new(false)),
         }
     }
 

@@ -12,9 +12,13 @@ mod recovery;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use recovery::{OrphanAction, OrphanOutcome, RecoveryReport};
 
@@ -43,6 +47,28 @@ pub enum Launched {
     NotSupported,
 }
 
+/// What [`Containerizer::shutdown`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Containers known at shutdown; running ones keep running, for the next start to recover.
+    pub containers: usize,
+    /// Checkpoints written by the final flush.
+    pub checkpoints_written: usize,
+    /// Checkpoints that could not be written (logged; recovery reconciles with Docker).
+    pub checkpoint_failures: usize,
+    /// Whether every background task (pipelines, loggers, timers) ended in time.
+    pub tasks_ended: bool,
+}
+
+/// What [`Containerizer::flush`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Checkpoints written.
+    pub written: usize,
+    /// Checkpoints that failed (logged).
+    pub failed: usize,
+}
+
 /// The Docker containerizer. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct Containerizer {
@@ -62,6 +88,10 @@ pub(crate) struct Inner {
     pub illegal: AtomicUsize,
     /// Terminations decided (one per container, ever).
     pub resolutions: AtomicUsize,
+    /// Fired by `shutdown`: background tasks end, loggers flush, launches are refused.
+    pub stopping: CancellationToken,
+    /// Every background task, so `shutdown` can wait for them to have ended.
+    pub tasks: TaskTracker,
     /// Lets unit tests hold the MOUNTING stage and checkpoint writes, which otherwise only touch
     /// local files.
     #[cfg(test)]
@@ -111,6 +141,8 @@ impl Containerizer {
                 containers: Mutex::new(HashMap::new()),
                 illegal: AtomicUsize::new(0),
                 resolutions: AtomicUsize::new(0),
+                stopping: CancellationToken::new(),
+                tasks: TaskTracker::new(),
                 #[cfg(test)]
                 mount_gate: std::sync::OnceLock::new(),
             }),
@@ -135,6 +167,9 @@ impl Containerizer {
         }
         let c = {
             let mut map = self.inner.map();
+            if self.inner.stopping.is_cancelled() {
+                return Err(Error::ShuttingDown);
+            }
             if map.contains_key(id) {
                 return Ok(Launched::AlreadyLaunched);
             }
@@ -145,7 +180,12 @@ impl Containerizer {
         };
         tracing::info!(container = %id, "launching container");
         pipeline::spawn_launch(self.inner.clone(), c.clone());
-        match c.wait_launched().await {
+        let status = tokio::select! {
+            s = c.wait_launched() => s,
+            // The pipeline stopped with the agent; the next start finishes or rolls it back.
+            () = self.inner.stopping.cancelled() => return Err(Error::ShuttingDown),
+        };
+        match status {
             LaunchStatus::Running => Ok(Launched::Launched),
             LaunchStatus::Ended(t) => Err(launch_error(id, &t)),
             LaunchStatus::Pending => unreachable!("wait_launched returns a decided status"),
@@ -328,6 +368,55 @@ impl Containerizer {
         recovery::reap_orphans(&self.inner).await
     }
 
+    /// Stops for an agent restart, leaving containers as they are (running ones keep running):
+    /// refuses new launches (in-flight `launch` calls return [`Error::ShuttingDown`]), ends the
+    /// background tasks (pipelines, exit watchers, retries, timers), lets every container's
+    /// logger write, sync and checkpoint what it received, then [`flush`](Self::flush)es the
+    /// checkpoints. The next start recovers everything. Idempotent.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        let inner = &self.inner;
+        inner.stopping.cancel();
+        inner.tasks.close();
+        let containers = inner.map().len();
+        // Loggers flush within the drain timeout (they only write what they already received).
+        let tasks_ended = tokio::time::timeout(inner.config.log_drain_timeout, inner.tasks.wait())
+            .await
+            .is_ok();
+        if !tasks_ended {
+            tracing::warn!(timeout = ?inner.config.log_drain_timeout, "background tasks did not end in time; flushing checkpoints anyway");
+        }
+        let flushed = self.flush().await;
+        let report = ShutdownReport {
+            containers,
+            checkpoints_written: flushed.written,
+            checkpoint_failures: flushed.failed,
+            tasks_ended,
+        };
+        tracing::info!(
+            containers,
+            checkpoints = flushed.written,
+            failures = flushed.failed,
+            tasks_ended,
+            "containerizer stopped; checkpoints flushed, containers left running"
+        );
+        report
+    }
+
+    /// Writes every container's latest state to its checkpoint, after the writes in flight
+    /// (each container's writes are serialised, so this waits for them).
+    pub async fn flush(&self) -> FlushReport {
+        let containers: Vec<Arc<Container>> = self.inner.map().values().cloned().collect();
+        let mut report = FlushReport::default();
+        for c in containers {
+            match self.inner.persist(&c).await {
+                Some(true) => report.written += 1,
+                Some(false) => report.failed += 1,
+                None => {}
+            }
+        }
+        report
+    }
+
     /// How many events the state machine refused since start (always zero unless there is a
     /// bug; exposed for tests and metrics).
     pub fn illegal_transitions(&self) -> usize {
@@ -398,40 +487,63 @@ impl Inner {
             Action::Cancel => c.cancel.cancel(),
             Action::Stop { docker_id } => {
                 let grace = c.rt().spec.kill_grace.unwrap_or(self.config.kill_grace);
-                tokio::spawn(pipeline::stop_until_down(self, c.clone(), docker_id, grace));
+                let task = pipeline::stop_until_down(self.clone(), c.clone(), docker_id, grace);
+                self.spawn(task);
             }
             Action::Signal { docker_id, signal } => {
-                tokio::spawn(pipeline::signal_until_delivered(
-                    self,
-                    c.clone(),
-                    docker_id,
-                    signal,
-                ));
+                let task =
+                    pipeline::signal_until_delivered(self.clone(), c.clone(), docker_id, signal);
+                self.spawn(task);
             }
             Action::None | Action::Proceed | Action::Abort | Action::Resolved(_) => {}
         }
     }
 
+    /// Spawns a background task that ends when the containerizer shuts down (at its next await
+    /// point: a task never runs on after `shutdown`).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let stop = self.stopping.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => {}
+                () = task => {}
+            }
+        });
+    }
+
     /// Writes the container's checkpoint (the latest state, whoever calls). Failures are logged:
-    /// the container goes on, and recovery reconciles with Docker anyway.
-    pub async fn persist(&self, c: &Container) {
+    /// the container goes on, and recovery reconciles with Docker anyway. Returns whether the
+    /// write succeeded; `None` once the container was removed (nothing to write).
+    pub async fn persist(&self, c: &Container) -> Option<bool> {
         #[cfg(test)]
         if let Some(gate) = self.mount_gate.get() {
             gate.pass(crate::testing::Op::Persist).await;
         }
-        let removed = c.checkpoint_lock.lock().await;
+        let removed = c.checkpoint_lock.clone().lock_owned().await;
         if *removed {
-            return;
+            return None;
         }
         let record = c.record(&self.config.agent_id);
         let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || store.save(&record)).await;
+        // The guard travels with the write: if this future is dropped (shutdown), the write still
+        // completes before another may start, so two writes never share the temporary file.
+        let result = tokio::task::spawn_blocking(move || {
+            let saved = store.save(&record);
+            drop(removed);
+            saved
+        })
+        .await;
         match result {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => Some(true),
             Ok(Err(e)) => {
-                tracing::error!(container = %c.id, error = %e, "failed to write checkpoint")
+                tracing::error!(container = %c.id, error = %e, "failed to write checkpoint");
+                Some(false)
             }
-            Err(e) => tracing::error!(container = %c.id, error = %e, "checkpoint task failed"),
+            Err(e) => {
+                tracing::error!(container = %c.id, error = %e, "checkpoint task failed");
+                Some(false)
+            }
         }
     }
 

@@ -44,7 +44,7 @@ pub(super) fn spawn_supervised(
     c: Arc<Container>,
     task: impl Future<Output = ()> + Send + 'static,
 ) {
-    tokio::spawn(async move {
+    inner.clone().spawn(async move {
         if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
             let what = panic
                 .downcast_ref::<&str>()
@@ -67,7 +67,9 @@ pub(super) fn spawn_supervised(
 /// only for the write that makes the container RUNNING.
 fn persist_soon(inner: &Arc<Inner>, c: &Arc<Container>) {
     let (inner, c) = (inner.clone(), c.clone());
-    tokio::spawn(async move { inner.persist(&c).await });
+    inner.clone().spawn(async move {
+        inner.persist(&c).await;
+    });
 }
 
 /// Applies `Finished`, checkpoints the termination and schedules the removal.
@@ -87,7 +89,7 @@ pub(super) fn schedule_removal(inner: Arc<Inner>, c: Arc<Container>) {
         .and_then(|t| t.elapsed().ok())
         .unwrap_or_default();
     let delay = inner.config.remove_delay.saturating_sub(since);
-    tokio::spawn(async move {
+    inner.clone().spawn(async move {
         tokio::time::sleep(delay).await;
         let still_ours = inner.get(&c.id).is_some_and(|cur| Arc::ptr_eq(&cur, &c));
         if still_ours {
@@ -391,7 +393,10 @@ pub(super) fn attach_logger(
     let engine = inner.engine.clone();
     let docker_id = docker_id.to_owned();
     let open: OpenOutput = Arc::new(move |since| engine.logs(&docker_id, tty, since));
-    let task = tokio::spawn(inner.logs.run(target, resume, open));
+    // Not cancelled with the other tasks: on shutdown the logger gets `stopping` and flushes.
+    let task = inner
+        .tasks
+        .spawn(inner.logs.run(target, resume, open, inner.stopping.clone()));
     c.rt().log_task = Some(task);
 }
 

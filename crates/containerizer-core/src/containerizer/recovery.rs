@@ -344,7 +344,7 @@ async fn handle_orphans(
         } else if age < policy.grace {
             let wait = policy.grace - age;
             let (inner2, id2, docker_id) = (inner.clone(), id.clone(), s.id.clone());
-            tokio::spawn(async move {
+            inner.spawn(async move {
                 tokio::time::sleep(wait).await;
                 if is_orphan(&inner2, &id2, &docker_id) {
                     let _ = remove_orphan(&inner2, &id2, &docker_id).await;

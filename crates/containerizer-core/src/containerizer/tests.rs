@@ -1703,3 +1703,67 @@ fn fetch_progress_is_bounded_and_finished_uris_make_room_first() {
     // Sorted by index.
     assert!(idx.windows(2).all(|w| w[0] < w[1]), "{idx:?}");
 }
+
+/// `shutdown` for an agent restart: containers keep running, loggers are stopped (not
+/// drained), launches are refused (one in flight returns), every checkpoint is written, and
+/// the next start recovers it all.
+#[test]
+fn shutdown_leaves_containers_running_flushes_checkpoints_and_refuses_launches() {
+    let h = Harness::new();
+    rt().block_on(async {
+        h.cz.launch(&Harness::id("run"), h.spec("run"))
+            .await
+            .unwrap();
+        h.cz.launch(&Harness::id("ended"), h.spec("ended"))
+            .await
+            .unwrap();
+        h.engine.exit("berth-ended", 2, false);
+        h.cz.wait(&Harness::id("ended")).await.unwrap();
+        let mut spec = h.spec("mid");
+        spec.command
+            .uris
+            .push(Uri::new("http://example.invalid/a.txt"));
+        h.fetch.gates.hold(Op::Fetch);
+        let mid = tokio::spawn({
+            let cz = h.cz.clone();
+            async move { cz.launch(&Harness::id("mid"), spec).await }
+        });
+        h.fetch.gates.entered(Op::Fetch, 1).await;
+
+        let report = h.cz.shutdown().await;
+        assert_eq!(report.containers, 3, "{report:?}");
+        assert!(report.tasks_ended, "{report:?}");
+        assert_eq!(
+            (report.checkpoints_written, report.checkpoint_failures),
+            (3, 0)
+        );
+        assert!(matches!(mid.await.unwrap(), Err(Error::ShuttingDown)));
+        assert!(matches!(
+            h.cz.launch(&Harness::id("late"), h.spec("late")).await,
+            Err(Error::ShuttingDown)
+        ));
+        assert_eq!(h.engine.life("berth-run"), Some(Life::Running));
+        assert!(h.logs.stopped.lock().unwrap().contains(&Harness::id("run")));
+        assert!(!h.logs.drained.lock().unwrap().contains(&Harness::id("run")));
+        let store = crate::checkpoint::Store::new(&h.dir.path().join("work"));
+        let run = store.load(&Harness::id("run")).unwrap().unwrap();
+        assert_eq!(run.phase, Phase::Running);
+        assert!(run.docker_id.is_some());
+        let ended = store.load(&Harness::id("ended")).unwrap().unwrap();
+        assert_eq!(ended.termination.unwrap().exited_with(), Some(2));
+        // Idempotent.
+        assert!(h.cz.shutdown().await.tasks_ended);
+    });
+    h.fetch.gates.release_all();
+    rt().block_on(async {
+        let h2 = h.restart(config);
+        let report = h2.cz.recover().await.unwrap();
+        assert_eq!(report.reattached, [Harness::id("run")]);
+        assert_eq!(report.terminated, [Harness::id("ended")]);
+        assert_eq!(report.rolled_back, [Harness::id("mid")]);
+        h2.engine.exit("berth-run", 0, false);
+        let t = h2.cz.wait(&Harness::id("run")).await.unwrap();
+        assert_eq!(t.state, TaskState::Finished);
+        h2.assert_clean();
+    });
+}
