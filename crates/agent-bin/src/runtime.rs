@@ -152,34 +152,39 @@ pub fn build_containerizer(
             "check --work-dir and the --logrotate-* flags",
         )
     };
-    let (logs, docker_log, logger_metrics): (Arc<dyn berth_containerizer::Logs>, _, _) =
-        match config.container_logger {
-            LoggerKind::Sandbox => {
-                let logger = Arc::new(SandboxLogger::new(logger_config).map_err(logger_error)?);
-                let metrics = logger.metrics();
-                let adapter = LoggerAdapter::new(logger);
-                let docker_log = adapter.docker_log_config();
-                (Arc::new(adapter), docker_log, metrics)
-            }
-            LoggerKind::Logrotate => {
-                let rotation =
-                    Rotation::by_size(config.logrotate_max_size, config.logrotate_max_files)
-                        .map_err(|e| {
-                            Error::Config(crate::ConfigError::new(
-                                "--logrotate-max-size",
-                                e.to_string(),
-                            ))
-                        })?;
-                let logger = Arc::new(
-                    RotatingLogger::new(logger_config, StreamRotations::both(rotation))
-                        .map_err(logger_error)?,
-                );
-                let metrics = logger.metrics();
-                let adapter = LoggerAdapter::new(logger);
-                let docker_log = adapter.docker_log_config();
-                (Arc::new(adapter), docker_log, metrics)
-            }
-        };
+    let (logs, docker_log, logger_metrics, log_resume): (
+        Arc<dyn berth_containerizer::Logs>,
+        _,
+        _,
+        _,
+    ) = match config.container_logger {
+        LoggerKind::Sandbox => {
+            let logger = Arc::new(SandboxLogger::new(logger_config).map_err(logger_error)?);
+            let metrics = logger.metrics();
+            let adapter = LoggerAdapter::new(logger);
+            let docker_log = adapter.docker_log_config();
+            let resume = adapter.resume_metrics();
+            (Arc::new(adapter), docker_log, metrics, resume)
+        }
+        LoggerKind::Logrotate => {
+            let rotation = Rotation::by_size(config.logrotate_max_size, config.logrotate_max_files)
+                .map_err(|e| {
+                    Error::Config(crate::ConfigError::new(
+                        "--logrotate-max-size",
+                        e.to_string(),
+                    ))
+                })?;
+            let logger = Arc::new(
+                RotatingLogger::new(logger_config, StreamRotations::both(rotation))
+                    .map_err(logger_error)?,
+            );
+            let metrics = logger.metrics();
+            let adapter = LoggerAdapter::new(logger);
+            let docker_log = adapter.docker_log_config();
+            let resume = adapter.resume_metrics();
+            (Arc::new(adapter), docker_log, metrics, resume)
+        }
+    };
     let mut cz = berth_containerizer::Config::new(agent_id.clone(), &config.work_dir);
     cz.mapped_sandbox = config.sandbox_directory.clone();
     cz.allowed_host_roots = config.allowed_host_paths.clone();
@@ -217,6 +222,7 @@ pub fn build_containerizer(
         Observed {
             fetcher: Some(fetcher),
             logger: Some(logger_metrics),
+            log_resume: Some(log_resume),
         },
     ))
 }

@@ -63,7 +63,7 @@ pub mod usage;
 #[cfg(test)]
 mod testing;
 
-pub use adapters::{log_config_spec, FetcherAdapter, LoggerAdapter};
+pub use adapters::{log_config_spec, FetcherAdapter, LogResumeMetrics, LoggerAdapter};
 pub use config::{Config, OrphanPolicy};
 pub use containerizer::{
     Containerizer, FlushReport, Launched, OrphanAction, OrphanOutcome, RecoveryReport,

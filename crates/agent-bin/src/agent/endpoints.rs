@@ -150,6 +150,20 @@ impl Agent {
                 ),
             ]);
         }
+        if let Some(r) = &self.observed.log_resume {
+            out.extend([
+                Sample::counter(
+                    "containerizer/logger/resume_fallbacks",
+                    "Logs resumed without a usable logger checkpoint (after what the sandbox files hold)",
+                    r.fallbacks() as f64,
+                ),
+                Sample::counter(
+                    "containerizer/logger/resume_possible_gaps",
+                    "Of those, logs whose output stamped shortly before the restart may be missing",
+                    r.possible_gaps() as f64,
+                ),
+            ]);
+        }
         out.push(Sample::counter(
             "containerizer/docker/terminations",
             "Terminations decided since start",

@@ -47,6 +47,8 @@ pub struct Observed {
     pub fetcher: Option<Arc<berth_fetcher::Fetcher>>,
     /// The container logger's counters.
     pub logger: Option<Arc<berth_logger::LoggerMetrics>>,
+    /// Logs resumed without their checkpoint.
+    pub log_resume: Option<Arc<berth_containerizer::LogResumeMetrics>>,
 }
 
 /// A running agent. Shared by every connection.

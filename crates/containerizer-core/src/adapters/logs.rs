@@ -1,9 +1,8 @@
-//! Adapters from the fetcher and logger crates to the [`Fetch`] and [`Logs`] seams.
+//! [`LoggerAdapter`]: the [`Logs`] seam over a `berth-logger` [`ContainerLogger`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_fetcher::{Checksum, FetchRequest, Fetcher, UriSpec};
 use berth_logger::{ContainerLogSpec, ContainerLogger, DockerLogConfig, OutputStream};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -11,112 +10,16 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{BoxFut, OutputKind};
 use crate::id::ContainerId;
 use crate::mapping::LogConfigSpec;
-use crate::seams::{
-    Fetch, FetchPhase, FetchProgress, FetchProgressFn, LogTarget, Logs, OpenOutput,
-};
-use crate::spec::Uri;
+use crate::seams::{LogTarget, Logs, OpenOutput};
 
-/// [`Fetch`] over `berth-fetcher`.
-#[derive(Debug, Clone)]
-pub struct FetcherAdapter {
-    fetcher: Arc<Fetcher>,
-}
-
-impl FetcherAdapter {
-    /// Fetches with `fetcher`.
-    pub fn new(fetcher: Arc<Fetcher>) -> FetcherAdapter {
-        FetcherAdapter { fetcher }
-    }
-}
-
-/// A fetcher event in the seam's terms.
-fn fetch_progress(ev: &berth_fetcher::ProgressEvent) -> FetchProgress {
-    use berth_fetcher::Phase as P;
-    FetchProgress {
-        index: ev.index,
-        uri: ev.uri.to_string(),
-        phase: match ev.phase {
-            P::Downloading => FetchPhase::Downloading,
-            P::Verifying => FetchPhase::Verifying,
-            P::Extracting => FetchPhase::Extracting,
-            P::Cached => FetchPhase::Cached,
-            P::Done => FetchPhase::Done,
-            // A phase this build does not know yet: still work in progress.
-            _ => FetchPhase::Downloading,
-        },
-        bytes_done: ev.bytes_done,
-        bytes_total: ev.bytes_total,
-        elapsed: ev.elapsed,
-    }
-}
-
-fn uri_spec(u: &Uri) -> Result<UriSpec, String> {
-    let mut spec = UriSpec::new(u.value.clone())
-        .executable(u.executable)
-        .extract(u.extract)
-        .cache(u.cache);
-    if let Some(out) = &u.output_file {
-        spec = spec.output_file(out.clone());
-    }
-    if let Some(sum) = &u.checksum {
-        let parsed: Checksum = sum
-            .parse()
-            .map_err(|e| format!("URI '{}' has an invalid checksum '{sum}': {e}", u.value))?;
-        spec = spec.checksum(parsed);
-    }
-    Ok(spec)
-}
-
-impl Fetch for FetcherAdapter {
-    fn fetch<'a>(
-        &'a self,
-        container: &'a ContainerId,
-        uris: &'a [Uri],
-        sandbox: &'a std::path::Path,
-        user: Option<&'a str>,
-        progress: FetchProgressFn,
-    ) -> BoxFut<'a, Result<(), String>> {
-        Box::pin(async move {
-            let mut request = FetchRequest::new(sandbox);
-            for u in uris {
-                request = request.uri(uri_spec(u)?);
-            }
-            if let Some(user) = user {
-                request = request.user(user);
-            }
-            // The fetcher traces every event itself; here they only become the container's status.
-            request = request.on_progress(move |ev| progress(fetch_progress(ev)));
-            match self.fetcher.fetch(request).await {
-                Ok(report) => {
-                    tracing::info!(container = %container, uris = report.fetched.len(), "fetched URIs");
-                    Ok(())
-                }
-                // One line per failed URI, joined so the launch failure stays one line.
-                Err(failure) => Err(failure.to_string().replace('\n', "; ")),
-            }
-        })
-    }
-
-    fn discard_partials(&self, sandbox: &std::path::Path) {
-        // The fetcher owns the naming of its staging entries; it removes what a fetch killed
-        // with its process left behind.
-        match berth_fetcher::remove_leftover_staging(sandbox) {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(sandbox = %sandbox.display(), removed = n, "removed partial fetches left by a killed agent")
-            }
-            Err(e) => {
-                tracing::warn!(sandbox = %sandbox.display(), error = %e, "cannot remove partial fetches")
-            }
-        }
-    }
-}
+use super::resume::{resume_point, LogResumeMetrics};
 
 /// [`Logs`] over a `berth-logger` [`ContainerLogger`].
 #[derive(Debug)]
 pub struct LoggerAdapter<L> {
     logger: Arc<L>,
     reconnects: u32,
+    resume: Arc<LogResumeMetrics>,
 }
 
 impl<L: ContainerLogger + 'static> LoggerAdapter<L> {
@@ -125,7 +28,13 @@ impl<L: ContainerLogger + 'static> LoggerAdapter<L> {
         LoggerAdapter {
             logger,
             reconnects: 5,
+            resume: Arc::default(),
         }
+    }
+
+    /// How often a log had to be resumed without its checkpoint (for the agent's metrics).
+    pub fn resume_metrics(&self) -> Arc<LogResumeMetrics> {
+        self.resume.clone()
     }
 
     /// Docker's log driver settings the logger asks for, for [`Config::docker_log`](crate::Config).
@@ -181,12 +90,24 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
     ) -> BoxFut<'static, Result<(), String>> {
         let logger = self.logger.clone();
         let reconnects = self.reconnects;
+        let metrics = self.resume.clone();
         Box::pin(async move {
             let spec = log_spec(&target);
             let id = target.container.clone();
+            // Without a usable checkpoint the output resumes after what the sandbox files
+            // hold, never from the start (that would write it all twice).
+            let mut fallback_since = None;
             let opened = if resume {
                 logger.recover(&spec).or_else(|e| {
-                    tracing::warn!(container = %id, error = %e, "cannot resume the log; starting it anew");
+                    let since = resume_point(&target.sandbox);
+                    metrics.record(since);
+                    match since {
+                        Some(since) => tracing::warn!(container = %id, error = %e, since = ?since,
+                            "cannot resume the log from its checkpoint; continuing after the newest output in the sandbox files (output stamped shortly before the restart may be missing)"),
+                        None => tracing::warn!(container = %id, error = %e,
+                            "cannot resume the log from its checkpoint; the sandbox files hold no output, so it is read from the start"),
+                    }
+                    fallback_since = since;
                     logger.prepare(&spec)
                 })
             } else {
@@ -195,9 +116,15 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
             let mut log = opened.map_err(|e| e.to_string())?;
             let mut attempt = 0;
             loop {
+                // The log's own position once it has one, but never before the fallback point:
+                // what lies before that is in the files already.
+                let since = match (log.resume_since(), fallback_since) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
                 // Ends the stream when the agent stops: `consume` then returns with everything
                 // read so far handed to the writer.
-                let stream = open(log.resume_since())
+                let stream = open(since)
                     .take_until(stop.clone().cancelled_owned())
                     .map(|item| {
                         item.map(|c| {
@@ -282,21 +209,6 @@ mod tests {
     }
 
     #[test]
-    fn discarding_partials_removes_only_the_fetchers_staging() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tmp.path().join(".berth-fetch-x1/inner")).unwrap();
-        std::fs::write(tmp.path().join(".berth-fetch-x1/inner/part"), b"half").unwrap();
-        std::fs::write(tmp.path().join("kept.txt"), b"user data").unwrap();
-        let fetcher = Arc::new(berth_fetcher::Fetcher::builder().build().unwrap());
-        FetcherAdapter::new(fetcher).discard_partials(tmp.path());
-        let left: Vec<_> = std::fs::read_dir(tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(left, ["kept.txt"]);
-    }
-
-    #[test]
     fn logger_keys_are_one_to_one_and_keep_ordinary_ids() {
         let key = |s: &str| logger_key(&ContainerId::new(s).unwrap()).into_owned();
         assert_eq!(key("task-1"), "task-1");
@@ -342,5 +254,83 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert!(left.is_empty(), "checkpoints left after forget: {left:?}");
+    }
+
+    /// The logger's checkpoint is gone (or corrupt) after a restart: the log goes on after what
+    /// the files hold, without writing any of it twice, and the fallback is counted.
+    #[tokio::test]
+    async fn a_lost_checkpoint_resumes_after_the_files_without_duplicates() {
+        for damage in ["delete", "corrupt"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let state = tmp.path().join("logger");
+            let logger = Arc::new(SandboxLogger::new(LoggerConfig::new(&state)).unwrap());
+            let adapter = LoggerAdapter::new(logger);
+            let sandbox = tmp.path().join("sb");
+            std::fs::create_dir_all(&sandbox).unwrap();
+            let t0 = SystemTime::now();
+            let early = vec![
+                chunk(t0 - Duration::from_secs(3), "one\n"),
+                chunk(t0 - Duration::from_secs(2), "two\n"),
+            ];
+            let t = target("c1", &sandbox);
+            adapter.prepare(&t).unwrap();
+            adapter
+                .run(
+                    t.clone(),
+                    false,
+                    source(early.clone()),
+                    CancellationToken::new(),
+                )
+                .await
+                .unwrap();
+            let checkpoint = state.join("c1.json");
+            match damage {
+                "delete" => std::fs::remove_file(&checkpoint).unwrap(),
+                _ => std::fs::write(&checkpoint, b"{torn").unwrap(),
+            }
+            // After the restart Docker has the old entries and one stamped after the files'
+            // last write.
+            let mut all = early;
+            all.push(chunk(SystemTime::now() + Duration::from_secs(1), "three\n"));
+            adapter
+                .run(t, true, source(all), CancellationToken::new())
+                .await
+                .unwrap();
+            assert_eq!(
+                std::fs::read_to_string(sandbox.join("stdout")).unwrap(),
+                "one\ntwo\nthree\n",
+                "{damage}: nothing written twice"
+            );
+            let m = adapter.resume_metrics();
+            assert_eq!((m.fallbacks(), m.possible_gaps()), (1, 1), "{damage}");
+        }
+    }
+
+    /// Nothing in the files yet: the fallback reads the output from the start (all of it, once).
+    #[tokio::test]
+    async fn a_lost_checkpoint_with_empty_files_replays_everything_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("logger");
+        let logger = Arc::new(SandboxLogger::new(LoggerConfig::new(&state)).unwrap());
+        let adapter = LoggerAdapter::new(logger);
+        let sandbox = tmp.path().join("sb");
+        std::fs::create_dir_all(&sandbox).unwrap();
+        let t = target("c1", &sandbox);
+        adapter.prepare(&t).unwrap();
+        let t0 = SystemTime::now();
+        let all = vec![
+            chunk(t0 - Duration::from_secs(3), "one\n"),
+            chunk(t0 - Duration::from_secs(2), "two\n"),
+        ];
+        adapter
+            .run(t, true, source(all), CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(sandbox.join("stdout")).unwrap(),
+            "one\ntwo\n"
+        );
+        let m = adapter.resume_metrics();
+        assert_eq!((m.fallbacks(), m.possible_gaps()), (1, 0));
     }
 }

@@ -1,0 +1,94 @@
+//! Resuming a container's log when the logger's checkpoint cannot be used (deleted, corrupt,
+//! from an incompatible version): what the sandbox files already hold decides where to go on.
+//!
+//! Replaying the whole log from Docker would write everything the files hold a second time.
+//! Instead the output is resumed from the files' last modification: every entry in them was
+//! written after Docker stamped it, so none is stamped later than the newest file's mtime, and
+//! a replay from there repeats nothing. Entries stamped before that instant which the previous
+//! agent had not yet written are not replayed: a possible gap of at most the logger's write
+//! delay at the moment the agent stopped, which is reported (tracing and
+//! [`LogResumeMetrics`]) rather than hidden.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+/// Counts of logs resumed without a usable logger checkpoint.
+#[derive(Debug, Default)]
+pub struct LogResumeMetrics {
+    fallbacks: AtomicU64,
+    possible_gaps: AtomicU64,
+}
+
+impl LogResumeMetrics {
+    /// Logs whose checkpoint could not be used, resumed from the sandbox files' state.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Of those, the ones whose files already held output: output stamped shortly before the
+    /// restart may be missing from them.
+    pub fn possible_gaps(&self) -> u64 {
+        self.possible_gaps.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn record(&self, since: Option<SystemTime>) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        if since.is_some() {
+            self.possible_gaps.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The files a logger writes in a sandbox that tell how far it got: the current files, and the
+/// newest rotated ones (a rotation may have just emptied a current file).
+const LOG_FILES: [&str; 4] = ["stdout", "stderr", "stdout.1", "stderr.1"];
+
+/// Where to resume a container's output from, judging by its sandbox files: the newest
+/// modification time among log files that hold bytes, or `None` when none does (nothing was
+/// written, so replaying everything duplicates nothing).
+pub(super) fn resume_point(sandbox: &Path) -> Option<SystemTime> {
+    LOG_FILES
+        .iter()
+        .filter_map(|name| std::fs::metadata(sandbox.join(name)).ok())
+        .filter(|m| m.is_file() && m.len() > 0)
+        .filter_map(|m| m.modified().ok())
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_newest_non_empty_log_file_decides() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(resume_point(tmp.path()), None, "no files");
+        std::fs::write(tmp.path().join("stdout"), b"").unwrap();
+        std::fs::write(tmp.path().join("stderr"), b"").unwrap();
+        assert_eq!(resume_point(tmp.path()), None, "empty files");
+        let out = tmp.path().join("stdout");
+        std::fs::write(&out, b"a\n").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&out)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(resume_point(tmp.path()), Some(old));
+        let rotated = tmp.path().join("stderr.1");
+        std::fs::write(&rotated, b"b\n").unwrap();
+        let newer = std::fs::metadata(&rotated).unwrap().modified().unwrap();
+        assert_eq!(resume_point(tmp.path()), Some(newer));
+    }
+
+    #[test]
+    fn metrics_count_fallbacks_and_possible_gaps() {
+        let m = LogResumeMetrics::default();
+        m.record(None);
+        m.record(Some(SystemTime::now()));
+        assert_eq!((m.fallbacks(), m.possible_gaps()), (2, 1));
+    }
+}
