@@ -164,6 +164,19 @@ impl Agent {
                 ),
             ]);
         }
+        let (durable, lazy) = self.containerizer.checkpoint_writes();
+        out.extend([
+            Sample::counter(
+                "containerizer/checkpoints/durable_writes",
+                "Container checkpoints written and fsynced (launch accepted, running, ended)",
+                durable as f64,
+            ),
+            Sample::counter(
+                "containerizer/checkpoints/lazy_writes",
+                "Container checkpoints written without fsync (coalesced intermediate states)",
+                lazy as f64,
+            ),
+        ]);
         out.push(Sample::counter(
             "containerizer/docker/terminations",
             "Terminations decided since start",

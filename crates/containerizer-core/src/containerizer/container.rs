@@ -40,6 +40,19 @@ pub(crate) struct Runtime {
     pub docker_id: Option<String>,
 }
 
+/// What is on disk of a container's checkpoint, as far as this agent wrote it.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    /// The container was removed: a late write must not bring its checkpoint back.
+    pub removed: bool,
+    /// The record last written (a write of the same record is skipped).
+    pub last: Option<Record>,
+    /// Whether that write was durable.
+    pub durable: bool,
+    /// Where the next write goes.
+    pub slots: checkpoint::Slots,
+}
+
 /// The latest progress of each URI being fetched, for status. Bounded: a launch may list many
 /// URIs, but only a few are fetched at once, so finished ones make room first.
 #[derive(Debug, Default)]
@@ -91,10 +104,12 @@ pub(crate) struct Container {
     pub cancel: CancellationToken,
     launched: watch::Sender<LaunchStatus>,
     terminated: watch::Sender<Option<Arc<Termination>>>,
-    /// Serialises checkpoint writes; each write snapshots the latest state. Holds `true` once
-    /// the container was removed, so a late write cannot bring its checkpoint back. Shared so a
-    /// write's guard can travel with it onto the blocking thread.
-    pub checkpoint_lock: Arc<tokio::sync::Mutex<bool>>,
+    /// Serialises checkpoint writes; each write snapshots the latest state. Shared so a write's
+    /// guard can travel with it onto the blocking thread.
+    pub checkpoint_lock: Arc<tokio::sync::Mutex<Written>>,
+    /// A background write is queued: 0 none, else 1 + the strongest durability asked for. The
+    /// next write takes it over, so a burst of state changes costs one write.
+    pub checkpoint_queued: std::sync::atomic::AtomicU8,
 }
 
 impl Container {
@@ -123,7 +138,8 @@ impl Container {
             cancel: CancellationToken::new(),
             launched: watch::channel(launched).0,
             terminated: watch::channel(term).0,
-            checkpoint_lock: Arc::new(tokio::sync::Mutex::new(false)),
+            checkpoint_lock: Arc::new(tokio::sync::Mutex::new(Written::default())),
+            checkpoint_queued: std::sync::atomic::AtomicU8::new(0),
         }
     }
 

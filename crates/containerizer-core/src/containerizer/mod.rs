@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 pub use recovery::{OrphanAction, OrphanOutcome, RecoveryReport};
 
-use crate::checkpoint::Store;
+use crate::checkpoint::{Durability, Store};
 use crate::config::{host_totals, Config};
 use crate::engine::{Engine, ResourceUpdate};
 use crate::error::{Error, Result};
@@ -212,7 +212,9 @@ impl Containerizer {
         };
         let action = self.inner.apply(&c, Event::Destroy);
         self.inner.clone().carry_out(&c, action);
-        self.inner.persist(&c).await;
+        // Before answering: a restarted agent must know the destroy was asked for. Not fsynced:
+        // the termination's write will be.
+        self.inner.persist(&c, Durability::Lazy).await;
         Some(c.wait_terminated().await)
     }
 
@@ -228,7 +230,8 @@ impl Containerizer {
         }
         let action = self.inner.apply(&c, Event::Kill(signal));
         self.inner.clone().carry_out(&c, action);
-        self.inner.persist(&c).await;
+        // A restarted agent reports the end as KILLED only if it knows of the kill.
+        self.inner.persist(&c, Durability::Lazy).await;
         true
     }
 
@@ -283,7 +286,7 @@ impl Containerizer {
             rt.spec.resources = resources;
             rt.spec.limits = limits;
         }
-        self.inner.persist(&c).await;
+        self.inner.persist(&c, Durability::Lazy).await;
         Ok(())
     }
 
@@ -408,7 +411,7 @@ impl Containerizer {
         let containers: Vec<Arc<Container>> = self.inner.map().values().cloned().collect();
         let mut report = FlushReport::default();
         for c in containers {
-            match self.inner.persist(&c).await {
+            match self.inner.persist(&c, Durability::Durable).await {
                 Some(true) => report.written += 1,
                 Some(false) => report.failed += 1,
                 None => {}
@@ -421,6 +424,11 @@ impl Containerizer {
     /// bug; exposed for tests and metrics).
     pub fn illegal_transitions(&self) -> usize {
         self.inner.illegal.load(Ordering::SeqCst)
+    }
+
+    /// Checkpoint writes since start: `(durable, lazy)` (see [`crate::checkpoint::Durability`]).
+    pub fn checkpoint_writes(&self) -> (usize, usize) {
+        self.inner.store.writes()
     }
 
     /// How many terminations were decided since start (one per container that ended).
@@ -512,25 +520,40 @@ impl Inner {
         });
     }
 
-    /// Writes the container's checkpoint (the latest state, whoever calls). Failures are logged:
-    /// the container goes on, and recovery reconciles with Docker anyway. Returns whether the
-    /// write succeeded; `None` once the container was removed (nothing to write).
-    pub async fn persist(&self, c: &Container) -> Option<bool> {
+    /// Writes the container's checkpoint (the latest state, whoever calls), with at least
+    /// `durability` (more if a queued background write asked for more: this write serves it).
+    /// A write of what is already on disk is skipped. Failures are logged: the container goes
+    /// on, and recovery reconciles with Docker anyway. Returns whether the checkpoint is
+    /// current; `None` once the container was removed (nothing to write).
+    pub async fn persist(&self, c: &Container, durability: Durability) -> Option<bool> {
         #[cfg(test)]
         if let Some(gate) = self.mount_gate.get() {
             gate.pass(crate::testing::Op::Persist).await;
         }
-        let removed = c.checkpoint_lock.clone().lock_owned().await;
-        if *removed {
+        let mut written = c.checkpoint_lock.clone().lock_owned().await;
+        // Taken over before the snapshot: a change after it queues a new write.
+        let durability = match c.checkpoint_queued.swap(0, Ordering::SeqCst) {
+            2 => Durability::Durable,
+            _ => durability,
+        };
+        if written.removed {
             return None;
         }
         let record = c.record(&self.config.agent_id);
+        let current = written.last.as_ref() == Some(&record)
+            && (written.durable || durability == Durability::Lazy);
+        if current {
+            return Some(true);
+        }
         let store = self.store.clone();
         // The guard travels with the write: if this future is dropped (shutdown), the write still
         // completes before another may start, so two writes never share the temporary file.
         let result = tokio::task::spawn_blocking(move || {
-            let saved = store.save(&record);
-            drop(removed);
+            let saved = store.save(&record, durability, &mut written.slots);
+            if saved.is_ok() {
+                written.last = Some(record);
+                written.durable = durability == Durability::Durable;
+            }
             saved
         })
         .await;
@@ -544,6 +567,21 @@ impl Inner {
                 tracing::error!(container = %c.id, error = %e, "checkpoint task failed");
                 Some(false)
             }
+        }
+    }
+
+    /// Checkpoints in the background: one queued write per container at a time, taking the
+    /// latest state when it runs, so a burst of changes (a fast launch) costs one write.
+    pub fn persist_soon(self: &Arc<Self>, c: &Arc<Container>, durability: Durability) {
+        let level = match durability {
+            Durability::Lazy => 1,
+            Durability::Durable => 2,
+        };
+        if c.checkpoint_queued.fetch_max(level, Ordering::SeqCst) == 0 {
+            let (inner, c) = (self.clone(), c.clone());
+            self.spawn(async move {
+                inner.persist(&c, Durability::Lazy).await;
+            });
         }
     }
 
@@ -568,14 +606,14 @@ impl Inner {
                 )
             })?;
         }
-        let mut removed = c.checkpoint_lock.lock().await;
+        let mut written = c.checkpoint_lock.lock().await;
         let store = self.store.clone();
         let id = c.id.clone();
         tokio::task::spawn_blocking(move || store.remove(&id))
             .await
             .map_err(|e| Error::Config(format!("checkpoint removal task failed: {e}")))??;
-        *removed = true;
-        drop(removed);
+        written.removed = true;
+        drop(written);
         self.logs.forget(&c.id);
         let mut map = self.map();
         if map

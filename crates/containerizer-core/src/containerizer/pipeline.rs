@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::container::Container;
 use super::Inner;
+use crate::checkpoint::Durability;
 use crate::engine::{EngineError, EngineErrorKind};
 use crate::labels::{ownership, Ownership};
 use crate::mapping::{map_launch, Mapped, MappingContext};
@@ -55,27 +56,17 @@ pub(super) fn spawn_supervised(
             if let Action::Resolved(_) =
                 inner.apply(&c, Event::Abandoned(format!("internal error: {what}")))
             {
-                inner.persist(&c).await;
+                inner.persist(&c, Durability::Durable).await;
                 schedule_removal(inner.clone(), c.clone());
             }
         }
     });
 }
 
-/// Checkpoints in the background. Writes are serialised per container and each one snapshots
-/// the state when it runs, so the file always ends at the latest state; the launch path waits
-/// only for the write that makes the container RUNNING.
-fn persist_soon(inner: &Arc<Inner>, c: &Arc<Container>) {
-    let (inner, c) = (inner.clone(), c.clone());
-    inner.clone().spawn(async move {
-        inner.persist(&c).await;
-    });
-}
-
 /// Applies `Finished`, checkpoints the termination and schedules the removal.
 pub(super) async fn finish(inner: &Arc<Inner>, c: &Arc<Container>, exit: Option<ExitInfo>) {
     let action = inner.apply(c, Event::Finished(exit));
-    inner.persist(c).await;
+    inner.persist(c, Durability::Durable).await;
     if let Action::Resolved(_) = action {
         schedule_removal(inner.clone(), c.clone());
     }
@@ -198,7 +189,10 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         total: inner.config.launch_timeout,
         left: inner.config.launch_timeout,
     };
-    persist_soon(inner, c);
+    // Launch accepted: durable, so even a host crash cannot forget the container. Written in
+    // the background (coalesced with the next stages' changes when they come fast); the later
+    // stages only need to survive the agent (see `persist`).
+    inner.persist_soon(c, Durability::Durable);
 
     // FETCHING (the spec is checked first, so a bad spec fails before anything is done).
     let (mapped, target) = match prepare(inner, c) {
@@ -237,7 +231,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     }
 
     // PULLING
-    persist_soon(inner, c);
+    inner.persist_soon(c, Durability::Lazy);
     let (image, force) = {
         let rt = c.rt();
         let docker = rt.spec.docker_info().expect("checked by launch");
@@ -251,7 +245,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     }
 
     // MOUNTING
-    persist_soon(inner, c);
+    inner.persist_soon(c, Durability::Lazy);
     let mount = async {
         #[cfg(test)]
         if let Some(gate) = inner.mount_gate.get() {
@@ -268,7 +262,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
 
     // RUNNING: create. The machine is asked right before the request: nothing may be created or
     // started after a destroy.
-    persist_soon(inner, c);
+    inner.persist_soon(c, Durability::Lazy);
     if !c.rt().state.may_create() {
         return rollback(inner, c, false).await;
     }
@@ -301,7 +295,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     };
 
     // Start.
-    persist_soon(inner, c);
+    inner.persist_soon(c, Durability::Lazy);
     if !c.rt().state.may_start() {
         return rollback(inner, c, true).await;
     }
@@ -338,9 +332,9 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         }
     };
     attach_logger(inner, c, &docker_id, tty, target, false);
-    // The one write the launch waits for: `launch` never reports a container that a restarted
-    // agent would not know (it would be reaped as an orphan).
-    inner.persist(c).await;
+    // The one write the launch waits for, durable: `launch` never reports a container that a
+    // restarted agent would not know (it would be reaped as an orphan).
+    inner.persist(c, Durability::Durable).await;
     c.set_running();
     tracing::info!(container = %c.id, docker_id = %docker_id, "container running");
     watch_exit(inner, c, &docker_id).await

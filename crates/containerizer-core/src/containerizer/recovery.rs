@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use super::container::Container;
 use super::pipeline;
 use super::Inner;
-use crate::checkpoint::Record;
+use crate::checkpoint::{Record, Slots};
 use crate::engine::ContainerSummary;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
@@ -103,7 +103,7 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<RecoveryReport> {
         }
     }
 
-    for record in records {
+    for (record, slots) in records {
         if record.agent_id != inner.config.agent_id {
             tracing::warn!(container = %record.container_id, agent = %record.agent_id, "checkpoint of another agent; not adopted");
             report.foreign_checkpoints.push(record.container_id);
@@ -123,7 +123,7 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<RecoveryReport> {
         if !candidates.is_empty() {
             ours.insert(record.container_id.clone(), candidates);
         }
-        recover_one(inner, record, docker, &mut report).await;
+        recover_one(inner, record, slots, docker, &mut report).await;
     }
 
     let orphans: Vec<(ContainerId, ContainerSummary)> = ours
@@ -142,7 +142,7 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<RecoveryReport> {
     Ok(report)
 }
 
-fn insert(inner: &Inner, record: &Record, state: State) -> Arc<Container> {
+fn insert(inner: &Inner, record: &Record, slots: &Slots, state: State) -> Arc<Container> {
     let c = Arc::new(Container::new(
         record.container_id.clone(),
         record.name.clone(),
@@ -155,6 +155,11 @@ fn insert(inner: &Inner, record: &Record, state: State) -> Arc<Container> {
         rt.terminated_at = record.terminated_at;
         rt.docker_id = record.docker_id.clone();
     }
+    if let Ok(mut written) = c.checkpoint_lock.try_lock() {
+        // What is on disk (maybe not fsynced: it may have been a lazy write).
+        written.last = Some(record.clone());
+        written.slots = slots.clone();
+    }
     inner.map().insert(record.container_id.clone(), c.clone());
     c
 }
@@ -162,12 +167,18 @@ fn insert(inner: &Inner, record: &Record, state: State) -> Arc<Container> {
 async fn recover_one(
     inner: &Arc<Inner>,
     record: Record,
+    slots: Slots,
     docker: Option<ContainerSummary>,
     report: &mut RecoveryReport,
 ) {
     let id = record.container_id.clone();
     if let Some(t) = &record.termination {
-        let c = insert(inner, &record, State::Terminated(Arc::new(t.clone())));
+        let c = insert(
+            inner,
+            &record,
+            &slots,
+            State::Terminated(Arc::new(t.clone())),
+        );
         if record.terminated_at.is_none() {
             c.rt().terminated_at = Some(SystemTime::now());
         }
@@ -205,7 +216,7 @@ async fn recover_one(
                 },
                 killed: record.killed,
             };
-            let c = insert(inner, &record, state);
+            let c = insert(inner, &record, &slots, state);
             c.rt().pid = info.pid;
             c.rt().ips = info.ip_addresses.clone();
             if info.running {
@@ -236,7 +247,7 @@ async fn recover_one(
                 started: false,
                 killed: record.killed,
             });
-            spawn_rollback(inner, insert(inner, &record, state), false);
+            spawn_rollback(inner, insert(inner, &record, &slots, state), false);
             report.rolled_back.push(id);
         }
         None if record.docker_id.is_some() && interrupted == Phase::Running => {
@@ -247,7 +258,7 @@ async fn recover_one(
                 started: true,
                 killed: record.killed,
             });
-            let c = insert(inner, &record, state);
+            let c = insert(inner, &record, &slots, state);
             let inner2 = inner.clone();
             pipeline::spawn_supervised(inner.clone(), c.clone(), async move {
                 pipeline::finish(&inner2, &c, None).await
@@ -266,7 +277,7 @@ async fn recover_one(
             // If the agent died inside `create`, a container may exist under our name.
             spawn_rollback(
                 inner,
-                insert(inner, &record, state),
+                insert(inner, &record, &slots, state),
                 interrupted == Phase::Running,
             );
             report.rolled_back.push(id);

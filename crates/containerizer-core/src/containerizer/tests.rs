@@ -997,7 +997,7 @@ fn usage_update_and_remove() {
             h.cz.update(&id, res(64.0), Limits::default()).await,
             Err(Error::BeingDestroyed { .. })
         ));
-        let ckpt = h.dir.path().join("work/containers/c1/state.json");
+        let ckpt = h.dir.path().join("work/containers/c1");
         assert!(ckpt.exists());
         h.cz.remove(&id).await.unwrap();
         assert!(!ckpt.exists());
@@ -1282,7 +1282,14 @@ fn orphans_foreign_and_malformed_containers() {
             termination: None,
             terminated_at: None,
         };
-        h.cz.inner.store.save(&rec).unwrap();
+        h.cz.inner
+            .store
+            .save(
+                &rec,
+                crate::checkpoint::Durability::Durable,
+                &mut Default::default(),
+            )
+            .unwrap();
 
         let report = h.cz.recover().await.unwrap();
         assert_eq!(report.foreign_checkpoints, [Harness::id("x")]);
@@ -1765,5 +1772,46 @@ fn shutdown_leaves_containers_running_flushes_checkpoints_and_refuses_launches()
         let t = h2.cz.wait(&Harness::id("run")).await.unwrap();
         assert_eq!(t.state, TaskState::Finished);
         h2.assert_clean();
+    });
+}
+
+/// A whole life costs three durable checkpoint writes (launch accepted, RUNNING with the
+/// Docker id, the termination); the stages between are coalesced lazy writes, and writing what
+/// is already on disk is skipped.
+#[test]
+fn a_lifecycle_writes_three_durable_checkpoints() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("c1");
+        let mut spec = h.spec("c1");
+        spec.container.as_mut().unwrap().volumes.push(Volume {
+            container_path: "/data".into(),
+            host_path: Some("vol".into()),
+            mode: VolumeMode::Rw,
+            source: None,
+        });
+        h.cz.launch(&id, spec).await.unwrap();
+        let (durable, _) = h.cz.checkpoint_writes();
+        assert_eq!(durable, 2, "accepted and RUNNING");
+        let on_disk = h.cz.inner.store.load(&id).unwrap().unwrap();
+        assert_eq!(on_disk.phase, Phase::Running);
+        assert!(on_disk.docker_id.is_some());
+        assert_eq!(on_disk.created_dirs, [h.sandbox("c1").join("vol")]);
+        h.engine.exit("berth-c1", 0, false);
+        h.cz.wait(&id).await.unwrap();
+        // The termination is written right after it is published.
+        for _ in 0..100 {
+            if h.cz.checkpoint_writes().0 == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (durable, lazy) = h.cz.checkpoint_writes();
+        assert_eq!(durable, 3, "plus the termination");
+        assert!(lazy <= 4, "{lazy} lazy writes for four intermediate stages");
+        // Nothing changed: a flush writes nothing new.
+        assert_eq!(h.cz.flush().await.written, 1);
+        assert_eq!(h.cz.checkpoint_writes(), (durable, lazy));
+        h.assert_clean();
     });
 }
