@@ -44,6 +44,7 @@
 //! ```
 
 mod adapters;
+mod cgroup;
 pub mod checkpoint;
 mod config;
 mod containerizer;

@@ -144,6 +144,35 @@ async fn usage_with_requests_and_limits_and_live_update() {
     a.cz.launch(&id, spec).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let u = a.cz.usage(&id).await.unwrap();
+    // Read from the cgroup files at once, not Docker's stats (which wait for its collector);
+    // the numbers agree with Docker's: its CPU times fall between two of ours.
+    assert_eq!(
+        a.cz.usage_samples(),
+        (1, 0),
+        "sampled from the cgroup files"
+    );
+    let docker_id = a.cz.status(&id).unwrap().docker_id.unwrap();
+    let d = a
+        .docker
+        .containers()
+        .stats_snapshot(&docker_id)
+        .await
+        .unwrap();
+    let u2 = a.cz.usage(&id).await.unwrap();
+    let cpu = |s: &berth_containerizer::ResourceStatistics| {
+        s.cpus_user_time_secs.unwrap() + s.cpus_system_time_secs.unwrap()
+    };
+    let docker_cpu = (d.cpu_stats.cpu_usage.usage_in_usermode
+        + d.cpu_stats.cpu_usage.usage_in_kernelmode) as f64
+        / 1e9;
+    assert!(
+        cpu(&u) <= docker_cpu + 0.02 && docker_cpu <= cpu(&u2) + 0.02,
+        "ours {} then {}, Docker's {docker_cpu}",
+        cpu(&u),
+        cpu(&u2)
+    );
+    assert_eq!(u2.mem_limit_bytes, u.mem_limit_bytes);
+    assert_eq!(a.cz.usage_samples(), (2, 0));
     assert_eq!(u.cpus_soft_limit, Some(1.0));
     assert_eq!(u.cpus_limit, Some(2.0));
     assert_eq!(u.mem_soft_limit_bytes, Some(1 << 30));

@@ -126,3 +126,36 @@ async fn metrics_count_what_happened_in_both_formats() {
     agent.wait("run").await;
     remove_test_containers(T).await;
 }
+
+/// `GET_CONTAINERS` samples every running container at once from its cgroup files (Docker's
+/// stats would take up to a second each): statistics for all of them, none asked of Docker.
+#[tokio::test(flavor = "multi_thread")]
+async fn get_containers_samples_running_containers_from_their_cgroups() {
+    const T: &str = "e2e-usage-fast-path";
+    remove_test_containers(T).await;
+    let agent = Agent::start(T, &[]).await;
+    for id in ["u1", "u2", "u3"] {
+        assert_eq!(agent.launch_shell(id, "sleep 600").await.status, 200);
+    }
+    let r = agent
+        .call(serde_json::json!({"type": "GET_CONTAINERS"}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let body = r.json();
+    let entries = body["get_containers"]["containers"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{body}");
+    for e in entries {
+        let s = &e["resource_statistics"];
+        assert_eq!(s["processes"], 1, "{e}");
+        assert!(s["mem_total_bytes"].as_f64().unwrap() > 0.0, "{e}");
+        assert!(s["cpus_user_time_secs"].is_number(), "{e}");
+    }
+    let m = agent.get("/metrics/snapshot").await.json();
+    assert_eq!(m["containerizer/usage/cgroup_samples"], 3.0, "{m}");
+    assert_eq!(m["containerizer/usage/docker_samples"], 0.0, "{m}");
+    for id in ["u1", "u2", "u3"] {
+        assert_eq!(agent.kill(id, None).await.status, 200);
+        agent.wait(id).await;
+    }
+    remove_test_containers(T).await;
+}

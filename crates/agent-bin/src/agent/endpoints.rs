@@ -164,6 +164,19 @@ impl Agent {
                 ),
             ]);
         }
+        let (from_cgroups, from_docker) = self.containerizer.usage_samples();
+        out.extend([
+            Sample::counter(
+                "containerizer/usage/cgroup_samples",
+                "Usage samples read from the containers' cgroup files (immediate)",
+                from_cgroups as f64,
+            ),
+            Sample::counter(
+                "containerizer/usage/docker_samples",
+                "Usage samples asked from Docker's stats (up to a second each on Docker 20.10)",
+                from_docker as f64,
+            ),
+        ]);
         let (durable, lazy) = self.containerizer.checkpoint_writes();
         out.extend([
             Sample::counter(
@@ -205,7 +218,8 @@ impl Agent {
         r
     }
 
-    /// `GET_CONTAINERS` entries, sorted by id; with usage for running containers when asked.
+    /// `GET_CONTAINERS` entries, sorted by id; with usage for running containers when asked,
+    /// sampled for all of them at once (each sample is immediate from the cgroup files).
     pub(super) async fn container_entries(&self, with_usage: bool) -> Vec<Value> {
         let mut ids: Vec<_> = self.containerizer.containers().into_iter().collect();
         ids.sort();

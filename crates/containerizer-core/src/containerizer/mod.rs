@@ -92,6 +92,10 @@ pub(crate) struct Inner {
     pub stopping: CancellationToken,
     /// Every background task, so `shutdown` can wait for them to have ended.
     pub tasks: TaskTracker,
+    /// Where usage is read from the host's cgroup files; `None` always asks Docker.
+    pub cgroup_roots: Option<crate::cgroup::Roots>,
+    /// Usage samples taken from the cgroup files and from Docker's stats.
+    pub usage_samples: [AtomicUsize; 2],
     /// Lets unit tests hold the MOUNTING stage and checkpoint writes, which otherwise only touch
     /// local files.
     #[cfg(test)]
@@ -143,6 +147,8 @@ impl Containerizer {
                 resolutions: AtomicUsize::new(0),
                 stopping: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                cgroup_roots: Some(crate::cgroup::Roots::default()),
+                usage_samples: Default::default(),
                 #[cfg(test)]
                 mount_gate: std::sync::OnceLock::new(),
             }),
@@ -290,20 +296,52 @@ impl Containerizer {
         Ok(())
     }
 
-    /// Resource usage, from one-shot Docker stats. Unknown, destroying or not yet running
-    /// containers are errors that say which.
+    /// Resource usage, sampled at once: from the container's cgroup files when the agent runs
+    /// on the Docker host (Docker 20.10 answers even a one-shot stats request only at its
+    /// collector's next tick, up to a second later), else from one-shot Docker stats. Unknown,
+    /// destroying or not yet running containers are errors that say which.
     pub async fn usage(&self, id: &ContainerId) -> Result<ResourceStatistics> {
         let c = self.inner.running(id)?;
         let docker_id = c.docker_id().expect("a started container has a Docker id");
-        let engine = &self.inner.engine;
-        let (sample, processes) =
-            tokio::join!(engine.stats(&docker_id), engine.processes(&docker_id));
-        let sample = sample.map_err(|e| {
-            Error::engine(
-                format!("failed to collect statistics of container '{id}'"),
-                e,
-            )
-        })?;
+        let pid = c.rt().pid;
+        let local = match (&self.inner.cgroup_roots, pid) {
+            (Some(roots), Some(pid)) => {
+                let (roots, did) = (roots.clone(), docker_id.clone());
+                match tokio::task::spawn_blocking(move || crate::cgroup::sample(&roots, pid, &did))
+                    .await
+                {
+                    Ok(Ok(s)) => Some(s),
+                    Ok(Err(e)) => {
+                        tracing::debug!(container = %id, error = %e, "cgroup files unusable; asking Docker for stats");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::debug!(container = %id, error = %e, "cgroup sampling task failed");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let (sample, processes) = match local {
+            Some((sample, processes)) => {
+                self.inner.usage_samples[0].fetch_add(1, Ordering::Relaxed);
+                (sample, Some(processes))
+            }
+            None => {
+                let engine = &self.inner.engine;
+                let (sample, processes) =
+                    tokio::join!(engine.stats(&docker_id), engine.processes(&docker_id));
+                let sample = sample.map_err(|e| {
+                    Error::engine(
+                        format!("failed to collect statistics of container '{id}'"),
+                        e,
+                    )
+                })?;
+                self.inner.usage_samples[1].fetch_add(1, Ordering::Relaxed);
+                (sample, processes.ok())
+            }
+        };
         let mut stats = ResourceStatistics {
             timestamp: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -311,7 +349,7 @@ impl Containerizer {
                 .as_secs_f64(),
             ..ResourceStatistics::default()
         };
-        usage::measured(&sample, processes.ok(), &mut stats);
+        usage::measured(&sample, processes, &mut stats);
         let rt = c.rt();
         usage::limits(
             &rt.spec.resources,
@@ -320,6 +358,14 @@ impl Containerizer {
             &mut stats,
         );
         Ok(stats)
+    }
+
+    /// Usage samples taken since start: `(from cgroup files, from Docker's stats)`.
+    pub fn usage_samples(&self) -> (usize, usize) {
+        (
+            self.inner.usage_samples[0].load(Ordering::Relaxed),
+            self.inner.usage_samples[1].load(Ordering::Relaxed),
+        )
     }
 
     /// The container's status; unknown ids are an error.
