@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// Where the sandbox is mounted inside containers [default: /mnt/mesos/sandbox].
     #[arg(long, value_name = "PATH")]
     pub sandbox_directory: Option<String>,
+    /// Docker containers are named `<prefix>-<container id>`; agents sharing a daemon whose
+    /// container ids may repeat need different prefixes [default: berth].
+    #[arg(long, value_name = "PREFIX")]
+    pub docker_name_prefix: Option<String>,
     /// Grace between the stop signal and SIGKILL when a container is destroyed [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub docker_stop_timeout: Option<Duration>,
@@ -158,6 +162,8 @@ pub struct Config {
     pub docker_config: Option<String>,
     /// Sandbox path inside containers.
     pub sandbox_directory: String,
+    /// Docker names are `<prefix>-<container id>`.
+    pub docker_name_prefix: String,
     /// Destroy grace.
     pub docker_stop_timeout: Duration,
     /// Delay before removal of exited containers.
@@ -221,6 +227,7 @@ impl ServeArgs {
             docker_socket: self.docker_socket.or(other.docker_socket),
             docker_config: self.docker_config.or(other.docker_config),
             sandbox_directory: self.sandbox_directory.or(other.sandbox_directory),
+            docker_name_prefix: self.docker_name_prefix.or(other.docker_name_prefix),
             docker_stop_timeout: self.docker_stop_timeout.or(other.docker_stop_timeout),
             docker_remove_delay: self.docker_remove_delay.or(other.docker_remove_delay),
             docker_kill_orphans: self.docker_kill_orphans.or(other.docker_kill_orphans),
@@ -273,6 +280,18 @@ impl ServeArgs {
             return Err(ConfigError::new(
                 "--sandbox-directory",
                 format!("`{sandbox_directory}` must be an absolute path inside the container, e.g. /mnt/mesos/sandbox"),
+            ));
+        }
+        let docker_name_prefix = self.docker_name_prefix.unwrap_or_else(|| "berth".into());
+        let name_ok = docker_name_prefix.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && docker_name_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            && docker_name_prefix.len() <= 64;
+        if !name_ok {
+            return Err(ConfigError::new(
+                "--docker-name-prefix",
+                format!("`{docker_name_prefix}` must start with a letter or digit and have at most 64 of A-Z a-z 0-9 _ . - (it starts Docker container names)"),
             ));
         }
         for p in &self.allowed_host_paths {
@@ -360,6 +379,7 @@ impl ServeArgs {
             docker_socket,
             docker_config: self.docker_config,
             sandbox_directory,
+            docker_name_prefix,
             docker_stop_timeout: self.docker_stop_timeout.unwrap_or(Duration::from_secs(10)),
             docker_remove_delay: self
                 .docker_remove_delay
@@ -456,6 +476,7 @@ impl Config {
                 },
             ),
             ("sandbox_directory", self.sandbox_directory.clone()),
+            ("docker_name_prefix", self.docker_name_prefix.clone()),
             ("docker_stop_timeout", d(self.docker_stop_timeout)),
             ("docker_remove_delay", d(self.docker_remove_delay)),
             ("docker_kill_orphans", self.docker_kill_orphans.to_string()),
@@ -520,6 +541,7 @@ mod tests {
         let c = cli(&["--work-dir", "/w"]).unwrap().resolve().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:5051");
         assert_eq!(c.sandbox_directory, "/mnt/mesos/sandbox");
+        assert_eq!(c.docker_name_prefix, "berth");
         assert_eq!(c.docker_remove_delay, Duration::from_secs(6 * 3600));
         assert!(c.docker_kill_orphans);
         assert_eq!(c.docker_orphan_grace, Duration::from_secs(300));
@@ -591,6 +613,22 @@ mod tests {
             e.contains("--sandbox-directory") && e.contains("absolute"),
             "{e}"
         );
+        for bad in ["-x", "a/b", ""] {
+            let e = cli(&[&format!("--docker-name-prefix={bad}")])
+                .unwrap()
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--docker-name-prefix"), "{bad:?}: {e}");
+        }
+        let c = cli(&["--docker-name-prefix=berth-e2e-42"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(c.docker_name_prefix, "berth-e2e-42");
+        assert!(c
+            .flags()
+            .contains(&("docker_name_prefix", "berth-e2e-42".to_owned())));
         let e = cli(&["--allowed-host-path=data"])
             .unwrap()
             .resolve()

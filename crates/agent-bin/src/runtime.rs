@@ -187,6 +187,7 @@ pub fn build_containerizer(
     };
     let mut cz = berth_containerizer::Config::new(agent_id.clone(), &config.work_dir);
     cz.mapped_sandbox = config.sandbox_directory.clone();
+    cz.name_prefix = config.docker_name_prefix.clone();
     cz.allowed_host_roots = config.allowed_host_paths.clone();
     cz.allow_privileged = config.allow_privileged;
     cz.cfs = config.cgroups_enable_cfs;

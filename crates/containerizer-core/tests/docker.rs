@@ -33,7 +33,7 @@ async fn inspect(agent: &Agent, id: &ContainerId) -> api::ContainerInspect {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_maps_labels_and_host_config_and_ends_terminated() {
     const TEST: &str = "core_launch";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "launch-agent", root.path(), |_| {}).await;
     let id = ContainerId::new("launch-1").unwrap();
@@ -46,19 +46,19 @@ async fn launch_maps_labels_and_host_config_and_ends_terminated() {
     assert_eq!(status.phase, Phase::Running);
     assert!(status.pid.unwrap() > 1);
     let i = inspect(&a, &id).await;
-    assert_eq!(i.short_name(), "berth-launch-agent-launch-1");
+    assert_eq!(i.short_name(), a.name("launch-1"));
     let labels = i.config.labels.clone().unwrap();
-    assert_eq!(labels[labels::AGENT_ID], "launch-agent");
+    assert_eq!(labels[labels::AGENT_ID], a.agent_id);
     assert_eq!(labels[labels::CONTAINER_ID], "launch-1");
     assert_eq!(labels[labels::VERSION], labels::BERTH_VERSION);
-    assert_eq!(labels[berth_testbed::TEST_LABEL], TEST);
+    assert_eq!(labels[berth_testbed::TEST_LABEL], a.test);
     let env = i.config.env.clone().unwrap();
     for want in [
-        "GREETING=hi",
-        "MESOS_SANDBOX=/mnt/mesos/sandbox",
-        "MESOS_CONTAINER_NAME=berth-launch-agent-launch-1",
+        "GREETING=hi".to_owned(),
+        "MESOS_SANDBOX=/mnt/mesos/sandbox".to_owned(),
+        format!("MESOS_CONTAINER_NAME={}", a.name("launch-1")),
     ] {
-        assert!(env.iter().any(|e| e == want), "{want} missing from {env:?}");
+        assert!(env.contains(&want), "{want} missing from {env:?}");
     }
     assert_eq!(i.host_config.auto_remove, Some(false));
     assert_eq!(i.host_config.cpu_shares, Some(512));
@@ -89,7 +89,7 @@ async fn launch_maps_labels_and_host_config_and_ends_terminated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_destroy_report_killed_even_with_exit_zero() {
     const TEST: &str = "core_kill";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "kill-agent", root.path(), |_| {}).await;
     // Exits 0 on SIGTERM: still KILLED, not FINISHED (NoTransitionFromKillingToFinished).
@@ -121,13 +121,13 @@ async fn kill_and_destroy_report_killed_even_with_exit_zero() {
     assert_eq!(t.state, TaskState::Killed);
     assert_eq!(t.signaled_by(), Some(9));
     assert!(!a.cz.kill(&id, 9).await, "already terminated");
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_with_requests_and_limits_and_live_update() {
     const TEST: &str = "core_usage";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "usage-agent", root.path(), |_| {}).await;
     let id = ContainerId::new("busy").unwrap();
@@ -221,13 +221,13 @@ async fn usage_with_requests_and_limits_and_live_update() {
     a.cz.destroy(&id).await.unwrap();
     let e = a.cz.usage(&id).await.unwrap_err();
     assert_eq!(e.to_string(), "Container is being removed: busy");
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cfs_quota_reaches_the_cgroup() {
     const TEST: &str = "core_cfs";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "cfs-agent", root.path(), |c| c.cfs = true).await;
     let id = ContainerId::new("cfs").unwrap();
@@ -262,13 +262,13 @@ async fn cfs_quota_reaches_the_cgroup() {
     assert_eq!(read("cpu.cfs_period_us"), "100000");
     assert_eq!(read("cpu.shares"), "512");
     a.cz.destroy(&id).await.unwrap();
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oom_is_reported_as_a_memory_limitation() {
     const TEST: &str = "core_oom";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "oom-agent", root.path(), |_| {}).await;
     let id = ContainerId::new("hog").unwrap();
@@ -295,13 +295,13 @@ async fn oom_is_reported_as_a_memory_limitation() {
     let t = a.cz.wait(&id).await.unwrap();
     assert_eq!(t.exit_code, Some(137));
     assert_eq!(t.reason, None);
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_are_separated_and_sandbox_with_colon_works() {
     const TEST: &str = "core_logs";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "logs-agent", root.path(), |_| {}).await;
     let (out, err) = (uuid(), uuid());
@@ -326,13 +326,13 @@ async fn logs_are_separated_and_sandbox_with_colon_works() {
         std::fs::read_to_string(sandbox.join("stderr")).unwrap(),
         format!("err{err}\n")
     );
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_cmd_override_and_args() {
     const TEST: &str = "core_default_cmd";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "cmd-agent", root.path(), |_| {}).await;
     let tb = berth_testbed::testbed();
@@ -366,7 +366,7 @@ async fn default_cmd_override_and_args() {
             "{name}"
         );
     }
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,7 +411,7 @@ async fn http_server(stall: bool) -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_while_fetching_and_fetch_failure() {
     const TEST: &str = "core_fetch";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "fetch-agent", root.path(), |_| {}).await;
     let stalling = http_server(true).await;
@@ -466,7 +466,7 @@ async fn destroy_while_fetching_and_fetch_failure() {
     let t = a.cz.wait(&id).await.unwrap();
     assert_eq!(t.message, err);
     assert_eq!(t.reason, Some(Reason::ContainerLaunchFailed));
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,7 +502,7 @@ async fn pull_failure_names_image_and_registry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_from_the_authenticated_registry_with_a_docker_config() {
     const TEST: &str = "core_pull_auth";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let tb = berth_testbed::testbed();
     let root = tempfile::tempdir().unwrap();
     let config = root.path().join("config.json");
@@ -586,7 +586,7 @@ fn base64_encode(s: &str) -> String {
 async fn destroy_while_pulling_aborts_the_pull() {
     const TEST: &str = "core_pulling";
     let _lock = berth_testbed::exclusive("large-image");
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let tb = berth_testbed::testbed();
     let docker = common::docker().await;
     let upstream: std::net::SocketAddr = tb.registry.parse().unwrap();
@@ -646,7 +646,7 @@ async fn destroy_while_pulling_aborts_the_pull() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_reattaches_reports_exits_and_kills_orphans_only() {
     const TEST: &str = "core_recover";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let (run, gone) = (
         ContainerId::new("run").unwrap(),
@@ -677,30 +677,27 @@ async fn recover_reattaches_reports_exits_and_kills_orphans_only() {
         .unwrap();
     }
     let docker = common::docker().await;
+    let run_label = common::run_label(TEST);
     let label = |agent: &str, cid: &str| {
         let mut l = labels::own_labels(
-            &AgentId::new(agent).unwrap(),
+            &AgentId::new(common::agent_id(agent)).unwrap(),
             &ContainerId::new(cid).unwrap(),
         );
-        l.insert(berth_testbed::TEST_LABEL.to_owned(), TEST.to_owned());
+        l.insert(berth_testbed::TEST_LABEL.to_owned(), run_label.clone());
         l
     };
     let mut malformed = label("recover-agent", "x");
     malformed.insert(labels::CONTAINER_ID.to_owned(), "not a valid id".to_owned());
     let mut unlabelled = BTreeMap::new();
-    unlabelled.insert(berth_testbed::TEST_LABEL.to_owned(), TEST.to_owned());
+    unlabelled.insert(berth_testbed::TEST_LABEL.to_owned(), run_label.clone());
+    let by_name = |what: &str| format!("berth-{}-{what}", common::agent_id("recover-agent"));
+    let orphan_name = by_name("orphan");
     let mut by_hand = Vec::new();
     for (name, labels) in [
-        (
-            "berth-recover-agent-orphan",
-            label("recover-agent", "orphan"),
-        ),
-        (
-            "berth-recover-agent-foreign",
-            label("other-agent", "foreign"),
-        ),
-        ("berth-recover-agent-malformed", malformed),
-        ("berth-recover-agent-plain", unlabelled),
+        (orphan_name.clone(), label("recover-agent", "orphan")),
+        (by_name("foreign"), label("other-agent", "foreign")),
+        (by_name("malformed"), malformed),
+        (by_name("plain"), unlabelled),
     ] {
         let config = api::ContainerConfig {
             image: Some(berth_testbed::testbed().images.busybox.clone()),
@@ -710,7 +707,7 @@ async fn recover_reattaches_reports_exits_and_kills_orphans_only() {
         };
         let c = docker
             .containers()
-            .create(Some(name), &config)
+            .create(Some(&name), &config)
             .await
             .unwrap();
         docker.containers().start(&c.id).await.unwrap();
@@ -735,11 +732,10 @@ async fn recover_reattaches_reports_exits_and_kills_orphans_only() {
     assert_eq!(report.orphans[0].action, OrphanAction::Removed);
     for (name, docker_id) in &by_hand {
         let exists = docker.containers().inspect(docker_id).await;
-        match *name {
-            "berth-recover-agent-orphan" => {
-                assert!(matches!(&exists, Err(e) if e.is_not_found()), "orphan left")
-            }
-            other => assert!(exists.unwrap().state.running, "{other} was touched"),
+        if *name == orphan_name {
+            assert!(matches!(&exists, Err(e) if e.is_not_found()), "orphan left")
+        } else {
+            assert!(exists.unwrap().state.running, "{name} was touched");
         }
     }
     let t = b.cz.wait(&gone).await.unwrap();
@@ -755,13 +751,13 @@ async fn recover_reattaches_reports_exits_and_kills_orphans_only() {
         std::fs::read_to_string(b.sandbox("run").join("stdout")).unwrap(),
         "before\nafter\n"
     );
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_on_one_daemon_leave_each_other_alone() {
     const TEST: &str = "core_two_agents";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let (ra, rb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Agent::new(TEST, "agent-a", ra.path(), |_| {}).await;
     let b = Agent::new(TEST, "agent-b", rb.path(), |_| {}).await;
@@ -793,13 +789,13 @@ async fn two_agents_on_one_daemon_leave_each_other_alone() {
         "b's container untouched"
     );
     b2.cz.destroy(&id).await.unwrap();
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_delay_zero_cleans_up_right_after_the_termination() {
     const TEST: &str = "core_remove_delay";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "rm-agent", root.path(), |c| {
         c.remove_delay = Duration::ZERO
@@ -819,7 +815,7 @@ async fn remove_delay_zero_cleans_up_right_after_the_termination() {
 async fn many_concurrent_launches_with_random_kills_leave_nothing_behind() {
     const TEST: &str = "core_many";
     const N: usize = 100;
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "many-agent", root.path(), |_| {}).await;
     let mut tasks = Vec::new();
@@ -873,7 +869,7 @@ fn rand_delay(i: usize) -> Option<Duration> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_mapping_on_the_bridge_reaches_the_container() {
     const TEST: &str = "core_ports";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "ports-agent", root.path(), |_| {}).await;
     let port = {
@@ -940,13 +936,13 @@ async fn port_mapping_on_the_bridge_reaches_the_container() {
     assert_eq!(t.state, TaskState::Finished, "{t:?}");
     let out = std::fs::read_to_string(a.sandbox("nc2").join("stdout")).unwrap();
     assert_eq!(out, format!("received {message}\n"));
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volumes_relative_host_path_and_parameters() {
     const TEST: &str = "core_volumes";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "volumes-agent", root.path(), |_| {}).await;
     let id = ContainerId::new("vol").unwrap();
@@ -994,13 +990,13 @@ async fn volumes_relative_host_path_and_parameters() {
         .await
         .iter()
         .all(|c| !c.names.iter().any(|n| n.contains("bad"))));
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_volume_with_local_driver_options() {
     const TEST: &str = "core_named_volume";
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
     let a = Agent::new(TEST, "namedvol-agent", root.path(), |_| {}).await;
     // Unique per run: a volume outlives its containers, and runs may overlap.
@@ -1042,15 +1038,15 @@ async fn named_volume_with_local_driver_options() {
     assert_eq!(v.options.get("o").map(String::as_str), Some("size=4m"));
     assert_eq!(
         v.labels.get(berth_testbed::TEST_LABEL).map(String::as_str),
-        Some(TEST),
+        Some(a.test.as_str()),
         "{v:?}"
     );
     assert_eq!(
         v.labels.get("io.berth.agent-id").map(String::as_str),
-        Some("namedvol-agent"),
+        Some(a.agent_id.as_str()),
         "{v:?}"
     );
     a.cz.remove(&id).await.unwrap();
     a.docker.volumes().remove(&volume, false).await.unwrap();
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
 }

@@ -46,7 +46,7 @@ fn main() {
             }
         }
     }
-    rt.block_on(berth_testbed::remove_test_containers(TEST));
+    rt.block_on(common::cleanup(TEST));
     if failed > 0 {
         eprintln!("{failed} scenario(s) failed");
         std::process::exit(1);
@@ -118,6 +118,8 @@ fn spawn_helper(root: &Path, spec: &LaunchSpec) -> (Child, std::sync::mpsc::Rece
     );
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(ENV, job)
+        // The helper is this run's agent: same agent id, names and labels.
+        .env(common::RUN_ENV, common::run_id())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -150,7 +152,7 @@ fn await_line(rx: &std::sync::mpsc::Receiver<String>, want: &str, limit: Duratio
 }
 
 async fn run(scenario: Scenario) {
-    berth_testbed::remove_test_containers(TEST).await;
+    common::cleanup(TEST).await;
     let tb = berth_testbed::testbed();
     let root: PathBuf = tempfile::tempdir().unwrap().keep();
     let id = ContainerId::new("victim").unwrap();

@@ -4,7 +4,10 @@
 //!
 //! The binary is `$BERTH_BIN`, else `berth` next to the test executable's directory (where
 //! `cargo test --workspace` builds it). Every container a test makes carries the label
-//! `io.berth.test=<test name>` so [`berth_testbed::remove_test_containers`] can clean up.
+//! `io.berth.test=<test name>-<pid>` ([`run_label`]) and every agent names its Docker containers
+//! `berth-<pid>-<n>-<id>` ([`Agent::docker_name`]), so neither two agents of a run nor two runs
+//! of the suite on one daemon collide; [`remove_test_containers`] cleans up this run's containers and those of runs that
+//! died.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -26,7 +29,68 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-pub use berth_testbed::{exclusive, remove_test_containers, testbed, ThrottledProxy, TEST_LABEL};
+pub use berth_testbed::{exclusive, testbed, ThrottledProxy, TEST_LABEL};
+
+/// This run's value of the [`TEST_LABEL`] for test `test`: `<test>-<pid>`, so a concurrent run
+/// of the same test (another process) has its own containers.
+pub fn run_label(test: &str) -> String {
+    format!("{test}-{}", std::process::id())
+}
+
+/// `--label` text for this run's containers of `test`: `io.berth.test=<test>-<pid>`.
+pub fn test_label(test: &str) -> String {
+    format!("{TEST_LABEL}={}", run_label(test))
+}
+
+/// A Docker name prefix no other agent of this run or of another run uses.
+fn name_prefix() -> String {
+    static AGENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = AGENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("berth-{}-{n}", std::process::id())
+}
+
+/// Removes this run's containers of `test`, and those of earlier runs of it whose process is
+/// gone (a run that crashed before cleaning up); a concurrent live run's are left alone.
+/// Returns how many of this run's were removed.
+pub async fn remove_test_containers(test: &str) -> usize {
+    let removed = berth_testbed::remove_test_containers(&run_label(test)).await;
+    for value in labelled_values().await {
+        let Some(pid) = value
+            .strip_prefix(test)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            berth_testbed::remove_test_containers(&value).await;
+        }
+    }
+    removed
+}
+
+/// Every value of the test label on the daemon's containers.
+async fn labelled_values() -> Vec<String> {
+    let docker = berth_docker_api::Docker::from_env()
+        .await
+        .expect("the Docker daemon");
+    let options = berth_docker_api::ListContainersOptions {
+        all: true,
+        filters: berth_docker_api::Filters::new().label(TEST_LABEL),
+        ..Default::default()
+    };
+    let mut values: Vec<String> = docker
+        .containers()
+        .list(&options)
+        .await
+        .unwrap_or_else(|e| panic!("test cleanup: cannot list labelled containers: {e}"))
+        .into_iter()
+        .filter_map(|c| c.labels.get(TEST_LABEL).cloned())
+        .collect();
+    values.sort();
+    values.dedup();
+    values
+}
 
 /// The `berth` binary under test.
 ///
@@ -83,7 +147,7 @@ impl Resp {
 
 /// A `berth serve` process.
 pub struct Agent {
-    /// The test's name (the label value of its containers).
+    /// The test's label value for this run (`<test name>-<pid>`, see [`run_label`]).
     pub test: String,
     /// The base URL, e.g. `http://127.0.0.1:34567`.
     pub url: String,
@@ -93,6 +157,8 @@ pub struct Agent {
     pub args: Vec<String>,
     /// The bearer token sent with every request, if any.
     pub token: Option<String>,
+    /// `--docker-name-prefix` (unique to this agent).
+    pub prefix: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
     starts: usize,
@@ -109,7 +175,8 @@ impl std::fmt::Debug for Agent {
 }
 
 impl Agent {
-    /// Starts an agent with a fresh work directory and `args` added to `berth serve`.
+    /// Starts an agent with a fresh work directory and `args` added to `berth serve` (after a
+    /// `--docker-name-prefix` unique to the agent).
     pub async fn start(test: &str, args: &[&str]) -> Agent {
         testbed();
         let dir = tempfile::Builder::new()
@@ -117,12 +184,16 @@ impl Agent {
             .tempdir()
             .expect("a temp dir");
         let work_dir = dir.path().join("work");
+        let prefix = name_prefix();
+        let mut all_args = vec!["--docker-name-prefix".to_owned(), prefix.clone()];
+        all_args.extend(args.iter().map(|s| (*s).to_owned()));
         let mut agent = Agent {
-            test: test.to_owned(),
+            test: run_label(test),
             url: String::new(),
             work_dir,
-            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            args: all_args,
             token: None,
+            prefix,
             dir,
             child: None,
             starts: 0,
@@ -188,6 +259,11 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.child = Some(child);
+    }
+
+    /// The Docker name of this agent's container `id`.
+    pub fn docker_name(&self, id: &str) -> String {
+        format!("{}-{id}", self.prefix)
     }
 
     /// The agent process's id.

@@ -5,8 +5,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use berth_e2e::{
-    berth_bin, describe_output, docker_container_exists, remove_test_containers, testbed, Agent,
-    TEST_LABEL,
+    berth_bin, describe_output, docker_container_exists, remove_test_containers, test_label,
+    testbed, Agent,
 };
 use tokio::process::Command;
 
@@ -35,7 +35,7 @@ async fn run_embedded_uses_the_offline_default_image_and_exits_with_the_code() {
     remove_test_containers(T).await;
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().to_str().unwrap();
-    let label = format!("{TEST_LABEL}={T}");
+    let label = test_label(T);
     let o = berth(&[
         "run",
         "--work-dir",
@@ -138,7 +138,7 @@ async fn client_commands_drive_an_agent() {
     const T: &str = "e2e-cli-client";
     remove_test_containers(T).await;
     let agent = Agent::start(T, &[]).await;
-    let label = format!("{TEST_LABEL}={T}");
+    let label = test_label(T);
     let busybox = testbed().images.busybox.clone();
 
     let o = agent

@@ -38,6 +38,8 @@ async fn launch_wait_and_remove_report_what_mesos_reports() {
 
     let entry = agent.container("basic").await.expect("listed");
     assert_eq!(entry["berth"]["state"], "TERMINATED");
+    // Named with this run's prefix (`--docker-name-prefix`): concurrent runs never collide.
+    assert_eq!(entry["berth"]["name"], agent.docker_name("basic").as_str());
     assert_eq!(entry["berth"]["image"], testbed().images.busybox);
     assert_eq!(entry["berth"]["termination"]["state"], "TASK_FAILED");
     let docker_id = entry["berth"]["docker_id"]
@@ -53,7 +55,7 @@ async fn launch_wait_and_remove_report_what_mesos_reports() {
     assert_eq!(r.status, 200, "{r:?}");
     assert!(agent.container("basic").await.is_none());
     assert!(
-        !docker_container_exists("berth-basic").await,
+        !docker_container_exists(&agent.docker_name("basic")).await,
         "REMOVE removes the Docker container"
     );
     assert!(

@@ -374,7 +374,7 @@ async fn orphans_are_removed_and_other_agents_containers_are_left_alone() {
         labels: Some(HashMap::from([
             ("io.berth.agent-id".to_owned(), owner.to_owned()),
             ("io.berth.container-id".to_owned(), id.to_owned()),
-            (TEST_LABEL.to_owned(), T.to_owned()),
+            (TEST_LABEL.to_owned(), agent.test.clone()),
         ])),
         ..ContainerConfig::default()
     };

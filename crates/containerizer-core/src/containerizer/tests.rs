@@ -1815,3 +1815,77 @@ fn a_lifecycle_writes_three_durable_checkpoints() {
         h.assert_clean();
     });
 }
+
+/// A launch that fails because another run's Docker container holds the name is resolved by
+/// the state machine like any other failure: counted once, before `launch` returns, and the
+/// other container is left alone.
+#[test]
+fn a_name_conflict_is_one_counted_termination() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let theirs = h.engine.add_container(
+            "berth-c1",
+            BTreeMap::from([(labels::AGENT_ID.to_owned(), "another-run".to_owned())]),
+            Life::Running,
+            Duration::from_secs(60),
+        );
+        let err =
+            h.cz.launch(&Harness::id("c1"), h.spec("c1"))
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("the name is taken"), "{err}");
+        assert_eq!(h.cz.terminations_decided(), 1);
+        let t = h.cz.wait(&Harness::id("c1")).await.unwrap();
+        assert_eq!(t.state, TaskState::Failed);
+        assert_eq!(
+            h.cz.terminations_decided(),
+            1,
+            "waiting decides nothing new"
+        );
+        assert_eq!(
+            h.engine.life(&theirs),
+            Some(Life::Running),
+            "theirs untouched"
+        );
+        h.assert_clean();
+    });
+}
+
+/// Every termination is counted before anyone can see it: whenever a `destroy` returns, the
+/// count already includes its container, however the destroys interleave.
+#[test]
+fn terminations_are_counted_before_they_are_seen() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let h = Harness::new();
+        let n = 40;
+        for i in 0..n {
+            let id = Harness::id(&format!("c{i}"));
+            h.cz.launch(&id, h.spec(&format!("c{i}"))).await.unwrap();
+        }
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let (cz, seen) = (h.cz.clone(), seen.clone());
+            tasks.push(tokio::spawn(async move {
+                cz.destroy(&Harness::id(&format!("c{i}"))).await.unwrap();
+                let seen_now = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                assert!(
+                    cz.terminations_decided() >= seen_now,
+                    "{seen_now} terminations seen, {} counted",
+                    cz.terminations_decided()
+                );
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(h.cz.terminations_decided(), n);
+        h.assert_clean();
+    });
+}

@@ -1,5 +1,10 @@
 //! Shared setup of the integration tests: a containerizer over the real daemon, the real
 //! fetcher and logger, labelled for its test.
+//!
+//! Everything a run makes on the daemon is unique to the run, so two runs of the suite (two
+//! processes) on one daemon never touch each other's containers: agent ids and Docker names
+//! carry the run id ([`run_id`]: the test process's pid, passed on to helper processes), and the
+//! test label is `<test>-<run id>` ([`run_label`]).
 
 #![allow(dead_code)]
 
@@ -24,16 +29,73 @@ pub async fn docker() -> api::Docker {
         .expect("the test bed's daemon answers")
 }
 
+/// The environment variable that hands the run id to helper processes.
+pub const RUN_ENV: &str = "BERTH_TEST_RUN";
+
+/// This run's id: `$BERTH_TEST_RUN` (a helper process of a run), else this process's pid.
+pub fn run_id() -> String {
+    std::env::var(RUN_ENV).unwrap_or_else(|_| std::process::id().to_string())
+}
+
+/// This run's value of the test label for `test`.
+pub fn run_label(test: &str) -> String {
+    format!("{test}-{}", run_id())
+}
+
+/// This run's id for the agent called `agent` in a test.
+pub fn agent_id(agent: &str) -> String {
+    format!("{agent}-{}", run_id())
+}
+
+/// Removes this run's containers of `test`, and those earlier runs of it left behind when they
+/// died (their process is gone); a concurrent live run's are left alone. Returns how many of
+/// this run's were removed.
+pub async fn cleanup(test: &str) -> usize {
+    let removed = berth_testbed::remove_test_containers(&run_label(test)).await;
+    let docker = docker().await;
+    let options = api::ListContainersOptions {
+        all: true,
+        filters: api::Filters::new().label(berth_testbed::TEST_LABEL),
+        ..Default::default()
+    };
+    let listed = docker.containers().list(&options).await.unwrap();
+    let mut dead: Vec<String> = listed
+        .iter()
+        .filter_map(|c| c.labels.get(berth_testbed::TEST_LABEL))
+        .filter(|v| {
+            v.strip_prefix(test)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|run| run.parse::<u32>().ok())
+                .is_some_and(|pid| {
+                    pid.to_string() != run_id() && !Path::new(&format!("/proc/{pid}")).exists()
+                })
+        })
+        .cloned()
+        .collect();
+    dead.sort();
+    dead.dedup();
+    for value in dead {
+        berth_testbed::remove_test_containers(&value).await;
+    }
+    removed
+}
+
 /// One test's agent: its containerizer, work directory and sandboxes.
 pub struct Agent {
     pub cz: Containerizer,
     pub root: PathBuf,
     pub docker: api::Docker,
+    /// The test label's value for this run.
     pub test: String,
+    /// The agent id (unique to the run).
+    pub agent_id: String,
+    /// The Docker name prefix.
+    pub prefix: String,
 }
 
 impl Agent {
-    /// A containerizer for `test` with agent id `agent` under `root` (reused across "restarts").
+    /// A containerizer for `test` with the agent called `agent` (its id is [`agent_id`]) under
+    /// `root` (reused across "restarts").
     pub async fn new(
         test: &str,
         agent: &str,
@@ -41,11 +103,13 @@ impl Agent {
         tweak: impl FnOnce(&mut Config),
     ) -> Agent {
         let docker = docker().await;
-        let mut config = Config::new(AgentId::new(agent).unwrap(), root.join("work"));
-        config.name_prefix = format!("berth-{agent}");
+        let agent_id = agent_id(agent);
+        let label = run_label(test);
+        let mut config = Config::new(AgentId::new(&agent_id).unwrap(), root.join("work"));
+        config.name_prefix = format!("berth-{agent_id}");
         config
             .extra_labels
-            .insert(berth_testbed::TEST_LABEL.to_owned(), test.to_owned());
+            .insert(berth_testbed::TEST_LABEL.to_owned(), label.clone());
         config.remove_delay = Duration::from_secs(3600);
         config.kill_grace = Duration::from_secs(2);
         config.orphans.grace = Duration::ZERO;
@@ -65,8 +129,15 @@ impl Agent {
             cz,
             root: root.to_owned(),
             docker,
-            test: test.to_owned(),
+            test: label,
+            prefix: format!("berth-{agent_id}"),
+            agent_id,
         }
+    }
+
+    /// The Docker name of container `id`.
+    pub fn name(&self, id: &str) -> String {
+        format!("{}-{id}", self.prefix)
     }
 
     /// The sandbox directory of container `name`.
