@@ -37,7 +37,7 @@ pub enum LoggerError {
         reason: String,
     },
 
-    /// A container id that cannot name a checkpoint file.
+    /// A container id that cannot key a checkpoint.
     #[error("invalid container id `{id}`: {reason}")]
     InvalidContainerId {
         /// The id given.
@@ -67,19 +67,33 @@ pub enum LoggerError {
         source: std::io::Error,
     },
 
+    /// The logger's checkpoint journal (`<state_dir>/checkpoints.journal`) failed: it could not
+    /// be opened, or a checkpoint could not be stored or removed.
+    #[error("cannot {action}: {source}")]
+    Journal {
+        /// What was being done, e.g. "store the log checkpoint of container c1".
+        action: String,
+        /// The journal file.
+        path: PathBuf,
+        /// What the journal reported (it names the file and the operation that failed).
+        #[source]
+        source: berth_journal::JournalError,
+    },
+
     /// There is no checkpoint to recover a container's log from.
-    #[error("no log checkpoint for container {container_id} at {}: it was never prepared, or it was forgotten", path.display())]
+    #[error("no log checkpoint for container {container_id} in {}: it was never prepared, or it was forgotten, or a host crash lost it before it was stored durably", path.display())]
     NoCheckpoint {
         /// The container.
         container_id: String,
-        /// Where the checkpoint was looked for.
+        /// Where the checkpoint was looked for (the logger's checkpoint journal).
         path: PathBuf,
     },
 
-    /// A checkpoint file exists but cannot be used.
+    /// A stored checkpoint exists but cannot be used.
     #[error("unusable log checkpoint {}: {reason}", path.display())]
     BadCheckpoint {
-        /// The checkpoint file.
+        /// The file holding it: the checkpoint journal (or, for a checkpoint stored by an earlier
+        /// version, its `<container_id>.json` file).
         path: PathBuf,
         /// What is wrong with it.
         reason: String,

@@ -53,8 +53,13 @@ pub(crate) struct StreamFile {
     inode: u64,
     len: u64,
     fill: Fill,
+    /// Whether the current file may hold bytes not synced to disk: bytes were written to it
+    /// since its last sync, or it had bytes when opened (written before, synced or not).
+    dirty: bool,
     /// Rotated files not synced to disk yet, oldest first (see [`StreamFile::rotate`]).
     unsynced: VecDeque<File>,
+    /// Files synced since [`StreamFile::take_syncs`] was last called.
+    syncs: u64,
 }
 
 /// Rotated files whose sync may wait; beyond this the oldest is synced at once, so the logger
@@ -83,7 +88,9 @@ impl StreamFile {
             inode,
             len,
             fill,
+            dirty: len > 0,
             unsynced: VecDeque::new(),
+            syncs: 0,
         })
     }
 
@@ -147,6 +154,7 @@ impl StreamFile {
             ));
         }
         self.len += n as u64;
+        self.dirty = true;
         if n == limit && limit < data.len() {
             // The rest belongs in the next file.
             self.fill = Fill::Full;
@@ -174,14 +182,21 @@ impl StreamFile {
             &mut self.file,
             open_current(&self.dir, self.stream, self.owner)?.0,
         );
+        let old_dirty = self.dirty;
         self.reset_to_current()?;
         // The rotated file is synced later, with the current one (`sync_all`): syncing it now
-        // would stall the writer on the disk in the middle of a burst. A few may wait.
-        self.unsynced.push_back(old);
+        // would stall the writer on the disk in the middle of a burst. A few may wait. One with
+        // nothing unsynced (synced, then cut before more came) needs no sync.
+        if old_dirty {
+            self.unsynced.push_back(old);
+        }
         while self.unsynced.len() > MAX_UNSYNCED {
             let oldest = self.unsynced.pop_front().expect("non-empty");
-            if let Err(error) = oldest.sync_data() {
-                tracing::warn!(dir = %self.dir.display(), stream = %self.stream, %error, "cannot sync rotated log file");
+            match oldest.sync_data() {
+                Ok(()) => self.syncs += 1,
+                Err(error) => {
+                    tracing::warn!(dir = %self.dir.display(), stream = %self.stream, %error, "cannot sync rotated log file")
+                }
             }
         }
         tracing::debug!(stream = %self.stream, dir = %self.dir.display(), keep, "rotated log file");
@@ -203,6 +218,7 @@ impl StreamFile {
         self.inode = inode;
         self.len = len;
         self.fill = Fill::Open;
+        self.dirty = len > 0;
     }
 
     /// Takes inode and length from the (just opened) current file.
@@ -211,27 +227,48 @@ impl StreamFile {
         self.inode = meta.ino();
         self.len = meta.len();
         self.fill = Fill::Open;
+        self.dirty = meta.len() > 0;
         Ok(())
     }
 
-    /// Flushes the data of the current file and of rotated files not synced yet to the device.
+    /// Flushes the data of rotated files not synced yet and, if it has unsynced bytes, of the
+    /// current file to the device. A file without unsynced bytes costs nothing.
     pub fn sync_data(&mut self) -> io::Result<()> {
         self.sync_rotated()?;
-        self.file.sync_data()
+        if self.dirty {
+            self.file.sync_data()?;
+            self.synced();
+        }
+        Ok(())
     }
 
-    /// Flushes data and metadata of the current file and of rotated files not synced yet.
+    /// [`sync_data`](Self::sync_data), with the current file's metadata too.
     pub fn sync_all(&mut self) -> io::Result<()> {
         self.sync_rotated()?;
-        self.file.sync_all()
+        if self.dirty {
+            self.file.sync_all()?;
+            self.synced();
+        }
+        Ok(())
+    }
+
+    fn synced(&mut self) {
+        self.dirty = false;
+        self.syncs += 1;
     }
 
     fn sync_rotated(&mut self) -> io::Result<()> {
         while let Some(f) = self.unsynced.front() {
             f.sync_all()?;
             self.unsynced.pop_front();
+            self.syncs += 1;
         }
         Ok(())
+    }
+
+    /// How many files were synced since the last call (for the metrics).
+    pub fn take_syncs(&mut self) -> u64 {
+        std::mem::take(&mut self.syncs)
     }
 }
 
@@ -342,6 +379,39 @@ mod tests {
         write_all(&mut f, b"abcdefg");
         assert_eq!(read(dir.path(), "stdout"), b"g");
         assert!(!dir.path().join("stdout.1").exists());
+    }
+
+    #[test]
+    fn only_files_with_unsynced_bytes_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f =
+            StreamFile::open(dir.path(), OutputStream::Stdout, Rotation::Never, None).unwrap();
+        f.sync_all().unwrap();
+        assert_eq!(f.take_syncs(), 0, "a new, empty file");
+        write_all(&mut f, b"x");
+        f.sync_data().unwrap();
+        f.sync_all().unwrap();
+        assert_eq!(f.take_syncs(), 1, "synced once, then clean");
+        // A file with bytes when opened may hold unsynced ones (written before a restart).
+        let mut g =
+            StreamFile::open(dir.path(), OutputStream::Stdout, Rotation::Never, None).unwrap();
+        g.sync_all().unwrap();
+        assert_eq!(g.take_syncs(), 1);
+
+        let rot = Rotation::by_size(4, 3).unwrap().with_newline_window(0);
+        let mut r = StreamFile::open(dir.path(), OutputStream::Stderr, rot, None).unwrap();
+        write_all(&mut r, b"abcdefghij"); // two rotated files and a current one
+        r.sync_all().unwrap();
+        assert_eq!(r.take_syncs(), 3);
+        r.sync_all().unwrap();
+        assert_eq!(r.take_syncs(), 0);
+        // Full and synced, then rotated by the next write: the rotated file needs no sync.
+        write_all(&mut r, b"kl");
+        r.sync_all().unwrap();
+        assert_eq!(r.take_syncs(), 1);
+        write_all(&mut r, b"mnop");
+        r.sync_all().unwrap();
+        assert_eq!(r.take_syncs(), 1, "only the new current file");
     }
 
     #[test]

@@ -25,18 +25,28 @@
 //! the files at most [`LoggerConfig::flush_delay`] (5 ms) after it arrives.
 //!
 //! # Durability
-//! [`ContainerLog::finish`] syncs the current files and every rotated file not synced yet, then
-//! stores the final checkpoint; once it returns, the container's output is on disk. While output
-//! flows, data is left to the kernel's writeback (enough for an agent restart, see
+//! [`ContainerLog::finish`] syncs the files (current and rotated) that have bytes not synced
+//! yet, then stores the final checkpoint durably; once it returns, the container's output is on
+//! disk. A container without output costs no file sync. While output flows, data and
+//! checkpoints are left to the kernel's writeback (enough for an agent restart, see
 //! [`ContainerLog::resume_since`]) unless [`LoggerConfig::durable_checkpoints`] is set.
 //!
 //! # Recovery
 //! Each log checkpoints its position — a time to replay from (Docker's `since`) and how many
-//! bytes of the replay were already written — atomically (temporary file, fsync, rename). After a
-//! restart, [`ContainerLogger::recover`] cuts the files back to the checkpoint and
-//! [`ContainerLog::resume_since`] says where to reopen the stream; the replayed bytes already
-//! written are skipped. The exact guarantee (no gap beyond what Docker dropped, no duplicates
-//! under stated conditions) is on [`ContainerLog::resume_since`].
+//! bytes of the replay were already written — and which files hold it. All containers of a
+//! logger share one checkpoint journal, `<state_dir>/checkpoints.journal`: a checkpoint is an
+//! appended record, so it creates no file, and the fsyncs durable ones need are shared between
+//! containers. After a restart, [`ContainerLogger::recover`] cuts the files back to the
+//! checkpoint and [`ContainerLog::resume_since`] says where to reopen the stream; the replayed
+//! bytes already written are skipped. The exact guarantee (no gap beyond what Docker dropped, no
+//! duplicates under stated conditions) is on [`ContainerLog::resume_since`].
+//!
+//! An agent restart (even `kill -9`) loses no checkpoint: each is written to the journal before
+//! the logger goes on. A host crash can lose the ones not fsynced yet: then recovery starts from
+//! the newest checkpoint that reached the disk or, for a container none of whose checkpoints did
+//! (prepared less than the kernel's writeback delay, about 30 s, before the crash, and not
+//! finished), [`ContainerLogger::recover`] returns [`LoggerError::NoCheckpoint`]. See
+//! [`ContainerLog::resume_since`] for what that costs.
 //!
 //! # Faults
 //! A failing write (disk full, I/O error) is reported through `tracing` (one warning when it

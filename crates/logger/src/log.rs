@@ -126,8 +126,23 @@ impl ContainerLog {
     /// checkpointed file disappeared (deleted, or rotated away with a keep count of 0), recovery
     /// cannot cut, and at most the bytes of one checkpoint interval (1 s by default) are
     /// repeated. Chunks without a timestamp are written but not counted, so a replay repeats
-    /// them. On a host crash (not just an agent restart) bytes still in the page cache are lost
-    /// unless [`LoggerConfig::durable_checkpoints`](crate::LoggerConfig::durable_checkpoints) is set.
+    /// them.
+    ///
+    /// **Host crash.** The above holds for an agent restart, however abrupt. A host crash (power
+    /// loss, kernel panic) also loses what was only in the page cache, unless
+    /// [`LoggerConfig::durable_checkpoints`](crate::LoggerConfig::durable_checkpoints) is set
+    /// (then every checkpoint is durable and the files are synced before it):
+    /// * output written to the files but not yet on disk is lost (recovery logs it as missing);
+    /// * checkpoints are fsynced only at [`finish`](Self::finish), at recovery and every `keep`
+    ///   rotations of a stream, so recovery may start from an older one: up to the kernel's writeback delay
+    ///   (about 30 s) older, or less, as any durable checkpoint of any container makes all
+    ///   earlier ones durable. The files are cut back to it and Docker replays more; what its
+    ///   json-file caps no longer hold is lost. No checkpoint that can survive a crash names a
+    ///   file rotation deleted, so the cut never hits an unrelated file;
+    /// * a container none of whose checkpoints reached the disk (prepared within that delay of
+    ///   the crash and not finished) has none: [`recover`](crate::ContainerLogger::recover)
+    ///   returns [`LoggerError::NoCheckpoint`] and the caller
+    ///   decides where to resume (Berth's containerizer: after the newest output in the files).
     pub fn resume_since(&self) -> Option<SystemTime> {
         self.accepted.resume_since()
     }

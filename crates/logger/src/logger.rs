@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::checkpoint::{CheckpointFile, Phase, Totals};
+use crate::checkpoint::{check_container_id, CheckpointStore, Phase, Totals};
 use crate::docker_log::DockerLogConfig;
 use crate::error::LoggerError;
 use crate::file::StreamFile;
@@ -23,8 +23,8 @@ use crate::OutputStream;
 /// What the logger needs to know about one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerLogSpec {
-    /// The container's id; names its checkpoint, so it may only contain ASCII letters, digits,
-    /// `-`, `_` and `.` (not first).
+    /// The container's id; keys its checkpoint (and named its checkpoint file in earlier
+    /// versions), so it may only contain ASCII letters, digits, `-`, `_` and `.` (not first).
     pub container_id: String,
     /// The sandbox directory, which must exist; the log files go directly in it.
     pub sandbox: PathBuf,
@@ -78,8 +78,11 @@ impl ContainerLogSpec {
 /// Settings shared by all containers of one logger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggerConfig {
-    /// Directory for the per-container checkpoints (`<state_dir>/<container_id>.json`). It should
-    /// be the agent's own, outside any sandbox, so a container cannot tamper with it.
+    /// Directory of the logger's checkpoints: one journal, `<state_dir>/checkpoints.journal`,
+    /// holding every container's checkpoint (`<container_id>.json` files of earlier versions are
+    /// still read, then removed). It should be the agent's own, outside any sandbox, so a
+    /// container cannot tamper with it, and only one logger may use it at a time (the agent's
+    /// lock on its work directory ensures that).
     pub state_dir: PathBuf,
     /// Largest batch gathered while the previous one is written (default 256 KiB). The logger
     /// holds at most two, so this bounds its memory per container.
@@ -94,9 +97,11 @@ pub struct LoggerConfig {
     pub checkpoint_interval: Duration,
     /// How long a failing write is retried before its bytes are dropped (default 10 s).
     pub retry_window: Duration,
-    /// Sync the log files' data to disk before every checkpoint (default off). Off, an agent
-    /// restart loses nothing but a host crash may lose the last seconds of output; on, costs
-    /// one `fdatasync` per checkpoint.
+    /// Sync the log files' data to disk before every checkpoint and store every checkpoint
+    /// durably (default off). Off, an agent restart loses nothing, but a host crash may lose the
+    /// last seconds of output and the checkpoints of the last seconds (recovery then falls back
+    /// to an older checkpoint, or to none; see the crate documentation); on, costs an
+    /// `fdatasync` of each file written to and a (shared) one of the journal per checkpoint.
     pub durable_checkpoints: bool,
     /// The Docker log driver settings reported by [`ContainerLogger::docker_log_config`].
     pub docker_log: DockerLogConfig,
@@ -148,22 +153,31 @@ impl LoggerConfig {
 /// 4. after an agent restart, [`recover`](Self::recover) each known container and go to 2;
 /// 5. when the container is gone for good, [`forget`](Self::forget) it.
 ///
-/// `prepare`, `recover` and `forget` do a few small file operations synchronously.
+/// `prepare`, `recover` and `forget` do a few small file operations synchronously, and wait for
+/// the logger's checkpoint journal to take their record: a `write` by its writer thread,
+/// batched with other containers' records, plus an fsync for `recover` (and for a `prepare`
+/// that replaces an earlier checkpoint of the same id).
 pub trait ContainerLogger: Send + Sync + fmt::Debug {
     /// The rotation a container with environment `env` gets, or the error naming a bad or
     /// unknown `CONTAINER_LOGGER_*` variable.
     fn rotations(&self, env: &BTreeMap<String, String>) -> Result<StreamRotations, LoggerError>;
 
     /// Opens a new container's log: files `<sandbox>/stdout` and `<sandbox>/stderr` (appended to
-    /// if they exist), and a fresh checkpoint (replacing any earlier one for this id).
+    /// if they exist), and a fresh checkpoint (replacing any earlier one for this id). The
+    /// checkpoint is written but not fsynced: after a host crash before the container's first
+    /// durable checkpoint, [`recover`](Self::recover) may find none.
     fn prepare(&self, spec: &ContainerLogSpec) -> Result<ContainerLog, LoggerError>;
 
     /// Reopens the log of a container that was being logged before the agent restarted: cuts
     /// the files back to the last checkpoint (undoing later rotations) so that consuming from
-    /// [`ContainerLog::resume_since`] continues without gap or duplicate.
+    /// [`ContainerLog::resume_since`] continues without gap or duplicate. Without a checkpoint
+    /// (never prepared, forgotten, or lost in a host crash before it was durable) it returns
+    /// [`LoggerError::NoCheckpoint`] and touches nothing.
     fn recover(&self, spec: &ContainerLogSpec) -> Result<ContainerLog, LoggerError>;
 
-    /// Removes a container's checkpoint (not its log files, which belong to the sandbox).
+    /// Removes a container's checkpoint (not its log files, which belong to the sandbox). The
+    /// removal is not fsynced: after a host crash the checkpoint may be back (harmless, it
+    /// takes a few hundred bytes).
     fn forget(&self, container_id: &str) -> Result<(), LoggerError>;
 
     /// The log driver settings to create every container with.
@@ -182,7 +196,8 @@ pub struct SandboxLogger {
 }
 
 impl SandboxLogger {
-    /// A sandbox logger with the given settings.
+    /// A sandbox logger with the given settings. Opens (creating it if needed) the checkpoint
+    /// journal in [`LoggerConfig::state_dir`] and reads it.
     pub fn new(config: LoggerConfig) -> Result<Self, LoggerError> {
         Ok(SandboxLogger {
             core: Core::new(config, StreamRotations::both(Rotation::Never))?,
@@ -199,7 +214,8 @@ pub struct RotatingLogger {
 }
 
 impl RotatingLogger {
-    /// A rotating logger with the given default rotation.
+    /// A rotating logger with the given default rotation. Opens (creating it if needed) the
+    /// checkpoint journal in [`LoggerConfig::state_dir`] and reads it.
     pub fn new(config: LoggerConfig, defaults: StreamRotations) -> Result<Self, LoggerError> {
         Ok(RotatingLogger {
             core: Core::new(config, defaults)?,
@@ -252,22 +268,25 @@ struct Core {
     config: LoggerConfig,
     defaults: StreamRotations,
     metrics: Arc<LoggerMetrics>,
+    /// Every container's checkpoint, in one journal.
+    checkpoints: Arc<CheckpointStore>,
 }
 
 /// A spec checked and resolved.
 struct Resolved {
     rotations: StreamRotations,
     owner: Option<Owner>,
-    checkpoint: CheckpointFile,
 }
 
 impl Core {
     fn new(config: LoggerConfig, defaults: StreamRotations) -> Result<Self, LoggerError> {
         config.validate()?;
+        let checkpoints = Arc::new(CheckpointStore::open(&config.state_dir)?);
         Ok(Core {
             config,
             defaults,
             metrics: Arc::default(),
+            checkpoints,
         })
     }
 
@@ -291,14 +310,7 @@ impl Core {
             }
             Err(e) => return Err(LoggerError::io("use sandbox", &spec.sandbox, e)),
         }
-        fs::create_dir_all(&self.config.state_dir).map_err(|e| {
-            LoggerError::io("create logger state directory", &self.config.state_dir, e)
-        })?;
-        Ok(Resolved {
-            rotations,
-            owner,
-            checkpoint: CheckpointFile::new(&self.config.state_dir, &spec.container_id),
-        })
+        Ok(Resolved { rotations, owner })
     }
 
     fn open_files(
@@ -316,17 +328,20 @@ impl Core {
     fn prepare(&self, spec: &ContainerLogSpec) -> Result<ContainerLog, LoggerError> {
         let r = self.resolve(spec)?;
         let [stdout, stderr] = self.open_files(spec, &r)?;
+        // Replacing an earlier checkpoint of this id durably: a host crash must not bring back
+        // the earlier one, which describes other files.
+        let replaces = self.checkpoints.contains(&spec.container_id);
         let mut writer = Writer::new(
             spec.container_id.clone(),
             stdout,
             stderr,
             Position::default(),
             Totals::default(),
-            r.checkpoint,
+            self.checkpoints.clone(),
             self.tuning(),
             self.metrics.clone(),
         );
-        writer.initial_checkpoint()?;
+        writer.initial_checkpoint(replaces)?;
         tracing::debug!(container_id = %spec.container_id, sandbox = %spec.sandbox.display(), rotations = ?r.rotations, "container log prepared");
         Ok(ContainerLog::new(
             writer,
@@ -340,13 +355,10 @@ impl Core {
 
     fn recover(&self, spec: &ContainerLogSpec) -> Result<ContainerLog, LoggerError> {
         let r = self.resolve(spec)?;
-        let cp =
-            r.checkpoint
-                .load(&spec.container_id)?
-                .ok_or_else(|| LoggerError::NoCheckpoint {
-                    container_id: spec.container_id.clone(),
-                    path: r.checkpoint.path().to_owned(),
-                })?;
+        let cp = self
+            .checkpoints
+            .load(&spec.container_id)?
+            .ok_or_else(|| self.checkpoints.missing(&spec.container_id))?;
         for (stream, record) in [
             (OutputStream::Stdout, cp.stdout),
             (OutputStream::Stderr, cp.stderr),
@@ -382,11 +394,13 @@ impl Core {
             stderr,
             cp.position,
             cp.totals,
-            r.checkpoint,
+            self.checkpoints.clone(),
             self.tuning(),
             self.metrics.clone(),
         );
-        writer.initial_checkpoint()?;
+        // Durably: the files were just cut back, and counting rotations towards the next
+        // durable checkpoint starts here (see `crate::checkpoint`).
+        writer.initial_checkpoint(true)?;
         Ok(ContainerLog::new(
             writer,
             self.config.batch_bytes,
@@ -399,33 +413,8 @@ impl Core {
 
     fn forget(&self, container_id: &str) -> Result<(), LoggerError> {
         check_container_id(container_id)?;
-        CheckpointFile::new(&self.config.state_dir, container_id).remove()
+        self.checkpoints.remove(container_id)
     }
-}
-
-fn check_container_id(id: &str) -> Result<(), LoggerError> {
-    let bad = |reason| {
-        Err(LoggerError::InvalidContainerId {
-            id: id.to_owned(),
-            reason,
-        })
-    };
-    if id.is_empty() {
-        return bad("it is empty");
-    }
-    if id.len() > 200 {
-        return bad("it is longer than 200 bytes");
-    }
-    if id.starts_with('.') {
-        return bad("it starts with `.`");
-    }
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return bad("only ASCII letters, digits, `-`, `_` and `.` are allowed");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

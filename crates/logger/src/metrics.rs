@@ -12,6 +12,9 @@ pub struct LoggerMetrics {
     rotations: AtomicU64,
     files_recreated: AtomicU64,
     checkpoint_errors: AtomicU64,
+    checkpoints_stored: AtomicU64,
+    checkpoints_durable: AtomicU64,
+    file_syncs: AtomicU64,
     timestamp_regressions: AtomicU64,
     active_logs: AtomicU64,
 }
@@ -31,6 +34,15 @@ pub struct MetricsSnapshot {
     pub files_recreated: u64,
     /// Checkpoints that could not be written.
     pub checkpoint_errors: u64,
+    /// Checkpoints stored (records appended to the logger's checkpoint journal).
+    pub checkpoints_stored: u64,
+    /// Of those, the ones stored durably (each waits for an fsync of the journal, which
+    /// concurrent ones share; see the crate documentation on durability).
+    pub checkpoints_durable: u64,
+    /// Log files (current or rotated) synced to disk. A file is synced only if bytes were written
+    /// to it since its last sync, so a container without output costs none. Syncs of rotated
+    /// files done while writing are counted at the container's next checkpoint.
+    pub file_syncs: u64,
     /// Chunks stamped before output already written from their stream (a source that repeats
     /// output, or a clock step): written anyway, counted here.
     pub timestamp_regressions: u64,
@@ -49,6 +61,9 @@ impl LoggerMetrics {
             rotations: r(&self.rotations),
             files_recreated: r(&self.files_recreated),
             checkpoint_errors: r(&self.checkpoint_errors),
+            checkpoints_stored: r(&self.checkpoints_stored),
+            checkpoints_durable: r(&self.checkpoints_durable),
+            file_syncs: r(&self.file_syncs),
             timestamp_regressions: r(&self.timestamp_regressions),
             active_logs: r(&self.active_logs),
         }
@@ -71,6 +86,17 @@ impl LoggerMetrics {
     }
     pub(crate) fn checkpoint_error(&self) {
         self.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn checkpoint_stored(&self, durable: bool) {
+        self.checkpoints_stored.fetch_add(1, Ordering::Relaxed);
+        if durable {
+            self.checkpoints_durable.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    pub(crate) fn add_file_syncs(&self, n: u64) {
+        if n > 0 {
+            self.file_syncs.fetch_add(n, Ordering::Relaxed);
+        }
     }
     pub(crate) fn timestamp_regression(&self) {
         self.timestamp_regressions.fetch_add(1, Ordering::Relaxed);

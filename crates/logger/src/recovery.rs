@@ -5,6 +5,17 @@
 //! the checkpointed length, and if rotations happened after the checkpoint, the files they
 //! created are removed and the checkpointed file becomes current again. The file is found by its
 //! inode, so a rename never confuses it with another.
+//!
+//! That needs the checkpointed file to still exist: a file rotation deleted may have passed its
+//! inode number on to a new file. The writer sees to it (see [`crate::checkpoint`]): once a
+//! stream has rotated `keep` times since the last *durable* checkpoint, before the next rotation
+//! would delete that checkpoint's file, it stores a durable one. So the newest checkpoint names
+//! an existing file after an agent restart, and also after a host crash, which may lose the
+//! lazily stored checkpoints since the last durable one. (With a keep count of 0 rotation
+//! deletes the current file itself: the file is not found, and output is repeated.)
+//!
+//! After a host crash the file may also be shorter than checkpointed (its last bytes were only in
+//! the page cache): those bytes are reported as missing; Docker's replay does not bring them back.
 
 use std::fs::{self, OpenOptions};
 use std::io;

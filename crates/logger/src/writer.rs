@@ -1,12 +1,21 @@
 //! The blocking half of a container's log: writes batches into the files, rotates, retries or
 //! drops on write errors, and checkpoints. It runs on Tokio's blocking threads, one batch at a
 //! time, so the async runtime never waits on the disk.
+//!
+//! Checkpoints go to the logger's shared journal ([`crate::checkpoint`]): lazily (written, not
+//! fsynced) at the start and every checkpoint interval while output flows; durably at
+//! [`Writer::finish`], after `keep` rotations of a stream since the last durable one, and always
+//! with [`LoggerConfig::durable_checkpoints`](crate::LoggerConfig). The log files are synced
+//! before the final checkpoint (and before every one with `durable_checkpoints`), but only the
+//! files with bytes not synced yet: a container without output costs no file sync.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_journal::Durability;
+
 use crate::batch::Batch;
-use crate::checkpoint::{Checkpoint, CheckpointFile, FileRecord, Phase, Totals, FORMAT_VERSION};
+use crate::checkpoint::{Checkpoint, CheckpointStore, FileRecord, Phase, Totals, FORMAT_VERSION};
 use crate::file::StreamFile;
 use crate::metrics::LoggerMetrics;
 use crate::position::Position;
@@ -49,11 +58,12 @@ pub(crate) struct Writer {
     files: [StreamFile; 2],
     position: Position,
     totals: Totals,
-    checkpoint: CheckpointFile,
+    checkpoints: Arc<CheckpointStore>,
     last_checkpoint: Instant,
     bytes_at_last_checkpoint: u64,
     dirty: bool,
-    rotations_since_checkpoint: [u32; 2],
+    /// Rotations per stream since the last durable checkpoint.
+    rotations_since_durable: [u32; 2],
     health: Health,
     tuning: Tuning,
     metrics: Arc<LoggerMetrics>,
@@ -67,7 +77,7 @@ impl Writer {
         stderr: StreamFile,
         position: Position,
         totals: Totals,
-        checkpoint: CheckpointFile,
+        checkpoints: Arc<CheckpointStore>,
         tuning: Tuning,
         metrics: Arc<LoggerMetrics>,
     ) -> Self {
@@ -76,11 +86,11 @@ impl Writer {
             files: [stdout, stderr],
             position,
             totals,
-            checkpoint,
+            checkpoints,
             last_checkpoint: Instant::now(),
             bytes_at_last_checkpoint: totals.stdout_bytes + totals.stderr_bytes,
             dirty: true,
-            rotations_since_checkpoint: [0, 0],
+            rotations_since_durable: [0, 0],
             health: Health::Healthy,
             tuning,
             metrics,
@@ -108,7 +118,7 @@ impl Writer {
             offset += seg.len;
         }
         if force_checkpoint || self.checkpoint_due() {
-            self.checkpoint(Phase::Running);
+            self.checkpoint(Phase::Running, false);
         }
     }
 
@@ -136,11 +146,14 @@ impl Writer {
                     if w.rotated {
                         self.totals.rotations += 1;
                         self.metrics.rotation();
-                        self.rotations_since_checkpoint[i] += 1;
+                        self.rotations_since_durable[i] += 1;
                         // Recovery finds the checkpointed file among the rotated ones by inode; the
-                        // next rotation would delete it, so name the new one now.
-                        if self.rotations_since_checkpoint[i] >= self.files[i].keep() {
-                            self.checkpoint(Phase::Running);
+                        // next rotation would delete it (and a new file may then get its inode
+                        // number), so name the new one now, durably: no checkpoint a host crash
+                        // can leave names a deleted file. Lazy checkpoints in between do not
+                        // count, as a host crash may lose them.
+                        if self.rotations_since_durable[i] >= self.files[i].keep() {
+                            self.checkpoint(Phase::Running, true);
                         }
                     }
                 }
@@ -237,9 +250,11 @@ impl Writer {
         self.dirty && self.last_checkpoint.elapsed() >= self.tuning.checkpoint_interval
     }
 
-    /// Recreates deleted files, then stores a checkpoint. Failures are reported, counted and
-    /// retried at the next checkpoint; they never stop the logging.
-    fn checkpoint(&mut self, phase: Phase) -> bool {
+    /// Recreates deleted files, syncs the files' unsynced bytes (at the finish, or always with
+    /// `durable_checkpoints`), then stores a checkpoint: durably if the files were synced or
+    /// `durable` is set, else lazily. Failures are reported, counted and retried at the next
+    /// checkpoint; they never stop the logging.
+    fn checkpoint(&mut self, phase: Phase, durable: bool) -> bool {
         let mut ok = true;
         for f in &mut self.files {
             match f.reopen_if_removed() {
@@ -260,7 +275,8 @@ impl Writer {
                 }
             }
         }
-        if self.tuning.durable_checkpoints || phase == Phase::Finished {
+        let sync_files = self.tuning.durable_checkpoints || phase == Phase::Finished;
+        if sync_files {
             for f in &mut self.files {
                 let synced = if phase == Phase::Finished {
                     f.sync_all()
@@ -275,13 +291,20 @@ impl Writer {
                 }
             }
         }
+        for f in &mut self.files {
+            self.metrics.add_file_syncs(f.take_syncs());
+        }
+        let durability = if sync_files || durable {
+            Durability::Durable
+        } else {
+            Durability::Lazy
+        };
         let cp = self.snapshot(phase);
         let elapsed = self.last_checkpoint.elapsed();
         self.last_checkpoint = Instant::now();
-        match self.checkpoint.store(&cp) {
+        match self.checkpoints.store(&cp, durability) {
             Ok(()) => {
-                self.dirty = false;
-                self.rotations_since_checkpoint = [0, 0];
+                self.stored(durability);
                 let total = self.totals.stdout_bytes + self.totals.stderr_bytes;
                 let delta = total - self.bytes_at_last_checkpoint;
                 self.bytes_at_last_checkpoint = total;
@@ -291,6 +314,7 @@ impl Writer {
                     stderr_bytes = self.totals.stderr_bytes,
                     dropped_bytes = self.totals.dropped_bytes,
                     rate_bytes_per_s = (delta as f64 / elapsed.as_secs_f64().max(1e-3)) as u64,
+                    durable = durability == Durability::Durable,
                     "container log checkpoint"
                 );
                 ok
@@ -320,18 +344,35 @@ impl Writer {
         }
     }
 
-    /// Stores the first checkpoint of a log; unlike later ones, failing it is an error (the
-    /// container should not start with a log that cannot be recovered).
-    pub fn initial_checkpoint(&mut self) -> Result<(), crate::LoggerError> {
-        self.checkpoint.store(&self.snapshot(Phase::Running))?;
+    /// Bookkeeping after a checkpoint was stored.
+    fn stored(&mut self, durability: Durability) {
+        let durable = durability == Durability::Durable;
+        self.metrics.checkpoint_stored(durable);
         self.dirty = false;
+        if durable {
+            self.rotations_since_durable = [0, 0];
+        }
+    }
+
+    /// Stores the first checkpoint of a log, durably if `durable` (or `durable_checkpoints`) is
+    /// set, else lazily; unlike later ones, failing it is an error (the container should not
+    /// start with a log that cannot be recovered).
+    pub fn initial_checkpoint(&mut self, durable: bool) -> Result<(), crate::LoggerError> {
+        let durability = if durable || self.tuning.durable_checkpoints {
+            Durability::Durable
+        } else {
+            Durability::Lazy
+        };
+        self.checkpoints
+            .store(&self.snapshot(Phase::Running), durability)?;
+        self.stored(durability);
         self.last_checkpoint = Instant::now();
         Ok(())
     }
 
-    /// Syncs the files and stores the final checkpoint.
+    /// Syncs the files that have unsynced bytes and stores the final checkpoint, durably.
     pub fn finish(&mut self) -> LogReport {
-        let complete = self.checkpoint(Phase::Finished);
+        let complete = self.checkpoint(Phase::Finished, true);
         LogReport {
             container_id: self.container_id.clone(),
             stdout_bytes: self.totals.stdout_bytes,

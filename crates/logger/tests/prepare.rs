@@ -41,7 +41,14 @@ fn an_unknown_variable_fails_prepare_and_leaves_nothing_behind() {
         0,
         "no log files created"
     );
-    assert!(!state.join("c.json").exists(), "no checkpoint created");
+    let e = logger
+        .recover(&ContainerLogSpec::new("c", &sandbox))
+        .unwrap_err();
+    assert!(
+        matches!(e, LoggerError::NoCheckpoint { .. }),
+        "no checkpoint created: {e}"
+    );
+    assert_eq!(common::file_names(&state), ["checkpoints.journal"]);
 }
 
 #[test]

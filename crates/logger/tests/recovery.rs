@@ -5,6 +5,7 @@ mod common;
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_logger::{
@@ -171,9 +172,9 @@ fn simple_entries(n: usize) -> Vec<Entry> {
 }
 
 fn checkpointed_len(state: &Path, stream: &str) -> u64 {
-    let v: serde_json::Value =
-        serde_json::from_slice(&fs::read(state.join("c.json")).unwrap()).unwrap();
-    v[stream]["len"].as_u64().unwrap()
+    common::journal_checkpoints(state)["c"][stream]["len"]
+        .as_u64()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -248,6 +249,7 @@ async fn resume_after_a_checkpoint_replays_from_one_second_back_and_skips_what_w
     let newest = log.newest_timestamp().unwrap();
     // finish() checkpoints everything; then the agent restarts.
     assert!(log.finish().await.unwrap().complete);
+    drop(logger);
 
     let logger = rotating(tmp.path(), Duration::from_secs(3600), 1 << 20);
     let mut log = logger.recover(&spec).unwrap();
@@ -301,13 +303,21 @@ async fn recover_without_checkpoint_and_forget() {
     assert!(e.to_string().contains("never-prepared"), "{e}");
     let spec = ContainerLogSpec::new("c", &sandbox);
     drop(logger.prepare(&spec).unwrap());
-    assert!(tmp.path().join("state/c.json").exists());
+    drop(logger.recover(&spec).unwrap());
     logger.forget("c").unwrap();
-    assert!(!tmp.path().join("state/c.json").exists());
     assert!(matches!(
         logger.recover(&spec),
         Err(LoggerError::NoCheckpoint { .. })
     ));
+    // Forgotten in the journal too.
+    drop(logger);
+    assert!(common::journal_checkpoints(&tmp.path().join("state")).is_empty());
+    let logger = SandboxLogger::new(LoggerConfig::new(tmp.path().join("state"))).unwrap();
+    let e = logger.recover(&spec).unwrap_err();
+    assert!(
+        matches!(&e, LoggerError::NoCheckpoint { path, .. } if path.ends_with("checkpoints.journal")),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -377,4 +387,228 @@ async fn durable_checkpoints_sync_before_checkpointing_and_recover_exactly() {
         .unwrap();
     assert!(log.finish().await.unwrap().complete);
     assert_exact(&sandbox, &entries);
+}
+
+/// A checkpoint file of an earlier version (`<id>.json`, from before the journal) is recovered
+/// exactly, and removed (with any temporary file) once the journal has the container.
+#[tokio::test]
+async fn a_checkpoint_file_of_an_earlier_version_is_recovered_then_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = setup(tmp.path());
+    let state = tmp.path().join("state");
+    let entries = simple_entries(60);
+    let spec = ContainerLogSpec::new("c", &sandbox);
+    {
+        let logger = rotating(tmp.path(), Duration::from_millis(20), 300);
+        let mut log = logger.prepare(&spec).unwrap();
+        log.consume(trickle(replay(&entries[..40], None), false))
+            .await
+            .unwrap();
+        // The agent dies here: no finish.
+    }
+    // Turn the state into what an earlier version left: `c.json` holding the same checkpoint,
+    // an interrupted write of the next one, and no journal.
+    let checkpoint = common::journal_checkpoints(&state).remove("c").unwrap();
+    fs::remove_file(state.join("checkpoints.journal")).unwrap();
+    fs::write(
+        state.join("c.json"),
+        serde_json::to_vec(&checkpoint).unwrap(),
+    )
+    .unwrap();
+    fs::write(state.join("c.json.tmp"), b"{\"version\":1,\"cont").unwrap();
+
+    let logger = rotating(tmp.path(), Duration::from_millis(20), 300);
+    let mut log = logger.recover(&spec).unwrap();
+    assert_eq!(
+        common::file_names(&state),
+        ["checkpoints.journal"],
+        "the old files are gone once the journal has the checkpoint"
+    );
+    log.consume(stream::iter(replay(&entries, log.resume_since())))
+        .await
+        .unwrap();
+    assert!(log.finish().await.unwrap().complete);
+    assert_exact(&sandbox, &entries);
+    drop(logger);
+    assert_eq!(
+        common::journal_checkpoints(&state)["c"]["phase"],
+        "finished"
+    );
+}
+
+/// The checkpoint format of earlier versions, written out by hand: still understood, and
+/// `forget` removes the file.
+#[tokio::test]
+async fn a_hand_written_version_1_checkpoint_file_is_understood_and_forgotten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = setup(tmp.path());
+    let state = tmp.path().join("state");
+    fs::create_dir(&state).unwrap();
+    let json = r#"{"version":1,"container_id":"old-1","phase":"finished",
+        "position":{"buckets":[{"sec":1700000000,"stdout":6,"stderr":0}],
+                    "newest":[{"secs":1700000000,"nanos":5},null]},
+        "stdout":{"inode":1,"len":6},"stderr":{"inode":2,"len":0},
+        "totals":{"stdout_bytes":6,"stderr_bytes":0,"dropped_bytes":0,"rotations":0,"write_errors":0}}"#;
+    fs::write(state.join("old-1.json"), json).unwrap();
+    fs::write(state.join("old-2.json"), json.replace("old-1", "old-2")).unwrap();
+    let logger = SandboxLogger::new(LoggerConfig::new(&state)).unwrap();
+    let log = logger
+        .recover(&ContainerLogSpec::new("old-1", &sandbox))
+        .unwrap();
+    assert!(log.was_finished());
+    assert_eq!(
+        log.resume_since(),
+        Some(UNIX_EPOCH + Duration::from_secs(1_699_999_999))
+    );
+    assert!(!state.join("old-1.json").exists());
+    logger.forget("old-2").unwrap();
+    assert_eq!(common::file_names(&state), ["checkpoints.journal"]);
+    assert!(matches!(
+        logger.recover(&ContainerLogSpec::new("old-2", &sandbox)),
+        Err(LoggerError::NoCheckpoint { .. })
+    ));
+}
+
+/// Many containers: every checkpoint lands in the one journal (no file per container), each
+/// finished log is one durable checkpoint, and after the agent is killed each log recovers
+/// exactly from its own entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_containers_share_one_journal_and_recover_exactly() {
+    const N: usize = 24;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let entries = simple_entries(30);
+    let specs: Vec<_> = (0..N)
+        .map(|i| {
+            let sandbox = tmp.path().join(format!("sandbox-{i}"));
+            fs::create_dir(&sandbox).unwrap();
+            ContainerLogSpec::new(format!("c-{i}"), sandbox)
+        })
+        .collect();
+    {
+        let logger = Arc::new(rotating(tmp.path(), Duration::from_millis(10), 200));
+        let tasks: Vec<_> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let (logger, spec, entries) = (logger.clone(), spec.clone(), entries.clone());
+                tokio::spawn(async move {
+                    let mut log = logger.prepare(&spec).unwrap();
+                    let stop = [0, 10, 20, 30][i % 4];
+                    log.consume(trickle(replay(&entries[..stop], None), false))
+                        .await
+                        .unwrap();
+                    // Half finish; the others are cut off by the agent's death.
+                    if i % 2 == 0 {
+                        assert!(log.finish().await.unwrap().complete);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(common::file_names(&state), ["checkpoints.journal"]);
+        let m = logger.metrics().snapshot();
+        assert_eq!(m.checkpoint_errors, 0, "{m:?}");
+        assert!(m.checkpoints_stored >= N as u64, "{m:?}");
+        assert!(m.checkpoints_durable >= (N / 2) as u64, "{m:?}");
+    }
+    let stored = common::journal_checkpoints(&state);
+    assert_eq!(stored.len(), N);
+    for (i, spec) in specs.iter().enumerate() {
+        let phase = &stored[&spec.container_id]["phase"];
+        assert_eq!(phase, if i % 2 == 0 { "finished" } else { "running" });
+    }
+    let logger = rotating(tmp.path(), Duration::from_millis(10), 200);
+    for spec in &specs {
+        let mut log = logger.recover(spec).unwrap();
+        log.consume(stream::iter(replay(&entries, log.resume_since())))
+            .await
+            .unwrap();
+        assert!(log.finish().await.unwrap().complete);
+        assert_exact(&spec.sandbox, &entries);
+        logger.forget(&spec.container_id).unwrap();
+    }
+    drop(logger);
+    assert!(common::journal_checkpoints(&state).is_empty());
+    assert_eq!(common::file_names(&state), ["checkpoints.journal"]);
+}
+
+/// Finishing syncs only the files that were written to: a container without output costs no
+/// file sync, one writing only to stdout costs one; each finish is one durable checkpoint.
+#[tokio::test]
+async fn finish_syncs_only_files_with_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let logger = SandboxLogger::new(LoggerConfig::new(tmp.path().join("state"))).unwrap();
+    let sandbox = |name: &str| {
+        let p = tmp.path().join(name);
+        fs::create_dir(&p).unwrap();
+        p
+    };
+    let silent = logger
+        .prepare(&ContainerLogSpec::new("silent", sandbox("silent")))
+        .unwrap();
+    assert!(silent.finish().await.unwrap().complete);
+    let m = logger.metrics().snapshot();
+    assert_eq!(m.file_syncs, 0, "{m:?}");
+    assert_eq!(
+        (m.checkpoints_stored, m.checkpoints_durable),
+        (2, 1),
+        "{m:?}"
+    );
+
+    let mut talker = logger
+        .prepare(&ContainerLogSpec::new("talker", sandbox("talker")))
+        .unwrap();
+    let t = Some(SystemTime::now());
+    talker
+        .consume(stream::iter([Ok::<_, std::io::Error>(OutputChunk::new(
+            OutputStream::Stdout,
+            t,
+            "hi\n",
+        ))]))
+        .await
+        .unwrap();
+    assert!(talker.finish().await.unwrap().complete);
+    let m = logger.metrics().snapshot();
+    assert_eq!(m.file_syncs, 1, "stdout only: {m:?}");
+    assert_eq!(m.checkpoints_durable, 2, "{m:?}");
+}
+
+/// Rotations: a checkpoint is stored durably at least every `keep` rotations of a stream, so the
+/// newest checkpoint a host crash can leave never names a file rotation deleted.
+#[tokio::test]
+async fn a_durable_checkpoint_comes_at_least_every_keep_rotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = setup(tmp.path());
+    let mut config = LoggerConfig::new(tmp.path().join("state"));
+    config.checkpoint_interval = Duration::from_secs(3600);
+    let keep = 3;
+    let logger = RotatingLogger::new(
+        config,
+        StreamRotations::both(Rotation::by_size(4096, keep).unwrap()),
+    )
+    .unwrap();
+    let mut log = logger
+        .prepare(&ContainerLogSpec::new("c", &sandbox))
+        .unwrap();
+    let t = Some(SystemTime::now());
+    let chunks: Vec<_> = (0..64)
+        .map(|_| {
+            Ok::<_, std::io::Error>(OutputChunk::new(OutputStream::Stdout, t, vec![b'x'; 1000]))
+        })
+        .collect();
+    log.consume(stream::iter(chunks)).await.unwrap();
+    let m = logger.metrics().snapshot();
+    assert!(m.rotations >= 15, "{m:?}");
+    assert!(
+        m.checkpoints_durable >= m.rotations / u64::from(keep),
+        "{m:?}"
+    );
+    assert!(
+        m.checkpoints_durable <= m.rotations,
+        "not one per rotation: {m:?}"
+    );
+    log.finish().await.unwrap();
 }

@@ -35,3 +35,27 @@ pub fn rotated_sizes(dir: &Path, name: &str) -> Vec<u64> {
         .map(|p| fs::metadata(p).unwrap().len())
         .collect()
 }
+
+/// The names of the entries of `dir`, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The checkpoints in the logger's journal in `state_dir`, by container id. Only call it once
+/// the logger and its logs are dropped: it opens the journal itself.
+pub fn journal_checkpoints(
+    state_dir: &Path,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let (_journal, replay) =
+        berth_journal::Journal::open(state_dir.join("checkpoints.journal")).unwrap();
+    replay
+        .entries
+        .into_iter()
+        .map(|(id, json)| (id, serde_json::from_slice(&json).unwrap()))
+        .collect()
+}
