@@ -622,6 +622,19 @@ async fn logs_multiplexed_tty_timestamps_since_tail_follow() {
         .collect()
         .await;
     assert_eq!(only_stderr.len(), 1);
+    let known_mode: Vec<LogFrame> = c
+        .logs(
+            &id,
+            &LogsOptions {
+                stdout: false,
+                tty: Some(false),
+                ..Default::default()
+            },
+        )
+        .map(|f| f.unwrap())
+        .collect()
+        .await;
+    assert_eq!(known_mode, only_stderr);
     let tail: Vec<LogFrame> = c
         .logs(
             &id,
@@ -663,6 +676,20 @@ async fn logs_multiplexed_tty_timestamps_since_tail_follow() {
         .map(|f| String::from_utf8_lossy(&f.data).to_string())
         .collect();
     assert_eq!(text, "tty-one\r\ntty-two\r\n");
+    // A caller that knows the mode skips the inspect and gets the same frames.
+    let known: Vec<LogFrame> = c
+        .logs(
+            &id,
+            &LogsOptions {
+                timestamps: true,
+                tty: Some(true),
+                ..Default::default()
+            },
+        )
+        .map(|f| f.unwrap())
+        .collect()
+        .await;
+    assert_eq!(known, frames);
 
     // Follow: frames arrive while the container runs; the stream ends when it exits.
     let slow = common::busybox(

@@ -21,6 +21,11 @@ pub struct LogsOptions {
     pub timestamps: bool,
     /// Only the last this many lines (before following).
     pub tail: Option<u64>,
+    /// The container's `Config.Tty`, when the caller knows it (say, it created the
+    /// container): it decides whether the body is multiplexed. `None` (the default) asks the
+    /// daemon with one inspect first. A wrong value garbles the frames, so pass only what is
+    /// known.
+    pub tty: Option<bool>,
 }
 
 impl Default for LogsOptions {
@@ -33,6 +38,7 @@ impl Default for LogsOptions {
             until: None,
             timestamps: false,
             tail: None,
+            tty: None,
         }
     }
 }

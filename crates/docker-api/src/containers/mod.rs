@@ -175,8 +175,9 @@ impl Containers<'_> {
 
     /// The container's output as frames.
     ///
-    /// Whether the body is multiplexed is read from the container's `Config.Tty` (one inspect
-    /// before the logs request), never guessed from the bytes. The stream is untimed (with
+    /// Whether the body is multiplexed follows the container's `Config.Tty`: from
+    /// [`LogsOptions::tty`] when given, else from one inspect before the logs request; never
+    /// guessed from the bytes. The stream is untimed (with
     /// `follow` it runs as long as the container does; a large log takes as long as it takes);
     /// drop it to stop.
     pub fn logs(&self, id: &str, options: &LogsOptions) -> LogFrames {
@@ -196,8 +197,12 @@ impl Containers<'_> {
                     .map_or_else(|| "all".to_owned(), |n| n.to_string()),
             )
             .into_string();
+        let known_tty = options.tty;
         let start = async move {
-            let tty = docker.containers().inspect(&id).await?.tty();
+            let tty = match known_tty {
+                Some(tty) => tty,
+                None => docker.containers().inspect(&id).await?.tty(),
+            };
             let body = docker
                 .open(Call::get(path).target(Target::Container(id)))
                 .await?
