@@ -1,24 +1,26 @@
 //! Checkpoints: each container's launch spec and progress, on disk, so an agent restarted after
-//! SIGKILL can recover.
+//! SIGKILL (or a host crash) can recover.
 //!
-//! One directory per container, `<work_dir>/containers/<id>/`, holding two slots,
-//! `state.0.json` and `state.1.json`: versioned JSON records with a sequence number. A write
-//! overwrites, in place, the slot that does not hold the last durable record; a reader takes
-//! the valid record with the highest sequence number. So a write cut short (the agent killed
-//! mid-write, or a host crash before a lazy write reached the disk) leaves the other slot's
-//! record, never nothing, and no write creates, renames or deletes a file once both slots exist
-//! (on ext4, inode churn was the cost of the older temp-file-and-rename scheme). A
-//! [`Durability::Durable`] write also fsyncs the slot (and the directory the first time the slot
-//! appears), so that record survives a host crash; lazy writes never overwrite it. A
-//! `state.json` from older Berth versions is read as sequence 0 and removed after the first write.
+//! All of an agent's checkpoints live in one journal, `<work_dir>/checkpoints.journal`
+//! (see [`berth_journal`]): a container's checkpoint is a versioned JSON record appended under
+//! its id, the newest record wins, and a removal appends a tombstone. Writes never create a
+//! file (per-container files cost an inode each, and inode churn was most of the agent's
+//! per-container CPU on ext4), and concurrent durable writes share one fsync. A
+//! [`Durability::Durable`] write is fsynced before it returns, so it survives a host crash; a
+//! [`Durability::Lazy`] one survives the agent being killed (the page cache keeps it), and a
+//! host crash falls back to the container's last durable record.
+//!
+//! Checkpoints of Berth versions before the journal (`<work_dir>/containers/<id>/` holding
+//! `state.0.json`/`state.1.json`, or an older `state.json`) are read when the store opens,
+//! moved into the journal durably, and then removed.
 
 use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use berth_journal::Journal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CheckpointError;
@@ -27,15 +29,13 @@ use crate::spec::LaunchSpec;
 use crate::state::Phase;
 use crate::termination::Termination;
 
+pub use berth_journal::Durability;
+
 /// The checkpoint format this build writes (and the newest it reads).
 pub const VERSION: u32 = 1;
 
-/// The two slots.
-const SLOTS: [&str; 2] = ["state.0.json", "state.1.json"];
-/// The single file of Berth before the slots (read, then removed).
-const LEGACY: &str = "state.json";
-/// The legacy writer's temporary file (removed when found).
-const LEGACY_TMP: &str = "state.json.tmp";
+/// The journal's file name in the work directory.
+pub const JOURNAL_FILE: &str = "checkpoints.journal";
 
 /// What is saved about one container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,37 +68,204 @@ pub struct Record {
     pub terminated_at: Option<SystemTime>,
 }
 
-/// How a checkpoint write guards against crashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Durability {
-    /// Written into the slot: it outlives the agent process (the page cache does), but a host
-    /// crash may lose it (the last durable record then remains).
-    Lazy,
-    /// Also fsynced: it outlives a host crash.
-    Durable,
+/// Every checkpoint found: the readable records (sorted by container id) and, beside them, an
+/// error for each unreadable one, so one bad record does not hide the others.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The records.
+    pub records: Vec<Record>,
+    /// What could not be read, each naming the container and why.
+    pub errors: Vec<CheckpointError>,
 }
 
-/// Where a container's next checkpoint goes: the writer keeps this between writes (and gets it
-/// from [`Store::load_all`] after a restart).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Slots {
-    /// Sequence number of the newest record written or found.
-    seq: u64,
-    /// The slot holding the last durable record (never overwritten by a lazy write).
-    durable: Option<usize>,
-    /// Which slot files exist.
-    exists: [bool; 2],
-    /// Which slots' directory entries were fsynced.
-    entry_synced: [bool; 2],
-    /// A legacy `state.json` to remove after the first write.
-    legacy: bool,
-}
-
-/// The checkpoint directory of an agent.
+/// The checkpoint journal of an agent. Clones share it.
 #[derive(Debug, Clone)]
 pub struct Store {
-    root: PathBuf,
+    journal: Journal,
+    work_dir: PathBuf,
     writes: Arc<[AtomicUsize; 2]>,
+}
+
+impl Store {
+    /// Opens (or creates) `<work_dir>/checkpoints.journal` and moves checkpoints of older Berth
+    /// versions into it. Blocks on file I/O (call it at startup).
+    pub fn open(work_dir: &Path) -> Result<Store, CheckpointError> {
+        let path = work_dir.join(JOURNAL_FILE);
+        let (journal, replay) = Journal::open(&path)?;
+        if let Some(tail) = replay.dropped_tail {
+            tracing::warn!(journal = %path.display(), %tail, "checkpoint journal ended in a write cut short; its last records were dropped");
+        }
+        let store = Store {
+            journal,
+            work_dir: work_dir.to_path_buf(),
+            writes: Arc::default(),
+        };
+        store.migrate_legacy(&replay.entries)?;
+        Ok(store)
+    }
+
+    /// Every checkpoint now in the journal, plus an error for each unreadable one (including
+    /// an older version's checkpoint directory that could not be moved into the journal).
+    pub fn load_all(&self) -> Result<Loaded, CheckpointError> {
+        let mut loaded = Store::read(&self.work_dir)?;
+        let root = self.work_dir.join(legacy::DIR);
+        if let Ok(entries) = fs::read_dir(&root) {
+            for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+                match legacy::read_dir(&dir) {
+                    Err(e) => loaded.errors.push(e),
+                    Ok(Some(r)) => loaded.errors.push(CheckpointError::Corrupt {
+                        reason: format!(
+                            "it names container '{}' but lives in another directory",
+                            r.container_id
+                        ),
+                        path: dir,
+                    }),
+                    Ok(None) => {}
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Reads the checkpoints of `work_dir` without opening the journal for writing (another
+    /// process may own it): a snapshot for tools and tests. Older versions' files are not read.
+    pub fn read(work_dir: &Path) -> Result<Loaded, CheckpointError> {
+        let path = work_dir.join(JOURNAL_FILE);
+        let replay = Journal::read(&path)?;
+        let mut loaded = decode_all(&path, replay.entries);
+        loaded
+            .records
+            .sort_by(|a, b| a.container_id.cmp(&b.container_id));
+        Ok(loaded)
+    }
+
+    /// One container's checkpoint from a [`read`](Self::read) snapshot.
+    pub fn read_one(work_dir: &Path, id: &ContainerId) -> Result<Option<Record>, CheckpointError> {
+        Ok(Store::read(work_dir)?
+            .records
+            .into_iter()
+            .find(|r| &r.container_id == id))
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        self.journal.path()
+    }
+
+    /// One container's checkpoint as it is now in the journal (every acknowledged write is
+    /// seen). Reads the whole journal: for tools and tests, not for hot paths.
+    pub fn load(&self, id: &ContainerId) -> Result<Option<Record>, CheckpointError> {
+        let replay = Journal::read(self.path())?;
+        match replay.entries.get(id.as_str()) {
+            Some(bytes) => decode(&self.path().join(id.as_str()), bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Checkpoints written so far by this store and its clones: `(durable, lazy)`.
+    pub fn writes(&self) -> (usize, usize) {
+        (
+            self.writes[0].load(Ordering::Relaxed),
+            self.writes[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// The journal's counters (records, batches, fsyncs, compactions, size).
+    pub fn journal_stats(&self) -> berth_journal::JournalStats {
+        self.journal.stats()
+    }
+
+    /// Writes `record` as its container's checkpoint; with [`Durability::Durable`] it is
+    /// fsynced (together with whatever else is queued) before this returns.
+    pub async fn save(
+        &self,
+        record: &Record,
+        durability: Durability,
+    ) -> Result<(), CheckpointError> {
+        let json = serde_json::to_vec(record).expect("a checkpoint record always serialises");
+        self.journal
+            .put(record.container_id.as_str(), json, durability)
+            .await?;
+        let counter = match durability {
+            Durability::Durable => 0,
+            Durability::Lazy => 1,
+        };
+        self.writes[counter].fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes a container's checkpoint (missing is fine). Not fsynced: after a host crash the
+    /// record of a removed container may come back, and recovery then finds its Docker
+    /// container gone and removes it again.
+    pub async fn remove(&self, id: &ContainerId) -> Result<(), CheckpointError> {
+        Ok(self.journal.remove(id.as_str(), Durability::Lazy).await?)
+    }
+
+    /// Syncs and closes the journal (later writes fail): for an agent about to exit, and
+    /// for tests that restart an agent in the same process. Blocks.
+    pub fn close(&self) -> Result<(), CheckpointError> {
+        Ok(self.journal.close()?)
+    }
+
+    /// Makes every write so far durable.
+    pub async fn sync(&self) -> Result<(), CheckpointError> {
+        Ok(self.journal.sync().await?)
+    }
+
+    /// Moves `<work_dir>/containers/<id>/` checkpoints of older versions into the journal
+    /// (durably), then removes them. A record already in the journal is newer (a migration
+    /// cut short by a crash) and wins. Unreadable ones are left for an operator (and reported
+    /// by [`load_all`](Self::load_all)).
+    fn migrate_legacy(
+        &self,
+        in_journal: &std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), CheckpointError> {
+        let root = self.work_dir.join(legacy::DIR);
+        let entries = match fs::read_dir(&root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("read directory", &root)(e)),
+        };
+        let mut moved = Vec::new();
+        for entry in entries {
+            let dir = entry.map_err(io("read directory", &root))?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            match legacy::read_dir(&dir) {
+                Ok(Some(r)) => {
+                    if dir.file_name().and_then(|n| n.to_str()) != Some(r.container_id.as_str()) {
+                        tracing::error!(dir = %dir.display(), container = %r.container_id, "older checkpoint names another container; left in place");
+                        continue;
+                    }
+                    if !in_journal.contains_key(r.container_id.as_str()) {
+                        let json = serde_json::to_vec(&r).expect("records serialise");
+                        self.journal.put_blocking(
+                            r.container_id.as_str(),
+                            json,
+                            Durability::Lazy,
+                        )?;
+                    }
+                    moved.push(dir);
+                }
+                // A directory without a checkpoint: a crash before the first write.
+                Ok(None) => moved.push(dir),
+                Err(_) => {}
+            }
+        }
+        if !moved.is_empty() {
+            self.journal.sync_blocking()?;
+            tracing::info!(
+                count = moved.len(),
+                "checkpoints of an older Berth moved into the journal"
+            );
+        }
+        for dir in moved {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        let _ = fs::remove_dir(&root);
+        Ok(())
+    }
 }
 
 fn io<'p>(
@@ -112,215 +279,36 @@ fn io<'p>(
     }
 }
 
-impl Store {
-    /// A store under `<work_dir>/containers`.
-    pub fn new(work_dir: &Path) -> Store {
-        Store {
-            root: work_dir.join("containers"),
-            writes: Arc::default(),
+/// Decodes every journal entry; a record under the wrong key, of a future version or not
+/// parsing is an error naming the journal and the key.
+fn decode_all(path: &Path, entries: impl IntoIterator<Item = (String, Vec<u8>)>) -> Loaded {
+    let mut loaded = Loaded::default();
+    for (key, bytes) in entries {
+        let where_ = path.join(&key);
+        match decode(&where_, &bytes) {
+            Ok(r) if r.container_id.as_str() == key => loaded.records.push(r),
+            Ok(r) => loaded.errors.push(CheckpointError::Corrupt {
+                path: where_,
+                reason: format!("the record names container '{}'", r.container_id),
+            }),
+            Err(e) => loaded.errors.push(e),
         }
     }
-
-    /// Checkpoints written so far by this store and its clones: `(durable, lazy)`.
-    pub fn writes(&self) -> (usize, usize) {
-        (
-            self.writes[0].load(Ordering::Relaxed),
-            self.writes[1].load(Ordering::Relaxed),
-        )
-    }
-
-    /// The directory holding the checkpoints.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn dir(&self, id: &ContainerId) -> PathBuf {
-        self.root.join(id.as_str())
-    }
-
-    /// Writes `record` into the slot `slots` says is free (see the module documentation),
-    /// fsynced with [`Durability::Durable`], and updates `slots`.
-    pub fn save(
-        &self,
-        record: &Record,
-        durability: Durability,
-        slots: &mut Slots,
-    ) -> Result<(), CheckpointError> {
-        let dir = self.dir(&record.container_id);
-        let target = slots.durable.map_or(0, |d| 1 - d);
-        let path = dir.join(SLOTS[target]);
-        let seq = slots.seq + 1;
-        let mut value =
-            serde_json::to_value(record).expect("a checkpoint record always serialises");
-        value["seq"] = seq.into();
-        let json = serde_json::to_vec_pretty(&value).expect("JSON values serialise");
-        let open = || {
-            fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-        };
-        let f = match open() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
-                open()
-            }
-            other => other,
-        }
-        .map_err(io("open", &path))?;
-        // In place: no new inode. The length is set after the bytes, so a write cut short leaves
-        // either the old record or an invalid one (the other slot is then used), never a valid
-        // record with the wrong content.
-        f.write_all_at(&json, 0).map_err(io("write", &path))?;
-        f.set_len(json.len() as u64)
-            .map_err(io("truncate", &path))?;
-        slots.exists[target] = true;
-        if durability == Durability::Durable {
-            f.sync_all().map_err(io("fsync", &path))?;
-            if !slots.entry_synced[target] {
-                fs::File::open(&dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io("fsync directory", &dir))?;
-                slots.entry_synced[target] = true;
-            }
-            slots.durable = Some(target);
-        }
-        slots.seq = seq;
-        if std::mem::take(&mut slots.legacy) {
-            let _ = fs::remove_file(dir.join(LEGACY));
-        }
-        let counter = match durability {
-            Durability::Durable => 0,
-            Durability::Lazy => 1,
-        };
-        self.writes[counter].fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Removes a container's checkpoint directory (missing is fine).
-    pub fn remove(&self, id: &ContainerId) -> Result<(), CheckpointError> {
-        let dir = self.dir(id);
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e)),
-            _ => Ok(()),
-        }
-    }
-
-    /// Reads one checkpoint.
-    pub fn load(&self, id: &ContainerId) -> Result<Option<Record>, CheckpointError> {
-        Ok(read_dir_slots(&self.dir(id))?.map(|(r, _)| r))
-    }
-
-    /// Reads every checkpoint, with where each container's next write goes. Unreadable ones are
-    /// returned as errors beside the good ones so one bad file does not hide the others. A
-    /// leftover temporary file of the older format (a crash mid-write) is deleted.
-    #[allow(clippy::type_complexity)]
-    pub fn load_all(
-        &self,
-    ) -> Result<(Vec<(Record, Slots)>, Vec<CheckpointError>), CheckpointError> {
-        let mut records = Vec::new();
-        let mut errors = Vec::new();
-        let entries = match fs::read_dir(&self.root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((records, errors)),
-            Err(e) => return Err(io("read directory", &self.root)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io("read directory", &self.root))?;
-            let dir = entry.path();
-            if !dir.is_dir() {
-                continue;
-            }
-            let _ = fs::remove_file(dir.join(LEGACY_TMP));
-            match read_dir_slots(&dir) {
-                Ok(Some((r, slots))) => {
-                    if dir.file_name().and_then(|n| n.to_str()) != Some(r.container_id.as_str()) {
-                        errors.push(CheckpointError::Corrupt {
-                            path: dir.clone(),
-                            reason: format!(
-                                "it names container '{}' but lives in another directory",
-                                r.container_id
-                            ),
-                        });
-                        continue;
-                    }
-                    records.push((r, slots));
-                }
-                // A directory without a checkpoint: a crash before the first write.
-                Ok(None) => {
-                    let _ = fs::remove_dir(&dir);
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        records.sort_by(|a, b| a.0.container_id.cmp(&b.0.container_id));
-        Ok((records, errors))
-    }
+    loaded
 }
 
-/// The newest valid record of a container directory and its slots; `None` when no slot (nor a
-/// legacy file) exists. An error only when files exist and none holds a valid record.
-fn read_dir_slots(dir: &Path) -> Result<Option<(Record, Slots)>, CheckpointError> {
-    let mut slots = Slots::default();
-    let mut best: Option<(u64, Record, Option<usize>)> = None;
-    let mut first_error = None;
-    let candidates = [
-        (dir.join(SLOTS[0]), Some(0)),
-        (dir.join(SLOTS[1]), Some(1)),
-        (dir.join(LEGACY), None),
-    ];
-    for (path, slot) in candidates {
-        match read(&path) {
-            Ok(None) => continue,
-            Ok(Some((seq, record))) => {
-                if best.as_ref().is_none_or(|(s, _, _)| seq > *s) {
-                    best = Some((seq, record, slot));
-                }
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-        match slot {
-            Some(i) => {
-                slots.exists[i] = true;
-                slots.entry_synced[i] = true;
-            }
-            None => slots.legacy = true,
-        }
-    }
-    match best {
-        Some((seq, record, slot)) => {
-            slots.seq = seq;
-            // Not known to be synced: the next write goes to the other slot, keeping this one.
-            slots.durable = Some(slot.unwrap_or(1));
-            Ok(Some((record, slots)))
-        }
-        None => match first_error {
-            Some(e) => Err(e),
-            None => Ok(None),
-        },
-    }
-}
-
-fn read(path: &Path) -> Result<Option<(u64, Record)>, CheckpointError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io("read", path)(e)),
-    };
+/// Parses one record, checking its version first so a newer format says so instead of
+/// failing on a field.
+fn decode(path: &Path, bytes: &[u8]) -> Result<Record, CheckpointError> {
     #[derive(Deserialize)]
     struct Versioned {
         version: u32,
-        #[serde(default)]
-        seq: u64,
     }
     let corrupt = |e: serde_json::Error| CheckpointError::Corrupt {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let v: Versioned = serde_json::from_slice(&bytes).map_err(corrupt)?;
+    let v: Versioned = serde_json::from_slice(bytes).map_err(corrupt)?;
     if v.version > VERSION {
         return Err(CheckpointError::UnsupportedVersion {
             path: path.to_path_buf(),
@@ -328,8 +316,62 @@ fn read(path: &Path) -> Result<Option<(u64, Record)>, CheckpointError> {
             supported: VERSION,
         });
     }
-    let record = serde_json::from_slice(&bytes).map_err(corrupt)?;
-    Ok(Some((v.seq, record)))
+    serde_json::from_slice(bytes).map_err(corrupt)
+}
+
+/// Reading the per-container files of Berth versions before the journal.
+mod legacy {
+    use super::*;
+
+    /// Their directory under the work directory.
+    pub const DIR: &str = "containers";
+    /// Two slots with a sequence number each, and the single file before them.
+    const FILES: [&str; 3] = ["state.0.json", "state.1.json", "state.json"];
+
+    /// The newest valid record of a container directory; `None` when it has no checkpoint
+    /// file, an error when files exist and none holds a valid record.
+    pub fn read_dir(dir: &Path) -> Result<Option<Record>, CheckpointError> {
+        let mut best: Option<(u64, Record)> = None;
+        let mut first_error = None;
+        for name in FILES {
+            let path = dir.join(name);
+            let bytes = match fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    first_error.get_or_insert(io("read", &path)(e));
+                    continue;
+                }
+            };
+            #[derive(Deserialize)]
+            struct Seq {
+                #[serde(default)]
+                seq: u64,
+            }
+            let seq = serde_json::from_slice::<Seq>(&bytes).map(|s| s.seq);
+            match (seq, decode(&path, &bytes)) {
+                (Ok(seq), Ok(r)) => {
+                    if best.as_ref().is_none_or(|(s, _)| seq > *s) {
+                        best = Some((seq, r));
+                    }
+                }
+                (_, Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                (Err(e), _) => {
+                    first_error.get_or_insert(CheckpointError::Corrupt {
+                        path,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        match (best, first_error) {
+            (Some((_, r)), _) => Ok(Some(r)),
+            (None, Some(e)) => Err(e),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -354,179 +396,162 @@ mod tests {
         }
     }
 
-    fn slots(dir: &Path) -> Vec<(String, u64, Phase)> {
-        SLOTS
+    fn ids(loaded: &Loaded) -> Vec<&str> {
+        loaded
+            .records
             .iter()
-            .filter_map(|name| {
-                let (seq, r) = read(&dir.join(name)).ok()??;
-                Some(((*name).to_owned(), seq, r.phase))
-            })
+            .map(|r| r.container_id.as_str())
             .collect()
     }
 
-    #[test]
-    fn save_load_overwrite_remove() {
+    #[tokio::test]
+    async fn save_overwrite_remove_and_reopen() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::new(tmp.path());
-        let mut s = Slots::default();
+        let store = Store::open(tmp.path()).unwrap();
+        let loaded = store.load_all().unwrap();
+        assert!(loaded.records.is_empty() && loaded.errors.is_empty());
         let mut r = record("c1");
-        store.save(&r, Durability::Durable, &mut s).unwrap();
-        assert_eq!(store.load(&r.container_id).unwrap().unwrap(), r);
+        store.save(&r, Durability::Durable).await.unwrap();
+        store.save(&record("c2"), Durability::Lazy).await.unwrap();
         r.phase = Phase::Running;
         r.docker_id = Some("abc".into());
-        store.save(&r, Durability::Durable, &mut s).unwrap();
+        store.save(&r, Durability::Lazy).await.unwrap();
+        assert_eq!(store.writes(), (1, 2));
+        assert_eq!(store.journal_stats().syncs, 1);
+        // A snapshot while the store is open sees every write.
         assert_eq!(
-            store
-                .load(&r.container_id)
-                .unwrap()
-                .unwrap()
-                .docker_id
-                .as_deref(),
-            Some("abc")
-        );
-        r.phase = Phase::Terminated;
-        store.save(&r, Durability::Lazy, &mut s).unwrap();
-        assert_eq!(
-            store.load(&r.container_id).unwrap().unwrap().phase,
-            Phase::Terminated
-        );
-        assert_eq!(store.writes(), (2, 1));
-        store.remove(&r.container_id).unwrap();
-        assert!(store.load(&r.container_id).unwrap().is_none());
-        store.remove(&r.container_id).unwrap();
-    }
-
-    /// Lazy writes never overwrite the last durable record; a durable write goes to the other
-    /// slot and becomes the one kept.
-    #[test]
-    fn writes_alternate_and_spare_the_last_durable_record() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::new(tmp.path());
-        let dir = tmp.path().join("containers/c1");
-        let mut s = Slots::default();
-        let mut r = record("c1");
-        r.phase = Phase::Fetching;
-        store.save(&r, Durability::Durable, &mut s).unwrap();
-        for phase in [Phase::Pulling, Phase::Mounting] {
-            r.phase = phase;
-            store.save(&r, Durability::Lazy, &mut s).unwrap();
-        }
-        assert_eq!(
-            slots(&dir),
-            [
-                ("state.0.json".into(), 1, Phase::Fetching),
-                ("state.1.json".into(), 3, Phase::Mounting)
-            ]
-        );
-        r.phase = Phase::Running;
-        store.save(&r, Durability::Durable, &mut s).unwrap();
-        r.phase = Phase::Destroying;
-        store.save(&r, Durability::Lazy, &mut s).unwrap();
-        assert_eq!(
-            slots(&dir),
-            [
-                ("state.0.json".into(), 5, Phase::Destroying),
-                ("state.1.json".into(), 4, Phase::Running)
-            ]
-        );
-        // A restart goes on from what it finds: the next write spares the newest record.
-        let (found, mut s2) = store.load_all().unwrap().0.remove(0);
-        assert_eq!(found.phase, Phase::Destroying);
-        r.phase = Phase::Terminated;
-        store.save(&r, Durability::Lazy, &mut s2).unwrap();
-        assert_eq!(
-            slots(&dir),
-            [
-                ("state.0.json".into(), 5, Phase::Destroying),
-                ("state.1.json".into(), 6, Phase::Terminated)
-            ]
-        );
-    }
-
-    /// A write cut short (torn slot, or a longer old record's tail left behind) is not a valid
-    /// record: the other slot's is used.
-    #[test]
-    fn a_torn_slot_falls_back_to_the_other() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::new(tmp.path());
-        let dir = tmp.path().join("containers/c1");
-        let mut s = Slots::default();
-        let mut r = record("c1");
-        store.save(&r, Durability::Durable, &mut s).unwrap();
-        r.phase = Phase::Running;
-        r.docker_id = Some("d".repeat(64));
-        store.save(&r, Durability::Lazy, &mut s).unwrap();
-        // The newer slot torn in the middle.
-        let newer = dir.join("state.1.json");
-        let bytes = fs::read(&newer).unwrap();
-        fs::write(&newer, &bytes[..bytes.len() / 2]).unwrap();
-        assert_eq!(
-            store.load(&r.container_id).unwrap().unwrap().phase,
-            Phase::Pulling
-        );
-        // A shorter record written over a longer one, cut before the truncation.
-        let older = dir.join("state.0.json");
-        let mut tail = fs::read(&older).unwrap();
-        tail.extend_from_slice(b"\n  \"leftover\": 1\n}");
-        fs::write(&older, &tail).unwrap();
-        let err = store.load(&r.container_id).unwrap_err().to_string();
-        assert!(err.contains("corrupt"), "no valid slot left: {err}");
-    }
-
-    #[test]
-    fn the_legacy_single_file_is_read_and_replaced() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::new(tmp.path());
-        let dir = tmp.path().join("containers/c1");
-        fs::create_dir_all(&dir).unwrap();
-        let mut r = record("c1");
-        fs::write(dir.join(LEGACY), serde_json::to_vec(&r).unwrap()).unwrap();
-        fs::write(dir.join(LEGACY_TMP), b"{partial").unwrap();
-        let (mut all, errors) = store.load_all().unwrap();
-        assert!(errors.is_empty(), "{errors:?}");
-        assert!(!dir.join(LEGACY_TMP).exists());
-        let (found, mut s) = all.remove(0);
-        assert_eq!(found, r);
-        r.phase = Phase::Running;
-        store.save(&r, Durability::Durable, &mut s).unwrap();
-        assert!(!dir.join(LEGACY).exists());
-        assert_eq!(
-            store.load(&r.container_id).unwrap().unwrap().phase,
-            Phase::Running
-        );
-    }
-
-    #[test]
-    fn load_all_reports_corrupt_and_future_files_but_keeps_the_rest() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::new(tmp.path());
-        assert_eq!(
-            store.load_all().unwrap().0.len(),
-            0,
-            "no directory yet is fine"
+            Store::read_one(tmp.path(), &r.container_id).unwrap(),
+            Some(r.clone())
         );
         store
-            .save(&record("good"), Durability::Lazy, &mut Slots::default())
+            .remove(&ContainerId::new("c2").unwrap())
+            .await
             .unwrap();
-        let bad = store.root().join("bad");
-        fs::create_dir_all(&bad).unwrap();
-        fs::write(bad.join(SLOTS[0]), b"{not json").unwrap();
-        let future = store.root().join("future");
-        fs::create_dir_all(&future).unwrap();
-        fs::write(future.join(SLOTS[1]), br#"{"version": 99}"#).unwrap();
-        // A crash before the first write leaves an empty directory.
-        fs::create_dir_all(store.root().join("empty")).unwrap();
-        let (records, errors) = store.load_all().unwrap();
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].0.container_id.as_str(), "good");
-        assert_eq!(errors.len(), 2);
-        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        store
+            .remove(&ContainerId::new("never").unwrap())
+            .await
+            .unwrap();
+        drop(store);
+        let loaded = Store::open(tmp.path()).unwrap().load_all().unwrap();
+        assert_eq!(loaded.records, [r]);
+        assert!(tmp.path().join(JOURNAL_FILE).is_file());
+        assert!(
+            !tmp.path().join("containers").exists(),
+            "no per-container files"
+        );
+    }
+
+    /// Checkpoints of the slot-file versions move into the journal: the newest slot wins, a
+    /// directory without a checkpoint goes, an unreadable one stays and is reported.
+    #[tokio::test]
+    async fn older_versions_files_are_moved_into_the_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("containers");
+        let write = |id: &str, file: &str, seq: u64, phase: Phase| {
+            let mut r = record(id);
+            r.phase = phase;
+            let mut v = serde_json::to_value(&r).unwrap();
+            v["seq"] = seq.into();
+            fs::create_dir_all(root.join(id)).unwrap();
+            fs::write(
+                root.join(id).join(file),
+                serde_json::to_vec_pretty(&v).unwrap(),
+            )
+            .unwrap();
+        };
+        write("slots", "state.0.json", 5, Phase::Destroying);
+        write("slots", "state.1.json", 4, Phase::Running);
+        write("single", "state.json", 0, Phase::Running);
+        fs::create_dir_all(root.join("empty")).unwrap();
+        fs::create_dir_all(root.join("bad")).unwrap();
+        fs::write(root.join("bad/state.0.json"), b"{not json").unwrap();
+
+        let store = Store::open(tmp.path()).unwrap();
+        let loaded = store.load_all().unwrap();
+        assert_eq!(ids(&loaded), ["single", "slots"]);
+        assert_eq!(
+            loaded.records[1].phase,
+            Phase::Destroying,
+            "the higher sequence wins"
+        );
+        assert_eq!(loaded.errors.len(), 1);
+        let e = loaded.errors[0].to_string();
+        assert!(e.contains("corrupt") && e.contains("bad"), "{e}");
+        assert!(!root.join("slots").exists() && !root.join("single").exists());
+        assert!(!root.join("empty").exists());
+        assert!(
+            root.join("bad/state.0.json").exists(),
+            "kept for an operator"
+        );
+        assert!(store.journal_stats().syncs >= 1, "the move is durable");
+        drop(store);
+        let again = Store::open(tmp.path()).unwrap().load_all().unwrap();
+        assert_eq!(ids(&again), ["single", "slots"]);
+        assert_eq!(again.errors.len(), 1, "still reported");
+    }
+
+    /// A migration cut short leaves the record in both places: the journal's is newer.
+    #[tokio::test]
+    async fn the_journal_wins_over_a_leftover_older_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let mut r = record("c1");
+        r.phase = Phase::Running;
+        store.save(&r, Durability::Durable).await.unwrap();
+        drop(store);
+        let old = tmp.path().join("containers/c1");
+        fs::create_dir_all(&old).unwrap();
+        fs::write(
+            old.join("state.json"),
+            serde_json::to_vec(&record("c1")).unwrap(),
+        )
+        .unwrap();
+        let loaded = Store::open(tmp.path()).unwrap().load_all().unwrap();
+        assert_eq!(loaded.records, [r]);
+        assert!(!old.exists());
+    }
+
+    #[tokio::test]
+    async fn bad_records_are_reported_beside_the_good_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(JOURNAL_FILE);
+        {
+            let (j, _) = Journal::open(&path).unwrap();
+            let good = serde_json::to_vec(&record("good")).unwrap();
+            j.put("good", good.clone(), Durability::Lazy).await.unwrap();
+            j.put("misfiled", good, Durability::Lazy).await.unwrap();
+            j.put("broken", b"{not json".to_vec(), Durability::Lazy)
+                .await
+                .unwrap();
+            j.put("future", br#"{"version": 99}"#.to_vec(), Durability::Lazy)
+                .await
+                .unwrap();
+        }
+        let loaded = Store::open(tmp.path()).unwrap().load_all().unwrap();
+        assert_eq!(ids(&loaded), ["good"]);
+        let text: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
         assert!(
             text.iter()
-                .any(|t| t.contains("corrupt") && t.contains("bad")),
+                .any(|t| t.contains("broken") && t.contains("corrupt")),
             "{text:?}"
         );
         assert!(text.iter().any(|t| t.contains("version 99")), "{text:?}");
-        assert!(!store.root().join("empty").exists());
+        assert!(
+            text.iter()
+                .any(|t| t.contains("misfiled") && t.contains("names container 'good'")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn a_work_dir_file_that_is_not_a_journal_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(JOURNAL_FILE), b"hello").unwrap();
+        let e = Store::open(tmp.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("checkpoints.journal") && e.contains("not a Berth journal"),
+            "{e}"
+        );
     }
 }

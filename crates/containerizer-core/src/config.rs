@@ -37,7 +37,7 @@ impl Default for OrphanPolicy {
 pub struct Config {
     /// This agent's id; containers are labelled with it and only its own are ever touched.
     pub agent_id: AgentId,
-    /// Where checkpoints live (`<work_dir>/containers/<id>/state.{0,1}.json`).
+    /// Where checkpoints live (`<work_dir>/checkpoints.journal`).
     pub work_dir: PathBuf,
     /// Docker names are `<prefix>-<container id>`.
     pub name_prefix: String,

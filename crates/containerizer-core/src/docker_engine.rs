@@ -440,7 +440,7 @@ impl Engine for DockerEngine {
     fn logs(
         &self,
         id: &str,
-        _tty: bool,
+        tty: bool,
         since: Option<SystemTime>,
     ) -> BoxStream<'static, Result<OutputChunk, EngineError>> {
         let options = api::LogsOptions {
@@ -449,6 +449,8 @@ impl Engine for DockerEngine {
             stderr: true,
             since,
             timestamps: true,
+            // Known from the spec it was created with: saves an inspect per log stream.
+            tty: Some(tty),
             ..Default::default()
         };
         let frames = self.docker.containers().logs(id, &options);

@@ -42,6 +42,9 @@ pub enum CheckpointError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The checkpoint journal failed (its message names the file and the operation).
+    #[error(transparent)]
+    Journal(#[from] berth_journal::JournalError),
     /// A checkpoint was written by a newer Berth.
     #[error("checkpoint '{path}' has version {found}; this Berth reads up to version {supported}")]
     UnsupportedVersion {

@@ -142,6 +142,8 @@ pub struct ContainerStatus {
     pub phase: Phase,
     /// The Docker container name.
     pub name: String,
+    /// The image it runs (as launched).
+    pub image: Option<String>,
     /// Docker's id, once created.
     pub docker_id: Option<String>,
     /// The main process's pid on the host, while running.

@@ -768,7 +768,12 @@ async fn two_agents_on_one_daemon_leave_each_other_alone() {
     b.cz.launch(&id, b.spec("same-id", "sleep 1000"))
         .await
         .unwrap();
-    // Each agent restarts; neither sees the other's container as an orphan.
+    // Each agent restarts; neither sees the other's container as an orphan. (An agent's
+    // checkpoint journals admit one writer: the old agent is gone before the new one starts.)
+    for old in [a, b] {
+        old.cz.shutdown().await;
+        drop(old);
+    }
     let a2 = Agent::new(TEST, "agent-a", ra.path(), |_| {}).await;
     let b2 = Agent::new(TEST, "agent-b", rb.path(), |_| {}).await;
     let (ra2, rb2) = (
@@ -808,7 +813,8 @@ async fn remove_delay_zero_cleans_up_right_after_the_termination() {
     })
     .await;
     assert!(a.labelled().await.is_empty());
-    assert!(!root.path().join("work/containers/short").exists());
+    let left = berth_containerizer::checkpoint::Store::read_one(&root.path().join("work"), &id);
+    assert!(left.unwrap().is_none(), "checkpoint left after removal");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

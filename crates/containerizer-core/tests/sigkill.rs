@@ -272,7 +272,9 @@ async fn run(scenario: Scenario) {
         "{scenario:?}: containers left after removal"
     );
     assert!(
-        !root.join("work/containers/victim").exists(),
+        berth_containerizer::checkpoint::Store::read_one(&root.join("work"), &id)
+            .unwrap()
+            .is_none(),
         "checkpoint left after removal"
     );
     let _ = std::fs::remove_dir_all(&root);

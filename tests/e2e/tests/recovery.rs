@@ -305,7 +305,8 @@ async fn a_lost_logger_checkpoint_resumes_without_duplicates() {
     })
     .await;
     agent.sigkill().await;
-    let checkpoint = agent.work_dir.join("logger/ticker.json");
+    // The logger keeps every container's checkpoint in one journal: this one is the only one.
+    let checkpoint = agent.work_dir.join("logger/checkpoints.journal");
     std::fs::remove_file(&checkpoint).unwrap_or_else(|e| panic!("{}: {e}", checkpoint.display()));
     tokio::time::sleep(Duration::from_millis(500)).await;
     agent.restart().await;

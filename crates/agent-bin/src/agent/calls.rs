@@ -106,7 +106,6 @@ impl Agent {
                         tracing::warn!(container = %id, sandbox = %sandbox.display(), error = %e, "failed to remove the sandbox");
                     }
                 }
-                self.forget(&id);
                 self.counters.removes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(container = %id, "container removed");
                 Ok(empty(StatusCode::OK))
@@ -171,15 +170,6 @@ impl Agent {
             }
         }
         let spec = convert::launch_spec(req, self.sandbox_of(&id));
-        let image = spec.docker_info().map(|d| d.image.clone());
-        if self.containerizer.status(&id).is_err() {
-            if let Some(image) = &image {
-                self.images
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.clone(), image.clone());
-            }
-        }
         match self.containerizer.launch(&id, spec).await {
             Ok(Launched::Launched) => {
                 self.counters

@@ -326,6 +326,7 @@ mod tests {
             container_id: ContainerId::new("c1").unwrap(),
             phase: Phase::Pulling,
             name: "berth-c1".into(),
+            image: Some("busybox".into()),
             docker_id: None,
             pid: Some(42),
             ip_addresses: vec!["172.17.0.2".into()],

@@ -224,10 +224,7 @@ impl Agent {
         let mut ids: Vec<_> = self.containerizer.containers().into_iter().collect();
         ids.sort();
         let futures = ids.into_iter().map(|id| async move {
-            let mut status = self.containerizer.status(&id).ok()?;
-            if status.docker_id.is_none() && status.phase == Phase::Terminated {
-                status.docker_id = self.ended_docker_id(&id);
-            }
+            let status = self.containerizer.status(&id).ok()?;
             let usage = if with_usage
                 && status.phase == Phase::Running
                 && status.docker_id.is_some()
@@ -244,7 +241,7 @@ impl Agent {
             };
             Some(convert::container_entry(
                 &status,
-                self.image_of(&id).as_deref(),
+                status.image.as_deref(),
                 usage.as_ref(),
             ))
         });

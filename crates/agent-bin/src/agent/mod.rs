@@ -6,9 +6,8 @@ pub mod convert;
 mod endpoints;
 pub mod workdir;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_containerizer::{AgentId, ContainerId, Containerizer};
@@ -60,10 +59,6 @@ pub struct Agent {
     docker_api_version: String,
     counters: Counters,
     started: SystemTime,
-    /// Images by container, for `GET_CONTAINERS` (filled at launch, else from the checkpoint).
-    images: Mutex<HashMap<ContainerId, String>>,
-    /// Docker ids of ended containers, from their checkpoint (the status forgets them).
-    ended_docker_ids: Mutex<HashMap<ContainerId, Option<String>>>,
     observed: Observed,
     _lock: WorkDirLock,
 }
@@ -88,8 +83,6 @@ impl Agent {
             docker_api_version: parts.docker_api_version,
             counters: Counters::default(),
             started: SystemTime::now(),
-            images: Mutex::new(HashMap::new()),
-            ended_docker_ids: Mutex::new(HashMap::new()),
             observed: parts.observed,
             _lock: parts.lock,
         })
@@ -129,56 +122,6 @@ impl Agent {
                 "Container {id} cannot be found"
             )))
         }
-    }
-
-    /// The Docker id of an ended container, as its checkpoint recorded it.
-    fn ended_docker_id(&self, id: &ContainerId) -> Option<String> {
-        let mut cache = self
-            .ended_docker_ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(id.clone())
-            .or_insert_with(|| {
-                berth_containerizer::checkpoint::Store::new(&self.config.work_dir)
-                    .load(id)
-                    .ok()
-                    .flatten()
-                    .and_then(|r| r.docker_id)
-            })
-            .clone()
-    }
-
-    /// Forgets what was cached about a removed container.
-    fn forget(&self, id: &ContainerId) {
-        self.images
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        self.ended_docker_ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-    }
-
-    fn image_of(&self, id: &ContainerId) -> Option<String> {
-        if let Some(i) = self
-            .images
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-        {
-            return Some(i.clone());
-        }
-        let record = berth_containerizer::checkpoint::Store::new(&self.config.work_dir)
-            .load(id)
-            .ok()??;
-        let image = record.spec.docker_info()?.image.clone();
-        self.images
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), image.clone());
-        Some(image)
     }
 
     /// How long the agent has run.

@@ -1,7 +1,7 @@
 //! The work directory: its layout, the lock that keeps two agents out of one directory, the
 //! persisted agent id, and the startup check that it is writable.
 //!
-//! Layout: `agent-id`, `.lock`, `containers/<id>/state.{0,1}.json` (the containerizer's checkpoints),
+//! Layout: `agent-id`, `.lock`, `checkpoints.journal` (the containerizer's checkpoints),
 //! `sandboxes/<id>/` (container sandboxes), `logger/` (log positions), `fetch-cache/`.
 
 use std::fs::{File, OpenOptions};

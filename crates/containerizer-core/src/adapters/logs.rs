@@ -253,7 +253,13 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert!(left.is_empty(), "checkpoints left after forget: {left:?}");
+        assert_eq!(left, ["checkpoints.journal"], "no per-container files");
+        let journal = berth_journal::Journal::read(tmp.path().join("logger/checkpoints.journal"));
+        let entries = journal.unwrap().entries;
+        assert!(
+            entries.is_empty(),
+            "checkpoints left after forget: {entries:?}"
+        );
     }
 
     /// The logger's checkpoint is gone (or corrupt) after a restart: the log goes on after what
@@ -264,7 +270,7 @@ mod tests {
             let tmp = tempfile::tempdir().unwrap();
             let state = tmp.path().join("logger");
             let logger = Arc::new(SandboxLogger::new(LoggerConfig::new(&state)).unwrap());
-            let adapter = LoggerAdapter::new(logger);
+            let mut adapter = LoggerAdapter::new(logger);
             let sandbox = tmp.path().join("sb");
             std::fs::create_dir_all(&sandbox).unwrap();
             let t0 = SystemTime::now();
@@ -283,11 +289,15 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            let checkpoint = state.join("c1.json");
+            // The agent stops; its logger's checkpoints are lost or damaged; it restarts.
+            drop(adapter);
+            let journal = state.join("checkpoints.journal");
             match damage {
-                "delete" => std::fs::remove_file(&checkpoint).unwrap(),
-                _ => std::fs::write(&checkpoint, b"{torn").unwrap(),
+                "delete" => std::fs::remove_file(&journal).unwrap(),
+                _ => std::fs::write(&journal, b"{torn").unwrap(),
             }
+            let logger = Arc::new(SandboxLogger::new(LoggerConfig::new(&state)).unwrap());
+            adapter = LoggerAdapter::new(logger);
             // After the restart Docker has the old entries and one stamped after the files'
             // last write.
             let mut all = early;

@@ -49,8 +49,6 @@ pub(crate) struct Written {
     pub last: Option<Record>,
     /// Whether that write was durable.
     pub durable: bool,
-    /// Where the next write goes.
-    pub slots: checkpoint::Slots,
 }
 
 /// The latest progress of each URI being fetched, for status. Bounded: a launch may list many

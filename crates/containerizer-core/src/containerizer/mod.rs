@@ -126,12 +126,7 @@ impl Containerizer {
             cpus: config.host_cpus.or(cpus),
             memory: config.host_memory.or(memory),
         };
-        let store = Store::new(&config.work_dir);
-        std::fs::create_dir_all(store.root()).map_err(|source| Error::Io {
-            action: "create checkpoint directory",
-            path: store.root().to_path_buf(),
-            source,
-        })?;
+        let store = Store::open(&config.work_dir)?;
         let puller = Puller::new(engine.clone(), config.pull.clone());
         Ok(Containerizer {
             inner: Arc::new(Inner {
@@ -379,6 +374,7 @@ impl Containerizer {
             container_id: id.clone(),
             phase: rt.state.phase(),
             name: c.name.clone(),
+            image: rt.spec.docker_info().map(|d| d.image.clone()),
             docker_id: rt
                 .state
                 .docker_id()
@@ -456,8 +452,12 @@ impl Containerizer {
     pub async fn flush(&self) -> FlushReport {
         let containers: Vec<Arc<Container>> = self.inner.map().values().cloned().collect();
         let mut report = FlushReport::default();
-        for c in containers {
-            match self.inner.persist(&c, Durability::Durable).await {
+        // All at once: the journal commits them with a shared fsync.
+        let writes = containers
+            .iter()
+            .map(|c| self.inner.persist(c, Durability::Durable));
+        for outcome in futures_util::future::join_all(writes).await {
+            match outcome {
                 Some(true) => report.written += 1,
                 Some(false) => report.failed += 1,
                 None => {}
@@ -591,26 +591,16 @@ impl Inner {
         if current {
             return Some(true);
         }
-        let store = self.store.clone();
-        // The guard travels with the write: if this future is dropped (shutdown), the write still
-        // completes before another may start, so two writes never share the temporary file.
-        let result = tokio::task::spawn_blocking(move || {
-            let saved = store.save(&record, durability, &mut written.slots);
-            if saved.is_ok() {
+        // The guard is held across the write, so two writes of one container never overtake
+        // each other; a dropped future leaves the queued write to complete on its own.
+        match self.store.save(&record, durability).await {
+            Ok(()) => {
                 written.last = Some(record);
                 written.durable = durability == Durability::Durable;
-            }
-            saved
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => Some(true),
-            Ok(Err(e)) => {
-                tracing::error!(container = %c.id, error = %e, "failed to write checkpoint");
-                Some(false)
+                Some(true)
             }
             Err(e) => {
-                tracing::error!(container = %c.id, error = %e, "checkpoint task failed");
+                tracing::error!(container = %c.id, error = %e, "failed to write checkpoint");
                 Some(false)
             }
         }
@@ -653,11 +643,7 @@ impl Inner {
             })?;
         }
         let mut written = c.checkpoint_lock.lock().await;
-        let store = self.store.clone();
-        let id = c.id.clone();
-        tokio::task::spawn_blocking(move || store.remove(&id))
-            .await
-            .map_err(|e| Error::Config(format!("checkpoint removal task failed: {e}")))??;
+        self.store.remove(&c.id).await?;
         written.removed = true;
         drop(written);
         self.logs.forget(&c.id);

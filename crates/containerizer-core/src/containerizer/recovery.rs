@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use super::container::Container;
 use super::pipeline;
 use super::Inner;
-use crate::checkpoint::{Record, Slots};
+use crate::checkpoint::Record;
 use crate::engine::ContainerSummary;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
@@ -79,9 +79,10 @@ pub enum OrphanAction {
 pub(super) async fn recover(inner: &Arc<Inner>) -> Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
     let store = inner.store.clone();
-    let (records, errors) = tokio::task::spawn_blocking(move || store.load_all())
+    let loaded = tokio::task::spawn_blocking(move || store.load_all())
         .await
         .map_err(|e| Error::Config(format!("checkpoint loading task failed: {e}")))??;
+    let (records, errors) = (loaded.records, loaded.errors);
     report.checkpoint_errors = errors.iter().map(ToString::to_string).collect();
     for e in &errors {
         tracing::error!(error = %e, "unreadable checkpoint skipped");
@@ -103,7 +104,7 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<RecoveryReport> {
         }
     }
 
-    for (record, slots) in records {
+    for record in records {
         if record.agent_id != inner.config.agent_id {
             tracing::warn!(container = %record.container_id, agent = %record.agent_id, "checkpoint of another agent; not adopted");
             report.foreign_checkpoints.push(record.container_id);
@@ -123,7 +124,7 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<RecoveryReport> {
         if !candidates.is_empty() {
             ours.insert(record.container_id.clone(), candidates);
         }
-        recover_one(inner, record, slots, docker, &mut report).await;
+        recover_one(inner, record, docker, &mut report).await;
     }
 
     let orphans: Vec<(ContainerId, ContainerSummary)> = ours
@@ -142,7 +143,7 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<RecoveryReport> {
     Ok(report)
 }
 
-fn insert(inner: &Inner, record: &Record, slots: &Slots, state: State) -> Arc<Container> {
+fn insert(inner: &Inner, record: &Record, state: State) -> Arc<Container> {
     let c = Arc::new(Container::new(
         record.container_id.clone(),
         record.name.clone(),
@@ -158,7 +159,6 @@ fn insert(inner: &Inner, record: &Record, slots: &Slots, state: State) -> Arc<Co
     if let Ok(mut written) = c.checkpoint_lock.try_lock() {
         // What is on disk (maybe not fsynced: it may have been a lazy write).
         written.last = Some(record.clone());
-        written.slots = slots.clone();
     }
     inner.map().insert(record.container_id.clone(), c.clone());
     c
@@ -167,18 +167,12 @@ fn insert(inner: &Inner, record: &Record, slots: &Slots, state: State) -> Arc<Co
 async fn recover_one(
     inner: &Arc<Inner>,
     record: Record,
-    slots: Slots,
     docker: Option<ContainerSummary>,
     report: &mut RecoveryReport,
 ) {
     let id = record.container_id.clone();
     if let Some(t) = &record.termination {
-        let c = insert(
-            inner,
-            &record,
-            &slots,
-            State::Terminated(Arc::new(t.clone())),
-        );
+        let c = insert(inner, &record, State::Terminated(Arc::new(t.clone())));
         if record.terminated_at.is_none() {
             c.rt().terminated_at = Some(SystemTime::now());
         }
@@ -216,7 +210,7 @@ async fn recover_one(
                 },
                 killed: record.killed,
             };
-            let c = insert(inner, &record, &slots, state);
+            let c = insert(inner, &record, state);
             c.rt().pid = info.pid;
             c.rt().ips = info.ip_addresses.clone();
             if info.running {
@@ -247,7 +241,7 @@ async fn recover_one(
                 started: false,
                 killed: record.killed,
             });
-            spawn_rollback(inner, insert(inner, &record, &slots, state), false);
+            spawn_rollback(inner, insert(inner, &record, state), false);
             report.rolled_back.push(id);
         }
         None if record.docker_id.is_some() && interrupted == Phase::Running => {
@@ -258,7 +252,7 @@ async fn recover_one(
                 started: true,
                 killed: record.killed,
             });
-            let c = insert(inner, &record, &slots, state);
+            let c = insert(inner, &record, state);
             let inner2 = inner.clone();
             pipeline::spawn_supervised(inner.clone(), c.clone(), async move {
                 pipeline::finish(&inner2, &c, None).await
@@ -277,7 +271,7 @@ async fn recover_one(
             // If the agent died inside `create`, a container may exist under our name.
             spawn_rollback(
                 inner,
-                insert(inner, &record, &slots, state),
+                insert(inner, &record, state),
                 interrupted == Phase::Running,
             );
             report.rolled_back.push(id);
