@@ -26,6 +26,18 @@ pub struct Cli {
     /// Log filter, e.g. `info` or `berth=debug` [default: info for serve, warn otherwise; RUST_LOG wins].
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Threads running the agent's async work. 0 (the default): one thread, which costs the
+    /// least CPU per container (no hand-offs between threads for every Docker request; file
+    /// work still runs on blocking threads). N: a work-stealing runtime with N threads, for
+    /// hosts where the agent's own CPU use is the bottleneck.
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        env = "BERTH_WORKER_THREADS",
+        default_value_t = 0
+    )]
+    pub worker_threads: usize,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -211,8 +211,8 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         )
     };
     let fetch = async {
-        tokio::fs::create_dir_all(&sandbox)
-            .await
+        // A few mkdirs: cheaper inline than a hop to a blocking thread and back.
+        std::fs::create_dir_all(&sandbox)
             .map_err(|e| format!("failed to create sandbox '{}': {e}", sandbox.display()))?;
         if uris.is_empty() {
             return Ok(());
@@ -353,7 +353,8 @@ fn create_error(name: &str, e: &EngineError) -> String {
 async fn create_dirs(c: &Container, dir: &Path) -> Result<(), String> {
     let mut missing = Vec::new();
     let mut cur = dir;
-    while tokio::fs::symlink_metadata(cur).await.is_err() {
+    // Inline, like the sandbox: a stat and a mkdir per level.
+    while std::fs::symlink_metadata(cur).is_err() {
         missing.push(cur.to_path_buf());
         match cur.parent() {
             Some(p) => cur = p,
@@ -361,7 +362,7 @@ async fn create_dirs(c: &Container, dir: &Path) -> Result<(), String> {
         }
     }
     for d in missing.into_iter().rev() {
-        match tokio::fs::create_dir(&d).await {
+        match std::fs::create_dir(&d) {
             Ok(()) => c.rt().created_dirs.push(d),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {

@@ -1774,9 +1774,10 @@ fn shutdown_leaves_containers_running_flushes_checkpoints_and_refuses_launches()
     });
 }
 
-/// A whole life costs three durable checkpoint writes (launch accepted, RUNNING with the
-/// Docker id, the termination); the stages between are coalesced lazy writes, and writing what
-/// is already on disk is skipped.
+/// A whole life costs at most three durable checkpoint writes (launch accepted, RUNNING with the
+/// Docker id, the termination; the first is written in the background and merges into the
+/// second when the launch outruns it); the stages between are coalesced lazy writes, and
+/// writing what is already on disk is skipped.
 #[test]
 fn a_lifecycle_writes_three_durable_checkpoints() {
     rt().block_on(async {
@@ -1790,8 +1791,11 @@ fn a_lifecycle_writes_three_durable_checkpoints() {
             source: None,
         });
         h.cz.launch(&id, spec).await.unwrap();
-        let (durable, _) = h.cz.checkpoint_writes();
-        assert_eq!(durable, 2, "accepted and RUNNING");
+        let (launch_durable, _) = h.cz.checkpoint_writes();
+        assert!(
+            (1..=2).contains(&launch_durable),
+            "{launch_durable} durable writes: accepted and RUNNING, or the two merged"
+        );
         let on_disk = h.cz.inner.store.load(&id).unwrap().unwrap();
         assert_eq!(on_disk.phase, Phase::Running);
         assert!(on_disk.docker_id.is_some());
@@ -1800,13 +1804,13 @@ fn a_lifecycle_writes_three_durable_checkpoints() {
         h.cz.wait(&id).await.unwrap();
         // The termination is written right after it is published.
         for _ in 0..100 {
-            if h.cz.checkpoint_writes().0 == 3 {
+            if h.cz.checkpoint_writes().0 == launch_durable + 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let (durable, lazy) = h.cz.checkpoint_writes();
-        assert_eq!(durable, 3, "plus the termination");
+        assert_eq!(durable, launch_durable + 1, "plus the termination");
         assert!(lazy <= 4, "{lazy} lazy writes for four intermediate stages");
         // Nothing changed: a flush writes nothing new.
         assert_eq!(h.cz.flush().await.written, 1);
