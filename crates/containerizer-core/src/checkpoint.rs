@@ -29,7 +29,7 @@ use crate::spec::LaunchSpec;
 use crate::state::Phase;
 use crate::termination::Termination;
 
-pub use berth_journal::Durability;
+pub use berth_journal::{Durability, JournalStats};
 
 /// The checkpoint format this build writes (and the newest it reads).
 pub const VERSION: u32 = 1;
@@ -171,7 +171,7 @@ impl Store {
     }
 
     /// The journal's counters (records, batches, fsyncs, compactions, size).
-    pub fn journal_stats(&self) -> berth_journal::JournalStats {
+    pub fn journal_stats(&self) -> JournalStats {
         self.journal.stats()
     }
 

@@ -46,6 +46,24 @@ async fn metrics_count_what_happened_in_both_formats() {
         "{s}"
     );
     assert_eq!(s["agent/api/calls/LAUNCH_CONTAINER"], 3.0, "{s}");
+    // Checkpoints: durable writes share journal fsyncs, never need more of them.
+    let num = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {s}"));
+    let (durable, fsyncs) = (
+        num("containerizer/checkpoints/durable_writes"),
+        num("containerizer/checkpoints/journal_fsyncs"),
+    );
+    assert!(
+        fsyncs >= 1.0 && fsyncs <= durable,
+        "{fsyncs} fsyncs for {durable} durable writes"
+    );
+    assert!(num("containerizer/checkpoints/journal_bytes") > 8.0, "{s}");
+    // m1 finished: its last log checkpoint was fsynced, and its stdout (it printed) too.
+    assert!(
+        num("containerizer/logger/checkpoints_durable") >= 1.0,
+        "{s}"
+    );
+    assert!(num("containerizer/logger/checkpoints_stored") >= 2.0, "{s}");
+    assert!(num("containerizer/logger/file_syncs") >= 1.0, "{s}");
 
     let prom = agent.get("/metrics").await;
     assert_eq!(prom.status, 200);

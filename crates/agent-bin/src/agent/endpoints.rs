@@ -148,6 +148,21 @@ impl Agent {
                     "Containers being logged",
                     m.active_logs as f64,
                 ),
+                Sample::counter(
+                    "containerizer/logger/checkpoints_stored",
+                    "Log checkpoints written to the logger's journal",
+                    m.checkpoints_stored as f64,
+                ),
+                Sample::counter(
+                    "containerizer/logger/checkpoints_durable",
+                    "Of those, fsynced (finish, after a recovery, every few rotations)",
+                    m.checkpoints_durable as f64,
+                ),
+                Sample::counter(
+                    "containerizer/logger/file_syncs",
+                    "Log files fsynced (only files holding unsynced bytes)",
+                    m.file_syncs as f64,
+                ),
             ]);
         }
         if let Some(r) = &self.observed.log_resume {
@@ -188,6 +203,24 @@ impl Agent {
                 "containerizer/checkpoints/lazy_writes",
                 "Container checkpoints written without fsync (coalesced intermediate states)",
                 lazy as f64,
+            ),
+        ]);
+        let j = self.containerizer.checkpoint_journal();
+        out.extend([
+            Sample::counter(
+                "containerizer/checkpoints/journal_fsyncs",
+                "fdatasyncs of the checkpoint journal (durable writes queued together share one)",
+                j.syncs as f64,
+            ),
+            Sample::counter(
+                "containerizer/checkpoints/journal_compactions",
+                "Rewrites of the checkpoint journal down to its live records",
+                j.compactions as f64,
+            ),
+            Sample::gauge(
+                "containerizer/checkpoints/journal_bytes",
+                "Size of the checkpoint journal file",
+                j.file_bytes as f64,
             ),
         ]);
         out.push(Sample::counter(

@@ -477,6 +477,11 @@ impl Containerizer {
         self.inner.store.writes()
     }
 
+    /// The checkpoint journal's counters (records, fsyncs, compactions, size).
+    pub fn checkpoint_journal(&self) -> crate::checkpoint::JournalStats {
+        self.inner.store.journal_stats()
+    }
+
     /// How many terminations were decided since start (one per container that ended).
     pub fn terminations_decided(&self) -> usize {
         self.inner.resolutions.load(Ordering::SeqCst)
