@@ -4,14 +4,17 @@
 //! Replaying the whole log from Docker would write everything the files hold a second time.
 //! Instead the output is resumed from the files' last modification: every entry in them was
 //! written after Docker stamped it, so none is stamped later than the newest file's mtime, and
-//! a replay from there repeats nothing. Entries stamped before that instant which the previous
+//! a replay from there repeats nothing. File systems stamp mtimes from a coarse clock (Linux:
+//! the last timer tick, up to 10 ms behind the precise clock Docker stamps entries with), so
+//! the resume point is that much after the mtime; without the margin the last line written
+//! could come back a second time (seen in the e2e test). Entries stamped before that instant which the previous
 //! agent had not yet written are not replayed: a possible gap of at most the logger's write
 //! delay at the moment the agent stopped, which is reported (tracing and
 //! [`LogResumeMetrics`]) rather than hidden.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Counts of logs resumed without a usable logger checkpoint.
 #[derive(Debug, Default)]
@@ -44,9 +47,13 @@ impl LogResumeMetrics {
 /// newest rotated ones (a rotation may have just emptied a current file).
 const LOG_FILES: [&str; 4] = ["stdout", "stderr", "stdout.1", "stderr.1"];
 
-/// Where to resume a container's output from, judging by its sandbox files: the newest
-/// modification time among log files that hold bytes, or `None` when none does (nothing was
-/// written, so replaying everything duplicates nothing).
+/// How far a file's mtime may lag the precise time of the write that set it: one timer tick
+/// at the lowest common kernel tick rate (100 Hz).
+const MTIME_GRANULARITY: Duration = Duration::from_millis(10);
+
+/// Where to resume a container's output from, judging by its sandbox files: just after the
+/// newest modification time among log files that hold bytes (see the module documentation),
+/// or `None` when none does (nothing was written, so replaying everything duplicates nothing).
 pub(super) fn resume_point(sandbox: &Path) -> Option<SystemTime> {
     LOG_FILES
         .iter()
@@ -54,12 +61,12 @@ pub(super) fn resume_point(sandbox: &Path) -> Option<SystemTime> {
         .filter(|m| m.is_file() && m.len() > 0)
         .filter_map(|m| m.modified().ok())
         .max()
+        .map(|newest| newest + MTIME_GRANULARITY)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn the_newest_non_empty_log_file_decides() {
@@ -77,11 +84,11 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        assert_eq!(resume_point(tmp.path()), Some(old));
+        assert_eq!(resume_point(tmp.path()), Some(old + MTIME_GRANULARITY));
         let rotated = tmp.path().join("stderr.1");
         std::fs::write(&rotated, b"b\n").unwrap();
         let newer = std::fs::metadata(&rotated).unwrap().modified().unwrap();
-        assert_eq!(resume_point(tmp.path()), Some(newer));
+        assert_eq!(resume_point(tmp.path()), Some(newer + MTIME_GRANULARITY));
     }
 
     #[test]
