@@ -23,6 +23,13 @@ const BENCHES: &[Bench] = &[
         needs_testbed: true,
     },
     Bench {
+        name: "journal",
+        package: "berth-journal",
+        dir: "crates/journal",
+        target: "journal",
+        needs_testbed: false,
+    },
+    Bench {
         name: "fetcher",
         package: "berth-fetcher",
         dir: "crates/fetcher",

@@ -4,7 +4,7 @@
 //! cargo xtask testbed up|down|status   prepare / remove / show the test bed (daemon, images, registries)
 //! cargo xtask ci                       everything CI checks: fmt, clippy, test bed, all tests
 //! cargo xtask e2e [filter]             the real `berth` binary against the test bed
-//! cargo xtask bench <name>             a benchmark against its baseline: docker-api, fetcher, logger
+//! cargo xtask bench <name>             a benchmark against its baseline: docker-api, journal, fetcher, logger
 //! ```
 
 mod bench;
@@ -24,7 +24,7 @@ commands:
   ci               fmt check, clippy, test bed up, every test of the workspace (e2e included)
   e2e [filter]     the end-to-end suite: the real `berth` binary against the test bed
   bench <name>     run a benchmark against its baseline;
-                   names: docker-api, fetcher, logger, containerizer, agent";
+                   names: docker-api, journal, fetcher, logger, containerizer, agent";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
