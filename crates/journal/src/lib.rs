@@ -13,7 +13,8 @@
 //! record's fsync covers everything before it, so no durable record is ever behind a dropped
 //! tail. When dead records (overwritten or removed keys) outweigh live ones by
 //! [`Options::compact_ratio`], the writer rewrites the file with the live records only
-//! (temporary file, fsync, rename, directory fsync).
+//! (temporary file, fsync, rename, directory fsync). The file is readable by its owner only:
+//! records may hold secrets.
 //!
 //! ```
 //! use berth_journal::{Durability, Journal};
@@ -42,7 +43,7 @@ mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -156,14 +157,26 @@ impl Journal {
         }
         // A compaction interrupted before its rename: the journal itself is intact.
         let _ = std::fs::remove_file(writer::compaction_path(&path));
+        // Records may hold secrets (a container's environment): owner only, like Docker's own
+        // container configs.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(io("open", &path))?;
         lock(&file, &path)?;
+        let mode = file
+            .metadata()
+            .map_err(io("stat", &path))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(io("restrict the permissions of", &path))?;
+        }
         let bytes = std::fs::read(&path).map_err(io("read", &path))?;
         let mut replay = Replay::default();
         let valid_len = if bytes.len() < HEADER.len() && HEADER.starts_with(&bytes) {

@@ -313,3 +313,28 @@ async fn close_releases_the_file_and_refuses_later_writes() {
     assert!(started.elapsed() < LOCK_WAIT);
     assert_eq!(replay.entries.keys().collect::<Vec<_>>(), ["a"]);
 }
+
+/// Records may hold secrets: the file is the owner's only, also after a compaction, and a
+/// journal left readable by an older version is tightened at open.
+#[test]
+fn the_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_d, path) = tmp();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let options = Options {
+        compact_min_bytes: 256,
+        compact_ratio: 2,
+    };
+    let (j, _) = Journal::open_with(&path, options).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    for i in 0u32..100 {
+        j.put_blocking("k", i.to_le_bytes().to_vec(), Durability::Lazy)
+            .unwrap();
+    }
+    assert!(j.stats().compactions > 0);
+    assert_eq!(mode(&path), 0o600, "after compaction");
+    drop(j);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_j, _) = Journal::open(&path).unwrap();
+    assert_eq!(mode(&path), 0o600, "tightened at open");
+}
