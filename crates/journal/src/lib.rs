@@ -43,6 +43,7 @@ mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
+use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,32 +178,27 @@ impl Journal {
             file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
                 .map_err(io("restrict the permissions of", &path))?;
         }
-        let bytes = std::fs::read(&path).map_err(io("read", &path))?;
-        let mut replay = Replay::default();
-        let valid_len = if bytes.len() < HEADER.len() && HEADER.starts_with(&bytes) {
-            // New, or created by a process killed before the header was complete.
-            file.set_len(0).map_err(io("truncate", &path))?;
-            file.write_all_at(HEADER, 0).map_err(io("write", &path))?;
-            file.sync_all().map_err(io("fsync", &path))?;
-            writer::sync_dir(&path)?;
-            HEADER.len() as u64
-        } else if !bytes.starts_with(HEADER) {
-            return Err(JournalError::NotAJournal {
-                path,
-                expected: "BERTHJ01",
-            });
-        } else {
-            let decoded = format::decode(&bytes);
-            if let Some(why) = &decoded.invalid_tail {
-                tracing::warn!(journal = %path.display(), "journal ends in {why}: a write cut short by a crash; dropped");
-                file.set_len(decoded.valid_len)
-                    .map_err(io("cut the invalid tail off", &path))?;
+        let mut bytes = Vec::new();
+        (&file).read_to_end(&mut bytes).map_err(io("read", &path))?;
+        let (replay, valid_len) = match parse(&path, &bytes)? {
+            None => {
+                // New, or created by a process killed before the header was complete.
+                file.set_len(0).map_err(io("truncate", &path))?;
+                file.write_all_at(HEADER, 0).map_err(io("write", &path))?;
                 file.sync_all().map_err(io("fsync", &path))?;
+                writer::sync_dir(&path)?;
+                (Replay::default(), HEADER.len() as u64)
             }
-            replay.entries = decoded.entries;
-            replay.records = decoded.records;
-            replay.dropped_tail = decoded.invalid_tail;
-            decoded.valid_len
+            Some(decoded) => {
+                if let Some(why) = &decoded.invalid_tail {
+                    tracing::warn!(journal = %path.display(), "journal ends in {why}: a write cut short by a crash; dropped");
+                    file.set_len(decoded.valid_len)
+                        .map_err(io("cut the invalid tail off", &path))?;
+                    file.sync_all().map_err(io("fsync", &path))?;
+                }
+                let valid_len = decoded.valid_len;
+                (Replay::from(decoded), valid_len)
+            }
         };
         let live: HashMap<String, u64> = replay
             .entries
@@ -258,21 +254,7 @@ impl Journal {
                 })
             }
         };
-        if bytes.len() < HEADER.len() && HEADER.starts_with(&bytes) {
-            return Ok(Replay::default());
-        }
-        if !bytes.starts_with(HEADER) {
-            return Err(JournalError::NotAJournal {
-                path: path.to_path_buf(),
-                expected: "BERTHJ01",
-            });
-        }
-        let decoded = format::decode(&bytes);
-        Ok(Replay {
-            entries: decoded.entries,
-            records: decoded.records,
-            dropped_tail: decoded.invalid_tail,
-        })
+        Ok(parse(path, &bytes)?.map(Replay::from).unwrap_or_default())
     }
 
     /// The journal file.
@@ -324,34 +306,25 @@ impl Journal {
         durability: Durability,
     ) -> Result<(), JournalError> {
         let record = self.record(Op::Put, key, value)?;
-        self.submit_blocking(Some(record), durability)
+        self.submit_blocking(Some(record), durability, false)
     }
 
     /// [`remove`](Self::remove) for threads outside an async runtime.
     pub fn remove_blocking(&self, key: &str, durability: Durability) -> Result<(), JournalError> {
         let record = self.record(Op::Remove, key, Vec::new())?;
-        self.submit_blocking(Some(record), durability)
+        self.submit_blocking(Some(record), durability, false)
     }
 
     /// Syncs, then closes the journal for every handle: the file is closed (its lock released,
     /// so it can be opened again) and later writes fail with [`JournalError::Closed`]. For a
     /// process about to exit or hand the file over; blocks until done.
     pub fn close(&self) -> Result<(), JournalError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.tx
-            .send(Request {
-                record: None,
-                close: true,
-                durability: Durability::Durable,
-                reply: Reply::Blocking(tx),
-            })
-            .map_err(|_| self.closed())?;
-        rx.recv().map_err(|_| self.closed())?
+        self.submit_blocking(None, Durability::Durable, true)
     }
 
     /// [`sync`](Self::sync) for threads outside an async runtime.
     pub fn sync_blocking(&self) -> Result<(), JournalError> {
-        self.submit_blocking(None, Durability::Durable)
+        self.submit_blocking(None, Durability::Durable, false)
     }
 
     fn record(
@@ -408,17 +381,44 @@ impl Journal {
         &self,
         record: Option<(Op, String, Vec<u8>)>,
         durability: Durability,
+        close: bool,
     ) -> Result<(), JournalError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.tx
             .send(Request {
                 record,
-                close: false,
+                close,
                 durability,
                 reply: Reply::Blocking(tx),
             })
             .map_err(|_| self.closed())?;
         rx.recv().map_err(|_| self.closed())?
+    }
+}
+
+/// Reads a journal file's bytes: `None` for a file that is empty or holds only the start of
+/// the header (created by a process killed before the header was complete), an error for one
+/// that is not a journal.
+fn parse(path: &Path, bytes: &[u8]) -> Result<Option<format::Decoded>, JournalError> {
+    if bytes.len() < HEADER.len() && HEADER.starts_with(bytes) {
+        return Ok(None);
+    }
+    if !bytes.starts_with(HEADER) {
+        return Err(JournalError::NotAJournal {
+            path: path.to_path_buf(),
+            expected: "BERTHJ01",
+        });
+    }
+    Ok(Some(format::decode(bytes)))
+}
+
+impl From<format::Decoded> for Replay {
+    fn from(d: format::Decoded) -> Replay {
+        Replay {
+            entries: d.entries,
+            records: d.records,
+            dropped_tail: d.invalid_tail,
+        }
     }
 }
 
