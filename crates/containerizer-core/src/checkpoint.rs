@@ -110,17 +110,11 @@ impl Store {
         let mut loaded = Store::read(&self.work_dir)?;
         let root = self.work_dir.join(legacy::DIR);
         if let Ok(entries) = fs::read_dir(&root) {
+            // What migration left: unreadable ones (a readable one is in the journal already,
+            // its directory only failed to go).
             for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
-                match legacy::read_dir(&dir) {
-                    Err(e) => loaded.errors.push(e),
-                    Ok(Some(r)) => loaded.errors.push(CheckpointError::Corrupt {
-                        reason: format!(
-                            "it names container '{}' but lives in another directory",
-                            r.container_id
-                        ),
-                        path: dir,
-                    }),
-                    Ok(None) => {}
+                if let Err(e) = legacy::read_dir(&dir) {
+                    loaded.errors.push(e);
                 }
             }
         }
@@ -141,10 +135,13 @@ impl Store {
 
     /// One container's checkpoint from a [`read`](Self::read) snapshot.
     pub fn read_one(work_dir: &Path, id: &ContainerId) -> Result<Option<Record>, CheckpointError> {
-        Ok(Store::read(work_dir)?
-            .records
-            .into_iter()
-            .find(|r| &r.container_id == id))
+        let path = work_dir.join(JOURNAL_FILE);
+        let replay = Journal::read(&path)?;
+        replay
+            .entries
+            .get(id.as_str())
+            .map(|bytes| decode_entry(&path, id.as_str(), bytes))
+            .transpose()
     }
 
     /// The journal file.
@@ -155,11 +152,7 @@ impl Store {
     /// One container's checkpoint as it is now in the journal (every acknowledged write is
     /// seen). Reads the whole journal: for tools and tests, not for hot paths.
     pub fn load(&self, id: &ContainerId) -> Result<Option<Record>, CheckpointError> {
-        let replay = Journal::read(self.path())?;
-        match replay.entries.get(id.as_str()) {
-            Some(bytes) => decode(&self.path().join(id.as_str()), bytes).map(Some),
-            None => Ok(None),
-        }
+        Store::read_one(&self.work_dir, id)
     }
 
     /// Checkpoints written so far by this store and its clones: `(durable, lazy)`.
@@ -207,11 +200,6 @@ impl Store {
         Ok(self.journal.close()?)
     }
 
-    /// Makes every write so far durable.
-    pub async fn sync(&self) -> Result<(), CheckpointError> {
-        Ok(self.journal.sync().await?)
-    }
-
     /// Moves `<work_dir>/containers/<id>/` checkpoints of older versions into the journal
     /// (durably), then removes them. A record already in the journal is newer (a migration
     /// cut short by a crash) and wins. Unreadable ones are left for an operator (and reported
@@ -234,10 +222,6 @@ impl Store {
             }
             match legacy::read_dir(&dir) {
                 Ok(Some(r)) => {
-                    if dir.file_name().and_then(|n| n.to_str()) != Some(r.container_id.as_str()) {
-                        tracing::error!(dir = %dir.display(), container = %r.container_id, "older checkpoint names another container; left in place");
-                        continue;
-                    }
                     if !in_journal.contains_key(r.container_id.as_str()) {
                         let json = serde_json::to_vec(&r).expect("records serialise");
                         self.journal.put_blocking(
@@ -284,17 +268,25 @@ fn io<'p>(
 fn decode_all(path: &Path, entries: impl IntoIterator<Item = (String, Vec<u8>)>) -> Loaded {
     let mut loaded = Loaded::default();
     for (key, bytes) in entries {
-        let where_ = path.join(&key);
-        match decode(&where_, &bytes) {
-            Ok(r) if r.container_id.as_str() == key => loaded.records.push(r),
-            Ok(r) => loaded.errors.push(CheckpointError::Corrupt {
-                path: where_,
-                reason: format!("the record names container '{}'", r.container_id),
-            }),
+        match decode_entry(path, &key, &bytes) {
+            Ok(r) => loaded.records.push(r),
             Err(e) => loaded.errors.push(e),
         }
     }
     loaded
+}
+
+/// Decodes the journal entry under `key`; a record naming another container is an error.
+fn decode_entry(path: &Path, key: &str, bytes: &[u8]) -> Result<Record, CheckpointError> {
+    let where_ = path.join(key);
+    let r = decode(&where_, bytes)?;
+    if r.container_id.as_str() != key {
+        return Err(CheckpointError::Corrupt {
+            path: where_,
+            reason: format!("the record names container '{}'", r.container_id),
+        });
+    }
+    Ok(r)
 }
 
 /// Parses one record, checking its version first so a newer format says so instead of
@@ -329,7 +321,8 @@ mod legacy {
     const FILES: [&str; 3] = ["state.0.json", "state.1.json", "state.json"];
 
     /// The newest valid record of a container directory; `None` when it has no checkpoint
-    /// file, an error when files exist and none holds a valid record.
+    /// file, an error when files exist and none holds a valid record, or when the record names
+    /// a container other than the directory's.
     pub fn read_dir(dir: &Path) -> Result<Option<Record>, CheckpointError> {
         let mut best: Option<(u64, Record)> = None;
         let mut first_error = None;
@@ -367,6 +360,17 @@ mod legacy {
             }
         }
         match (best, first_error) {
+            (Some((_, r)), _)
+                if dir.file_name().and_then(|n| n.to_str()) != Some(r.container_id.as_str()) =>
+            {
+                Err(CheckpointError::Corrupt {
+                    path: dir.to_path_buf(),
+                    reason: format!(
+                        "it names container '{}' but lives in another directory",
+                        r.container_id
+                    ),
+                })
+            }
             (Some((_, r)), _) => Ok(Some(r)),
             (None, Some(e)) => Err(e),
             (None, None) => Ok(None),
@@ -509,6 +513,44 @@ mod tests {
         let loaded = Store::open(tmp.path()).unwrap().load_all().unwrap();
         assert_eq!(loaded.records, [r]);
         assert!(!old.exists());
+    }
+
+    /// An older checkpoint naming another container is left in place and reported; a readable
+    /// one whose directory merely outlived its move (the journal holds it) is not an error.
+    #[tokio::test]
+    async fn misfiled_older_checkpoints_are_reported_and_moved_ones_are_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("containers");
+        fs::create_dir_all(root.join("wrong")).unwrap();
+        fs::write(
+            root.join("wrong/state.json"),
+            serde_json::to_vec(&record("c9")).unwrap(),
+        )
+        .unwrap();
+        fs::create_dir_all(root.join("c1")).unwrap();
+        fs::write(
+            root.join("c1/state.json"),
+            serde_json::to_vec(&record("c1")).unwrap(),
+        )
+        .unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        assert!(!root.join("c1").exists(), "moved");
+        // As if removing the moved directory had failed.
+        fs::create_dir_all(root.join("c1")).unwrap();
+        fs::write(
+            root.join("c1/state.json"),
+            serde_json::to_vec(&record("c1")).unwrap(),
+        )
+        .unwrap();
+        let loaded = store.load_all().unwrap();
+        assert_eq!(ids(&loaded), ["c1"]);
+        let text: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(
+            text[0].contains("wrong") && text[0].contains("names container 'c9'"),
+            "{text:?}"
+        );
+        assert!(root.join("wrong/state.json").exists(), "left in place");
     }
 
     #[tokio::test]
