@@ -187,6 +187,13 @@ mod tests {
         }
     }
 
+    /// An adapter over a sandbox logger keeping its state in `state_dir` (a fresh agent's).
+    fn sandbox_adapter(state_dir: &std::path::Path) -> LoggerAdapter<SandboxLogger> {
+        LoggerAdapter::new(Arc::new(
+            SandboxLogger::new(LoggerConfig::new(state_dir)).unwrap(),
+        ))
+    }
+
     fn chunk(at: SystemTime, text: &str) -> OutputChunk {
         OutputChunk {
             kind: OutputKind::Stdout,
@@ -225,9 +232,7 @@ mod tests {
     #[tokio::test]
     async fn ids_with_a_leading_dot_or_dash_are_logged() {
         let tmp = tempfile::tempdir().unwrap();
-        let logger =
-            Arc::new(SandboxLogger::new(LoggerConfig::new(tmp.path().join("logger"))).unwrap());
-        let adapter = LoggerAdapter::new(logger);
+        let adapter = sandbox_adapter(&tmp.path().join("logger"));
         let now = SystemTime::now();
         for id in [".a", "-", "_"] {
             let sandbox = tmp.path().join(format!("sb{id}"));
@@ -269,8 +274,7 @@ mod tests {
         for damage in ["delete", "corrupt"] {
             let tmp = tempfile::tempdir().unwrap();
             let state = tmp.path().join("logger");
-            let logger = Arc::new(SandboxLogger::new(LoggerConfig::new(&state)).unwrap());
-            let mut adapter = LoggerAdapter::new(logger);
+            let mut adapter = sandbox_adapter(&state);
             let sandbox = tmp.path().join("sb");
             std::fs::create_dir_all(&sandbox).unwrap();
             let t0 = SystemTime::now();
@@ -296,8 +300,7 @@ mod tests {
                 "delete" => std::fs::remove_file(&journal).unwrap(),
                 _ => std::fs::write(&journal, b"{torn").unwrap(),
             }
-            let logger = Arc::new(SandboxLogger::new(LoggerConfig::new(&state)).unwrap());
-            adapter = LoggerAdapter::new(logger);
+            adapter = sandbox_adapter(&state);
             // After the restart Docker has the old entries and one stamped after the files'
             // last write.
             let mut all = early;
@@ -321,8 +324,7 @@ mod tests {
     async fn a_lost_checkpoint_with_empty_files_replays_everything_once() {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path().join("logger");
-        let logger = Arc::new(SandboxLogger::new(LoggerConfig::new(&state)).unwrap());
-        let adapter = LoggerAdapter::new(logger);
+        let adapter = sandbox_adapter(&state);
         let sandbox = tmp.path().join("sb");
         std::fs::create_dir_all(&sandbox).unwrap();
         let t = target("c1", &sandbox);
