@@ -252,7 +252,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
             gate.pass(crate::testing::Op::Mount).await;
         }
         for dir in &mapped.volumes.sandbox_dirs {
-            create_dirs(c, dir).await?;
+            create_dirs(c, dir)?;
         }
         Ok(())
     };
@@ -350,7 +350,7 @@ fn create_error(name: &str, e: &EngineError) -> String {
 }
 
 /// Creates `dir` and any missing parents, recording each one made so a roll-back removes them.
-async fn create_dirs(c: &Container, dir: &Path) -> Result<(), String> {
+fn create_dirs(c: &Container, dir: &Path) -> Result<(), String> {
     let mut missing = Vec::new();
     let mut cur = dir;
     // Inline, like the sandbox: a stat and a mkdir per level.
