@@ -163,7 +163,7 @@ impl Store {
         )
     }
 
-    /// The journal's counters (records, batches, fsyncs, compactions, size).
+    /// The journal's counters (records, fsyncs, compactions, where the records end).
     pub fn journal_stats(&self) -> JournalStats {
         self.journal.stats()
     }

@@ -4,6 +4,10 @@
 //! A record is valid only when its whole payload is present and its checksum matches, so a write
 //! cut short (agent killed, host crash before the bytes reached the disk) shows up as an invalid
 //! tail, which replay drops.
+//!
+//! The file may continue with zeros after the last record: space the writer reserved ahead of
+//! its writes, so that appending does not change the file's size and an `fdatasync` need not
+//! write the inode. A length field of zero is never a record, so zeros read as "no more records".
 
 use std::collections::BTreeMap;
 
@@ -53,7 +57,8 @@ pub(crate) struct Decoded {
     pub valid_len: u64,
     /// Valid records read.
     pub records: u64,
-    /// Why reading stopped before the end of the file, if it did.
+    /// Why reading stopped before the end of the file, if it did (zeros after the records are
+    /// reserved space, not a reason).
     pub invalid_tail: Option<String>,
 }
 
@@ -80,6 +85,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Decoded {
                 d.valid_len = at as u64;
                 d.records += 1;
             }
+            Err(_) if bytes[at..].iter().all(|b| *b == 0) => break,
             Err(reason) => {
                 d.invalid_tail = Some(format!(
                     "{reason} at byte {at} ({} bytes dropped)",
@@ -170,6 +176,21 @@ mod tests {
             why.contains("checksum") && why.contains(&format!("byte {second}")),
             "{why}"
         );
+    }
+
+    #[test]
+    fn zeros_after_the_records_are_reserved_space_and_anything_else_is_a_torn_tail() {
+        let mut bytes = file(&[(Op::Put, "a", b"one")]);
+        let end = bytes.len() as u64;
+        bytes.extend_from_slice(&[0; 1000]);
+        let d = decode(&bytes);
+        assert_eq!((d.valid_len, d.invalid_tail), (end, None));
+        // A torn record inside the reserved space: its start survived, the rest is zeros.
+        let at = bytes.len() - 1000;
+        bytes[at] = 40;
+        let d = decode(&bytes);
+        assert_eq!(d.valid_len, end);
+        assert!(d.invalid_tail.unwrap().contains("checksum"));
     }
 
     #[test]

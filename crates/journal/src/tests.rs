@@ -1,4 +1,5 @@
 use super::*;
+use std::path::PathBuf;
 
 fn tmp() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -6,10 +7,18 @@ fn tmp() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// Options without reserved space, for tests that count fsyncs or compare sizes exactly.
+fn unreserved() -> Options {
+    Options {
+        reserve_bytes: 0,
+        ..Options::default()
+    }
+}
+
 #[tokio::test]
 async fn values_overwrite_and_removals_survive_a_reopen() {
     let (_d, path) = tmp();
-    let (j, replay) = Journal::open(&path).unwrap();
+    let (j, replay) = Journal::open_with(&path, unreserved()).unwrap();
     assert_eq!(replay, Replay::default());
     j.put("a", b"1".to_vec(), Durability::Lazy).await.unwrap();
     j.put("b", b"2".to_vec(), Durability::Durable)
@@ -38,6 +47,72 @@ async fn values_overwrite_and_removals_survive_a_reopen() {
     );
 }
 
+/// Appends land in zeroed space reserved ahead of them, so the file's size stays put between
+/// top-ups (an fsync then writes the data alone); the reserve is topped up in the background
+/// when less than half is left; replay reads the zeros as free space, not as a torn write.
+#[test]
+fn appends_go_into_reserved_space_that_is_topped_up() {
+    let (_d, path) = tmp();
+    let reserve = 8192;
+    let options = Options {
+        reserve_bytes: reserve,
+        ..Options::default()
+    };
+    let (j, _) = Journal::open_with(&path, options).unwrap();
+    let file_len = || std::fs::metadata(&path).unwrap().len();
+    let record = format::encoded_len("b", &[1; 100]) as u64;
+    j.put_blocking("a", vec![1; 100], Durability::Durable)
+        .unwrap();
+    let first = j.stats().file_bytes;
+    assert_eq!(
+        file_len(),
+        first + reserve,
+        "reserved after the first record"
+    );
+    // 30 more records fill under half of the reserve: the size does not move.
+    for _ in 0..30 {
+        j.put_blocking("b", vec![2; 100], Durability::Lazy).unwrap();
+    }
+    j.sync_blocking().unwrap();
+    assert_eq!(j.stats().file_bytes, first + 30 * record);
+    assert_eq!(file_len(), first + reserve, "appends did not grow the file");
+    // Ten more leave under half: topped up to a full reserve after the records again.
+    for _ in 0..10 {
+        j.put_blocking("b", vec![3; 100], Durability::Lazy).unwrap();
+    }
+    j.sync_blocking().unwrap();
+    let end = j.stats().file_bytes;
+    assert!(
+        file_len() > first + reserve && file_len() - end >= reserve / 2,
+        "records end at {end}, file is {} bytes",
+        file_len()
+    );
+    drop(j);
+    let (j, replay) = Journal::open(&path).unwrap();
+    assert_eq!(
+        replay.dropped_tail, None,
+        "reserved zeros are not a torn write"
+    );
+    assert_eq!(replay.records, 41);
+    assert_eq!(replay.entries["b"], vec![3; 100]);
+    assert_eq!(
+        j.stats().file_bytes,
+        end,
+        "the next record goes where the last ended"
+    );
+    drop(j);
+
+    // Without reserving, every append grows the file.
+    let (_d2, path) = tmp();
+    let (j, _) = Journal::open_with(&path, unreserved()).unwrap();
+    j.put_blocking("a", vec![1; 100], Durability::Durable)
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        j.stats().file_bytes
+    );
+}
+
 /// A crash mid-write leaves a partial record: it is dropped (and cut off the file), the
 /// records before it are kept, and writes after the reopen replay normally.
 #[tokio::test]
@@ -48,9 +123,10 @@ async fn a_torn_tail_is_dropped_and_the_journal_goes_on() {
         .await
         .unwrap();
     j.put("torn", vec![7; 100], Durability::Lazy).await.unwrap();
-    drop(j);
+    let end = j.stats().file_bytes as usize;
+    j.close().unwrap();
     let full = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &full[..full.len() - 40]).unwrap();
+    std::fs::write(&path, &full[..end - 40]).unwrap();
 
     let (j, replay) = Journal::open(&path).unwrap();
     assert_eq!(replay.entries.keys().collect::<Vec<_>>(), ["kept"]);
@@ -65,11 +141,12 @@ async fn a_torn_tail_is_dropped_and_the_journal_goes_on() {
     assert_eq!(replay.entries.keys().collect::<Vec<_>>(), ["after", "kept"]);
 }
 
-/// Garbage after the valid records (say, zeroed blocks after a host crash) is dropped too.
+/// Zeroed blocks after the records (reserved space, or blocks a host crash left zeroed) are
+/// free space: nothing is reported or cut, and the next record is written where the last ended.
 #[test]
-fn zeroed_blocks_after_the_records_are_dropped() {
+fn zeroed_blocks_after_the_records_are_free_space() {
     let (_d, path) = tmp();
-    let (j, _) = Journal::open(&path).unwrap();
+    let (j, _) = Journal::open_with(&path, unreserved()).unwrap();
     j.put_blocking("a", b"1".to_vec(), Durability::Durable)
         .unwrap();
     drop(j);
@@ -77,10 +154,20 @@ fn zeroed_blocks_after_the_records_are_dropped() {
     let valid = bytes.len() as u64;
     bytes.extend_from_slice(&[0; 4096]);
     std::fs::write(&path, &bytes).unwrap();
-    let (_j, replay) = Journal::open(&path).unwrap();
+    let (j, replay) = Journal::open_with(&path, unreserved()).unwrap();
     assert_eq!(replay.entries.len(), 1);
-    assert!(replay.dropped_tail.unwrap().contains("4096 bytes dropped"));
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), valid);
+    assert_eq!(replay.dropped_tail, None);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), valid + 4096);
+    j.put_blocking("b", b"2".to_vec(), Durability::Durable)
+        .unwrap();
+    assert_eq!(
+        j.stats().file_bytes,
+        valid + format::encoded_len("b", b"2") as u64
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), valid + 4096);
+    drop(j);
+    let (_j, replay) = Journal::open(&path).unwrap();
+    assert_eq!(replay.entries.keys().collect::<Vec<_>>(), ["a", "b"]);
 }
 
 /// Durable writes queued together share one fsync.
@@ -159,19 +246,31 @@ fn dead_records_are_compacted_away() {
     let options = Options {
         compact_min_bytes: 4096,
         compact_ratio: 2,
+        reserve_bytes: 1024,
     };
     let (j, _) = Journal::open_with(&path, options).unwrap();
     j.put_blocking("other", vec![9; 100], Durability::Lazy)
         .unwrap();
+    // Compaction runs in the background while writes go on; a sync every 100 writes waits for
+    // one that is due, which bounds how far the file can outgrow the threshold.
     for i in 0u32..2000 {
         j.put_blocking("hot", i.to_le_bytes().to_vec(), Durability::Lazy)
             .unwrap();
+        if i % 100 == 99 {
+            j.sync_blocking().unwrap();
+        }
     }
     j.remove_blocking("gone", Durability::Lazy).unwrap();
+    j.sync_blocking().unwrap();
     let stats = j.stats();
-    assert!(stats.compactions > 0, "{stats:?}");
-    assert!(stats.file_bytes <= 4096 + 64, "{stats:?}");
-    assert_eq!(stats.file_bytes, std::fs::metadata(&path).unwrap().len());
+    let record = format::encoded_len("hot", &[0; 4]) as u64;
+    assert!(stats.compactions >= 5, "{stats:?}");
+    assert!(stats.file_bytes <= 4096 + 101 * record, "{stats:?}");
+    let file_len = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        file_len >= stats.file_bytes && file_len <= stats.file_bytes + 1024,
+        "{file_len} bytes for {stats:?}"
+    );
     // Writes after a compaction go to the new file.
     j.put_blocking("last", b"x".to_vec(), Durability::Durable)
         .unwrap();
@@ -245,7 +344,7 @@ fn bad_keys_and_huge_values_are_refused_with_their_reason() {
 #[tokio::test]
 async fn sync_makes_earlier_lazy_writes_durable() {
     let (_d, path) = tmp();
-    let (j, _) = Journal::open(&path).unwrap();
+    let (j, _) = Journal::open_with(&path, unreserved()).unwrap();
     j.put("a", b"1".to_vec(), Durability::Lazy).await.unwrap();
     assert_eq!(j.stats().syncs, 0);
     j.sync().await.unwrap();
@@ -260,6 +359,8 @@ async fn a_read_only_snapshot_sees_written_records_and_changes_nothing() {
     assert!(!path.exists(), "read creates nothing");
     let (j, _) = Journal::open(&path).unwrap();
     j.put("a", b"1".to_vec(), Durability::Lazy).await.unwrap();
+    // Lets the background reserving of space finish before the file is changed under it.
+    j.sync().await.unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b"partial");
     std::fs::write(&path, &bytes).unwrap();
@@ -324,6 +425,7 @@ fn the_file_is_readable_by_its_owner_only() {
     let options = Options {
         compact_min_bytes: 256,
         compact_ratio: 2,
+        ..Options::default()
     };
     let (j, _) = Journal::open_with(&path, options).unwrap();
     assert_eq!(mode(&path), 0o600);
@@ -331,10 +433,45 @@ fn the_file_is_readable_by_its_owner_only() {
         j.put_blocking("k", i.to_le_bytes().to_vec(), Durability::Lazy)
             .unwrap();
     }
+    j.sync_blocking().unwrap();
     assert!(j.stats().compactions > 0);
     assert_eq!(mode(&path), 0o600, "after compaction");
     drop(j);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (_j, _) = Journal::open(&path).unwrap();
     assert_eq!(mode(&path), 0o600, "tightened at open");
+}
+
+/// A compaction puts a new file under the journal's name: the lock must move with it, and an
+/// open that was waiting on the old file must not take the journal over when the old file is
+/// let go.
+#[test]
+fn the_writer_lock_survives_compactions() {
+    let (_d, path) = tmp();
+    let options = Options {
+        compact_min_bytes: 256,
+        compact_ratio: 2,
+        ..Options::default()
+    };
+    let (j, _) = Journal::open_with(&path, options).unwrap();
+    j.put_blocking("k", b"first".to_vec(), Durability::Durable)
+        .unwrap();
+    let waiting = {
+        let path = path.clone();
+        std::thread::spawn(move || Journal::open(&path).map(|_| ()))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for i in 0u32..200 {
+        j.put_blocking("k", i.to_le_bytes().to_vec(), Durability::Lazy)
+            .unwrap();
+    }
+    j.sync_blocking().unwrap();
+    assert!(j.stats().compactions > 0);
+    let err = waiting.join().unwrap().unwrap_err();
+    assert!(matches!(err, JournalError::InUse { .. }), "{err}");
+    let err = Journal::open(&path).unwrap_err();
+    assert!(matches!(err, JournalError::InUse { .. }), "{err}");
+    drop(j);
+    let (_j, replay) = Journal::open(&path).unwrap();
+    assert_eq!(replay.entries["k"], 199u32.to_le_bytes());
 }

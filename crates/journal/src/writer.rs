@@ -1,23 +1,28 @@
-//! The writer thread: takes every request queued since its last write as one batch, appends
-//! them with one write, fsyncs once if any asked for it (group commit), answers each, and
-//! compacts the file when dead records outweigh live ones.
+//! The journal's shared state and its background thread.
+//!
+//! Records are appended by the caller's own thread under a mutex: a write to the page cache
+//! costs a few microseconds, far less than handing it to another thread and waking the caller
+//! back. What must not run on a caller's thread goes to one background thread:
+//!
+//! - **fsync** for durable writes. Every sync request queued while the previous fsync ran is
+//!   answered by one `fdatasync` covering all records written so far (group commit).
+//! - **reserving space**: zeros written ahead of the records (see [`crate::Options`]), so an
+//!   append does not grow the file and its `fdatasync` does not also write the inode.
+//! - **compaction**, when dead records outweigh live ones.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::format::{self, Op, HEADER};
-use crate::{Durability, JournalError, Options, Shared};
+use crate::{JournalError, Options};
 
-/// Most requests taken into one batch (bounds the write buffer).
-const MAX_BATCH: usize = 1024;
-
-/// Where a request's answer goes.
+/// Where a sync request's answer goes.
 pub(crate) enum Reply {
     Async(tokio::sync::oneshot::Sender<Result<(), JournalError>>),
     Blocking(std::sync::mpsc::SyncSender<Result<(), JournalError>>),
@@ -33,211 +38,349 @@ impl Reply {
     }
 }
 
-/// One queued request: a record to append (none for a plain sync) and how durable it must be
-/// before the answer.
-pub(crate) struct Request {
-    pub record: Option<(Op, String, Vec<u8>)>,
-    /// Close the journal after this batch.
-    pub close: bool,
-    pub durability: Durability,
-    pub reply: Reply,
+/// Work for the background thread.
+pub(crate) enum Job {
+    /// Answer once every record up to sequence number `upto` is fsynced.
+    Sync { upto: u64, reply: Reply },
+    /// Reserve more zeroed space after the records.
+    Reserve,
+    /// Rewrite the file with live records only.
+    Compact,
+    /// Sync everything, close the file and stop.
+    Close { reply: Reply },
 }
 
-/// The writer's view of the file.
-pub(crate) struct Writer {
-    pub path: PathBuf,
-    pub file: File,
-    /// Where the valid records end: the next batch is written here.
+/// Counters, readable without the lock.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub records: AtomicU64,
+    pub syncs: AtomicU64,
+    pub compactions: AtomicU64,
+    pub file_len: AtomicU64,
+    pub live_bytes: AtomicU64,
+}
+
+/// The file and what is known about it. Only ever touched under [`Inner::state`].
+#[derive(Debug)]
+pub(crate) struct State {
+    /// `None` once closed.
+    pub file: Option<Arc<File>>,
+    /// Where the valid records end: the next record is written here.
     pub len: u64,
-    /// Bytes beyond `len` may hold a failed batch's partial write: cut them off first.
+    /// The file's length: `len` plus the zeroed space reserved after it.
+    pub reserved_to: u64,
+    /// Bytes beyond `len` may hold a failed write's partial record: cut them off first.
     pub dirty_tail: bool,
     /// Encoded size of each live key's newest record (for the live-bytes count).
     pub live: HashMap<String, u64>,
     pub live_bytes: u64,
-    pub options: Options,
-    /// No compaction is tried before the file reaches this size (raised after a failed one).
+    /// Sequence number of the last record written (records are numbered from 1).
+    pub written: u64,
+    /// No compaction is tried before the records reach this size (raised after a failed one).
     pub next_compaction_at: u64,
-    pub shared: Arc<Shared>,
+    pub compaction_queued: bool,
+    pub reserve_queued: bool,
+    /// Reserving space failed (a full disk, say): appends grow the file instead.
+    pub reserve_failed: bool,
     pub buf: Vec<u8>,
 }
 
-fn io_error(action: &'static str, path: &Path, e: &std::io::Error) -> JournalError {
+/// What every handle and the background thread share.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub path: PathBuf,
+    pub options: Options,
+    pub state: Mutex<State>,
+    /// Every record up to this sequence number is fsynced.
+    pub synced: AtomicU64,
+    pub counters: Counters,
+}
+
+pub(crate) fn io_error(action: &'static str, path: &Path, e: &std::io::Error) -> JournalError {
     JournalError::Io {
         action,
         path: path.to_path_buf(),
-        // io::Error is not Clone: every waiter of a batch gets its own copy.
+        // io::Error is not Clone: every waiter of a sync gets its own copy.
         source: std::io::Error::new(e.kind(), e.to_string()),
     }
 }
 
-impl Writer {
-    pub fn run(mut self, rx: Receiver<Request>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
-            let close = batch.iter().any(|r| r.close);
-            self.commit(batch);
-            if close {
-                // Requests queued behind the close get no answer: their callers see `Closed`.
-                break;
-            }
+impl Inner {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the file inconsistent (a record is either
+        // counted in `len` or not), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn closed(&self) -> JournalError {
+        JournalError::Closed {
+            path: self.path.clone(),
         }
     }
 
-    fn commit(&mut self, batch: Vec<Request>) {
-        self.buf.clear();
-        let mut durable = false;
-        for r in &batch {
-            if let Some((op, key, value)) = &r.record {
-                format::encode(&mut self.buf, *op, key, value);
+    /// Appends one record on the caller's thread and returns its sequence number. Queues
+    /// reserving space and compaction on the background thread when they are due.
+    pub fn append(
+        &self,
+        jobs: &Sender<Job>,
+        op: Op,
+        key: &str,
+        value: &[u8],
+    ) -> Result<u64, JournalError> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let file = st.file.clone().ok_or_else(|| self.closed())?;
+        if st.dirty_tail {
+            file.set_len(st.len)
+                .map_err(|e| io_error("cut a failed write off", &self.path, &e))?;
+            st.dirty_tail = false;
+            st.reserved_to = st.len;
+        }
+        st.buf.clear();
+        format::encode(&mut st.buf, op, key, value);
+        if let Err(e) = file.write_all_at(&st.buf, st.len) {
+            // Part of the record may be on disk; it was not acknowledged, so it may never be
+            // replayed.
+            st.dirty_tail = true;
+            if file.set_len(st.len).is_ok() {
+                st.dirty_tail = false;
+                st.reserved_to = st.len;
             }
-            durable |= r.durability == Durability::Durable;
+            return Err(io_error("write", &self.path, &e));
         }
-        let written = self.append();
-        let synced = match &written {
-            Ok(()) if durable => self.file.sync_data().map_err(|e| ("fsync", e)),
-            Ok(()) => Ok(()),
-            Err(_) => Ok(()),
-        };
-        if synced.is_ok() && durable {
-            self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        if written.is_ok() {
-            for r in &batch {
-                if let Some((op, key, value)) = &r.record {
-                    self.account(*op, key, value);
-                    self.shared.records.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        // Before the answers, so a caller sees the stats and file its write left.
-        self.maybe_compact();
-        self.publish();
-        for r in batch {
-            let result = match (&written, &synced, r.durability) {
-                (Err((action, e)), _, _) => Err(io_error(action, &self.path, e)),
-                (Ok(()), Err((action, e)), Durability::Durable) => {
-                    Err(io_error(action, &self.path, e))
-                }
-                _ => Ok(()),
-            };
-            r.reply.send(result);
-        }
-    }
-
-    /// Writes the buffer at the end of the valid records.
-    fn append(&mut self) -> Result<(), (&'static str, std::io::Error)> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        if self.dirty_tail {
-            self.file
-                .set_len(self.len)
-                .map_err(|e| ("cut a failed write off", e))?;
-            self.dirty_tail = false;
-        }
-        match self.file.write_all_at(&self.buf, self.len) {
-            Ok(()) => {
-                self.len += self.buf.len() as u64;
-                self.shared.batches.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                // Part of the batch may be on disk; none of it was acknowledged, so none of it
-                // may ever be replayed.
-                self.dirty_tail = true;
-                if self.file.set_len(self.len).is_ok() {
-                    self.dirty_tail = false;
-                }
-                Err(("write", e))
-            }
-        }
-    }
-
-    fn account(&mut self, op: Op, key: &str, value: &[u8]) {
+        st.len += st.buf.len() as u64;
+        st.reserved_to = st.reserved_to.max(st.len);
+        st.written += 1;
         let old = match op {
             Op::Put => {
-                let size = format::encoded_len(key, value) as u64;
-                self.live_bytes += size;
-                self.live.insert(key.to_owned(), size)
+                let size = st.buf.len() as u64;
+                st.live_bytes += size;
+                st.live.insert(key.to_owned(), size)
             }
-            Op::Remove => self.live.remove(key),
+            Op::Remove => st.live.remove(key),
         };
-        self.live_bytes -= old.unwrap_or(0);
-    }
+        st.live_bytes -= old.unwrap_or(0);
+        self.counters.records.fetch_add(1, Ordering::Relaxed);
+        self.publish(st);
 
-    fn publish(&self) {
-        self.shared.file_len.store(self.len, Ordering::Relaxed);
-        self.shared
-            .live_bytes
-            .store(self.live_bytes + HEADER.len() as u64, Ordering::Relaxed);
-    }
-
-    fn maybe_compact(&mut self) {
-        let live = self.live_bytes + HEADER.len() as u64;
-        if self.len < self.next_compaction_at
-            || self.len < self.options.compact_ratio.saturating_mul(live)
+        let reserve = self.options.reserve_bytes;
+        if reserve > 0
+            && !st.reserve_failed
+            && !st.reserve_queued
+            && st.reserved_to - st.len < reserve / 2
         {
+            st.reserve_queued = jobs.send(Job::Reserve).is_ok();
+        }
+        let live = st.live_bytes + HEADER.len() as u64;
+        if !st.compaction_queued
+            && st.len >= st.next_compaction_at
+            && st.len >= self.options.compact_ratio.saturating_mul(live)
+        {
+            st.compaction_queued = jobs.send(Job::Compact).is_ok();
+        }
+        Ok(st.written)
+    }
+
+    fn publish(&self, st: &State) {
+        self.counters.file_len.store(st.len, Ordering::Relaxed);
+        self.counters
+            .live_bytes
+            .store(st.live_bytes + HEADER.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The background thread's loop; it ends when every handle is gone or on [`Job::Close`].
+pub(crate) fn run(inner: Arc<Inner>, jobs: Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter());
+        let mut syncs = Vec::new();
+        let mut close = None;
+        for job in batch {
+            match job {
+                Job::Sync { upto, reply } => syncs.push((upto, reply)),
+                Job::Reserve => reserve(&inner),
+                Job::Compact => compact(&inner),
+                Job::Close { reply } => close = Some(reply),
+            }
+        }
+        let want = syncs.iter().map(|(upto, _)| *upto).max().unwrap_or(0);
+        if want > inner.synced.load(Ordering::Acquire) || close.is_some() {
+            let result = sync(&inner);
+            let answer = || match &result {
+                Ok(()) => Ok(()),
+                Err(Some(e)) => Err(io_error("fsync", &inner.path, e)),
+                Err(None) => Err(inner.closed()),
+            };
+            for (_, reply) in syncs {
+                reply.send(answer());
+            }
+            if let Some(reply) = close {
+                inner.lock().file = None;
+                reply.send(answer());
+                // Jobs queued behind the close get no answer: their callers see `Closed`.
+                return;
+            }
+        } else {
+            // An fsync since those records were written (a compaction's, say) covered them.
+            for (_, reply) in syncs {
+                reply.send(Ok(()));
+            }
+        }
+    }
+}
+
+/// One `fdatasync` covering every record written so far. `Err(None)`: the journal is closed.
+fn sync(inner: &Inner) -> Result<(), Option<std::io::Error>> {
+    let (file, upto) = {
+        let st = inner.lock();
+        (st.file.clone(), st.written)
+    };
+    let Some(file) = file else {
+        return Err(None);
+    };
+    file.sync_data().map_err(Some)?;
+    inner.counters.syncs.fetch_add(1, Ordering::Relaxed);
+    inner.synced.fetch_max(upto, Ordering::AcqRel);
+    Ok(())
+}
+
+/// Zeros a stretch after the records and makes the new length durable, so that the next
+/// appends overwrite allocated blocks of a file whose size does not change.
+fn reserve(inner: &Inner) {
+    let (file, upto) = {
+        let mut st = inner.lock();
+        st.reserve_queued = false;
+        let Some(file) = st.file.clone() else { return };
+        let want = inner.options.reserve_bytes;
+        if st.reserve_failed || st.reserved_to - st.len >= want / 2 {
             return;
         }
-        match self.compact() {
-            Ok(()) => {
-                self.shared.compactions.fetch_add(1, Ordering::Relaxed);
-                self.next_compaction_at = self.options.compact_min_bytes;
-                tracing::debug!(journal = %self.path.display(), bytes = self.len, "journal compacted");
-            }
-            Err(e) => {
-                // Not retried on every batch: the file keeps working, only larger.
-                self.next_compaction_at = self.len + self.options.compact_min_bytes;
-                tracing::warn!(journal = %self.path.display(), error = %e, "journal compaction failed; will retry once it has grown");
-            }
+        let start = st.reserved_to;
+        let end = st.len + want;
+        if let Err(e) = write_zeros(&file, start, end) {
+            // Leave no half-reserved stretch; appends simply grow the file from now on.
+            let _ = file.set_len(start);
+            st.reserve_failed = true;
+            tracing::warn!(journal = %inner.path.display(), error = %e, "cannot reserve space ahead of the journal's records; appending without");
+            return;
+        }
+        st.reserved_to = end;
+        (file, st.written)
+    };
+    // Outside the lock: appends go on while the new length reaches the disk.
+    match file.sync_data() {
+        Ok(()) => {
+            inner.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            inner.synced.fetch_max(upto, Ordering::AcqRel);
+        }
+        Err(e) => {
+            tracing::warn!(journal = %inner.path.display(), error = %e, "cannot fsync the journal's reserved space")
         }
     }
+}
 
-    /// Rewrites the file with one record per live key: a temporary file, fsynced, renamed over
-    /// the journal, the directory fsynced. A crash at any point leaves the old or the new file,
-    /// both complete.
-    fn compact(&mut self) -> Result<(), JournalError> {
-        let mut bytes = vec![0; self.len as usize];
-        self.file
-            .read_exact_at(&mut bytes, 0)
-            .map_err(|e| io_error("read back", &self.path, &e))?;
-        let decoded = format::decode(&bytes);
-        let mut out = HEADER.to_vec();
-        for (key, value) in &decoded.entries {
-            format::encode(&mut out, Op::Put, key, value);
+fn compact(inner: &Inner) {
+    match compact_file(inner) {
+        Ok(true) => {
+            inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
+            let mut st = inner.lock();
+            st.compaction_queued = false;
+            st.next_compaction_at = inner.options.compact_min_bytes;
+            tracing::debug!(journal = %inner.path.display(), bytes = st.len, "journal compacted");
         }
-        let tmp = compaction_path(&self.path);
-        let written = (|| {
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all_at(&out, 0)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_error("write the compacted", &self.path, &e));
+        Ok(false) => inner.lock().compaction_queued = false,
+        Err(e) => {
+            // Not retried on every write: the file keeps working, only larger.
+            let mut st = inner.lock();
+            st.compaction_queued = false;
+            st.next_compaction_at = st.len + inner.options.compact_min_bytes;
+            tracing::warn!(journal = %inner.path.display(), error = %e, "journal compaction failed; will retry once it has grown");
         }
-        sync_dir(&self.path)?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map_err(|e| io_error("reopen", &self.path, &e))?;
-        self.len = out.len() as u64;
-        self.dirty_tail = false;
-        Ok(())
     }
+}
+
+/// Rewrites the file with one record per live key: a temporary file, fsynced, renamed over
+/// the journal, the directory fsynced. A crash at any point leaves the old or the new file,
+/// both complete. The long part (reading and rewriting the file) runs without the lock;
+/// records appended meanwhile are copied over under it, just before the switch. Returns
+/// whether it compacted (not if the journal was closed meanwhile).
+fn compact_file(inner: &Inner) -> Result<bool, JournalError> {
+    let path = &inner.path;
+    let (file, snapshot_len) = {
+        let st = inner.lock();
+        match &st.file {
+            Some(f) => (f.clone(), st.len),
+            None => return Ok(false),
+        }
+    };
+    let mut bytes = vec![0; snapshot_len as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|e| io_error("read back", path, &e))?;
+    drop(file);
+    let decoded = format::decode(&bytes);
+    let mut out = HEADER.to_vec();
+    for (key, value) in &decoded.entries {
+        format::encode(&mut out, Op::Put, key, value);
+    }
+    let tmp = compaction_path(path);
+    let fail = |e: std::io::Error| {
+        let _ = fs::remove_file(&tmp);
+        io_error("write the compacted", path, &e)
+    };
+    let new = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(fail)?;
+    // The new file takes over the single-writer lock before it takes over the name.
+    crate::try_lock(&new).map_err(fail)?;
+    new.write_all_at(&out, 0).map_err(fail)?;
+
+    let mut st = inner.lock();
+    let Some(file) = st.file.clone() else {
+        let _ = fs::remove_file(&tmp);
+        return Ok(false);
+    };
+    let mut tail = vec![0; (st.len - snapshot_len) as usize];
+    file.read_exact_at(&mut tail, snapshot_len)
+        .map_err(|e| io_error("read back", path, &e))?;
+    new.write_all_at(&tail, out.len() as u64).map_err(fail)?;
+    let len = (out.len() + tail.len()) as u64;
+    let reserved_to = if st.reserve_failed {
+        len
+    } else {
+        len + inner.options.reserve_bytes
+    };
+    write_zeros(&new, len, reserved_to).map_err(fail)?;
+    new.sync_all().map_err(fail)?;
+    fs::rename(&tmp, path).map_err(fail)?;
+    sync_dir(path)?;
+    st.file = Some(Arc::new(new));
+    st.len = len;
+    st.reserved_to = reserved_to;
+    st.dirty_tail = false;
+    // Everything written so far is in the new file, which was fsynced.
+    inner.synced.fetch_max(st.written, Ordering::AcqRel);
+    inner.publish(&st);
+    Ok(true)
+}
+
+/// Writes zeros over `from..to`: real blocks, not a hole (`set_len` or `fallocate` would leave
+/// blocks to allocate, or extents to convert, at the first write into them, and that metadata
+/// change is exactly what reserving space avoids).
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = ((to - at) as usize).min(ZEROS.len());
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// The temporary file a compaction writes.
