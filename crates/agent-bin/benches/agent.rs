@@ -7,6 +7,10 @@
 //! memory (VmHWM).
 //!
 //! Environment: `BERTH_BENCH_CONTAINERS` (default 50), `BERTH_BENCH_ROUNDS` (default 3).
+//! `BERTH_BENCH_BASELINE=/path/to/berth` also runs that binary (say, a build of the previous
+//! commit) as a second agent, its rounds alternating with this build's, and prints the ratio of
+//! their CPU: on a VM whose speed drifts by tens of percent over minutes, comparing runs made
+//! at different times cannot show a 10% change, comparing within one run can.
 //! Needs the Docker daemon and its `docker` CLI; the image is Berth's offline default image.
 
 use std::process::Stdio;
@@ -25,12 +29,54 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// CPU seconds (user + system) of a process.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read the agent's /proc stat");
-    let (u, s) = cpu_ticks(&stat).expect("parse /proc stat");
-    (u + s) as f64 / rustix::param::clock_ticks_per_second() as f64
+/// What the agent has spent so far: CPU split into user and kernel time, and how often its
+/// threads were switched out. The split shows how much of a lifecycle is the agent's own code and
+/// how much the kernel work its syscalls cause (file systems, sockets, wake-ups).
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    user_secs: f64,
+    system_secs: f64,
+    context_switches: u64,
+}
+
+impl Usage {
+    fn of(pid: u32) -> Usage {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .expect("read the agent's /proc stat");
+        let (u, s) = cpu_ticks(&stat).expect("parse /proc stat");
+        let hz = rustix::param::clock_ticks_per_second() as f64;
+        // Per live thread: a blocking-pool thread that exited mid-round drops its share, so this
+        // undercounts slightly; it is a guide to wake-ups, not an exact figure.
+        let mut context_switches = 0;
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let status =
+                    std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+                for key in ["voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"] {
+                    context_switches += status
+                        .lines()
+                        .find_map(|l| l.strip_prefix(key))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        Usage {
+            user_secs: u as f64 / hz,
+            system_secs: s as f64 / hz,
+            context_switches,
+        }
+    }
+
+    fn since(self, before: Usage) -> Usage {
+        Usage {
+            user_secs: self.user_secs - before.user_secs,
+            system_secs: self.system_secs - before.system_secs,
+            context_switches: self
+                .context_switches
+                .saturating_sub(before.context_switches),
+        }
+    }
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -50,10 +96,10 @@ struct AgentProcess {
     _dir: tempfile::TempDir,
 }
 
-async fn start_agent() -> AgentProcess {
+async fn start_agent(binary: &str) -> AgentProcess {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("agent.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+    let child = Command::new(binary)
         .args([
             "serve",
             "--listen",
@@ -201,6 +247,54 @@ async fn cleanup() {
     }
 }
 
+/// One agent's rounds: wall time, CPU and context switches per container.
+#[derive(Default)]
+struct Measured {
+    wall: Vec<f64>,
+    cpu_ms: Vec<f64>,
+    user_ms: Vec<f64>,
+    switches: Vec<f64>,
+    last: Usage,
+}
+
+impl Measured {
+    async fn round(&mut self, agent: &AgentProcess, n: usize, round: usize, image: &str) -> f64 {
+        let pid = agent.child.id().expect("agent pid");
+        let before = Usage::of(pid);
+        let wall = berth_round(agent, n, round, image).await;
+        let used = Usage::of(pid).since(before);
+        let per = |x: f64| x * 1000.0 / n as f64;
+        self.wall.push(wall);
+        self.cpu_ms.push(per(used.user_secs + used.system_secs));
+        self.user_ms.push(per(used.user_secs));
+        self.switches.push(used.context_switches as f64 / n as f64);
+        self.last = used;
+        wall
+    }
+
+    fn describe(&self, n: usize, wall: f64) -> String {
+        let per = |x: f64| x * 1000.0 / n as f64;
+        let u = self.last;
+        format!(
+            "{wall:.2} s, agent CPU {:.3} ms/container (user {:.3}, kernel {:.3}), {:.1} context switches/container",
+            per(u.user_secs + u.system_secs),
+            per(u.user_secs),
+            per(u.system_secs),
+            u.context_switches as f64 / n as f64,
+        )
+    }
+
+    /// Medians of wall time, CPU, user CPU and context switches.
+    fn medians(&mut self) -> (f64, f64, f64, f64) {
+        (
+            median(&mut self.wall),
+            median(&mut self.cpu_ms),
+            median(&mut self.user_ms),
+            median(&mut self.switches),
+        )
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench` passes `--bench`; a filter that does not name us means "not this one".
@@ -223,51 +317,73 @@ async fn main() {
     let image = berth::image::ensure_default_image(&docker)
         .await
         .expect("the default image");
-    let mut agent = start_agent().await;
-    let pid = agent.child.id().expect("agent pid");
+    let mut agent = start_agent(env!("CARGO_BIN_EXE_berth")).await;
+    let mut baseline = match std::env::var("BERTH_BENCH_BASELINE") {
+        Ok(binary) => Some(start_agent(&binary).await),
+        Err(_) => None,
+    };
 
     // Warm-up: one lifecycle each way, outside the measurements.
-    lifecycle(
-        reqwest::Client::new(),
-        agent.url.clone(),
-        "bench-warmup".into(),
-        image.clone(),
-    )
-    .await;
+    for a in std::iter::once(&agent).chain(baseline.as_ref()) {
+        lifecycle(
+            reqwest::Client::new(),
+            a.url.clone(),
+            "bench-warmup".into(),
+            image.clone(),
+        )
+        .await;
+    }
     docker_round(1, &image).await;
 
     println!("agent benchmark: {n} containers at once, `true` to completion and removed; {rounds} rounds");
-    let (mut berth_times, mut docker_times, mut cpu_per) = (Vec::new(), Vec::new(), Vec::new());
+    let mut this = Measured::default();
+    let mut base = Measured::default();
+    let mut docker_times = Vec::new();
     for round in 0..rounds {
-        let cpu_before = cpu_secs(pid);
-        let b = berth_round(&agent, n, round, &image).await;
-        let cpu = cpu_secs(pid) - cpu_before;
+        // The baseline goes first in every other round, so neither gains from its place.
+        if let Some(a) = baseline.as_ref().filter(|_| round % 2 == 1) {
+            let b = base.round(a, n, round, &image).await;
+            println!("  round {round}: baseline  {}", base.describe(n, b));
+        }
+        let b = this.round(&agent, n, round, &image).await;
+        println!("  round {round}: berth API {}", this.describe(n, b));
+        if let Some(a) = baseline.as_ref().filter(|_| round % 2 == 0) {
+            let b = base.round(a, n, round, &image).await;
+            println!("  round {round}: baseline  {}", base.describe(n, b));
+        }
         let d = docker_round(n, &image).await;
-        println!(
-            "  round {round}: berth API {b:.2} s, docker run CLI {d:.2} s, agent CPU {:.3} ms/container",
-            cpu * 1000.0 / n as f64
-        );
-        berth_times.push(b);
+        println!("  round {round}: docker run CLI {d:.2} s");
         docker_times.push(d);
-        cpu_per.push(cpu * 1000.0 / n as f64);
     }
-    let (b, d, c) = (
-        median(&mut berth_times),
-        median(&mut docker_times),
-        median(&mut cpu_per),
-    );
-    let peak = peak_rss_kib(pid);
+    let d = median(&mut docker_times);
+    let (b, c, user, switches) = this.medians();
+    let peak = peak_rss_kib(agent.child.id().expect("agent pid"));
     println!(
         "median wall time: berth API {b:.2} s, docker run CLI {d:.2} s, ratio berth/docker {:.2}",
         b / d
     );
-    println!("agent CPU per container lifecycle (median): {c:.3} ms (target < 1 ms)");
+    println!(
+        "agent CPU per container lifecycle (median): {c:.3} ms (target < 1 ms); in user space {user:.3} ms; \
+         {switches:.1} context switches"
+    );
+    if baseline.is_some() {
+        let (bb, bc, buser, bswitches) = base.medians();
+        println!(
+            "baseline (median): wall {bb:.2} s, CPU {bc:.3} ms, user {buser:.3} ms, {bswitches:.1} context switches; \
+             this build / baseline: CPU {:.2}, context switches {:.2}",
+            c / bc,
+            switches / bswitches
+        );
+    }
     println!("agent peak memory (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
     println!(
         "verdict: {} as fast as the CLI; {} the 1 ms CPU target",
         if b <= d { "at least" } else { "NOT" },
         if c < 1.0 { "within" } else { "ABOVE" }
     );
+    if let Some(a) = baseline.as_mut() {
+        let _ = a.child.kill().await;
+    }
     let _ = agent.child.kill().await;
     cleanup().await;
 }
