@@ -89,7 +89,10 @@ impl StreamFile {
             len,
             fill,
             dirty: len > 0,
-            unsynced: VecDeque::new(),
+            unsynced: match rotation {
+                Rotation::Never => VecDeque::new(),
+                Rotation::BySize { keep, .. } => rotated_left_over(dir, stream, keep),
+            },
             syncs: 0,
         })
     }
@@ -272,6 +275,26 @@ impl StreamFile {
     }
 }
 
+/// Rotated files an earlier run left (`stdout.1`, `stdout.2`, ...), oldest first. An agent
+/// killed mid-log may have written them without syncing them, so they are synced with the
+/// current file at the next durable checkpoint (the first one after a recovery is). A new
+/// sandbox has none: that costs one failed open per stream.
+fn rotated_left_over(dir: &Path, stream: OutputStream, keep: u32) -> VecDeque<File> {
+    let mut files = VecDeque::new();
+    for k in 1..=keep {
+        match File::open(indexed_path(dir, stream, k)) {
+            Ok(f) => {
+                if f.metadata().is_ok_and(|m| m.len() > 0) {
+                    files.push_front(f);
+                }
+            }
+            // Rotation keeps them numbered without gaps.
+            Err(_) => break,
+        }
+    }
+    files
+}
+
 fn open_current(
     dir: &Path,
     stream: OutputStream,
@@ -412,6 +435,26 @@ mod tests {
         write_all(&mut r, b"mnop");
         r.sync_all().unwrap();
         assert_eq!(r.take_syncs(), 1, "only the new current file");
+    }
+
+    /// An agent killed mid-log may leave rotated files it never synced: the log that takes
+    /// over syncs them with its first durable checkpoint, once.
+    #[test]
+    fn rotated_files_left_by_an_earlier_run_are_synced_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stdout.1"), b"newer").unwrap();
+        std::fs::write(dir.path().join("stdout.2"), b"older").unwrap();
+        std::fs::write(dir.path().join("stdout.3"), b"").unwrap();
+        let rot = Rotation::by_size(1024, 3).unwrap();
+        let mut f = StreamFile::open(dir.path(), OutputStream::Stdout, rot, None).unwrap();
+        f.sync_all().unwrap();
+        assert_eq!(f.take_syncs(), 2, "the two rotated files with bytes");
+        f.sync_all().unwrap();
+        assert_eq!(f.take_syncs(), 0);
+        // Not for files that do not rotate, and not for other streams' files.
+        let mut g = StreamFile::open(dir.path(), OutputStream::Stderr, rot, None).unwrap();
+        g.sync_all().unwrap();
+        assert_eq!(g.take_syncs(), 0);
     }
 
     #[test]
