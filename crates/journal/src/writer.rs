@@ -346,8 +346,10 @@ fn compact_file(inner: &Inner) -> Result<bool, JournalError> {
         return Ok(false);
     };
     let mut tail = vec![0; (st.len - snapshot_len) as usize];
-    file.read_exact_at(&mut tail, snapshot_len)
-        .map_err(|e| io_error("read back", path, &e))?;
+    file.read_exact_at(&mut tail, snapshot_len).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_error("read back", path, &e)
+    })?;
     new.write_all_at(&tail, out.len() as u64).map_err(fail)?;
     let len = (out.len() + tail.len()) as u64;
     let reserved_to = if st.reserve_failed {
@@ -358,14 +360,16 @@ fn compact_file(inner: &Inner) -> Result<bool, JournalError> {
     write_zeros(&new, len, reserved_to).map_err(fail)?;
     new.sync_all().map_err(fail)?;
     fs::rename(&tmp, path).map_err(fail)?;
-    sync_dir(path)?;
+    // From here the name leads to the new file: later records must go there, whatever the
+    // directory fsync says.
     st.file = Some(Arc::new(new));
     st.len = len;
     st.reserved_to = reserved_to;
     st.dirty_tail = false;
-    // Everything written so far is in the new file, which was fsynced.
-    inner.synced.fetch_max(st.written, Ordering::AcqRel);
     inner.publish(&st);
+    sync_dir(path)?;
+    // Everything written so far is in the new file, fsynced, and its name is durable.
+    inner.synced.fetch_max(st.written, Ordering::AcqRel);
     Ok(true)
 }
 
