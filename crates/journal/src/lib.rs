@@ -112,9 +112,11 @@ pub struct Replay {
 pub struct JournalStats {
     /// Records appended (one `write` each).
     pub records: u64,
-    /// Fsyncs done: for durable writes (shared by those queued together), and one each time
-    /// space is reserved.
+    /// Fsyncs done for durable writes (shared by those queued together).
     pub syncs: u64,
+    /// Times zeroed space was reserved after the records: one write of zeros and one fsync
+    /// each (that fsync also makes the records before it durable).
+    pub reserves: u64,
     /// Compactions done.
     pub compactions: u64,
     /// Where the records end. The file itself is longer by the space reserved after them.
@@ -271,6 +273,7 @@ impl Journal {
         JournalStats {
             records: c.records.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),
+            reserves: c.reserves.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
             file_bytes: c.file_len.load(Ordering::Relaxed),
             live_bytes: c.live_bytes.load(Ordering::Relaxed),

@@ -69,6 +69,12 @@ fn appends_go_into_reserved_space_that_is_topped_up() {
         first + reserve,
         "reserved after the first record"
     );
+    let stats = j.stats();
+    assert_eq!(
+        (stats.reserves, stats.syncs),
+        (1, 0),
+        "the reserve's fsync covered the record"
+    );
     // 30 more records fill under half of the reserve: the size does not move.
     for _ in 0..30 {
         j.put_blocking("b", vec![2; 100], Durability::Lazy).unwrap();

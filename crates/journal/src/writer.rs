@@ -55,6 +55,7 @@ pub(crate) enum Job {
 pub(crate) struct Counters {
     pub records: AtomicU64,
     pub syncs: AtomicU64,
+    pub reserves: AtomicU64,
     pub compactions: AtomicU64,
     pub file_len: AtomicU64,
     pub live_bytes: AtomicU64,
@@ -271,7 +272,7 @@ fn reserve(inner: &Inner) {
     // Outside the lock: appends go on while the new length reaches the disk.
     match file.sync_data() {
         Ok(()) => {
-            inner.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            inner.counters.reserves.fetch_add(1, Ordering::Relaxed);
             inner.synced.fetch_max(upto, Ordering::AcqRel);
         }
         Err(e) => {
