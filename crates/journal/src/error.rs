@@ -57,8 +57,9 @@ pub enum JournalError {
         max: usize,
     },
 
-    /// The journal's writer thread is gone (it could not be started, or panicked).
-    #[error("journal {} is closed: its writer thread has stopped", path.display())]
+    /// The journal was closed ([`Journal::close`](crate::Journal::close)), or its background
+    /// thread is gone (it could not be started, or panicked).
+    #[error("journal {} is closed: it was closed or its background thread has stopped", path.display())]
     Closed {
         /// The journal file.
         path: PathBuf,

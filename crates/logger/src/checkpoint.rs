@@ -4,9 +4,9 @@
 //! All containers of one logger share one journal, `<state_dir>/checkpoints.journal`
 //! ([`berth_journal`]): a checkpoint is a record keyed by the container id whose value is the
 //! JSON [`Checkpoint`] (format version 1, as the per-container files of earlier versions held).
-//! Storing one appends a few hundred bytes to that file, batched with other containers' writes
-//! by the journal's writer thread; it creates no file and is fsynced only when it must be
-//! durable. The journal is replayed once, when the logger is built; the entries are then kept in
+//! Storing one appends a few hundred bytes to that file, written by the storing thread; it
+//! creates no file and is fsynced (by the journal's thread, one fsync for the durable records
+//! queued together) only when it must be durable. The journal is replayed once, when the logger is built; the entries are then kept in
 //! memory and updated on every store, so [`CheckpointStore::load`] reads no file.
 //!
 //! A checkpoint is only ever stored at a point where everything it claims is in the files, so

@@ -153,10 +153,10 @@ impl LoggerConfig {
 /// 4. after an agent restart, [`recover`](Self::recover) each known container and go to 2;
 /// 5. when the container is gone for good, [`forget`](Self::forget) it.
 ///
-/// `prepare`, `recover` and `forget` do a few small file operations synchronously, and wait for
-/// the logger's checkpoint journal to take their record: a `write` by its writer thread,
-/// batched with other containers' records, plus an fsync for `recover` (and for a `prepare`
-/// that replaces an earlier checkpoint of the same id).
+/// `prepare`, `recover` and `forget` do a few small file operations synchronously, including
+/// appending their record to the logger's checkpoint journal (a `write` on the calling thread),
+/// and wait for an fsync for `recover` (and for a `prepare` that replaces an earlier checkpoint
+/// of the same id).
 pub trait ContainerLogger: Send + Sync + fmt::Debug {
     /// The rotation a container with environment `env` gets, or the error naming a bad or
     /// unknown `CONTAINER_LOGGER_*` variable.
