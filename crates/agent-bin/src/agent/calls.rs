@@ -101,7 +101,7 @@ impl Agent {
             Call::RemoveContainer { container_id: id } => {
                 self.containerizer.remove(&id).await.map_err(cz_error)?;
                 let sandbox = self.sandbox_of(&id);
-                if let Err(e) = tokio::fs::remove_dir_all(&sandbox).await {
+                if let Err(e) = remove_sandbox(sandbox.clone()).await {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         tracing::warn!(container = %id, sandbox = %sandbox.display(), error = %e, "failed to remove the sandbox");
                     }
@@ -235,6 +235,39 @@ impl Agent {
     }
 }
 
+/// Removes a sandbox. A small one (a few small files and no directories, like most: stdout,
+/// stderr, a fetched script) goes at once, on this thread: handing it to a blocking thread and
+/// being woken back costs more CPU than its few unlinks. A larger one, whose unlinks could hold
+/// up the runtime (big fetched files, whole trees), goes to a blocking thread.
+pub(super) async fn remove_sandbox(dir: std::path::PathBuf) -> std::io::Result<()> {
+    if is_small_flat_dir(&dir) {
+        std::fs::remove_dir_all(&dir)
+    } else {
+        tokio::fs::remove_dir_all(&dir).await
+    }
+}
+
+/// Whether `dir` holds at most a handful of regular files of at most 1 MiB each, and nothing
+/// else. Anything unexpected (an error, a directory, a symlink) says no.
+fn is_small_flat_dir(dir: &std::path::Path) -> bool {
+    const MAX_ENTRIES: usize = 8;
+    const MAX_FILE_BYTES: u64 = 1 << 20;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut n = 0;
+    for entry in entries {
+        n += 1;
+        let small_file = entry
+            .and_then(|e| e.metadata())
+            .is_ok_and(|m| m.is_file() && m.len() <= MAX_FILE_BYTES);
+        if n > MAX_ENTRIES || !small_file {
+            return false;
+        }
+    }
+    true
+}
+
 /// Runs blocking file work off the async threads.
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -242,4 +275,49 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("file operation failed: {e}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sandboxes_small_and_large_are_removed_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let small = root.path().join("small");
+        std::fs::create_dir(&small).unwrap();
+        std::fs::write(small.join("stdout"), b"hello").unwrap();
+        std::fs::write(small.join("stderr"), b"").unwrap();
+        assert!(is_small_flat_dir(&small));
+        remove_sandbox(small.clone()).await.unwrap();
+        assert!(!small.exists());
+
+        // A subdirectory, a big file, too many files or a symlink: not small.
+        let nested = root.path().join("nested");
+        std::fs::create_dir_all(nested.join("a/b")).unwrap();
+        std::fs::write(nested.join("a/b/f"), b"x").unwrap();
+        assert!(!is_small_flat_dir(&nested));
+        let big = root.path().join("big");
+        std::fs::create_dir(&big).unwrap();
+        std::fs::write(big.join("artifact"), vec![0; (1 << 20) + 1]).unwrap();
+        assert!(!is_small_flat_dir(&big));
+        let many = root.path().join("many");
+        std::fs::create_dir(&many).unwrap();
+        for i in 0..9 {
+            std::fs::write(many.join(format!("f{i}")), b"").unwrap();
+        }
+        assert!(!is_small_flat_dir(&many));
+        let linked = root.path().join("linked");
+        std::fs::create_dir(&linked).unwrap();
+        std::os::unix::fs::symlink(root.path(), linked.join("out")).unwrap();
+        assert!(!is_small_flat_dir(&linked));
+        for dir in [&nested, &big, &many, &linked] {
+            remove_sandbox(dir.clone()).await.unwrap();
+            assert!(!dir.exists(), "{}", dir.display());
+        }
+        // The symlink's target is not followed.
+        assert!(root.path().exists());
+        let missing = remove_sandbox(root.path().join("never")).await.unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+    }
 }
