@@ -234,6 +234,12 @@ impl StreamFile {
         Ok(())
     }
 
+    /// Whether a sync would do anything: the current file or a rotated one holds bytes not
+    /// synced yet.
+    pub fn needs_sync(&self) -> bool {
+        self.dirty || !self.unsynced.is_empty()
+    }
+
     /// Flushes the data of rotated files not synced yet and, if it has unsynced bytes, of the
     /// current file to the device. A file without unsynced bytes costs nothing.
     pub fn sync_data(&mut self) -> io::Result<()> {

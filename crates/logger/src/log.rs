@@ -253,9 +253,15 @@ impl ContainerLog {
         else {
             unreachable!("settle leaves the writer idle");
         };
-        let report = tokio::task::spawn_blocking(move || writer.finish())
-            .await
-            .map_err(|e| self.lost(e.to_string()))?;
+        // A sync of the log files blocks, so it goes to a blocking thread; a log with nothing
+        // to sync (no output, or all of it synced) only awaits its final checkpoint's fsync.
+        let report = if writer.finish_syncs_files() {
+            tokio::task::spawn_blocking(move || writer.finish())
+                .await
+                .map_err(|e| self.lost(e.to_string()))?
+        } else {
+            writer.finish_async().await
+        };
         self.close();
         tracing::info!(
             container_id = %report.container_id, stdout_bytes = report.stdout_bytes,

@@ -51,6 +51,15 @@ enum Verdict {
     Drop,
 }
 
+/// A checkpoint ready to be stored, and what storing it reports on.
+struct PreparedCheckpoint {
+    checkpoint: Checkpoint,
+    durability: Durability,
+    /// Whether syncing the files (if done) went well.
+    files_ok: bool,
+    since_last: std::time::Duration,
+}
+
 /// The files, position and checkpoint of one container.
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -255,7 +264,17 @@ impl Writer {
     /// `durable` is set, else lazily. Failures are reported, counted and retried at the next
     /// checkpoint; they never stop the logging.
     fn checkpoint(&mut self, phase: Phase, durable: bool) -> bool {
-        let mut ok = true;
+        let prepared = self.prepare_checkpoint(phase, durable);
+        let stored = self
+            .checkpoints
+            .store(&prepared.checkpoint, prepared.durability);
+        self.after_store(prepared, stored)
+    }
+
+    /// Everything of [`checkpoint`](Self::checkpoint) before the record is stored: recreating
+    /// deleted files, syncing them when due, and the record itself.
+    fn prepare_checkpoint(&mut self, phase: Phase, durable: bool) -> PreparedCheckpoint {
+        let mut files_ok = true;
         for f in &mut self.files {
             match f.reopen_if_removed() {
                 Ok(false) => {}
@@ -284,7 +303,7 @@ impl Writer {
                     f.sync_data()
                 };
                 if let Err(error) = synced {
-                    ok = false;
+                    files_ok = false;
                     self.metrics.write_error();
                     self.totals.write_errors += 1;
                     tracing::warn!(container_id = %self.container_id, path = %f.path().display(), %error, "cannot sync container log file");
@@ -299,10 +318,29 @@ impl Writer {
         } else {
             Durability::Lazy
         };
-        let cp = self.snapshot(phase);
-        let elapsed = self.last_checkpoint.elapsed();
+        let since_last = self.last_checkpoint.elapsed();
         self.last_checkpoint = Instant::now();
-        match self.checkpoints.store(&cp, durability) {
+        PreparedCheckpoint {
+            checkpoint: self.snapshot(phase),
+            durability,
+            files_ok,
+            since_last,
+        }
+    }
+
+    /// Accounts for a stored (or failed) checkpoint; returns whether all of it went well.
+    fn after_store(
+        &mut self,
+        prepared: PreparedCheckpoint,
+        stored: Result<(), crate::LoggerError>,
+    ) -> bool {
+        let PreparedCheckpoint {
+            durability,
+            files_ok,
+            since_last,
+            ..
+        } = prepared;
+        match stored {
             Ok(()) => {
                 self.stored(durability);
                 let total = self.totals.stdout_bytes + self.totals.stderr_bytes;
@@ -313,11 +351,11 @@ impl Writer {
                     stdout_bytes = self.totals.stdout_bytes,
                     stderr_bytes = self.totals.stderr_bytes,
                     dropped_bytes = self.totals.dropped_bytes,
-                    rate_bytes_per_s = (delta as f64 / elapsed.as_secs_f64().max(1e-3)) as u64,
+                    rate_bytes_per_s = (delta as f64 / since_last.as_secs_f64().max(1e-3)) as u64,
                     durable = durability == Durability::Durable,
                     "container log checkpoint"
                 );
-                ok
+                files_ok
             }
             Err(error) => {
                 self.metrics.checkpoint_error();
@@ -373,6 +411,29 @@ impl Writer {
     /// Syncs the files that have unsynced bytes and stores the final checkpoint, durably.
     pub fn finish(&mut self) -> LogReport {
         let complete = self.checkpoint(Phase::Finished, true);
+        self.report(complete)
+    }
+
+    /// Whether [`finish`](Self::finish) would sync a log file (bytes written and not synced yet,
+    /// by this run or, for rotated files, an earlier one): then it belongs on a blocking
+    /// thread. Otherwise [`finish_async`](Self::finish_async) does the same without one.
+    pub fn finish_syncs_files(&self) -> bool {
+        self.files.iter().any(StreamFile::needs_sync)
+    }
+
+    /// [`finish`](Self::finish) for a log whose files need no sync: what is left is a couple
+    /// of `fstat`s and the durable final checkpoint, whose fsync is awaited, not blocked on.
+    pub async fn finish_async(&mut self) -> LogReport {
+        let prepared = self.prepare_checkpoint(Phase::Finished, true);
+        let stored = self
+            .checkpoints
+            .store_async(&prepared.checkpoint, prepared.durability)
+            .await;
+        let complete = self.after_store(prepared, stored);
+        self.report(complete)
+    }
+
+    fn report(&self, complete: bool) -> LogReport {
         LogReport {
             container_id: self.container_id.clone(),
             stdout_bytes: self.totals.stdout_bytes,
