@@ -229,11 +229,7 @@ impl Journal {
             synced: AtomicU64::new(0),
             counters: Counters::default(),
         });
-        inner.counters.file_len.store(len, Ordering::Relaxed);
-        inner
-            .counters
-            .live_bytes
-            .store(live_bytes + HEADER.len() as u64, Ordering::Relaxed);
+        inner.publish(&inner.lock());
         let (jobs, rx) = std::sync::mpsc::channel();
         let background = inner.clone();
         std::thread::Builder::new()
@@ -333,13 +329,7 @@ impl Journal {
     /// so it can be opened again) and later writes fail with [`JournalError::Closed`]. For a
     /// process about to exit or hand the file over; blocks until done.
     pub fn close(&self) -> Result<(), JournalError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.jobs
-            .send(Job::Close {
-                reply: Reply::Blocking(tx),
-            })
-            .map_err(|_| self.inner.closed())?;
-        rx.recv().map_err(|_| self.inner.closed())?
+        self.ask_blocking(|reply| Job::Close { reply })
     }
 
     /// Checks the key and size, then appends the record; returns its sequence number.
@@ -384,12 +374,10 @@ impl Journal {
             return Ok(());
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Job::Sync {
-                upto: seq,
-                reply: Reply::Async(tx),
-            })
-            .map_err(|_| self.inner.closed())?;
+        self.send(Job::Sync {
+            upto: seq,
+            reply: Reply::Async(tx),
+        })?;
         rx.await.map_err(|_| self.inner.closed())?
     }
 
@@ -397,14 +385,19 @@ impl Journal {
         if !self.needs_sync(seq, durability) {
             return Ok(());
         }
+        self.ask_blocking(|reply| Job::Sync { upto: seq, reply })
+    }
+
+    /// Hands a job to the background thread and blocks until it answers.
+    fn ask_blocking(&self, job: impl FnOnce(Reply) -> Job) -> Result<(), JournalError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.jobs
-            .send(Job::Sync {
-                upto: seq,
-                reply: Reply::Blocking(tx),
-            })
-            .map_err(|_| self.inner.closed())?;
+        self.send(job(Reply::Blocking(tx)))?;
         rx.recv().map_err(|_| self.inner.closed())?
+    }
+
+    /// Hands a job to the background thread; `Closed` if it has stopped.
+    fn send(&self, job: Job) -> Result<(), JournalError> {
+        self.jobs.send(job).map_err(|_| self.inner.closed())
     }
 }
 

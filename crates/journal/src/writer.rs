@@ -106,6 +106,17 @@ pub(crate) fn io_error(action: &'static str, path: &Path, e: &std::io::Error) ->
     }
 }
 
+impl State {
+    /// Cuts the file right after the records, dropping a failed write's partial bytes (and the
+    /// reserved space with them); `dirty_tail` stays set if that fails.
+    fn cut_after_records(&mut self, file: &File) -> std::io::Result<()> {
+        file.set_len(self.len)?;
+        self.dirty_tail = false;
+        self.reserved_to = self.len;
+        Ok(())
+    }
+}
+
 impl Inner {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the file inconsistent (a record is either
@@ -132,10 +143,8 @@ impl Inner {
         let st = &mut *guard;
         let file = st.file.clone().ok_or_else(|| self.closed())?;
         if st.dirty_tail {
-            file.set_len(st.len)
+            st.cut_after_records(&file)
                 .map_err(|e| io_error("cut a failed write off", &self.path, &e))?;
-            st.dirty_tail = false;
-            st.reserved_to = st.len;
         }
         st.buf.clear();
         format::encode(&mut st.buf, op, key, value);
@@ -143,10 +152,7 @@ impl Inner {
             // Part of the record may be on disk; it was not acknowledged, so it may never be
             // replayed.
             st.dirty_tail = true;
-            if file.set_len(st.len).is_ok() {
-                st.dirty_tail = false;
-                st.reserved_to = st.len;
-            }
+            let _ = st.cut_after_records(&file);
             return Err(io_error("write", &self.path, &e));
         }
         st.len += st.buf.len() as u64;
@@ -182,7 +188,8 @@ impl Inner {
         Ok(st.written)
     }
 
-    fn publish(&self, st: &State) {
+    /// Makes the file length and live bytes readable without the lock ([`crate::Journal::stats`]).
+    pub fn publish(&self, st: &State) {
         self.counters.file_len.store(st.len, Ordering::Relaxed);
         self.counters
             .live_bytes
