@@ -325,6 +325,16 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             }
         })
     };
+    let disk_watch = {
+        let agent = started.agent.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::agent::disk::DISK_CHECK_INTERVAL).await;
+                let agent = agent.clone();
+                let _ = tokio::task::spawn_blocking(move || agent.disk().check()).await;
+            }
+        })
+    };
     server::serve(
         started.listener,
         started.agent.clone(),
@@ -333,6 +343,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     )
     .await;
     gc.abort();
+    disk_watch.abort();
     started.agent.shutdown().await;
     Ok(())
 }
