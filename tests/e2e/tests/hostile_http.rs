@@ -156,10 +156,11 @@ fn api_head(len: usize, token: bool) -> String {
 
 /// 150 connections each send 1 MiB minus one byte of a 1 MiB body and hold (with a token, so
 /// the body is read; and again without one), 200 more trickle a body byte every second, 100
-/// trickle their request head. Bound: the agent's RSS grows by less than 112 MiB (the 64 MiB
-/// body budget, hyper's per-connection buffers of at most 64 KiB each, allocator slack); on
-/// 51e1117 it grew by 274 MiB. Every trickler is answered 408 or closed within the 5 s deadline
-/// (plus 3 s of slack); `/health` answers within a second throughout.
+/// trickle their request head. Bound: the agent's RSS grows by less than 117 MiB (the 64 MiB
+/// body budget, hyper's per-connection buffers of at most 64 KiB each, 16 MiB of slack);
+/// measured +90 MiB, against +238 MiB and no connection ever closed on 51e1117. Every trickler
+/// is answered 408 or closed within the 5 s deadline (plus 3 s of slack); `/health` answers
+/// within a second throughout.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_bodies_and_trickles_are_cut_off_and_memory_stays_bounded() {
     const T: &str = "e2e-hostile-http-slow";
@@ -296,13 +297,17 @@ async fn slow_bodies_and_trickles_are_cut_off_and_memory_stays_bounded() {
         grew >> 20,
         after >> 20
     );
+    // The stated bound: the body budget (64 MiB, the default --http-body-memory), hyper's
+    // buffer of at most 64 KiB for each of the 600 connections, and 16 MiB for the rest.
+    let bound: u64 = (64 << 20) + 600 * (64 << 10) + (16 << 20);
     assert!(
-        grew < 112 << 20,
-        "the agent's RSS grew by {} MiB",
-        grew >> 20
+        grew < bound,
+        "the agent's RSS grew by {} MiB, beyond the bound of {} MiB",
+        grew >> 20,
+        bound >> 20
     );
     assert!(
-        after.saturating_sub(before) < 112 << 20,
+        after.saturating_sub(before) < bound,
         "the agent still holds {} MiB",
         after.saturating_sub(before) >> 20
     );
@@ -457,15 +462,7 @@ async fn a_token_file_others_can_read_is_refused() {
 async fn a_sparse_terabyte_download_is_streamed_with_bounded_memory_and_cut_off_when_unread() {
     const T: &str = "e2e-hostile-http-sparse";
     remove_test_containers(T).await;
-    let agent = Agent::start(
-        T,
-        &[
-            "--http-send-timeout=3s",
-            "--files-max-downloads=2",
-            "--docker-remove-delay=0",
-        ],
-    )
-    .await;
+    let agent = Agent::start(T, &["--http-send-timeout=3s", "--files-max-downloads=2"]).await;
     let line = "dd if=/dev/zero of=$MESOS_SANDBOX/big bs=1 count=0 seek=1099511627776 2>&1; ls -l $MESOS_SANDBOX/big";
     let r = agent.launch_shell("sparse", line).await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -630,7 +627,7 @@ async fn a_full_disk_starts_degraded_and_remove_frees_it() {
     let r = agent
         .launch_shell(
             "filler",
-            "dd if=/dev/zero of=$MESOS_SANDBOX/fill bs=1M count=64; echo done",
+            "echo filling; sleep 1; dd if=/dev/zero of=$MESOS_SANDBOX/fill bs=1M count=64; echo done",
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -654,15 +651,11 @@ async fn a_full_disk_starts_degraded_and_remove_frees_it() {
     // Reads.
     assert!(agent.container("sleeper").await.is_some());
     assert!(agent.container("filler").await.is_some());
-    assert_eq!(
-        agent
-            .read_text("/containers/filler/stdout")
-            .await
-            .trim_end()
-            .lines()
-            .last(),
-        Some("done")
-    );
+    // Its output before the disk filled was kept (what came after had nowhere to go).
+    assert!(agent
+        .read_text("/containers/filler/stdout")
+        .await
+        .starts_with("filling\n"));
     // Launches are refused, saying why.
     let r = agent.launch_shell("refused", "true").await;
     assert_eq!(r.status, 503, "{r:?}");

@@ -242,7 +242,14 @@ async fn read_body(
     // a chunked body grows its buffer (and budget) by doubling, so the budget counts what the
     // allocation really holds.
     let first = declared.unwrap_or(8 << 10).clamp(1, MAX_BODY);
-    let mut permit = gate.reserve(first).await?;
+    let mut permit = match gate.reserve(first).await {
+        Ok(p) => p,
+        Err(e) => {
+            // Read and dropped (no memory held), so the client sees the 503.
+            drain(body).await;
+            return Err(e);
+        }
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(first);
     while let Some(frame) = body.frame().await {
         let frame = frame
@@ -259,7 +266,15 @@ async fn read_body(
         }
         if needed > buf.capacity() {
             let cap = needed.max(buf.capacity() * 2).min(MAX_BODY);
-            permit.merge(gate.reserve(cap - buf.capacity()).await?);
+            match gate.reserve(cap - buf.capacity()).await {
+                Ok(more) => permit.merge(more),
+                Err(e) => {
+                    drop(buf);
+                    drop(permit);
+                    drain(body).await;
+                    return Err(e);
+                }
+            }
             buf.reserve_exact(cap - buf.len());
         }
         // Copied out of hyper's read buffer, so holding the body does not hold that buffer.
@@ -489,5 +504,76 @@ pub async fn serve(
         .is_err()
     {
         tracing::info!(timeout = ?DRAIN_TIMEOUT, "in-flight requests cut off");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(body_memory: u64) -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
+            max_connections: 8,
+            body_memory,
+            max_downloads: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn the_body_budget_is_shared_and_waits_briefly_before_refusing() {
+        let gate = Gate::new(limits(MAX_BODY as u64));
+        let all = gate.reserve(MAX_BODY).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let e = gate.reserve(1).await.unwrap_err();
+        assert_eq!(started.elapsed(), BUDGET_WAIT);
+        assert!(
+            e.status == 503 && e.message.contains("--http-body-memory"),
+            "{e:?}"
+        );
+        // A held body gives its budget back when its last reference goes.
+        let body = Bytes::from_owner(Held {
+            bytes: vec![1, 2, 3],
+            _permit: all,
+        });
+        let copy = body.clone();
+        drop(body);
+        assert!(gate.reserve(1).await.is_err());
+        drop(copy);
+        let _all = gate.reserve(MAX_BODY).await.unwrap();
+        let e = gate.reserve(MAX_BODY + 1).await.unwrap_err();
+        assert!(e.message.contains("more than --http-body-memory"), "{e:?}");
+    }
+
+    #[test]
+    fn only_health_is_public() {
+        assert!(is_public("/health") && is_public("/health/"));
+        for p in ["/", "/version", "/api/v1", "/healthz", "/health/x", "/nope"] {
+            assert!(!is_public(p), "{p}");
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_that_waits_on_the_client_too_long_fails() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut io = SendDeadline::new(server, Duration::from_millis(300));
+        // The client never reads: the socket buffers fill, then the write waits and fails.
+        let chunk = vec![0u8; 64 << 10];
+        let started = Instant::now();
+        let e = loop {
+            if let Err(e) = io.write_all(&chunk).await {
+                break e;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "never blocked");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("--http-send-timeout"), "{e}");
+        drop(client);
     }
 }
