@@ -98,6 +98,11 @@ fn docker_config_path(config: &Config) -> Result<Option<PathBuf>, Error> {
             ))
         })?;
         let path = config.work_dir.join("docker-config.json");
+        // Unchanged since the last start: not rewritten, so a full work directory does not
+        // stop the start (the agent then starts degraded).
+        if std::fs::read(&path).is_ok_and(|old| old == value.as_bytes()) {
+            return Ok(Some(path));
+        }
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .write(true)

@@ -624,6 +624,15 @@ async fn a_full_disk_starts_degraded_and_remove_frees_it() {
     agent.restart().await;
     assert_eq!(health_now(&agent).await["status"], "ok");
     assert_eq!(agent.launch_shell("sleeper", "sleep 600").await.status, 200);
+    // Ends while the agent is down, once the test creates `go`: its end is recovered (and
+    // checkpointed) on the full disk.
+    let r = agent
+        .launch_shell(
+            "ender",
+            "i=0; while [ ! -e $MESOS_SANDBOX/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; exit 3",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
     let r = agent
         .launch_shell(
             "filler",
@@ -635,6 +644,21 @@ async fn a_full_disk_starts_degraded_and_remove_frees_it() {
     // Whatever the container left, the host fills the rest.
     fill(&agent.work_dir.join("sandboxes/filler/host-fill"));
     agent.sigterm().await;
+    // An empty file needs no data block: it can be made on the full tmpfs.
+    std::fs::write(agent.work_dir.join("sandboxes/ender/go"), b"").unwrap();
+    let name = agent.docker_name("ender");
+    berth_e2e::eventually(Duration::from_secs(30), "ender to exit", || {
+        let name = name.clone();
+        async move {
+            let out = tokio::process::Command::new("docker")
+                .args(["inspect", "-f", "{{.State.Running}}", &name])
+                .output()
+                .await
+                .ok()?;
+            (String::from_utf8_lossy(&out.stdout).trim() == "false").then_some(())
+        }
+    })
+    .await;
     agent.restart().await;
 
     let watch = HealthWatch::start(&agent.url);
@@ -656,6 +680,8 @@ async fn a_full_disk_starts_degraded_and_remove_frees_it() {
         .read_text("/containers/filler/stdout")
         .await
         .starts_with("filling\n"));
+    let ended = agent.wait("ender").await;
+    assert_eq!(ended["exit_status"], 3 << 8, "{ended}");
     // Launches are refused, saying why.
     let r = agent.launch_shell("refused", "true").await;
     assert_eq!(r.status, 503, "{r:?}");
