@@ -411,10 +411,18 @@ impl AsyncWrite for SendDeadline {
     }
 }
 
-/// The answer to a connection over `--http-max-connections`, written without hyper.
-const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\
-connection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 85\r\n\r\n\
-the agent is serving as many connections as --http-max-connections allows; retry later\n";
+/// The body of the answer to a connection over `--http-max-connections`.
+const TOO_MANY_CONNECTIONS: &str =
+    "the agent is serving as many connections as --http-max-connections allows; retry later\n";
+
+/// That answer, written without hyper.
+fn too_many_connections() -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n\
+         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{TOO_MANY_CONNECTIONS}",
+        TOO_MANY_CONNECTIONS.len()
+    )
+}
 
 /// Binds `addr`, failing with the fix when it is taken or not ours to bind.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::Error> {
@@ -464,7 +472,7 @@ pub async fn serve(
                     tokio::spawn(async move {
                         let mut stream = stream;
                         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                            stream.write_all(TOO_MANY_CONNECTIONS).await?;
+                            stream.write_all(too_many_connections().as_bytes()).await?;
                             stream.shutdown().await
                         })
                         .await;
@@ -545,6 +553,18 @@ mod tests {
         let _all = gate.reserve(MAX_BODY).await.unwrap();
         let e = gate.reserve(MAX_BODY + 1).await.unwrap_err();
         assert!(e.message.contains("more than --http-body-memory"), "{e:?}");
+    }
+
+    #[test]
+    fn the_refusal_of_a_connection_is_well_formed() {
+        let text = too_many_connections();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        assert!(body.contains("--http-max-connections"));
     }
 
     #[test]
