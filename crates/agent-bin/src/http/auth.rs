@@ -152,13 +152,15 @@ fn check_private(
     Ok(())
 }
 
-/// Compares without an early exit, so timing does not reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+/// Compares without an early exit, so timing does not reveal how much of a guess was right; the
+/// loop runs over the expected token's length whatever the guess's, so it does not reveal that
+/// length either.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, e) in expected.iter().enumerate() {
+        diff |= e ^ given.get(i).copied().unwrap_or(!e);
     }
-    diff == 0
+    std::hint::black_box(diff) == 0
 }
 
 /// The 401 answer.
@@ -185,6 +187,16 @@ mod tests {
             h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn the_comparison_needs_every_byte_and_the_length() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        for given in [&b""[..], b"ab", b"abd", b"abcd", b"\xff\xff\xff", b"xbc"] {
+            assert!(!constant_time_eq(given, b"abc"), "{given:?}");
+        }
+        assert!(!constant_time_eq(b"a", b""));
+        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]
