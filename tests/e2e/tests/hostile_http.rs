@@ -350,17 +350,20 @@ async fn connections_beyond_the_cap_are_refused_and_idle_ones_expire() {
             && answer.to_ascii_lowercase().contains("retry-after"),
         "{answer:?}"
     );
-    // A real client parses the refusal (status, Retry-After, a body of the declared length).
-    let r = tokio::time::timeout(
-        Duration::from_secs(2),
-        reqwest::get(format!("{}/health", agent.url)),
-    )
-    .await
-    .expect("the refusal came at once")
-    .expect("a well-formed answer");
-    assert_eq!(r.status().as_u16(), 503);
-    assert_eq!(r.headers()["retry-after"], "1");
-    assert!(r.text().await.unwrap().contains("--http-max-connections"));
+    // A real client parses the refusal (status, Retry-After, a body of the declared length),
+    // every time: the refusal waits for the request, so it never races ahead of it.
+    for _ in 0..20 {
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            reqwest::get(format!("{}/health", agent.url)),
+        )
+        .await
+        .expect("the refusal came at once")
+        .expect("a well-formed answer");
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert!(r.text().await.unwrap().contains("--http-max-connections"));
+    }
     // The idle connections are closed by the header timeout; then the agent serves again.
     for s in &mut idle {
         let (_, closed) = read_until_closed(s, Duration::from_secs(6)).await;

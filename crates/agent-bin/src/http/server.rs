@@ -54,6 +54,7 @@ pub struct Gate {
     /// One permit per byte of request body held.
     body_bytes: Arc<Semaphore>,
     connections: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
     downloads: Arc<Semaphore>,
 }
 
@@ -69,6 +70,7 @@ impl Gate {
             connections: Arc::new(Semaphore::new(
                 limits.max_connections.min(Semaphore::MAX_PERMITS),
             )),
+            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             downloads: Arc::new(Semaphore::new(
                 limits.max_downloads.min(Semaphore::MAX_PERMITS),
             )),
@@ -424,6 +426,26 @@ fn too_many_connections() -> String {
     )
 }
 
+/// Answers a connection over the cap with [`too_many_connections`] and closes it, within 2 s.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        // The client's request first: a client (hyper's among them) takes an answer that comes
+        // before its request for a protocol error.
+        let _ = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await;
+        stream.write_all(too_many_connections().as_bytes()).await?;
+        stream.shutdown().await?;
+        // What else it sent is read, so closing does not reset the connection under the answer.
+        while stream.read(&mut buf).await? > 0 {}
+        Ok::<_, io::Error>(())
+    })
+    .await;
+}
+
+/// Refusals (of connections over the cap) answered at once; more are closed unanswered.
+const MAX_REFUSALS: usize = 64;
+
 /// Binds `addr`, failing with the fix when it is taken or not ours to bind.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::Error> {
     TcpListener::bind(addr).await.map_err(|e| {
@@ -468,15 +490,14 @@ pub async fn serve(
                     agent.counters().http_connections_refused.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, "connection refused: --http-max-connections reached");
                     // Answered and closed rather than left in the backlog, so the client learns
-                    // why; the write is one small packet on a fresh socket, bounded anyway.
-                    tokio::spawn(async move {
-                        let mut stream = stream;
-                        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                            stream.write_all(too_many_connections().as_bytes()).await?;
-                            stream.shutdown().await
-                        })
-                        .await;
-                    });
+                    // why. A few refusals at a time: beyond that the connection is just closed,
+                    // so a flood cannot hold file descriptors through the refusals either.
+                    if let Ok(refusal) = gate.refusals.clone().try_acquire_owned() {
+                        tokio::spawn(async move {
+                            refuse(stream).await;
+                            drop(refusal);
+                        });
+                    }
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
