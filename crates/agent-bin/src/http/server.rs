@@ -1,5 +1,13 @@
-//! The HTTP/1.1 server: accepts connections, runs each request through routing, auth and the
+//! The HTTP/1.1 server: accepts connections, runs each request through auth, routing and the
 //! body limit, hands it to the [`Agent`], and shuts down gracefully.
+//!
+//! It bounds what any caller can make the agent hold ([`Limits`], from the `--http-*` flags):
+//! the time to send a request head (hyper's header timeout) and body (a total deadline, 408),
+//! the memory all bodies hold together (a semaphore of bytes, 503 with `Retry-After`), the
+//! connections served at once (503 and close beyond), the time a response may wait on a client
+//! that does not read it (`SendDeadline`), and the downloads at once. The token is checked
+//! before routing and before a byte of body is read. The crate README says why these are not
+//! tower layers.
 
 use std::future::Future;
 use std::io;
