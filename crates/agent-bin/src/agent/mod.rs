@@ -158,7 +158,7 @@ impl Agent {
     ) -> Response<Body> {
         let _ = headers;
         let result = match route {
-            Route::Api => self.api(&body).await,
+            Route::Api => self.api(body).await,
             Route::Health => Ok(self.health()),
             Route::Version => Ok(self.version()),
             Route::State => Ok(self.state().await),
