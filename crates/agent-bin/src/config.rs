@@ -137,6 +137,9 @@ pub struct ServeArgs {
     /// Serve a non-loopback address without authentication.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub insecure_no_auth: Option<bool>,
+    /// The HTTP server's limits.
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// The parser used for the config file's synthesized arguments.
@@ -202,6 +205,8 @@ pub struct Config {
     pub auth_token_file: Option<PathBuf>,
     /// Serve without authentication even on a non-loopback address.
     pub insecure_no_auth: bool,
+    /// The HTTP server's limits.
+    pub http: HttpConfig,
 }
 
 impl ServeArgs {
@@ -253,6 +258,7 @@ impl ServeArgs {
             cgroups_enable_cfs: self.cgroups_enable_cfs.or(other.cgroups_enable_cfs),
             auth_token_file: self.auth_token_file.or(other.auth_token_file),
             insecure_no_auth: self.insecure_no_auth.or(other.insecure_no_auth),
+            http: self.http.or(other.http),
         }
     }
 
@@ -400,6 +406,7 @@ impl ServeArgs {
             cgroups_enable_cfs: self.cgroups_enable_cfs.unwrap_or(false),
             auth_token_file,
             insecure_no_auth,
+            http: self.http.resolve()?,
         })
     }
 }
@@ -462,7 +469,7 @@ impl Config {
     /// path is shown, never the token.
     pub fn flags(&self) -> Vec<(&'static str, String)> {
         let d = |d: Duration| format_duration(d);
-        vec![
+        let mut flags = vec![
             ("listen", self.listen.to_string()),
             ("work_dir", self.work_dir.display().to_string()),
             ("agent_id", self.agent_id.clone().unwrap_or_default()),
@@ -515,6 +522,120 @@ impl Config {
                     .unwrap_or_default(),
             ),
             ("insecure_no_auth", self.insecure_no_auth.to_string()),
+        ];
+        flags.extend(self.http.flags());
+        flags
+    }
+}
+
+// The HTTP server's limits (issue 11: slow and large requests must not pin the agent's memory,
+// connections or threads). Kept together so the flags above stay easy to merge.
+
+/// `--http-*` and `--files-max-downloads` flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HttpArgs {
+    /// Time a client gets to send a request's head; also how long an idle keep-alive
+    /// connection stays open [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub http_header_timeout: Option<Duration>,
+    /// Time a client gets to send a request's body once its head arrived; slower bodies get 408
+    /// and the connection is closed [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub http_body_timeout: Option<Duration>,
+    /// A response the client does not read for this long is cut off and its connection closed
+    /// [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub http_send_timeout: Option<Duration>,
+    /// Connections served at once; more are answered 503 and closed [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub http_max_connections: Option<usize>,
+    /// Memory all request bodies may hold at once (at least 1MiB, the largest body); a body
+    /// that cannot get its share within 1 s is answered 503 [default: 64MiB].
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pub http_body_memory: Option<u64>,
+    /// `/files/download` transfers at once; more are answered 503 [default: 4].
+    #[arg(long, value_name = "N")]
+    pub files_max_downloads: Option<usize>,
+}
+
+/// The HTTP server's limits, defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `--http-header-timeout`.
+    pub header_timeout: Duration,
+    /// `--http-body-timeout`.
+    pub body_timeout: Duration,
+    /// `--http-send-timeout`.
+    pub send_timeout: Duration,
+    /// `--http-max-connections`.
+    pub max_connections: usize,
+    /// `--http-body-memory`, bytes.
+    pub body_memory: u64,
+    /// `--files-max-downloads`.
+    pub max_downloads: usize,
+}
+
+impl HttpArgs {
+    fn or(self, other: HttpArgs) -> HttpArgs {
+        HttpArgs {
+            http_header_timeout: self.http_header_timeout.or(other.http_header_timeout),
+            http_body_timeout: self.http_body_timeout.or(other.http_body_timeout),
+            http_send_timeout: self.http_send_timeout.or(other.http_send_timeout),
+            http_max_connections: self.http_max_connections.or(other.http_max_connections),
+            http_body_memory: self.http_body_memory.or(other.http_body_memory),
+            files_max_downloads: self.files_max_downloads.or(other.files_max_downloads),
+        }
+    }
+
+    fn resolve(self) -> Result<HttpConfig, ConfigError> {
+        let c = HttpConfig {
+            header_timeout: self.http_header_timeout.unwrap_or(Duration::from_secs(30)),
+            body_timeout: self.http_body_timeout.unwrap_or(Duration::from_secs(30)),
+            send_timeout: self.http_send_timeout.unwrap_or(Duration::from_secs(60)),
+            max_connections: self.http_max_connections.unwrap_or(1024),
+            body_memory: self.http_body_memory.unwrap_or(64 << 20),
+            max_downloads: self.files_max_downloads.unwrap_or(4),
+        };
+        for (flag, value) in [
+            ("--http-header-timeout", c.header_timeout),
+            ("--http-body-timeout", c.body_timeout),
+            ("--http-send-timeout", c.send_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(flag, "must be greater than 0"));
+            }
+        }
+        for (flag, value) in [
+            ("--http-max-connections", c.max_connections),
+            ("--files-max-downloads", c.max_downloads),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(flag, "must be at least 1"));
+            }
+        }
+        let max_body = crate::http::route::MAX_BODY as u64;
+        if c.body_memory < max_body {
+            return Err(ConfigError::new(
+                "--http-body-memory",
+                format!(
+                    "{} is below 1MiB, the largest request body, so such a request could never be served",
+                    format_size(c.body_memory)
+                ),
+            ));
+        }
+        Ok(c)
+    }
+}
+
+impl HttpConfig {
+    fn flags(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("http_header_timeout", format_duration(self.header_timeout)),
+            ("http_body_timeout", format_duration(self.body_timeout)),
+            ("http_send_timeout", format_duration(self.send_timeout)),
+            ("http_max_connections", self.max_connections.to_string()),
+            ("http_body_memory", format_size(self.body_memory)),
+            ("files_max_downloads", self.max_downloads.to_string()),
         ]
     }
 }
@@ -733,6 +854,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("section"), "{e}");
+    }
+
+    #[test]
+    fn http_limits_have_safe_defaults_and_are_checked() {
+        let c = cli(&["--work-dir=/w"]).unwrap().resolve().unwrap();
+        assert_eq!(
+            c.http,
+            HttpConfig {
+                header_timeout: Duration::from_secs(30),
+                body_timeout: Duration::from_secs(30),
+                send_timeout: Duration::from_secs(60),
+                max_connections: 1024,
+                body_memory: 64 << 20,
+                max_downloads: 4,
+            }
+        );
+        let c = cli(&[
+            "--http-body-timeout=5s",
+            "--http-max-connections=10",
+            "--http-body-memory=2MiB",
+            "--files-max-downloads=1",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(c.http.body_timeout, Duration::from_secs(5));
+        assert_eq!(c.http.max_connections, 10);
+        assert_eq!(c.http.body_memory, 2 << 20);
+        assert!(c.flags().contains(&("http_body_memory", "2MiB".to_owned())));
+        for (bad, flag) in [
+            ("--http-body-timeout=0", "--http-body-timeout"),
+            ("--http-max-connections=0", "--http-max-connections"),
+            ("--files-max-downloads=0", "--files-max-downloads"),
+            ("--http-body-memory=512KiB", "--http-body-memory"),
+        ] {
+            let e = cli(&[bad]).unwrap().resolve().unwrap_err().to_string();
+            assert!(e.starts_with(flag), "{bad}: {e}");
+        }
+        let file = parse_config_text(Path::new("/b.toml"), "http-send-timeout = \"9s\"\n").unwrap();
+        let c = cli(&[]).unwrap().or(file).resolve().unwrap();
+        assert_eq!(c.http.send_timeout, Duration::from_secs(9));
     }
 
     #[test]

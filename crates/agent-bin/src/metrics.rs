@@ -76,6 +76,12 @@ pub struct Counters {
     pub http_5xx: AtomicU64,
     /// Authentication failures.
     pub http_unauthorized: AtomicU64,
+    /// Request bodies not received within `--http-body-timeout` (408).
+    pub http_body_timeouts: AtomicU64,
+    /// Connections refused at `--http-max-connections`.
+    pub http_connections_refused: AtomicU64,
+    /// Connections being served (a gauge).
+    pub http_open_connections: AtomicU64,
     /// API calls by type.
     calls: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -157,6 +163,21 @@ impl Counters {
                 "agent/http/unauthorized",
                 "Requests refused for a missing or wrong token",
                 g(&self.http_unauthorized),
+            ),
+            Sample::counter(
+                "agent/http/body_timeouts",
+                "Request bodies not received within --http-body-timeout (answered 408)",
+                g(&self.http_body_timeouts),
+            ),
+            Sample::counter(
+                "agent/http/connections_refused",
+                "Connections answered 503 and closed at --http-max-connections",
+                g(&self.http_connections_refused),
+            ),
+            Sample::gauge(
+                "agent/http/open_connections",
+                "Connections being served",
+                g(&self.http_open_connections),
             ),
         ];
         for (call, n) in self.calls.lock().unwrap_or_else(|p| p.into_inner()).iter() {

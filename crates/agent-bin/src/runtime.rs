@@ -98,6 +98,11 @@ fn docker_config_path(config: &Config) -> Result<Option<PathBuf>, Error> {
             ))
         })?;
         let path = config.work_dir.join("docker-config.json");
+        // Unchanged since the last start: not rewritten, so a full work directory does not
+        // stop the start (the agent then starts degraded).
+        if std::fs::read(&path).is_ok_and(|old| old == value.as_bytes()) {
+            return Ok(Some(path));
+        }
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -325,6 +330,16 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             }
         })
     };
+    let disk_watch = {
+        let agent = started.agent.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::agent::disk::DISK_CHECK_INTERVAL).await;
+                let agent = agent.clone();
+                let _ = tokio::task::spawn_blocking(move || agent.disk().check()).await;
+            }
+        })
+    };
     server::serve(
         started.listener,
         started.agent.clone(),
@@ -333,6 +348,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     )
     .await;
     gc.abort();
+    disk_watch.abort();
     started.agent.shutdown().await;
     Ok(())
 }

@@ -149,6 +149,12 @@ async fn a_token_is_required_on_every_endpoint_but_health() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "e2e-secret-token-0123456789\n").unwrap();
+    // Only the agent's user may read it (issue 11: a token file others can read is refused).
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let mut agent = Agent::start(T, &["--auth-token-file", token_file.to_str().unwrap()]).await;
 
     for path in [

@@ -52,11 +52,20 @@ pub(super) fn cz_error(e: CzError) -> ApiError {
 }
 
 impl Agent {
-    pub(super) async fn api(self: &Arc<Self>, body: &[u8]) -> Result<Response<Body>, ApiError> {
-        let call = parse_call(body)?;
+    pub(super) async fn api(
+        self: &Arc<Self>,
+        body: bytes::Bytes,
+    ) -> Result<Response<Body>, ApiError> {
+        let call = parse_call(&body)?;
+        // The body's share of the server's body-memory budget goes back now, not when a launch
+        // that pulls for minutes ends.
+        drop(body);
         self.counters.call(call.type_name());
         match call {
-            Call::GetHealth => Ok(json_response(StatusCode::OK, &response::health(true))),
+            Call::GetHealth => Ok(json_response(
+                StatusCode::OK,
+                &response::health(self.disk.reason().is_none()),
+            )),
             Call::GetFlags => Ok(json_response(
                 StatusCode::OK,
                 &response::flags(&self.flags()),
@@ -157,6 +166,21 @@ impl Agent {
 
     async fn launch(self: &Arc<Self>, req: &LaunchRequest) -> Result<Response<Body>, ApiError> {
         let id = req.container_id.clone();
+        if self.disk.reason().is_some() {
+            // Checked again first: space may have been freed since the last periodic check.
+            let agent = self.clone();
+            let still = tokio::task::spawn_blocking(move || agent.disk.check())
+                .await
+                .unwrap_or_else(|e| Some(format!("the disk check failed: {e}")));
+            if let Some(why) = still {
+                self.counters
+                    .launches_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(ApiError::unavailable(format!(
+                    "launch of container {id} refused: the agent is degraded: {why}"
+                )));
+            }
+        }
         match &req.container {
             Some(c) if c.kind == ContainerType::Docker => {}
             other => {

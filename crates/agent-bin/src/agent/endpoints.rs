@@ -364,9 +364,15 @@ impl Agent {
         let open = blocking(move || files::open_file(&sandbox, &at)).await?;
         let size = open.size;
         // Sends what the file held when opened: a log that grows meanwhile is cut at that size.
+        // Streamed with backpressure: a chunk is read only when hyper has sent the previous
+        // ones, so a download holds one chunk (plus hyper's buffer) whatever the file's size;
+        // a client that stops reading is cut off by --http-send-timeout.
         let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(open.file), size);
-        let stream =
-            tokio_util::io::ReaderStream::new(reader).map(|r| r.map(hyper::body::Frame::data));
+        let stream = tokio_util::io::ReaderStream::with_capacity(
+            reader,
+            crate::http::server::DOWNLOAD_CHUNK,
+        )
+        .map(|r| r.map(hyper::body::Frame::data));
         let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
         let h = r.headers_mut();
         h.insert(

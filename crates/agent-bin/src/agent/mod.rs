@@ -3,6 +3,7 @@
 
 mod calls;
 pub mod convert;
+pub mod disk;
 mod endpoints;
 pub mod workdir;
 
@@ -60,6 +61,7 @@ pub struct Agent {
     counters: Counters,
     started: SystemTime,
     observed: Observed,
+    disk: disk::DiskState,
     _lock: WorkDirLock,
 }
 
@@ -75,6 +77,7 @@ impl std::fmt::Debug for Agent {
 impl Agent {
     /// Wraps started parts.
     pub fn new(parts: AgentParts) -> Arc<Agent> {
+        let disk = disk::DiskState::new(parts.config.work_dir.clone());
         Arc::new(Agent {
             config: parts.config,
             agent_id: parts.agent_id,
@@ -84,6 +87,7 @@ impl Agent {
             counters: Counters::default(),
             started: SystemTime::now(),
             observed: parts.observed,
+            disk,
             _lock: parts.lock,
         })
     }
@@ -101,6 +105,22 @@ impl Agent {
     /// The containerizer.
     pub fn containerizer(&self) -> &Containerizer {
         &self.containerizer
+    }
+
+    /// Whether the work directory can be written (degraded mode when it cannot).
+    pub fn disk(&self) -> &disk::DiskState {
+        &self.disk
+    }
+
+    /// `/health`: 200 with `{"status":"ok"}`, or while degraded `{"status":"degraded",
+    /// "reason":...}` (still 200: the agent serves, and taking it out of service would block the
+    /// REMOVE_CONTAINER calls that free space).
+    fn health(&self) -> Response<Body> {
+        let body = match self.disk.reason() {
+            None => serde_json::json!({ "status": "ok" }),
+            Some(reason) => serde_json::json!({ "status": "degraded", "reason": reason }),
+        };
+        crate::http::body::json(http::StatusCode::OK, &body)
     }
 
     /// The counters (the HTTP layer counts answers).
@@ -138,8 +158,8 @@ impl Agent {
     ) -> Response<Body> {
         let _ = headers;
         let result = match route {
-            Route::Api => self.api(&body).await,
-            Route::Health => Ok(crate::http::body::empty(http::StatusCode::OK)),
+            Route::Api => self.api(body).await,
+            Route::Health => Ok(self.health()),
             Route::Version => Ok(self.version()),
             Route::State => Ok(self.state().await),
             Route::MetricsSnapshot => Ok(self.metrics_snapshot()),

@@ -45,15 +45,20 @@ pub fn prepare(work_dir: &Path) -> Result<WorkDirLock, Error> {
             "pass a writable --work-dir, or create it and give this user access",
         )
     })?;
-    let probe = work_dir.join(format!(".write-test-{}", std::process::id()));
-    if let Err(e) = std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)) {
-        return Err(Error::startup(
-            format!(
-                "the work directory '{}' is not writable: {e}",
-                work_dir.display()
-            ),
-            "pass a writable --work-dir, or fix its permissions",
-        ));
+    match check_space(work_dir) {
+        Ok(()) => {}
+        // A full disk does not stop the start: the agent serves degraded (reads, KILL, REMOVE,
+        // which frees space) instead of refusing to start and leaving no way to free it.
+        Err(e) if is_out_of_space(&e) => {}
+        Err(e) => {
+            return Err(Error::startup(
+                format!(
+                    "the work directory '{}' is not writable: {e}",
+                    work_dir.display()
+                ),
+                "pass a writable --work-dir, or fix its permissions",
+            ));
+        }
     }
     for dir in [sandboxes_dir(work_dir), work_dir.join("logger")] {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
@@ -87,6 +92,26 @@ pub fn prepare(work_dir: &Path) -> Result<WorkDirLock, Error> {
     let _ = file.rewind();
     let _ = writeln!(file, "{}", std::process::id());
     Ok(WorkDirLock { _file: file, path })
+}
+
+/// Writes and removes a small file in `work_dir`: whether the agent can write there now.
+pub fn check_space(work_dir: &Path) -> std::io::Result<()> {
+    let probe = work_dir.join(format!(".write-test-{}", std::process::id()));
+    let written = std::fs::write(&probe, b"ok");
+    // Removed even when the write failed half-way (created, then no block for the data).
+    let removed = std::fs::remove_file(&probe);
+    written?;
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `e` says the file system (or the user's quota) is full.
+pub fn is_out_of_space(e: &std::io::Error) -> bool {
+    let code = e.raw_os_error();
+    code == Some(rustix::io::Errno::NOSPC.raw_os_error())
+        || code == Some(rustix::io::Errno::DQUOT.raw_os_error())
 }
 
 /// Tries to lock `work_dir` without waiting; `None` if another process holds it.

@@ -45,7 +45,9 @@ pub enum Route {
 }
 
 impl Route {
-    /// Whether the route needs a bearer token (all but `/health`).
+    /// Whether the route needs a bearer token (all but `/health`). The server checks the token
+    /// before routing, by path ([`super::server::is_public`]), so that a caller without it
+    /// learns nothing of the routes; this says the same per route.
     pub fn needs_auth(&self) -> bool {
         !matches!(self, Route::Health)
     }
