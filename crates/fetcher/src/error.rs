@@ -119,6 +119,38 @@ pub enum FetchError {
         source: std::io::Error,
     },
 
+    /// A local source the fetcher may not read: local sources are not allowed, the path is not
+    /// beneath an allowed directory, a link is on its way, or it is not a regular file.
+    #[error("local source '{}' for URI '{uri}' is refused: {reason}", path.display())]
+    LocalSourceRefused {
+        /// The URI as given.
+        uri: String,
+        /// The local path it names.
+        path: PathBuf,
+        /// Why, and how to allow it where that is possible.
+        reason: String,
+    },
+
+    /// A directory given as an allowed root for local sources cannot be used.
+    #[error("allowed local source directory '{}': {reason}", path.display())]
+    AllowedRoot {
+        /// The directory as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The source is bigger than the fetcher's size limit.
+    #[error("'{uri}' is refused: {what} the limit of {limit} bytes per URI; raise the fetcher's size limit if it is expected")]
+    TooLarge {
+        /// The URI fetched.
+        uri: String,
+        /// What exceeded it ("it is 5000000 bytes, over" / "more than ... bytes arrived, over").
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
     /// The target user may not read the local source file.
     #[error("user '{user}' may not read '{}' (URI '{uri}')", path.display())]
     PermissionDenied {

@@ -47,6 +47,7 @@ mod cleanup;
 mod error;
 mod extract;
 mod fetcher;
+mod local;
 mod metrics;
 mod owner;
 mod paths;
@@ -60,8 +61,9 @@ pub use error::{FetchError, Result};
 pub use extract::ExtractLimits;
 pub use fetcher::{
     CacheUse, FetchFailure, FetchReport, FetchRequest, Fetched, Fetcher, FetcherBuilder,
-    RetryPolicy, UriFailure, DEFAULT_CACHE_SIZE,
+    RetryPolicy, UriFailure, DEFAULT_CACHE_SIZE, DEFAULT_MAX_SIZE,
 };
+pub use local::LocalSources;
 pub use metrics::Metrics;
 pub use place::remove_leftover_staging;
 pub use progress::{Phase, ProgressEvent, ProgressFn};

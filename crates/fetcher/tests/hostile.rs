@@ -1,0 +1,440 @@
+//! The fetcher against hostile input: URIs naming host files, special files and links, sources
+//! without end, archives that try to write outside, and sandboxes already planted with links and
+//! FIFOs. Every case checks an oracle outside the fetcher (the host file system) and that the
+//! fetch answered quickly (nothing blocked).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_fetcher::{FetchError, FetchRequest, Fetcher, LocalSources, UriSpec};
+use common::*;
+
+async fn fetch_one(
+    f: &Fetcher,
+    sandbox: &Path,
+    spec: UriSpec,
+) -> Result<berth_fetcher::Fetched, FetchError> {
+    let started = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        f.fetch(FetchRequest::new(sandbox).uri(spec)),
+    )
+    .await
+    .expect("a fetch never blocks");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    match r {
+        Ok(mut r) => Ok(r.fetched.remove(0)),
+        Err(mut e) => Err(e.failures.remove(0).error),
+    }
+}
+
+fn within(dir: &Path) -> Fetcher {
+    Fetcher::builder()
+        .local_sources(LocalSources::Within(vec![dir.to_path_buf()]))
+        .local_sources_hint("HINT: allow it with --allowed-fetch-path")
+        .build()
+        .unwrap()
+}
+
+fn anywhere() -> Fetcher {
+    Fetcher::builder()
+        .local_sources(LocalSources::Anywhere)
+        .build()
+        .unwrap()
+}
+
+fn mkfifo(p: &Path) {
+    rustix::fs::mkfifoat(rustix::fs::CWD, p, rustix::fs::Mode::from_raw_mode(0o666)).unwrap();
+}
+
+fn refused(e: &FetchError, want: &str) {
+    assert!(
+        matches!(e, FetchError::LocalSourceRefused { .. }),
+        "not a refusal: {e}"
+    );
+    assert!(e.to_string().contains(want), "{want:?} not in: {e}");
+}
+
+#[tokio::test]
+async fn host_files_are_refused_by_default() {
+    let f = Fetcher::builder()
+        .local_sources_hint("HINT: --allowed-fetch-path DIR")
+        .build()
+        .unwrap();
+    for uri in [
+        "/etc/shadow",
+        "file:///etc/shadow",
+        "file://localhost/etc/passwd",
+        "  /etc/hostname",
+    ] {
+        let sb = sandbox();
+        let e = fetch_one(&f, sb.path(), UriSpec::new(uri))
+            .await
+            .unwrap_err();
+        refused(&e, "HINT: --allowed-fetch-path DIR");
+        assert!(e.to_string().contains(uri.trim()), "{e}");
+        assert!(
+            listing(sb.path()).is_empty(),
+            "{uri}: {:?}",
+            listing(sb.path())
+        );
+        let e = f.check_uri(&UriSpec::new(uri)).unwrap_err();
+        refused(&e, "not allowed");
+    }
+    // Refused before anything is read: a missing file is refused the same way.
+    let e = f.check_uri(&UriSpec::new("/no/such/file")).unwrap_err();
+    refused(&e, "not allowed");
+}
+
+#[tokio::test]
+async fn within_an_allowed_directory_links_and_special_files_are_refused() {
+    let host = sandbox();
+    let secret = write_file(host.path(), "secret", b"host secret");
+    let allowed = sandbox();
+    let root = allowed.path();
+    fs::create_dir(root.join("sub")).unwrap();
+    write_file(root, "sub/app.txt", b"allowed");
+    std::os::unix::fs::symlink(&secret, root.join("to-secret")).unwrap();
+    std::os::unix::fs::symlink(host.path(), root.join("to-host")).unwrap();
+    std::os::unix::fs::symlink("sub/app.txt", root.join("inside-link")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", root.join("zero")).unwrap();
+    mkfifo(&root.join("fifo"));
+    let sock = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+    let f = within(root);
+    let p = |n: &str| root.join(n).display().to_string();
+
+    let sb = sandbox();
+    let r = fetch_one(&f, sb.path(), UriSpec::new(p("sub/app.txt")))
+        .await
+        .unwrap();
+    assert_eq!(fs::read(&r.path).unwrap(), b"allowed");
+    f.check_uri(&UriSpec::new(format!("file://{}", p("sub/app.txt"))))
+        .unwrap();
+
+    let cases = [
+        (p("to-secret"), "symbolic link"),
+        (format!("{}/secret", p("to-host")), "symbolic link"),
+        (p("inside-link"), "symbolic link"),
+        (p("zero"), "symbolic link"),
+        (p("fifo"), "FIFO"),
+        (p("sock"), "socket"),
+        (p("sub"), "directory"),
+        (format!("{}/../{}", p("sub"), "x"), "'..'"),
+        (format!("{}/sub/../../etc/passwd", root.display()), "'..'"),
+        (
+            secret.display().to_string(),
+            "not beneath an allowed directory",
+        ),
+        ("/etc/shadow".into(), "not beneath an allowed directory"),
+    ];
+    for (uri, want) in &cases {
+        let sb = sandbox();
+        let e = fetch_one(&f, sb.path(), UriSpec::new(uri.clone()))
+            .await
+            .unwrap_err();
+        refused(&e, want);
+        assert!(e.to_string().contains("HINT"), "{e}");
+        assert!(
+            listing(sb.path()).is_empty(),
+            "{uri}: {:?}",
+            listing(sb.path())
+        );
+        refused(&f.check_uri(&UriSpec::new(uri.clone())).unwrap_err(), want);
+    }
+    // A FIFO never blocks a thread: many fetches of it answer at once, and nothing waits on it.
+    for _ in 0..20 {
+        let sb = sandbox();
+        let e = fetch_one(&f, sb.path(), UriSpec::new(p("fifo")))
+            .await
+            .unwrap_err();
+        refused(&e, "FIFO");
+    }
+    drop(sock);
+}
+
+#[tokio::test]
+async fn devices_are_never_read_even_when_any_local_file_is_allowed() {
+    let f = anywhere();
+    for dev in ["/dev/zero", "/dev/urandom", "file:///dev/null"] {
+        let sb = sandbox();
+        let e = fetch_one(&f, sb.path(), UriSpec::new(dev))
+            .await
+            .unwrap_err();
+        refused(&e, "character device");
+        assert!(listing(sb.path()).is_empty());
+    }
+    let dir = sandbox();
+    mkfifo(&dir.path().join("fifo"));
+    let sb = sandbox();
+    let e = fetch_one(
+        &f,
+        sb.path(),
+        UriSpec::new(dir.path().join("fifo").display().to_string()),
+    )
+    .await
+    .unwrap_err();
+    refused(&e, "FIFO");
+}
+
+#[tokio::test]
+async fn sources_bigger_than_the_limit_are_refused_or_cut_off() {
+    let src = sandbox();
+    let big = write_file(src.path(), "big.bin", &noise(300_000, 3));
+    // A sparse file announcing far more than it holds: refused from its size, not read.
+    let sparse = fs::File::create(src.path().join("sparse.bin")).unwrap();
+    sparse.set_len(1 << 40).unwrap();
+    let f = Fetcher::builder()
+        .local_sources(LocalSources::Within(vec![src.path().to_path_buf()]))
+        .max_size(100_000)
+        .build()
+        .unwrap();
+    for p in [big.clone(), src.path().join("sparse.bin")] {
+        let sb = sandbox();
+        let e = fetch_one(&f, sb.path(), UriSpec::new(p.display().to_string()))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FetchError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("100000 bytes"), "{e}");
+        assert!(listing(sb.path()).is_empty());
+        assert!(f.check_uri(&UriSpec::new(p.display().to_string())).is_err());
+    }
+
+    let srv = Server::start().await;
+    let announced = srv.route("/announced.bin", Behavior::Ok(noise(300_000, 4)));
+    let endless = srv.route("/endless.bin", Behavior::Chunked(noise(300_000, 5)));
+    let archive = srv.route(
+        "/a.tar",
+        Behavior::Chunked(tar_bytes(&[TarEntry::File("f", &noise(300_000, 6), 0o644)])),
+    );
+    for url in [announced, endless, archive] {
+        let sb = sandbox();
+        let e = fetch_one(&f, sb.path(), UriSpec::new(url.clone()))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FetchError::TooLarge { .. }), "{url}: {e}");
+        assert!(!e.is_transient(), "a size refusal is not retried");
+        assert!(
+            listing(sb.path()).is_empty(),
+            "{url}: {:?}",
+            listing(sb.path())
+        );
+    }
+    assert_eq!(srv.hits("/endless.bin"), 1);
+}
+
+#[tokio::test]
+async fn archives_cannot_write_through_links_or_make_special_files() {
+    let outside = sandbox();
+    let out = outside.path().display().to_string();
+    let passwd = write_file(outside.path(), "passwd", b"root:x:0:0");
+    let src = sandbox();
+    let link_then_write = format!("{out}");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "slip-through-abs-link.tar",
+            tar_bytes(&[
+                TarEntry::Symlink("link", &link_then_write),
+                TarEntry::File("link/passwd", b"pwned", 0o644),
+            ]),
+            "absolute",
+        ),
+        (
+            "slip-through-up-link.tar",
+            tar_bytes(&[
+                TarEntry::Dir("d/"),
+                TarEntry::Symlink("d/up", ".."),
+                TarEntry::File("d/up/x", b"pwned", 0o644),
+            ]),
+            "through the symlink",
+        ),
+        (
+            "hardlink-abs.tar",
+            tar_bytes(&[TarEntry::HardLink("h", &format!("{out}/passwd"))]),
+            "absolute",
+        ),
+        (
+            "hardlink-through-link.tar",
+            tar_bytes(&[
+                TarEntry::Dir("d/"),
+                TarEntry::File("d/f", b"x", 0o644),
+                TarEntry::Symlink("l", "d"),
+                TarEntry::HardLink("h", "l/f"),
+            ]),
+            "through a symlink",
+        ),
+        (
+            "hardlink-to-link.tar",
+            tar_bytes(&[TarEntry::Symlink("l", "x"), TarEntry::HardLink("h", "l")]),
+            "not a regular file",
+        ),
+        (
+            "device.tar.gz",
+            gzip(&tar_bytes(&[TarEntry::CharDevice("zero")])),
+            "device node",
+        ),
+        ("fifo.tar", fifo_tar("pipe"), "FIFO"),
+    ];
+    for (name, bytes, expect) in cases {
+        let p = write_file(src.path(), name, &bytes);
+        let sb = sandbox();
+        let e = fetch_one(
+            &anywhere(),
+            sb.path(),
+            UriSpec::new(p.display().to_string()),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, FetchError::Extract { .. }), "{name}: {e}");
+        assert!(e.to_string().contains(expect), "{name}: {e}");
+        assert!(
+            listing(sb.path()).is_empty(),
+            "{name}: {:?}",
+            listing(sb.path())
+        );
+        assert_eq!(fs::read(&passwd).unwrap(), b"root:x:0:0", "{name}");
+        assert_eq!(listing(outside.path()), vec!["passwd"], "{name}");
+    }
+    // A zip whose symlink entry points out, then a file through it.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    w.add_symlink("link", &out, opts).unwrap();
+    w.start_file("link/passwd", opts).unwrap();
+    std::io::Write::write_all(&mut w, b"pwned").unwrap();
+    let p = write_file(src.path(), "slip.zip", &w.finish().unwrap().into_inner());
+    let sb = sandbox();
+    let e = fetch_one(
+        &anywhere(),
+        sb.path(),
+        UriSpec::new(p.display().to_string()),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("absolute"), "{e}");
+    assert_eq!(fs::read(&passwd).unwrap(), b"root:x:0:0");
+    assert!(listing(sb.path()).is_empty());
+}
+
+/// A tar with one FIFO entry.
+fn fifo_tar(name: &str) -> Vec<u8> {
+    let mut h = tar::Header::new_old();
+    h.set_entry_type(tar::EntryType::Fifo);
+    h.set_mode(0o644);
+    h.set_size(0);
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend(std::iter::repeat_n(0u8, 1024));
+    out
+}
+
+#[tokio::test]
+async fn links_and_fifos_planted_in_the_sandbox_are_never_followed() {
+    let outside = sandbox();
+    let host_file = write_file(outside.path(), "host.txt", b"host data");
+    let src = sandbox();
+    let plain = write_file(src.path(), "app.txt", b"app");
+    let tar = write_file(
+        src.path(),
+        "lib.tar",
+        &tar_bytes(&[
+            TarEntry::Dir("lib/"),
+            TarEntry::File("lib/evil.so", b"x", 0o644),
+        ]),
+    );
+    let f = anywhere();
+    let oracle = |what: &str| {
+        assert_eq!(fs::read(&host_file).unwrap(), b"host data", "{what}");
+        assert_eq!(listing(outside.path()), vec!["host.txt"], "{what}");
+        assert_eq!(fs::metadata(&host_file).unwrap().nlink(), 1, "{what}");
+    };
+
+    // A link where the output file's directory goes: refused.
+    let sb = sandbox();
+    std::os::unix::fs::symlink(outside.path(), sb.path().join("out")).unwrap();
+    let e = fetch_one(
+        &f,
+        sb.path(),
+        UriSpec::new(plain.display().to_string()).output_file("out/app.txt"),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("symlink"), "{e}");
+    oracle("link as the output directory");
+
+    // A link deeper on the way: refused too.
+    let sb = sandbox();
+    fs::create_dir(sb.path().join("a")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), sb.path().join("a/b")).unwrap();
+    let e = fetch_one(
+        &f,
+        sb.path(),
+        UriSpec::new(plain.display().to_string()).output_file("a/b/c/app.txt"),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("symlink"), "{e}");
+    oracle("link deeper on the way");
+
+    // A link, a hard link or a FIFO at the result's own name: replaced, never written through.
+    for plant in ["symlink", "hardlink", "fifo"] {
+        let sb = sandbox();
+        let at = sb.path().join("app.txt");
+        match plant {
+            "symlink" => std::os::unix::fs::symlink(&host_file, &at).unwrap(),
+            "hardlink" => fs::hard_link(&host_file, &at).unwrap(),
+            _ => mkfifo(&at),
+        }
+        fetch_one(&f, sb.path(), UriSpec::new(plain.display().to_string()))
+            .await
+            .unwrap();
+        let m = fs::symlink_metadata(&at).unwrap();
+        assert!(m.is_file() && m.nlink() == 1, "{plant}");
+        assert_eq!(fs::read(&at).unwrap(), b"app", "{plant}");
+        oracle(plant);
+    }
+
+    // An archive's directory merging where a link to the host stands: the link is replaced.
+    let sb = sandbox();
+    std::os::unix::fs::symlink(outside.path(), sb.path().join("lib")).unwrap();
+    fetch_one(&f, sb.path(), UriSpec::new(tar.display().to_string()))
+        .await
+        .unwrap();
+    assert!(fs::symlink_metadata(sb.path().join("lib"))
+        .unwrap()
+        .is_dir());
+    assert_eq!(fs::read(sb.path().join("lib/evil.so")).unwrap(), b"x");
+    oracle("archive directory over a link");
+
+    // The sandbox itself replaced by a link: refused, nothing written at the link's target.
+    let parent = sandbox();
+    std::os::unix::fs::symlink(outside.path(), parent.path().join("sandbox")).unwrap();
+    let e = fetch_one(
+        &f,
+        &parent.path().join("sandbox"),
+        UriSpec::new(plain.display().to_string()),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("sandbox"), "{e}");
+    oracle("sandbox replaced by a link");
+}
+
+#[test]
+fn leftover_staging_sweep_never_follows_a_link() {
+    let outside = sandbox();
+    write_file(outside.path(), "keep", b"k");
+    let sb = sandbox();
+    std::os::unix::fs::symlink(outside.path(), sb.path().join(".berth-fetch-0000")).unwrap();
+    fs::create_dir(sb.path().join(".berth-fetch-1111")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), sb.path().join(".berth-fetch-1111/l")).unwrap();
+    assert_eq!(
+        berth_fetcher::remove_leftover_staging(sb.path()).unwrap(),
+        1
+    );
+    assert_eq!(listing(outside.path()), vec!["keep"]);
+    assert_eq!(listing(sb.path()), vec![".berth-fetch-0000"]);
+}
