@@ -113,6 +113,14 @@ pub struct ServeArgs {
     /// A download below 1 byte/s for this long fails [default: 1m].
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub fetcher_stall_timeout: Option<Duration>,
+    /// A host directory whose regular files URIs may name as local sources (paths, file://),
+    /// reached without following a link below it (repeatable) [default: none, so local
+    /// sources are refused].
+    #[arg(long = "allowed-fetch-path", value_name = "DIR")]
+    pub allowed_fetch_paths: Vec<PathBuf>,
+    /// The most bytes one URI may have, downloaded or read [default: 4GiB].
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pub fetcher_max_size: Option<u64>,
     /// Container logger [default: sandbox].
     #[arg(long, value_name = "KIND", value_enum)]
     pub container_logger: Option<LoggerKind>,
@@ -186,6 +194,10 @@ pub struct Config {
     pub fetcher_cache_size: u64,
     /// Fetcher stall timeout.
     pub fetcher_stall_timeout: Duration,
+    /// Host directories local fetch sources may come from (none: local sources refused).
+    pub allowed_fetch_paths: Vec<PathBuf>,
+    /// Most bytes per fetched URI.
+    pub fetcher_max_size: u64,
     /// The container logger.
     pub container_logger: LoggerKind,
     /// Rotation size per stream.
@@ -241,6 +253,12 @@ impl ServeArgs {
             fetcher_cache_dir: self.fetcher_cache_dir.or(other.fetcher_cache_dir),
             fetcher_cache_size: self.fetcher_cache_size.or(other.fetcher_cache_size),
             fetcher_stall_timeout: self.fetcher_stall_timeout.or(other.fetcher_stall_timeout),
+            allowed_fetch_paths: if self.allowed_fetch_paths.is_empty() {
+                other.allowed_fetch_paths
+            } else {
+                self.allowed_fetch_paths
+            },
+            fetcher_max_size: self.fetcher_max_size.or(other.fetcher_max_size),
             container_logger: self.container_logger.or(other.container_logger),
             logrotate_max_size: self.logrotate_max_size.or(other.logrotate_max_size),
             logrotate_max_files: self.logrotate_max_files.or(other.logrotate_max_files),
@@ -331,6 +349,21 @@ impl ServeArgs {
         let fetcher_stall_timeout = self
             .fetcher_stall_timeout
             .unwrap_or(Duration::from_secs(60));
+        for p in &self.allowed_fetch_paths {
+            if !p.is_absolute() {
+                return Err(ConfigError::new(
+                    "--allowed-fetch-path",
+                    format!("`{}` must be an absolute host directory", p.display()),
+                ));
+            }
+        }
+        let fetcher_max_size = self.fetcher_max_size.unwrap_or(4 << 30);
+        if fetcher_max_size == 0 {
+            return Err(ConfigError::new(
+                "--fetcher-max-size",
+                "must be greater than 0",
+            ));
+        }
         for (flag, value) in [
             ("--launch-timeout", launch_timeout),
             ("--image-pull-timeout", image_pull_timeout),
@@ -392,6 +425,8 @@ impl ServeArgs {
             max_parallel_pulls,
             fetcher_cache_size: self.fetcher_cache_size.unwrap_or(2 << 30),
             fetcher_stall_timeout,
+            allowed_fetch_paths: self.allowed_fetch_paths,
+            fetcher_max_size,
             container_logger: self.container_logger.unwrap_or(LoggerKind::Sandbox),
             logrotate_max_size,
             logrotate_max_files: self.logrotate_max_files.unwrap_or(5),
@@ -494,6 +529,15 @@ impl Config {
             ),
             ("fetcher_cache_size", format_size(self.fetcher_cache_size)),
             ("fetcher_stall_timeout", d(self.fetcher_stall_timeout)),
+            (
+                "allowed_fetch_path",
+                self.allowed_fetch_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("fetcher_max_size", format_size(self.fetcher_max_size)),
             ("container_logger", self.container_logger.as_str().into()),
             ("logrotate_max_size", format_size(self.logrotate_max_size)),
             ("logrotate_max_files", self.logrotate_max_files.to_string()),
@@ -549,6 +593,55 @@ mod tests {
         assert_eq!(c.fetcher_cache_size, 2 << 30);
         assert_eq!(c.container_logger, LoggerKind::Sandbox);
         assert!(!c.allow_privileged && !c.cgroups_enable_cfs && !c.insecure_no_auth);
+        assert!(
+            c.allowed_fetch_paths.is_empty(),
+            "local fetch sources are refused by default"
+        );
+        assert_eq!(c.fetcher_max_size, 4 << 30);
+    }
+
+    #[test]
+    fn fetch_flags_parse_and_check() {
+        let c = cli(&[
+            "--work-dir=/w",
+            "--allowed-fetch-path=/srv/artifacts",
+            "--allowed-fetch-path=/opt/pkgs",
+            "--fetcher-max-size=1GiB",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.allowed_fetch_paths,
+            vec![PathBuf::from("/srv/artifacts"), PathBuf::from("/opt/pkgs")]
+        );
+        assert_eq!(c.fetcher_max_size, 1 << 30);
+        assert!(c
+            .flags()
+            .contains(&("allowed_fetch_path", "/srv/artifacts,/opt/pkgs".to_owned())));
+        let e = cli(&["--allowed-fetch-path=rel"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--allowed-fetch-path") && e.contains("absolute"),
+            "{e}"
+        );
+        let e = cli(&["--fetcher-max-size=0"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--fetcher-max-size"), "{e}");
+        let file = parse_config_text(
+            Path::new("/etc/berth.toml"),
+            "allowed-fetch-path = [\"/a\"]\nfetcher-max-size = \"2MiB\"\n",
+        )
+        .unwrap();
+        let c = cli(&[]).unwrap().or(file).resolve().unwrap();
+        assert_eq!(c.allowed_fetch_paths, vec![PathBuf::from("/a")]);
+        assert_eq!(c.fetcher_max_size, 2 << 20);
     }
 
     #[test]

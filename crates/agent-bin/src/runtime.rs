@@ -132,16 +132,29 @@ pub fn build_containerizer(
             Error::Config(crate::ConfigError::new("--docker-config", e.to_string()))
         })?;
     }
+    // The agent fetches as root for callers who are not its operator: local sources only from
+    // the directories the operator named, and never more than the size limit per URI.
+    let local_sources = if config.allowed_fetch_paths.is_empty() {
+        berth_fetcher::LocalSources::Refused
+    } else {
+        berth_fetcher::LocalSources::Within(config.allowed_fetch_paths.clone())
+    };
     let fetcher = Arc::new(
         berth_fetcher::Fetcher::builder()
             .cache_dir(&config.fetcher_cache_dir)
             .cache_size(config.fetcher_cache_size)
             .stall_timeout(config.fetcher_stall_timeout)
+            .local_sources(local_sources)
+            .local_sources_hint(
+                "the agent's operator can allow regular files beneath a host directory with \
+                 --allowed-fetch-path DIR",
+            )
+            .max_size(config.fetcher_max_size)
             .build()
             .map_err(|e| {
                 Error::startup(
                     format!("cannot set up the fetcher: {e}"),
-                    "check --fetcher-cache-dir",
+                    "check --fetcher-cache-dir and --allowed-fetch-path",
                 )
             })?,
     );
