@@ -121,7 +121,7 @@ pub enum FetchError {
 
     /// A local source the fetcher may not read: local sources are not allowed, the path is not
     /// beneath an allowed directory, a link is on its way, or it is not a regular file.
-    #[error("local source '{}' for URI '{uri}' is refused: {reason}", path.display())]
+    #[error("local source {} is refused: {reason}", local_name(.uri, .path))]
     LocalSourceRefused {
         /// The URI as given.
         uri: String,
@@ -253,6 +253,16 @@ impl FetchError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// `'/path'`, or `'/path' (URI 'file:///path')` when the URI is written otherwise.
+fn local_name(uri: &str, path: &std::path::Path) -> String {
+    let shown = path.display().to_string();
+    if uri.trim_start() == shown {
+        format!("'{shown}'")
+    } else {
+        format!("'{shown}' (URI '{uri}')")
     }
 }
 

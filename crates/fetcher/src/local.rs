@@ -185,7 +185,10 @@ impl LocalPolicy {
                 Refused::Escapes { .. } => {
                     "its path climbs out of the allowed directory with '..'".to_string()
                 }
-                other => format!("only regular files are fetched, and {other}"),
+                Refused::NotRegular { kind, .. } => {
+                    format!("it is a {kind}, and only regular files are fetched")
+                }
+                other => format!("only single regular files are fetched: {other}"),
             };
             return self.refused(uri, path, reason);
         }

@@ -93,11 +93,9 @@ impl Fetch for FetcherAdapter {
     fn check(&self, uris: &[Uri]) -> Result<(), String> {
         let mut refused = Vec::new();
         for u in uris {
-            let checked = uri_spec(u).and_then(|spec| {
-                self.fetcher
-                    .check_uri(&spec)
-                    .map_err(|e| format!("cannot fetch '{}': {e}", u.value))
-            });
+            // Every fetcher error names the URI (or the local file it names) already.
+            let checked = uri_spec(u)
+                .and_then(|spec| self.fetcher.check_uri(&spec).map_err(|e| e.to_string()));
             if let Err(e) = checked {
                 refused.push(e);
             }
@@ -146,8 +144,8 @@ mod tests {
             ])
             .unwrap_err();
         assert!(
-            e.contains("cannot fetch '/etc/shadow'")
-                && e.contains("cannot fetch 'file:///dev/zero'")
+            e.contains("local source '/etc/shadow' is refused")
+                && e.contains("local source '/dev/zero' (URI 'file:///dev/zero') is refused")
                 && e.contains("--allowed-fetch-path"),
             "{e}"
         );

@@ -391,13 +391,20 @@ pub fn sandbox() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// Everything under `dir`, as sorted relative paths (hidden staging dirs included).
+/// Everything under `dir`, as sorted relative paths (hidden staging dirs included). A
+/// subdirectory removed while it is walked (a staging directory being cleaned up) is listed
+/// without its contents.
 pub fn listing(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => return,
+            Err(e) => panic!("cannot list {}: {e}", dir.display()),
+        };
+        for e in entries.flatten() {
             let p = e.path();
             out.push(p.strip_prefix(root).unwrap().display().to_string());
-            if e.file_type().unwrap().is_dir() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 walk(root, &p, out);
             }
         }
