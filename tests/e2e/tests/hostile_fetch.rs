@@ -431,3 +431,71 @@ async fn a_container_cannot_change_the_cache_through_the_file_it_was_given() {
         "hello from an allowed file\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn berth_run_fetches_the_local_files_its_command_line_names_and_nothing_else() {
+    const T: &str = "e2e-hostile-fetch-run";
+    remove_test_containers(T).await;
+    let a = allowed_dir();
+    let work = tempfile::tempdir().unwrap();
+    let label = berth_e2e::test_label(T);
+    let image = berth_e2e::testbed().images.busybox.clone();
+    let run = |uri: String, line: &'static str| {
+        let (work, label, image) = (
+            work.path().display().to_string(),
+            label.clone(),
+            image.clone(),
+        );
+        async move {
+            tokio::process::Command::new(berth_e2e::berth_bin())
+                .args([
+                    "run",
+                    "--work-dir",
+                    &work,
+                    "--label",
+                    &label,
+                    "--image",
+                    &image,
+                ])
+                .args(["--uri", &uri, "--", "sh", "-c", line])
+                .env_remove("BERTH_AGENT")
+                .env_remove("RUST_LOG")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .expect("run berth")
+        }
+    };
+    // The embedded agent is the user's own: the file named on the command line is fetched.
+    let o = run(
+        format!("{}/app.txt", a.root.display()),
+        "cat $MESOS_SANDBOX/app.txt",
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        berth_e2e::describe_output(&o)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hello from an allowed file\n"
+    );
+    // Still only a regular file, reached without links: a link beside it is refused.
+    let o = run(
+        format!("{}/shadow-link", a.root.display()),
+        "cat $MESOS_SANDBOX/shadow-link",
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "{}",
+        berth_e2e::describe_output(&o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("root:"));
+    remove_test_containers(T).await;
+}
