@@ -776,8 +776,13 @@ impl Fetcher {
         }
     }
 
-    /// A root fetcher must not hand a user a local file that user could not read.
+    /// A local source must be allowed, a regular file and within the size limit, even when the
+    /// cache would serve it (the entry may predate the policy); and a root fetcher must not
+    /// hand a user a local file that user could not read.
     fn check_access(&self, ctx: &Ctx<'_>, job: &Job) -> Result<()> {
+        if let Source::File(path) = &job.source {
+            self.check_local(&job.spec.value, path)?;
+        }
         if let (Source::File(path), Some(acct), Some(_)) = (&job.source, ctx.account, ctx.owner) {
             if !acct.can_read(path) {
                 return Err(FetchError::PermissionDenied {
@@ -1075,14 +1080,20 @@ impl Fetcher {
         let source = Source::parse(&spec.value, self.inner.cfg.frameworks_home.as_deref())?;
         output_path(spec, &source)?;
         if let Source::File(path) = &source {
-            let opened = self.inner.local.open(&spec.value, path)?;
-            if opened.len > self.inner.cfg.max_size {
-                return Err(FetchError::TooLarge {
-                    uri: spec.value.clone(),
-                    what: format!("it is {} bytes, over", opened.len),
-                    limit: self.inner.cfg.max_size,
-                });
-            }
+            self.check_local(&spec.value, path)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the local source `path` may be read: allowed, a regular file, not too big.
+    fn check_local(&self, uri: &str, path: &Path) -> Result<()> {
+        let opened = self.inner.local.open(uri, path)?;
+        if opened.len > self.inner.cfg.max_size {
+            return Err(FetchError::TooLarge {
+                uri: uri.to_string(),
+                what: format!("it is {} bytes, over", opened.len),
+                limit: self.inner.cfg.max_size,
+            });
         }
         Ok(())
     }

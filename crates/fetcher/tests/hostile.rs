@@ -437,3 +437,112 @@ fn leftover_staging_sweep_never_follows_a_link() {
     assert_eq!(listing(outside.path()), vec!["keep"]);
     assert_eq!(listing(sb.path()), vec![".berth-fetch-0000"]);
 }
+
+#[tokio::test]
+async fn a_cached_local_source_is_checked_again_before_the_cache_serves_it() {
+    let src = sandbox();
+    let p = write_file(src.path(), "tool.bin", b"tool");
+    let cache = sandbox();
+    let uri = UriSpec::new(p.display().to_string()).cache(true);
+    {
+        let allowed = Fetcher::builder()
+            .cache_dir(cache.path())
+            .local_sources(LocalSources::Within(vec![src.path().to_path_buf()]))
+            .build()
+            .unwrap();
+        let sb = sandbox();
+        fetch_one(&allowed, sb.path(), uri.clone()).await.unwrap();
+        assert_eq!(allowed.cache_entries(), 1);
+    }
+    // The operator withdrew the directory: the entry on disk must not be served.
+    let refusing = Fetcher::builder().cache_dir(cache.path()).build().unwrap();
+    assert_eq!(refusing.cache_entries(), 1);
+    let sb = sandbox();
+    let e = fetch_one(&refusing, sb.path(), uri).await.unwrap_err();
+    refused(&e, "not allowed");
+    assert!(listing(sb.path()).is_empty());
+}
+
+/// A container (or anyone else writing the sandbox) swaps names while fetches run: a directory
+/// on the output path becomes a link to a host directory and back, and an allowed source
+/// becomes a FIFO or a link and back. No fetch writes outside, reads the host file, or blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_swapped_during_fetches_never_lead_outside() {
+    let outside = sandbox();
+    let host_secret = write_file(outside.path(), "secret", b"host secret");
+    let allowed = sandbox();
+    let src = allowed.path().join("app.txt");
+    fs::write(&src, b"app").unwrap();
+    let sb = sandbox();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swaps = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let swapper = {
+        let (stop, swaps, sbp, src, out, secret) = (
+            stop.clone(),
+            swaps.clone(),
+            sb.path().to_path_buf(),
+            src.clone(),
+            outside.path().to_path_buf(),
+            host_secret.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let d = sbp.join("out");
+                let _ = fs::remove_dir_all(&d).or_else(|_| fs::remove_file(&d));
+                if n.is_multiple_of(2) {
+                    let _ = std::os::unix::fs::symlink(&out, &d);
+                } else {
+                    let _ = fs::create_dir(&d);
+                }
+                let tmp = src.with_extension("new");
+                let _ = fs::remove_file(&tmp);
+                match n % 3 {
+                    0 => mkfifo(&tmp),
+                    1 => {
+                        let _ = std::os::unix::fs::symlink(&secret, &tmp);
+                    }
+                    _ => {
+                        let _ = fs::write(&tmp, b"app");
+                    }
+                }
+                let _ = fs::rename(&tmp, &src);
+                n += 1;
+                swaps.store(n, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let f = within(allowed.path());
+    let (mut ok, mut refused_n) = (0, 0);
+    let started = Instant::now();
+    while swaps.load(std::sync::atomic::Ordering::SeqCst) < 600
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        let r = fetch_one(
+            &f,
+            sb.path(),
+            UriSpec::new(src.display().to_string()).output_file("out/app.txt"),
+        )
+        .await;
+        match r {
+            Ok(_) => ok += 1,
+            Err(_) => refused_n += 1,
+        }
+        assert_eq!(listing(outside.path()), vec!["secret"]);
+        assert_eq!(fs::read(&host_secret).unwrap(), b"host secret");
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    swapper.join().unwrap();
+    let swaps = swaps.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(swaps >= 600, "the swapper ran {swaps} times");
+    assert!(
+        ok + refused_n >= 50 && refused_n > 0,
+        "{ok} fetches succeeded, {refused_n} met a swapped name"
+    );
+    // Whatever got placed is the allowed file's content, never the host's.
+    if let Ok(data) = fs::read(sb.path().join("out/app.txt")) {
+        assert_eq!(data, b"app");
+    }
+}
