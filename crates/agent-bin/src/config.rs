@@ -357,6 +357,26 @@ impl ServeArgs {
                 ));
             }
         }
+        // Cache entries are copied into sandboxes and trusted on a hit (size and mtime, not the
+        // digest): never inside the sandboxes, which containers write. (Inside an
+        // --allowed-host-path is warned about at start: `berth run -v $HOME:...` does that.)
+        let cache_dir = absolute(
+            self.fetcher_cache_dir
+                .clone()
+                .unwrap_or_else(|| work_dir.join("fetch-cache")),
+        );
+        let sandboxes = work_dir.join("sandboxes");
+        if cache_dir.starts_with(&sandboxes) {
+            return Err(ConfigError::new(
+                "--fetcher-cache-dir",
+                format!(
+                    "`{}` is inside `{}`, which containers write; put the cache where only the \
+                     agent writes (the default is <work-dir>/fetch-cache)",
+                    cache_dir.display(),
+                    sandboxes.display()
+                ),
+            ));
+        }
         let fetcher_max_size = self.fetcher_max_size.unwrap_or(4 << 30);
         if fetcher_max_size == 0 {
             return Err(ConfigError::new(
@@ -626,6 +646,15 @@ mod tests {
             .to_string();
         assert!(
             e.contains("--allowed-fetch-path") && e.contains("absolute"),
+            "{e}"
+        );
+        let e = cli(&["--work-dir=/w", "--fetcher-cache-dir=/w/sandboxes/x/cache"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--fetcher-cache-dir") && e.contains("containers write"),
             "{e}"
         );
         let e = cli(&["--fetcher-max-size=0"])

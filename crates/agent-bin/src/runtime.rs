@@ -132,6 +132,14 @@ pub fn build_containerizer(
             Error::Config(crate::ConfigError::new("--docker-config", e.to_string()))
         })?;
     }
+    if let Some(root) = config
+        .allowed_host_paths
+        .iter()
+        .find(|root| config.fetcher_cache_dir.starts_with(root))
+    {
+        tracing::warn!(cache = %config.fetcher_cache_dir.display(), allowed_host_path = %root.display(),
+            "the fetcher cache is inside an --allowed-host-path: a container that mounts it can change cached files other containers are given; move --fetcher-cache-dir");
+    }
     // The agent fetches as root for callers who are not its operator: local sources only from
     // the directories the operator named, and never more than the size limit per URI.
     let local_sources = if config.allowed_fetch_paths.is_empty() {
