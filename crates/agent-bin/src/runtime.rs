@@ -158,6 +158,7 @@ pub fn build_containerizer(
                  --allowed-fetch-path DIR",
             )
             .max_size(config.fetcher_max_size)
+            .max_size_hint("the agent's operator can raise it with --fetcher-max-size SIZE")
             .build()
             .map_err(|e| {
                 Error::startup(

@@ -141,7 +141,7 @@ pub enum FetchError {
     },
 
     /// The source is bigger than the fetcher's size limit.
-    #[error("'{uri}' is refused: {what} the limit of {limit} bytes per URI; raise the fetcher's size limit if it is expected")]
+    #[error("'{uri}' is refused: {what} the limit of {limit} bytes per URI; {hint}")]
     TooLarge {
         /// The URI fetched.
         uri: String,
@@ -149,6 +149,8 @@ pub enum FetchError {
         what: String,
         /// The limit in bytes.
         limit: u64,
+        /// How to raise the limit.
+        hint: String,
     },
 
     /// The target user may not read the local source file.

@@ -76,6 +76,7 @@ pub struct FetcherBuilder {
     local_sources: LocalSources,
     local_hint: Option<String>,
     max_size: u64,
+    max_size_hint: Option<String>,
 }
 
 impl Default for FetcherBuilder {
@@ -94,6 +95,7 @@ impl Default for FetcherBuilder {
             local_sources: LocalSources::Refused,
             local_hint: None,
             max_size: DEFAULT_MAX_SIZE,
+            max_size_hint: None,
         }
     }
 }
@@ -184,6 +186,19 @@ impl FetcherBuilder {
     pub fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = bytes;
         self
+    }
+
+    /// Text ending the message of a source over [`max_size`](Self::max_size): how whoever runs
+    /// the fetcher raises the limit (e.g. the flag of the program around it).
+    pub fn max_size_hint(mut self, hint: impl Into<String>) -> Self {
+        self.max_size_hint = Some(hint.into());
+        self
+    }
+
+    fn size_hint(&self) -> String {
+        self.max_size_hint.clone().unwrap_or_else(|| {
+            "raise the fetcher's size limit (FetcherBuilder::max_size) if it is expected".into()
+        })
     }
 
     /// Creates the fetcher, opening (and locking) the cache directory if one is set, and the
@@ -882,11 +897,7 @@ impl Fetcher {
                 )
                 .await?;
                 if let Some(len) = opened.len.filter(|&l| l > cfg.max_size) {
-                    return Err(FetchError::TooLarge {
-                        uri: job.spec.value.clone(),
-                        what: format!("it is {len} bytes, over"),
-                        limit: cfg.max_size,
-                    });
+                    return Err(self.too_large(&job.spec.value, format!("it is {len} bytes, over")));
                 }
                 let mut cache_tmp = None;
                 if let Some(o) = owner.as_mut() {
@@ -928,6 +939,7 @@ impl Fetcher {
                     stall,
                     counter: &self.inner.counters.bytes_transferred,
                     max_size: cfg.max_size,
+                    size_hint: cfg.size_hint(),
                 };
                 let t = transfer::run(pass, opened, sinks, rep).await?;
                 Ok((t, staging, cache_tmp))
@@ -1085,15 +1097,20 @@ impl Fetcher {
         Ok(())
     }
 
+    fn too_large(&self, uri: &str, what: String) -> FetchError {
+        FetchError::TooLarge {
+            uri: uri.to_string(),
+            what,
+            limit: self.inner.cfg.max_size,
+            hint: self.inner.cfg.size_hint(),
+        }
+    }
+
     /// Whether the local source `path` may be read: allowed, a regular file, not too big.
     fn check_local(&self, uri: &str, path: &Path) -> Result<()> {
         let opened = self.inner.local.open(uri, path)?;
         if opened.len > self.inner.cfg.max_size {
-            return Err(FetchError::TooLarge {
-                uri: uri.to_string(),
-                what: format!("it is {} bytes, over", opened.len),
-                limit: self.inner.cfg.max_size,
-            });
+            return Err(self.too_large(uri, format!("it is {} bytes, over", opened.len)));
         }
         Ok(())
     }

@@ -268,6 +268,8 @@ pub(crate) struct Pass<'a> {
     pub(crate) counter: &'a std::sync::atomic::AtomicU64,
     /// The most bytes this source may have.
     pub(crate) max_size: u64,
+    /// How to raise it, for the message.
+    pub(crate) size_hint: String,
 }
 
 /// Streams `opened` through the hasher into `sinks`. Fails with a checksum mismatch before the
@@ -285,6 +287,7 @@ pub(crate) async fn run(
         stall,
         counter,
         max_size,
+        size_hint,
     } = pass;
     let Opened { mut body, len } = opened;
     let (tx, rx) = mpsc::channel::<Msg>(16);
@@ -337,6 +340,7 @@ pub(crate) async fn run(
                 uri: uri.to_string(),
                 what: format!("more than {max_size} bytes arrived, over"),
                 limit: max_size,
+                hint: size_hint,
             });
         }
         hasher.update(&chunk);

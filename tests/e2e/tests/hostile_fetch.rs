@@ -290,7 +290,14 @@ async fn a_source_over_the_size_limit_is_refused() {
     for (id, name) in [("big", "big.bin"), ("sparse", "sparse.bin")] {
         let uri = format!("{root}/{name}");
         let r = launch_with_uris(&agent, id, "true", json!([{"value": uri}])).await;
-        assert_refused(&agent, id, &r, &uri, &["limit of 1048576 bytes"]).await;
+        assert_refused(
+            &agent,
+            id,
+            &r,
+            &uri,
+            &["limit of 1048576 bytes", "--fetcher-max-size"],
+        )
+        .await;
     }
     watch.assert_healthy(&agent, "size limit").await;
 }

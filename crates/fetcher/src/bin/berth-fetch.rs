@@ -244,6 +244,7 @@ fn main() -> ExitCode {
     } else {
         builder.local_sources(LocalSources::Anywhere)
     };
+    builder = builder.max_size_hint("raise it with --max-size SIZE if it is expected");
     if let Some(max) = args.max_size {
         builder = builder.max_size(max);
     }
