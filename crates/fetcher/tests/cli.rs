@@ -255,7 +255,7 @@ fn local_sources_as_root_need_an_allowed_directory() {
     let big = write_file(src.path(), "big.bin", &[7u8; 4096]);
     for (uri, want) in [
         ("/dev/zero", "not beneath"),
-        (big.to_str().unwrap(), "limit"),
+        (big.to_str().unwrap(), "raise it with --max-size"),
     ] {
         let sb = sandbox();
         let out = berth_fetch(
