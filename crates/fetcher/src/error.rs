@@ -131,6 +131,16 @@ pub enum FetchError {
         reason: String,
     },
 
+    /// An `http(s)://` source whose host is (or resolves only to) an address in a network the
+    /// fetcher may not reach.
+    #[error("URI '{uri}' is refused: {reason}")]
+    NetworkRefused {
+        /// The URI as given.
+        uri: String,
+        /// The host, the addresses and why (with how to allow it).
+        reason: String,
+    },
+
     /// A directory given as an allowed root for local sources cannot be used.
     #[error("allowed local source directory '{}': {reason}", path.display())]
     AllowedRoot {

@@ -18,6 +18,7 @@ use crate::error::{FetchError, Result};
 use crate::extract::{self, ArchiveKind, ExtractLimits, Extractor};
 use crate::local::{LocalPolicy, LocalSources};
 use crate::metrics::{Counters, Metrics};
+use crate::net::{self, Cidr, NetPolicy};
 use crate::owner::{self, Account, Owner};
 use crate::place::{place_file, place_tree, Staging};
 use crate::progress::{Phase, ProgressEvent, ProgressFn};
@@ -77,6 +78,9 @@ pub struct FetcherBuilder {
     local_hint: Option<String>,
     max_size: u64,
     max_size_hint: Option<String>,
+    denied_networks: Vec<Cidr>,
+    allowed_networks: Vec<Cidr>,
+    network_hint: Option<String>,
 }
 
 impl Default for FetcherBuilder {
@@ -96,6 +100,9 @@ impl Default for FetcherBuilder {
             local_hint: None,
             max_size: DEFAULT_MAX_SIZE,
             max_size_hint: None,
+            denied_networks: Vec::new(),
+            allowed_networks: Vec::new(),
+            network_hint: None,
         }
     }
 }
@@ -195,6 +202,30 @@ impl FetcherBuilder {
         self
     }
 
+    /// Networks `http(s)://` sources may not reach (default: none). A fetcher serving callers
+    /// who are not its operator should deny at least [`Cidr::host_local`]: otherwise a URI of
+    /// `http://127.0.0.1:…/` reads the host's own services into the sandbox. Names are checked
+    /// on the addresses they resolve to (through the HTTP client's resolver), literal addresses
+    /// before the request and on every redirect. A proxy configured through the environment
+    /// resolves names itself, so set none where this matters.
+    pub fn denied_networks(mut self, networks: Vec<Cidr>) -> Self {
+        self.denied_networks = networks;
+        self
+    }
+
+    /// Exceptions to [`denied_networks`](Self::denied_networks): addresses in these networks are
+    /// reached even when a denied network contains them.
+    pub fn allowed_networks(mut self, networks: Vec<Cidr>) -> Self {
+        self.allowed_networks = networks;
+        self
+    }
+
+    /// Text appended to a network refusal: how whoever runs the fetcher allows a network.
+    pub fn network_hint(mut self, hint: impl Into<String>) -> Self {
+        self.network_hint = Some(hint.into());
+        self
+    }
+
     fn size_hint(&self) -> String {
         self.max_size_hint.clone().unwrap_or_else(|| {
             "raise the fetcher's size limit (FetcherBuilder::max_size) if it is expected".into()
@@ -216,7 +247,19 @@ impl FetcherBuilder {
             Some(dir) => Some(Cache::open(dir, self.cache_size)?),
             None => None,
         };
+        let network = Arc::new(NetPolicy {
+            denied: self.denied_networks.clone(),
+            allowed: self.allowed_networks.clone(),
+            hint: self.network_hint.clone(),
+        });
         let mut client = reqwest::Client::builder().connect_timeout(self.stall_timeout);
+        if network.active() {
+            client = client
+                .dns_resolver(Arc::new(net::Resolver {
+                    policy: network.clone(),
+                }))
+                .redirect(net::redirect_policy(network.clone()));
+        }
         for (i, pem) in self.root_certificates.iter().enumerate() {
             let certs =
                 reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FetchError::Tls {
@@ -239,6 +282,7 @@ impl FetcherBuilder {
                 cfg: self,
                 client,
                 local,
+                network,
                 cache,
                 counters: Counters::default(),
             }),
@@ -264,6 +308,7 @@ struct Inner {
     cfg: FetcherBuilder,
     client: reqwest::Client,
     local: Arc<LocalPolicy>,
+    network: Arc<NetPolicy>,
     cache: Option<Arc<Cache>>,
     counters: Counters,
 }
@@ -891,6 +936,7 @@ impl Fetcher {
                 let opened = transfer::open(
                     &self.inner.client,
                     &self.inner.local,
+                    &self.inner.network,
                     &job.uri,
                     &job.source,
                     stall,
@@ -1091,8 +1137,19 @@ impl Fetcher {
     pub fn check_uri(&self, spec: &UriSpec) -> Result<()> {
         let source = Source::parse(&spec.value, self.inner.cfg.frameworks_home.as_deref())?;
         output_path(spec, &source)?;
-        if let Source::File(path) = &source {
-            self.check_local(&spec.value, path)?;
+        match &source {
+            Source::File(path) => self.check_local(&spec.value, path)?,
+            // Names are checked when they are resolved; a literal address can be checked now.
+            Source::Http(url) => {
+                if let Some(host) = url.host() {
+                    self.inner.network.check_literal(&host).map_err(|d| {
+                        FetchError::NetworkRefused {
+                            uri: spec.value.clone(),
+                            reason: d.to_string(),
+                        }
+                    })?;
+                }
+            }
         }
         Ok(())
     }

@@ -55,6 +55,7 @@ mod extract;
 mod fetcher;
 mod local;
 mod metrics;
+mod net;
 mod owner;
 mod paths;
 mod place;
@@ -71,6 +72,7 @@ pub use fetcher::{
 };
 pub use local::LocalSources;
 pub use metrics::Metrics;
+pub use net::Cidr;
 pub use place::remove_leftover_staging;
 pub use progress::{Phase, ProgressEvent, ProgressFn};
 pub use uri::UriSpec;

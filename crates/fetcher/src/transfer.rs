@@ -22,6 +22,7 @@ use crate::cleanup::Cleanup;
 use crate::error::{FetchError, Result};
 use crate::extract::{self, Compression, ExtractLimits, Extractor};
 use crate::local::LocalPolicy;
+use crate::net::{self, NetPolicy};
 use crate::progress::Phase;
 use crate::uri::Source;
 
@@ -46,6 +47,12 @@ pub(crate) struct Opened {
 
 /// Turns a reqwest error into ours, deciding whether it is worth a retry.
 fn http_error(uri: &str, e: reqwest::Error) -> FetchError {
+    if let Some(d) = net::denied_in(&e) {
+        return FetchError::NetworkRefused {
+            uri: uri.to_string(),
+            reason: d.to_string(),
+        };
+    }
     let mut message = e.to_string();
     let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
@@ -69,12 +76,22 @@ fn http_error(uri: &str, e: reqwest::Error) -> FetchError {
 pub(crate) async fn open(
     client: &reqwest::Client,
     local: &Arc<LocalPolicy>,
+    network: &NetPolicy,
     uri: &str,
     source: &Source,
     stall: StallPolicy,
 ) -> Result<Opened> {
     match source {
         Source::Http(url) => {
+            // The resolver checks names; a literal address never reaches it.
+            if let Some(host) = url.host() {
+                network
+                    .check_literal(&host)
+                    .map_err(|d| FetchError::NetworkRefused {
+                        uri: uri.to_string(),
+                        reason: d.to_string(),
+                    })?;
+            }
             let send = client.get(url.clone()).send();
             let resp = match tokio::time::timeout(stall.window, send).await {
                 Ok(r) => r.map_err(|e| http_error(uri, e))?,

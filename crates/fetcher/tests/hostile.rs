@@ -546,3 +546,97 @@ async fn names_swapped_during_fetches_never_lead_outside() {
         assert_eq!(data, b"app");
     }
 }
+
+fn loopback_denied(allowed: &[&str]) -> Fetcher {
+    Fetcher::builder()
+        .denied_networks(berth_fetcher::Cidr::host_local())
+        .allowed_networks(allowed.iter().map(|a| a.parse().unwrap()).collect())
+        .network_hint("HINT: --fetcher-allowed-network")
+        .retry(berth_fetcher::RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        })
+        .build()
+        .unwrap()
+}
+
+fn network_refused(e: &FetchError, want: &str) {
+    assert!(
+        matches!(e, FetchError::NetworkRefused { .. }),
+        "not a network refusal: {e}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains(want) && msg.contains("HINT"),
+        "{want:?} not in: {msg}"
+    );
+    assert!(!e.is_transient(), "a refusal is not retried: {msg}");
+}
+
+#[tokio::test]
+async fn the_hosts_own_services_are_refused_when_its_networks_are_denied() {
+    let srv = Server::start().await;
+    let url = srv.route("/secret", Behavior::Ok(b"host-only service".to_vec()));
+    let port = url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let f = loopback_denied(&[]);
+    for uri in [
+        url.clone(),
+        format!("http://localhost:{port}/secret"),
+        format!("http://[::ffff:127.0.0.1]:{port}/secret"),
+        format!("http://0.0.0.0:{port}/secret"),
+        "http://169.254.169.254/latest/meta-data/iam".to_string(),
+        "http://[::1]:1/x".to_string(),
+    ] {
+        let sb = sandbox();
+        let e = fetch_one(&f, sb.path(), UriSpec::new(uri.clone()))
+            .await
+            .unwrap_err();
+        network_refused(&e, "may not connect to");
+        assert!(listing(sb.path()).is_empty(), "{uri}");
+    }
+    assert_eq!(srv.hits("/secret"), 0, "the service was never reached");
+    // Literal addresses are refused before anything is sent, also by the launch-time check.
+    network_refused(
+        &f.check_uri(&UriSpec::new("http://169.254.169.254/x"))
+            .unwrap_err(),
+        "169.254.169.254",
+    );
+    f.check_uri(&UriSpec::new("http://localhost:1/x")).unwrap();
+
+    // An allowed network is reached.
+    let f = loopback_denied(&["127.0.0.1/32"]);
+    let sb = sandbox();
+    let r = fetch_one(&f, sb.path(), UriSpec::new(url)).await.unwrap();
+    assert_eq!(fs::read(r.path).unwrap(), b"host-only service");
+}
+
+#[tokio::test]
+async fn a_redirect_to_a_denied_network_is_refused() {
+    let inner = Server::start_on("127.0.0.2").await;
+    let secret = inner.route("/secret", Behavior::Ok(b"host-only service".to_vec()));
+    let outer = Server::start().await;
+    let hop = outer.route("/hop", Behavior::Redirect(secret.clone()));
+    let via_name = secret.replace("127.0.0.2", "localhost");
+    let hop_name = outer.route("/hop-name", Behavior::Redirect(via_name));
+    // The first server is allowed; what it redirects to is not.
+    let f = loopback_denied(&["127.0.0.1/32"]);
+    let sb = sandbox();
+    let e = fetch_one(&f, sb.path(), UriSpec::new(hop))
+        .await
+        .unwrap_err();
+    network_refused(&e, "127.0.0.2");
+    let e = fetch_one(&f, sb.path(), UriSpec::new(hop_name))
+        .await
+        .unwrap_err();
+    // `localhost` resolves to 127.0.0.1 (allowed, but nothing listens there on that port) or ::1.
+    assert!(!e.to_string().contains("host-only service"), "{e}");
+    assert_eq!(inner.hits("/secret"), 0);
+    assert!(listing(sb.path()).is_empty());
+}

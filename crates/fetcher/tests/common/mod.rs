@@ -44,6 +44,8 @@ pub enum Behavior {
         after: usize,
         times: usize,
     },
+    /// 302 to this location.
+    Redirect(String),
 }
 
 #[derive(Default)]
@@ -66,7 +68,12 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Server::start_on("127.0.0.1").await
+    }
+
+    /// A plain HTTP server on another loopback address (e.g. `127.0.0.2`).
+    pub async fn start_on(ip: &str) -> Server {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let st = state.clone();
@@ -189,6 +196,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, st: &State) {
         match behavior {
             None => sock.write_all(status(404).as_bytes()).await?,
             Some(Behavior::Status(c)) => sock.write_all(status(c).as_bytes()).await?,
+            Some(Behavior::Redirect(to)) => {
+                let head = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                sock.write_all(head.as_bytes()).await?
+            }
             Some(Behavior::Ok(body)) => {
                 sock.write_all(ok_head(Some(body.len())).as_bytes()).await?;
                 for c in body.chunks(64 * 1024) {
