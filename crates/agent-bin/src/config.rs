@@ -25,6 +25,10 @@ fn size_arg(s: &str) -> Result<u64, String> {
     parse_size(s)
 }
 
+fn cidr_arg(s: &str) -> Result<berth_fetcher::Cidr, String> {
+    s.parse()
+}
+
 fn listen_arg(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| {
         format!("`{s}` is not an address: expected IP:PORT, e.g. 127.0.0.1:5051 or 0.0.0.0:5051")
@@ -121,6 +125,14 @@ pub struct ServeArgs {
     /// The most bytes one URI may have, downloaded or read [default: 4GiB].
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     pub fetcher_max_size: Option<u64>,
+    /// A network http(s) URIs may reach even though a denied network holds it, e.g.
+    /// 127.0.0.1/32 for an artifact server on this host (repeatable).
+    #[arg(long = "fetcher-allowed-network", value_name = "CIDR", value_parser = cidr_arg)]
+    pub fetcher_allowed_networks: Vec<berth_fetcher::Cidr>,
+    /// A network http(s) URIs may not reach, besides this host's own and link-local ones,
+    /// which are always denied unless allowed (repeatable).
+    #[arg(long = "fetcher-denied-network", value_name = "CIDR", value_parser = cidr_arg)]
+    pub fetcher_denied_networks: Vec<berth_fetcher::Cidr>,
     /// Container logger [default: sandbox].
     #[arg(long, value_name = "KIND", value_enum)]
     pub container_logger: Option<LoggerKind>,
@@ -198,6 +210,10 @@ pub struct Config {
     pub allowed_fetch_paths: Vec<PathBuf>,
     /// Most bytes per fetched URI.
     pub fetcher_max_size: u64,
+    /// Networks fetched URIs may reach although denied.
+    pub fetcher_allowed_networks: Vec<berth_fetcher::Cidr>,
+    /// Networks fetched URIs may not reach: this host's own and link-local ones, and these.
+    pub fetcher_denied_networks: Vec<berth_fetcher::Cidr>,
     /// The container logger.
     pub container_logger: LoggerKind,
     /// Rotation size per stream.
@@ -259,6 +275,16 @@ impl ServeArgs {
                 self.allowed_fetch_paths
             },
             fetcher_max_size: self.fetcher_max_size.or(other.fetcher_max_size),
+            fetcher_allowed_networks: if self.fetcher_allowed_networks.is_empty() {
+                other.fetcher_allowed_networks
+            } else {
+                self.fetcher_allowed_networks
+            },
+            fetcher_denied_networks: if self.fetcher_denied_networks.is_empty() {
+                other.fetcher_denied_networks
+            } else {
+                self.fetcher_denied_networks
+            },
             container_logger: self.container_logger.or(other.container_logger),
             logrotate_max_size: self.logrotate_max_size.or(other.logrotate_max_size),
             logrotate_max_files: self.logrotate_max_files.or(other.logrotate_max_files),
@@ -447,6 +473,12 @@ impl ServeArgs {
             fetcher_stall_timeout,
             allowed_fetch_paths: self.allowed_fetch_paths,
             fetcher_max_size,
+            fetcher_allowed_networks: self.fetcher_allowed_networks,
+            fetcher_denied_networks: {
+                let mut d = berth_fetcher::Cidr::host_local();
+                d.extend(self.fetcher_denied_networks);
+                d
+            },
             container_logger: self.container_logger.unwrap_or(LoggerKind::Sandbox),
             logrotate_max_size,
             logrotate_max_files: self.logrotate_max_files.unwrap_or(5),
@@ -558,6 +590,22 @@ impl Config {
                     .join(","),
             ),
             ("fetcher_max_size", format_size(self.fetcher_max_size)),
+            (
+                "fetcher_allowed_network",
+                self.fetcher_allowed_networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "fetcher_denied_network",
+                self.fetcher_denied_networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             ("container_logger", self.container_logger.as_str().into()),
             ("logrotate_max_size", format_size(self.logrotate_max_size)),
             ("logrotate_max_files", self.logrotate_max_files.to_string()),
@@ -618,6 +666,8 @@ mod tests {
             "local fetch sources are refused by default"
         );
         assert_eq!(c.fetcher_max_size, 4 << 30);
+        assert_eq!(c.fetcher_denied_networks, berth_fetcher::Cidr::host_local());
+        assert!(c.fetcher_allowed_networks.is_empty());
     }
 
     #[test]
@@ -636,9 +686,27 @@ mod tests {
             vec![PathBuf::from("/srv/artifacts"), PathBuf::from("/opt/pkgs")]
         );
         assert_eq!(c.fetcher_max_size, 1 << 30);
+
         assert!(c
             .flags()
             .contains(&("allowed_fetch_path", "/srv/artifacts,/opt/pkgs".to_owned())));
+        let c = cli(&[
+            "--fetcher-allowed-network=127.0.0.1/32",
+            "--fetcher-denied-network=10.0.0.0/8",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(c.fetcher_allowed_networks.len(), 1);
+        assert!(c
+            .flags()
+            .iter()
+            .any(|(k, v)| *k == "fetcher_denied_network" && v.ends_with(",10.0.0.0/8")));
+        let e = cli(&["--fetcher-allowed-network=localhost"]).unwrap_err();
+        assert!(
+            e.contains("--fetcher-allowed-network") && e.contains("ADDRESS/PREFIX"),
+            "{e}"
+        );
         let e = cli(&["--allowed-fetch-path=rel"])
             .unwrap()
             .resolve()

@@ -159,6 +159,12 @@ pub fn build_containerizer(
             )
             .max_size(config.fetcher_max_size)
             .max_size_hint("the agent's operator can raise it with --fetcher-max-size SIZE")
+            // Nor may a caller read this host's own services or the cloud's metadata through it.
+            .denied_networks(config.fetcher_denied_networks.clone())
+            .allowed_networks(config.fetcher_allowed_networks.clone())
+            .network_hint(
+                "the agent's operator can allow a network with --fetcher-allowed-network CIDR",
+            )
             .build()
             .map_err(|e| {
                 Error::startup(

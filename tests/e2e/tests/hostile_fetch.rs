@@ -506,3 +506,82 @@ async fn berth_run_fetches_the_local_files_its_command_line_names_and_nothing_el
     assert!(!String::from_utf8_lossy(&o.stdout).contains("root:"));
     remove_test_containers(T).await;
 }
+
+/// A one-route HTTP server on loopback: the "host-only service" a caller must not read.
+async fn loopback_service(body: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut sock, _)) = listener.accept().await {
+            h.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(head.as_bytes()).await;
+            let _ = sock.write_all(body).await;
+        }
+    });
+    (format!("127.0.0.1:{port}"), hits)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hosts_own_services_and_the_metadata_address_are_not_fetched() {
+    const T: &str = "e2e-hostile-fetch-ssrf";
+    remove_test_containers(T).await;
+    let (addr, hits) = loopback_service(b"host-only secret\n").await;
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let agent = Agent::start(T, &[]).await;
+    let agent_port = agent.url.rsplit(':').next().unwrap().to_owned();
+    let watch = HealthWatch::start(&agent.url);
+    let cases = [
+        format!("http://{addr}/secret.txt"),
+        format!("http://localhost:{port}/secret.txt"),
+        format!("http://[::ffff:127.0.0.1]:{port}/secret.txt"),
+        format!("http://127.0.0.1:{agent_port}/health"),
+        "http://169.254.169.254/latest/meta-data/iam".to_owned(),
+    ];
+    for (i, uri) in cases.iter().enumerate() {
+        let id = format!("ssrf-{i}");
+        let r =
+            launch_with_uris(&agent, &id, "cat $MESOS_SANDBOX/*", json!([{"value": uri}])).await;
+        assert_eq!(r.status, 400, "{uri}: {r:?}");
+        assert!(
+            r.body.contains(uri.as_str()) && r.body.contains("--fetcher-allowed-network"),
+            "{uri}: {}",
+            r.body
+        );
+        let rf = agent
+            .read_file(&format!("/containers/{id}/secret.txt"))
+            .await;
+        assert_ne!(rf.status, 200, "{uri}: {rf:?}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the service was never reached"
+    );
+    watch.assert_healthy(&agent, "host services").await;
+
+    // The operator allows the host's artifact server: it is fetched.
+    let agent = Agent::start(T, &["--fetcher-allowed-network", "127.0.0.1/32"]).await;
+    let uri = format!("http://{addr}/secret.txt");
+    let r = launch_with_uris(
+        &agent,
+        "allowed",
+        "cat $MESOS_SANDBOX/secret.txt",
+        json!([{"value": uri}]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", agent.logs());
+    assert_eq!(agent.wait("allowed").await["state"], "TASK_FINISHED");
+    assert_eq!(
+        agent.read_text("/containers/allowed/stdout").await,
+        "host-only secret\n"
+    );
+}

@@ -287,6 +287,11 @@ async fn start_embedded(args: &RunArgs) -> Result<Embedded, Error> {
         // The embedded agent fetches only what this command line names: the local files given
         // with --uri, from their directories.
         allowed_fetch_paths: local_uri_dirs(&args.uris),
+        // ... and any address it names, this host's included: the user's own services.
+        fetcher_allowed_networks: vec![
+            "0.0.0.0/0".parse().expect("a valid network"),
+            "::/0".parse().expect("a valid network"),
+        ],
         // Containers of this slot's agent that no checkpoint knows can only be leftovers of a
         // `berth run` that died; nobody else uses the slot.
         docker_orphan_grace: Some(Duration::ZERO),
