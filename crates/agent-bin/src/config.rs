@@ -25,6 +25,10 @@ fn size_arg(s: &str) -> Result<u64, String> {
     parse_size(s)
 }
 
+fn cidr_arg(s: &str) -> Result<berth_fetcher::Cidr, String> {
+    s.parse()
+}
+
 fn listen_arg(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| {
         format!("`{s}` is not an address: expected IP:PORT, e.g. 127.0.0.1:5051 or 0.0.0.0:5051")
@@ -113,6 +117,22 @@ pub struct ServeArgs {
     /// A download below 1 byte/s for this long fails [default: 1m].
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub fetcher_stall_timeout: Option<Duration>,
+    /// A host directory whose regular files URIs may name as local sources (paths, file://),
+    /// reached without following a link below it (repeatable) [default: none, so local
+    /// sources are refused].
+    #[arg(long = "allowed-fetch-path", value_name = "DIR")]
+    pub allowed_fetch_paths: Vec<PathBuf>,
+    /// The most bytes one URI may have, downloaded or read [default: 4GiB].
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pub fetcher_max_size: Option<u64>,
+    /// A network http(s) URIs may reach even though a denied network holds it, e.g.
+    /// 127.0.0.1/32 for an artifact server on this host (repeatable).
+    #[arg(long = "fetcher-allowed-network", value_name = "CIDR", value_parser = cidr_arg)]
+    pub fetcher_allowed_networks: Vec<berth_fetcher::Cidr>,
+    /// A network http(s) URIs may not reach, besides this host's own and link-local ones,
+    /// which are always denied unless allowed (repeatable).
+    #[arg(long = "fetcher-denied-network", value_name = "CIDR", value_parser = cidr_arg)]
+    pub fetcher_denied_networks: Vec<berth_fetcher::Cidr>,
     /// Container logger [default: sandbox].
     #[arg(long, value_name = "KIND", value_enum)]
     pub container_logger: Option<LoggerKind>,
@@ -189,6 +209,14 @@ pub struct Config {
     pub fetcher_cache_size: u64,
     /// Fetcher stall timeout.
     pub fetcher_stall_timeout: Duration,
+    /// Host directories local fetch sources may come from (none: local sources refused).
+    pub allowed_fetch_paths: Vec<PathBuf>,
+    /// Most bytes per fetched URI.
+    pub fetcher_max_size: u64,
+    /// Networks fetched URIs may reach although denied.
+    pub fetcher_allowed_networks: Vec<berth_fetcher::Cidr>,
+    /// Networks fetched URIs may not reach: this host's own and link-local ones, and these.
+    pub fetcher_denied_networks: Vec<berth_fetcher::Cidr>,
     /// The container logger.
     pub container_logger: LoggerKind,
     /// Rotation size per stream.
@@ -246,6 +274,22 @@ impl ServeArgs {
             fetcher_cache_dir: self.fetcher_cache_dir.or(other.fetcher_cache_dir),
             fetcher_cache_size: self.fetcher_cache_size.or(other.fetcher_cache_size),
             fetcher_stall_timeout: self.fetcher_stall_timeout.or(other.fetcher_stall_timeout),
+            allowed_fetch_paths: if self.allowed_fetch_paths.is_empty() {
+                other.allowed_fetch_paths
+            } else {
+                self.allowed_fetch_paths
+            },
+            fetcher_max_size: self.fetcher_max_size.or(other.fetcher_max_size),
+            fetcher_allowed_networks: if self.fetcher_allowed_networks.is_empty() {
+                other.fetcher_allowed_networks
+            } else {
+                self.fetcher_allowed_networks
+            },
+            fetcher_denied_networks: if self.fetcher_denied_networks.is_empty() {
+                other.fetcher_denied_networks
+            } else {
+                self.fetcher_denied_networks
+            },
             container_logger: self.container_logger.or(other.container_logger),
             logrotate_max_size: self.logrotate_max_size.or(other.logrotate_max_size),
             logrotate_max_files: self.logrotate_max_files.or(other.logrotate_max_files),
@@ -337,6 +381,41 @@ impl ServeArgs {
         let fetcher_stall_timeout = self
             .fetcher_stall_timeout
             .unwrap_or(Duration::from_secs(60));
+        for p in &self.allowed_fetch_paths {
+            if !p.is_absolute() {
+                return Err(ConfigError::new(
+                    "--allowed-fetch-path",
+                    format!("`{}` must be an absolute host directory", p.display()),
+                ));
+            }
+        }
+        // Cache entries are copied into sandboxes and trusted on a hit (size and mtime, not the
+        // digest): never inside the sandboxes, which containers write. (Inside an
+        // --allowed-host-path is warned about at start: `berth run -v $HOME:...` does that.)
+        let cache_dir = absolute(
+            self.fetcher_cache_dir
+                .clone()
+                .unwrap_or_else(|| work_dir.join("fetch-cache")),
+        );
+        let sandboxes = work_dir.join("sandboxes");
+        if cache_dir.starts_with(&sandboxes) {
+            return Err(ConfigError::new(
+                "--fetcher-cache-dir",
+                format!(
+                    "`{}` is inside `{}`, which containers write; put the cache where only the \
+                     agent writes (the default is <work-dir>/fetch-cache)",
+                    cache_dir.display(),
+                    sandboxes.display()
+                ),
+            ));
+        }
+        let fetcher_max_size = self.fetcher_max_size.unwrap_or(4 << 30);
+        if fetcher_max_size == 0 {
+            return Err(ConfigError::new(
+                "--fetcher-max-size",
+                "must be greater than 0",
+            ));
+        }
         for (flag, value) in [
             ("--launch-timeout", launch_timeout),
             ("--image-pull-timeout", image_pull_timeout),
@@ -398,6 +477,14 @@ impl ServeArgs {
             max_parallel_pulls,
             fetcher_cache_size: self.fetcher_cache_size.unwrap_or(2 << 30),
             fetcher_stall_timeout,
+            allowed_fetch_paths: self.allowed_fetch_paths,
+            fetcher_max_size,
+            fetcher_allowed_networks: self.fetcher_allowed_networks,
+            fetcher_denied_networks: {
+                let mut d = berth_fetcher::Cidr::host_local();
+                d.extend(self.fetcher_denied_networks);
+                d
+            },
             container_logger: self.container_logger.unwrap_or(LoggerKind::Sandbox),
             logrotate_max_size,
             logrotate_max_files: self.logrotate_max_files.unwrap_or(5),
@@ -501,6 +588,31 @@ impl Config {
             ),
             ("fetcher_cache_size", format_size(self.fetcher_cache_size)),
             ("fetcher_stall_timeout", d(self.fetcher_stall_timeout)),
+            (
+                "allowed_fetch_path",
+                self.allowed_fetch_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("fetcher_max_size", format_size(self.fetcher_max_size)),
+            (
+                "fetcher_allowed_network",
+                self.fetcher_allowed_networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "fetcher_denied_network",
+                self.fetcher_denied_networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             ("container_logger", self.container_logger.as_str().into()),
             ("logrotate_max_size", format_size(self.logrotate_max_size)),
             ("logrotate_max_files", self.logrotate_max_files.to_string()),
@@ -670,6 +782,84 @@ mod tests {
         assert_eq!(c.fetcher_cache_size, 2 << 30);
         assert_eq!(c.container_logger, LoggerKind::Sandbox);
         assert!(!c.allow_privileged && !c.cgroups_enable_cfs && !c.insecure_no_auth);
+        assert!(
+            c.allowed_fetch_paths.is_empty(),
+            "local fetch sources are refused by default"
+        );
+        assert_eq!(c.fetcher_max_size, 4 << 30);
+        assert_eq!(c.fetcher_denied_networks, berth_fetcher::Cidr::host_local());
+        assert!(c.fetcher_allowed_networks.is_empty());
+    }
+
+    #[test]
+    fn fetch_flags_parse_and_check() {
+        let c = cli(&[
+            "--work-dir=/w",
+            "--allowed-fetch-path=/srv/artifacts",
+            "--allowed-fetch-path=/opt/pkgs",
+            "--fetcher-max-size=1GiB",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.allowed_fetch_paths,
+            vec![PathBuf::from("/srv/artifacts"), PathBuf::from("/opt/pkgs")]
+        );
+        assert_eq!(c.fetcher_max_size, 1 << 30);
+
+        assert!(c
+            .flags()
+            .contains(&("allowed_fetch_path", "/srv/artifacts,/opt/pkgs".to_owned())));
+        let c = cli(&[
+            "--fetcher-allowed-network=127.0.0.1/32",
+            "--fetcher-denied-network=10.0.0.0/8",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(c.fetcher_allowed_networks.len(), 1);
+        assert!(c
+            .flags()
+            .iter()
+            .any(|(k, v)| *k == "fetcher_denied_network" && v.ends_with(",10.0.0.0/8")));
+        let e = cli(&["--fetcher-allowed-network=localhost"]).unwrap_err();
+        assert!(
+            e.contains("--fetcher-allowed-network") && e.contains("ADDRESS/PREFIX"),
+            "{e}"
+        );
+        let e = cli(&["--allowed-fetch-path=rel"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--allowed-fetch-path") && e.contains("absolute"),
+            "{e}"
+        );
+        let e = cli(&["--work-dir=/w", "--fetcher-cache-dir=/w/sandboxes/x/cache"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--fetcher-cache-dir") && e.contains("containers write"),
+            "{e}"
+        );
+        let e = cli(&["--fetcher-max-size=0"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--fetcher-max-size"), "{e}");
+        let file = parse_config_text(
+            Path::new("/etc/berth.toml"),
+            "allowed-fetch-path = [\"/a\"]\nfetcher-max-size = \"2MiB\"\n",
+        )
+        .unwrap();
+        let c = cli(&[]).unwrap().or(file).resolve().unwrap();
+        assert_eq!(c.allowed_fetch_paths, vec![PathBuf::from("/a")]);
+        assert_eq!(c.fetcher_max_size, 2 << 20);
     }
 
     #[test]

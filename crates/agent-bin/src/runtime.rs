@@ -137,16 +137,44 @@ pub fn build_containerizer(
             Error::Config(crate::ConfigError::new("--docker-config", e.to_string()))
         })?;
     }
+    if let Some(root) = config
+        .allowed_host_paths
+        .iter()
+        .find(|root| config.fetcher_cache_dir.starts_with(root))
+    {
+        tracing::warn!(cache = %config.fetcher_cache_dir.display(), allowed_host_path = %root.display(),
+            "the fetcher cache is inside an --allowed-host-path: a container that mounts it can change cached files other containers are given; move --fetcher-cache-dir");
+    }
+    // The agent fetches as root for callers who are not its operator: local sources only from
+    // the directories the operator named, and never more than the size limit per URI.
+    let local_sources = if config.allowed_fetch_paths.is_empty() {
+        berth_fetcher::LocalSources::Refused
+    } else {
+        berth_fetcher::LocalSources::Within(config.allowed_fetch_paths.clone())
+    };
     let fetcher = Arc::new(
         berth_fetcher::Fetcher::builder()
             .cache_dir(&config.fetcher_cache_dir)
             .cache_size(config.fetcher_cache_size)
             .stall_timeout(config.fetcher_stall_timeout)
+            .local_sources(local_sources)
+            .local_sources_hint(
+                "the agent's operator can allow regular files beneath a host directory with \
+                 --allowed-fetch-path DIR",
+            )
+            .max_size(config.fetcher_max_size)
+            .max_size_hint("the agent's operator can raise it with --fetcher-max-size SIZE")
+            // Nor may a caller read this host's own services or the cloud's metadata through it.
+            .denied_networks(config.fetcher_denied_networks.clone())
+            .allowed_networks(config.fetcher_allowed_networks.clone())
+            .network_hint(
+                "the agent's operator can allow a network with --fetcher-allowed-network CIDR",
+            )
             .build()
             .map_err(|e| {
                 Error::startup(
                     format!("cannot set up the fetcher: {e}"),
-                    "check --fetcher-cache-dir",
+                    "check --fetcher-cache-dir and --allowed-fetch-path",
                 )
             })?,
     );

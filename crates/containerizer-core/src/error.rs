@@ -103,6 +103,15 @@ pub enum Error {
         /// The cause (the termination message without the prefix).
         cause: String,
     },
+    /// The launch was refused before it was accepted: a URI cannot be fetched (a local source
+    /// the operator did not allow, ...). Nothing was created.
+    #[error("Failed to launch container: {cause}")]
+    UriRefused {
+        /// The container.
+        id: ContainerId,
+        /// Which URI, and why.
+        cause: String,
+    },
     /// The container was destroyed before the launch finished.
     #[error("{message}")]
     DestroyedDuringLaunch {

@@ -107,6 +107,14 @@ pub trait Fetch: Send + Sync + 'static {
     /// Removes what a fetch killed with its process (an agent SIGKILLed mid-fetch) left in
     /// `sandbox`. A fetch cancelled by dropping it cleans up after itself; this is for recovery.
     fn discard_partials(&self, _sandbox: &Path) {}
+
+    /// Checks, before a launch is accepted, what can be checked of its URIs without fetching
+    /// them (a local source the operator did not allow, an `output_file` leaving the sandbox).
+    /// The error text names the URI and says why; the launch is refused with it. The fetch
+    /// checks everything again.
+    fn check(&self, _uris: &[Uri]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What the logger needs to know about a container.

@@ -146,11 +146,13 @@ fn main() {
         "cold fetch 256 MiB (cache miss)        {:>8.3} s",
         mc.as_secs_f64()
     );
+    // A hit is a copy into the sandbox (copy_file_range: a reflink where the file system has
+    // them, an in-kernel copy elsewhere), never a hard link a container could write through.
     println!(
-        "cache hit 256 MiB                      {:>8.3} s   {:>6.3}x   < 0.05x  {}",
+        "cache hit 256 MiB                      {:>8.3} s   {:>6.3}x   < 0.5x   {}",
         mh.as_secs_f64(),
         r2,
-        verdict(r2 < 0.05)
+        verdict(r2 < 0.5)
     );
     println!(
         "berth-fetch peak memory (VmHWM)        {:>8.1} MiB            < 32 MiB {}",

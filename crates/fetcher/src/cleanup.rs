@@ -1,39 +1,70 @@
 //! Removal guards: partial files and staging trees vanish when their owner goes away, whether
 //! the fetch succeeded, failed, or its future was dropped.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+
+use berth_safe_fs::Dir;
 
 /// Removes a file or directory tree when dropped.
 ///
 /// Shared through `Arc` between the async side and the blocking worker writing into it, so the
 /// removal happens only after the last writer is gone (no file can appear after cleanup).
 #[derive(Debug)]
-pub(crate) struct Cleanup {
-    path: PathBuf,
+pub(crate) enum Cleanup {
+    /// A path in a directory only this process writes (the cache's temporary files).
+    Path(PathBuf),
+    /// A name in a directory someone else may write (a staging directory in a sandbox):
+    /// removed beneath the directory opened once, following no link.
+    Beneath {
+        /// The directory holding the name.
+        dir: Dir,
+        /// The name.
+        name: OsString,
+        /// For messages only.
+        path: PathBuf,
+    },
 }
 
 impl Cleanup {
     pub(crate) fn new(path: PathBuf) -> Self {
-        Cleanup { path }
+        Cleanup::Path(path)
+    }
+
+    pub(crate) fn beneath(dir: Dir, name: OsString) -> Self {
+        let path = dir.path().join(&name);
+        Cleanup::Beneath { dir, name, path }
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        match self {
+            Cleanup::Path(p) => p,
+            Cleanup::Beneath { path, .. } => path,
+        }
     }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        match std::fs::symlink_metadata(&self.path) {
-            Ok(m) if m.is_dir() => {
-                if let Err(e) = std::fs::remove_dir_all(&self.path) {
-                    tracing::warn!(path = %self.path.display(), error = %e, "cannot remove staging directory");
+        match self {
+            Cleanup::Path(path) => match std::fs::symlink_metadata(&*path) {
+                Ok(m) if m.is_dir() => {
+                    if let Err(e) = std::fs::remove_dir_all(&*path) {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove staging directory");
+                    }
                 }
-            }
-            Ok(_) => {
-                let _ = std::fs::remove_file(&self.path);
-            }
-            Err(_) => {}
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&*path);
+                }
+                Err(_) => {}
+            },
+            Cleanup::Beneath { dir, name, path } => match dir.remove_all(&*name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove staging directory")
+                }
+            },
         }
     }
 }

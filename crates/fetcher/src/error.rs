@@ -119,6 +119,50 @@ pub enum FetchError {
         source: std::io::Error,
     },
 
+    /// A local source the fetcher may not read: local sources are not allowed, the path is not
+    /// beneath an allowed directory, a link is on its way, or it is not a regular file.
+    #[error("local source {} is refused: {reason}", local_name(.uri, .path))]
+    LocalSourceRefused {
+        /// The URI as given.
+        uri: String,
+        /// The local path it names.
+        path: PathBuf,
+        /// Why, and how to allow it where that is possible.
+        reason: String,
+    },
+
+    /// An `http(s)://` source whose host is (or resolves only to) an address in a network the
+    /// fetcher may not reach.
+    #[error("URI '{uri}' is refused: {reason}")]
+    NetworkRefused {
+        /// The URI as given.
+        uri: String,
+        /// The host, the addresses and why (with how to allow it).
+        reason: String,
+    },
+
+    /// A directory given as an allowed root for local sources cannot be used.
+    #[error("allowed local source directory '{}': {reason}", path.display())]
+    AllowedRoot {
+        /// The directory as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The source is bigger than the fetcher's size limit.
+    #[error("'{uri}' is refused: {what} the limit of {limit} bytes per URI; {hint}")]
+    TooLarge {
+        /// The URI fetched.
+        uri: String,
+        /// What exceeded it ("it is 5000000 bytes, over" / "more than ... bytes arrived, over").
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+        /// How to raise the limit.
+        hint: String,
+    },
+
     /// The target user may not read the local source file.
     #[error("user '{user}' may not read '{}' (URI '{uri}')", path.display())]
     PermissionDenied {
@@ -221,6 +265,16 @@ impl FetchError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// `'/path'`, or `'/path' (URI 'file:///path')` when the URI is written otherwise.
+fn local_name(uri: &str, path: &std::path::Path) -> String {
+    let shown = path.display().to_string();
+    if uri.trim_start() == shown {
+        format!("'{shown}'")
+    } else {
+        format!("'{shown}' (URI '{uri}')")
     }
 }
 

@@ -6,11 +6,13 @@
 //! the staged tree into place only after the whole archive extracted and the digest matched.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use berth_safe_fs::{Dir, Kind, OpenOptions};
 
 use crate::paths::{check_symlink_target, sanitize_relative};
 
@@ -79,8 +81,12 @@ impl ArchiveKind {
 }
 
 /// Writes archive entries under a root directory, enforcing the safety rules and limits.
+///
+/// Every operation is relative to the root opened once ([`Dir`]): names are resolved beneath
+/// it with no symbolic link followed, so neither an entry of the archive nor anyone else
+/// writing the directory can redirect a write outside it.
 pub(crate) struct Extractor {
-    root: PathBuf,
+    root: Dir,
     limits: ExtractLimits,
     bytes: u64,
     entries: u64,
@@ -93,9 +99,46 @@ pub(crate) struct Extractor {
 
 type ExResult<T = ()> = Result<T, String>;
 
+/// The last name of a sanitised relative path (never empty).
+fn last_name(rel: &Path) -> &std::ffi::OsStr {
+    rel.file_name().unwrap_or(rel.as_os_str())
+}
+
+fn parent_of(rel: &Path) -> &Path {
+    rel.parent().unwrap_or(Path::new(""))
+}
+
+/// Copies `content` into `f`, counting against `bytes`/`limit`.
+fn copy_limited(
+    content: &mut dyn Read,
+    f: &mut File,
+    buf: &mut [u8],
+    bytes: &mut u64,
+    limit: u64,
+    rel: &Path,
+) -> ExResult {
+    loop {
+        let n = match content.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading entry '{}': {e}", rel.display())),
+        };
+        *bytes += n as u64;
+        if *bytes > limit {
+            return Err(format!(
+                "more than {limit} bytes of content (limit reached in '{}')",
+                rel.display()
+            ));
+        }
+        f.write_all(&buf[..n])
+            .map_err(|e| format!("cannot write '{}': {e}", rel.display()))?;
+    }
+}
+
 impl Extractor {
-    /// An extractor writing under `root`, which must exist and be empty.
-    pub(crate) fn new(root: PathBuf, limits: ExtractLimits) -> Self {
+    /// An extractor writing under `root`, which must be empty.
+    pub(crate) fn new(root: Dir, limits: ExtractLimits) -> Self {
         Extractor {
             root,
             limits,
@@ -119,49 +162,57 @@ impl Extractor {
         Ok(())
     }
 
+    fn kind(&self, rel: &Path) -> Option<Kind> {
+        self.root
+            .metadata(rel)
+            .ok()
+            .map(|st| Kind::from_mode(st.st_mode))
+    }
+
     /// Makes sure every parent of `rel` is a real directory (never a symlink), creating what is
-    /// missing, and returns the absolute path of `rel`.
-    fn prepare(&mut self, rel: &Path) -> ExResult<PathBuf> {
+    /// missing, and clears the way for `rel` itself (an earlier file of that name goes).
+    fn prepare(&mut self, rel: &Path) -> ExResult {
         let mut cur = PathBuf::new();
-        if let Some(parent) = rel.parent() {
-            for comp in parent.components() {
-                cur.push(comp);
-                if self.real_dirs.contains(&cur) {
-                    continue;
-                }
-                let abs = self.root.join(&cur);
-                match fs::symlink_metadata(&abs) {
-                    Ok(m) if m.file_type().is_symlink() => {
+        for comp in parent_of(rel).components() {
+            cur.push(comp);
+            if self.real_dirs.contains(&cur) {
+                continue;
+            }
+            match self.root.metadata(&cur) {
+                Ok(st) => match Kind::from_mode(st.st_mode) {
+                    Kind::Dir => {}
+                    Kind::Symlink => {
                         return Err(format!(
                             "entry '{}' would be written through the symlink '{}'",
                             rel.display(),
                             cur.display()
                         ))
                     }
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => {
+                    _ => {
                         return Err(format!(
                             "entry '{}' needs '{}' to be a directory, but it is a file",
                             rel.display(),
                             cur.display()
                         ))
                     }
-                    Err(_) => fs::create_dir(&abs)
-                        .map_err(|e| format!("cannot create '{}': {e}", cur.display()))?,
-                }
-                self.real_dirs.insert(cur.clone());
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => self
+                    .root
+                    .create_dir(&cur, 0o700)
+                    .map_err(|e| format!("cannot create '{}': {e}", cur.display()))?,
+                Err(e) => return Err(format!("entry '{}' refused: {e}", rel.display())),
             }
+            self.real_dirs.insert(cur.clone());
         }
-        let abs = self.root.join(rel);
         // Later entries replace earlier ones (zip duplicates: last wins), but never a directory
         // through a file or the other way round silently.
-        match fs::symlink_metadata(&abs) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => fs::remove_file(&abs)
-                .map_err(|e| format!("cannot replace '{}': {e}", rel.display()))?,
-            Err(_) => {}
+        match self.kind(rel) {
+            None | Some(Kind::Dir) => Ok(()),
+            Some(_) => self
+                .root
+                .remove_file(rel)
+                .map_err(|e| format!("cannot replace '{}': {e}", rel.display())),
         }
-        Ok(abs)
     }
 
     /// A regular file with the given mode (setuid/setgid/sticky stripped).
@@ -173,38 +224,28 @@ impl Extractor {
         content: &mut dyn Read,
     ) -> ExResult {
         self.count_entry(rel)?;
-        let abs = self.prepare(rel)?;
-        if abs.is_dir() {
+        self.prepare(rel)?;
+        if self.kind(rel) == Some(Kind::Dir) {
             return Err(format!(
                 "entry '{}' is a file but a directory of that name exists",
                 rel.display()
             ));
         }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&abs)
+        let mut f = self
+            .root
+            .open_file(
+                rel,
+                OpenOptions::new().write(true).create_new(true).mode(0o600),
+            )
             .map_err(|e| format!("cannot create '{}': {e}", rel.display()))?;
-        loop {
-            let n = match content.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("reading entry '{}': {e}", rel.display())),
-            };
-            self.bytes += n as u64;
-            if self.bytes > self.limits.max_bytes {
-                return Err(format!(
-                    "more than {} bytes of content (limit reached in '{}')",
-                    self.limits.max_bytes,
-                    rel.display()
-                ));
-            }
-            f.write_all(&self.buf[..n])
-                .map_err(|e| format!("cannot write '{}': {e}", rel.display()))?;
-        }
+        copy_limited(
+            content,
+            &mut f,
+            &mut self.buf,
+            &mut self.bytes,
+            self.limits.max_bytes,
+            rel,
+        )?;
         f.set_permissions(fs::Permissions::from_mode(mode & 0o777))
             .map_err(|e| format!("cannot set mode of '{}': {e}", rel.display()))?;
         if let Some(t) = mtime {
@@ -217,32 +258,36 @@ impl Extractor {
     /// A directory; its mode is applied by [`Extractor::finish`].
     pub(crate) fn dir(&mut self, rel: &Path, mode: u32) -> ExResult {
         self.count_entry(rel)?;
-        let abs = self.prepare(rel)?;
-        match fs::symlink_metadata(&abs) {
-            Ok(m) if m.is_dir() => {}
-            _ => fs::create_dir(&abs)
-                .map_err(|e| format!("cannot create directory '{}': {e}", rel.display()))?,
+        self.prepare(rel)?;
+        if self.kind(rel) != Some(Kind::Dir) {
+            self.root
+                .create_dir(rel, 0o700)
+                .map_err(|e| format!("cannot create directory '{}': {e}", rel.display()))?;
         }
         self.real_dirs.insert(rel.to_path_buf());
         // Owner keeps rwx so later entries can go inside and cleanup can remove it.
-        self.dir_modes.push((abs, (mode & 0o777) | 0o700));
+        self.dir_modes
+            .push((rel.to_path_buf(), (mode & 0o777) | 0o700));
         Ok(())
     }
 
     /// A symlink, whose target must stay inside the root.
     pub(crate) fn symlink(&mut self, rel: &Path, target: &Path) -> ExResult {
         self.count_entry(rel)?;
-        let parent = rel.parent().unwrap_or(Path::new(""));
-        check_symlink_target(parent, target)
+        check_symlink_target(parent_of(rel), target)
             .map_err(|e| format!("symlink '{}' refused: {e}", rel.display()))?;
-        let abs = self.prepare(rel)?;
-        if abs.is_dir() && !abs.is_symlink() {
+        self.prepare(rel)?;
+        if self.kind(rel) == Some(Kind::Dir) {
             return Err(format!(
                 "symlink '{}' would replace a directory",
                 rel.display()
             ));
         }
-        std::os::unix::fs::symlink(target, &abs)
+        let parent = self
+            .root
+            .open_dir(parent_of(rel))
+            .map_err(|e| format!("cannot create symlink '{}': {e}", rel.display()))?;
+        rustix::fs::symlinkat(target, &parent, last_name(rel))
             .map_err(|e| format!("cannot create symlink '{}': {e}", rel.display()))
     }
 
@@ -251,43 +296,52 @@ impl Extractor {
         self.count_entry(rel)?;
         let target = sanitize_relative(target)
             .map_err(|e| format!("hard link '{}' refused: target {e}", rel.display()))?;
-        // The target's directories must be real too, or the link could reach outside.
-        let target_abs = self.prepare_existing(&target).map_err(|e| {
+        let refuse = |why: &str| {
             format!(
-                "hard link '{}' to '{}' refused: {e}",
+                "hard link '{}' to '{}' refused: {why}",
                 rel.display(),
                 target.display()
             )
-        })?;
-        let abs = self.prepare(rel)?;
-        fs::hard_link(&target_abs, &abs)
-            .map_err(|e| format!("cannot create hard link '{}': {e}", rel.display()))
-    }
-
-    fn prepare_existing(&self, rel: &Path) -> ExResult<PathBuf> {
-        let mut cur = self.root.clone();
-        for comp in rel.components() {
-            cur.push(comp);
-            let m = fs::symlink_metadata(&cur)
-                .map_err(|_| "the target is not an earlier entry of the archive".to_string())?;
-            if m.file_type().is_symlink() {
-                return Err("the target goes through a symlink".into());
+        };
+        // Resolved beneath the root with no link followed: the target is a file this archive
+        // wrote, never one outside.
+        match self.root.metadata(&target) {
+            Ok(st) if Kind::from_mode(st.st_mode) == Kind::File => {}
+            Ok(_) => return Err(refuse("the target is not a regular file")),
+            Err(e) if berth_safe_fs::is_refused(&e) => {
+                return Err(refuse("the target goes through a symlink"))
             }
+            Err(_) => return Err(refuse("the target is not an earlier entry of the archive")),
         }
-        if !fs::symlink_metadata(&cur)
-            .map(|m| m.is_file())
-            .unwrap_or(false)
-        {
-            return Err("the target is not a regular file".into());
-        }
-        Ok(cur)
+        self.prepare(rel)?;
+        let from = self
+            .root
+            .open_dir(parent_of(&target))
+            .map_err(|e| refuse(&e.to_string()))?;
+        let to = self
+            .root
+            .open_dir(parent_of(rel))
+            .map_err(|e| refuse(&e.to_string()))?;
+        // No AT_SYMLINK_FOLLOW: the link is made to the name itself, checked above.
+        rustix::fs::linkat(
+            &from,
+            last_name(&target),
+            &to,
+            last_name(rel),
+            rustix::fs::AtFlags::empty(),
+        )
+        .map_err(|e| format!("cannot create hard link '{}': {e}", rel.display()))
     }
 
     /// Applies the directory modes collected while extracting.
     pub(crate) fn finish(self) -> ExResult {
-        for (abs, mode) in self.dir_modes.iter().rev() {
-            fs::set_permissions(abs, fs::Permissions::from_mode(*mode))
-                .map_err(|e| format!("cannot set mode of '{}': {e}", abs.display()))?;
+        for (rel, mode) in self.dir_modes.iter().rev() {
+            let d = self
+                .root
+                .open_dir(rel)
+                .map_err(|e| format!("cannot open '{}': {e}", rel.display()))?;
+            rustix::fs::fchmod(&d, rustix::fs::Mode::from_raw_mode(*mode))
+                .map_err(|e| format!("cannot set mode of '{}': {e}", rel.display()))?;
         }
         Ok(())
     }
@@ -380,8 +434,7 @@ fn is_root_alias(p: &Path) -> bool {
 }
 
 /// Extracts a zip file. Duplicate names: the last entry wins.
-pub(crate) fn extract_zip(path: &Path, mut ex: Extractor) -> ExResult {
-    let file = File::open(path).map_err(|e| format!("cannot open '{}': {e}", path.display()))?;
+pub(crate) fn extract_zip(file: File, mut ex: Extractor) -> ExResult {
     let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("corrupt zip archive: {e}"))?;
     for i in 0..zip.len() {
         let mut entry = zip
@@ -422,15 +475,21 @@ pub(crate) fn extract_zip(path: &Path, mut ex: Extractor) -> ExResult {
     ex.finish()
 }
 
-/// Decompresses a bare gzip stream into `dest`, within the byte limit, then reads `reader` to
-/// its end.
-pub(crate) fn gunzip(reader: &mut dyn Read, dest: &Path, limits: ExtractLimits) -> ExResult {
-    let root = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let name = dest.file_name().map(PathBuf::from).unwrap_or_default();
-    let mut ex = Extractor::new(root, limits);
+/// Decompresses a bare gzip stream into `dest` (a new, empty file), within the byte limit,
+/// then reads `reader` to its end.
+pub(crate) fn gunzip(reader: &mut dyn Read, dest: &mut File, limits: ExtractLimits) -> ExResult {
     let mut dec = flate2::read::MultiGzDecoder::new(&mut *reader);
-    ex.file(&name, 0o644, None, &mut dec)
-        .map_err(|e| e.replace("reading entry", "corrupt gzip data in"))?;
+    let mut buf = vec![0; 256 * 1024];
+    let mut bytes = 0;
+    copy_limited(
+        &mut dec,
+        dest,
+        &mut buf,
+        &mut bytes,
+        limits.max_bytes,
+        Path::new("the decompressed file"),
+    )
+    .map_err(|e| e.replace("reading entry", "corrupt gzip data in"))?;
     drop(dec);
     io::copy(reader, &mut io::sink()).map_err(|e| format!("corrupt gzip data: {e}"))?;
     Ok(())

@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_safe_fs::Dir;
 use futures_util::stream::{self, StreamExt};
 
 use crate::cache::{Acquire, Cache, CacheKey, Lease, Owner as CacheOwner};
@@ -16,7 +16,9 @@ use crate::checksum::Checksum;
 use crate::cleanup::Cleanup;
 use crate::error::{FetchError, Result};
 use crate::extract::{self, ArchiveKind, ExtractLimits, Extractor};
+use crate::local::{LocalPolicy, LocalSources};
 use crate::metrics::{Counters, Metrics};
+use crate::net::{self, Cidr, NetPolicy};
 use crate::owner::{self, Account, Owner};
 use crate::place::{place_file, place_tree, Staging};
 use crate::progress::{Phase, ProgressEvent, ProgressFn};
@@ -25,6 +27,9 @@ use crate::uri::{output_path, Source, UriSpec};
 
 /// Default cache size limit: 2 GiB.
 pub const DEFAULT_CACHE_SIZE: u64 = 2 << 30;
+
+/// Default limit on the bytes of one URI (downloaded or read): 4 GiB.
+pub const DEFAULT_MAX_SIZE: u64 = 4 << 30;
 
 /// Bounded retries with exponential backoff, for transient failures only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +74,13 @@ pub struct FetcherBuilder {
     limits: ExtractLimits,
     concurrency: usize,
     root_certificates: Vec<Vec<u8>>,
+    local_sources: LocalSources,
+    local_hint: Option<String>,
+    max_size: u64,
+    max_size_hint: Option<String>,
+    denied_networks: Vec<Cidr>,
+    allowed_networks: Vec<Cidr>,
+    network_hint: Option<String>,
 }
 
 impl Default for FetcherBuilder {
@@ -84,6 +96,13 @@ impl Default for FetcherBuilder {
             limits: ExtractLimits::default(),
             concurrency: 4,
             root_certificates: Vec::new(),
+            local_sources: LocalSources::Refused,
+            local_hint: None,
+            max_size: DEFAULT_MAX_SIZE,
+            max_size_hint: None,
+            denied_networks: Vec::new(),
+            allowed_networks: Vec::new(),
+            network_hint: None,
         }
     }
 }
@@ -152,13 +171,95 @@ impl FetcherBuilder {
         self
     }
 
-    /// Creates the fetcher, opening (and locking) the cache directory if one is set.
+    /// Which local files URIs may name (default [`LocalSources::Refused`]: none). A fetcher
+    /// that runs as root for callers who are not its operator must keep the default or name
+    /// the directories with [`LocalSources::Within`]: otherwise a URI of `/etc/shadow` copies
+    /// that file into the sandbox.
+    pub fn local_sources(mut self, sources: LocalSources) -> Self {
+        self.local_sources = sources;
+        self
+    }
+
+    /// Text appended to the message of a refused local source, saying how whoever runs the
+    /// fetcher allows one (e.g. the flag of the program around it).
+    pub fn local_sources_hint(mut self, hint: impl Into<String>) -> Self {
+        self.local_hint = Some(hint.into());
+        self
+    }
+
+    /// The most bytes one URI may have, downloaded or read (default [`DEFAULT_MAX_SIZE`]). A
+    /// source announcing more is refused before a byte is read; one sending more is cut off.
+    /// Extracted archives are bounded separately by [`ExtractLimits`].
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// Text ending the message of a source over [`max_size`](Self::max_size): how whoever runs
+    /// the fetcher raises the limit (e.g. the flag of the program around it).
+    pub fn max_size_hint(mut self, hint: impl Into<String>) -> Self {
+        self.max_size_hint = Some(hint.into());
+        self
+    }
+
+    /// Networks `http(s)://` sources may not reach (default: none). A fetcher serving callers
+    /// who are not its operator should deny at least [`Cidr::host_local`]: otherwise a URI of
+    /// `http://127.0.0.1:…/` reads the host's own services into the sandbox. Names are checked
+    /// on the addresses they resolve to (through the HTTP client's resolver), literal addresses
+    /// before the request and on every redirect. A proxy configured through the environment
+    /// resolves names itself, so set none where this matters.
+    pub fn denied_networks(mut self, networks: Vec<Cidr>) -> Self {
+        self.denied_networks = networks;
+        self
+    }
+
+    /// Exceptions to [`denied_networks`](Self::denied_networks): addresses in these networks are
+    /// reached even when a denied network contains them.
+    pub fn allowed_networks(mut self, networks: Vec<Cidr>) -> Self {
+        self.allowed_networks = networks;
+        self
+    }
+
+    /// Text appended to a network refusal: how whoever runs the fetcher allows a network.
+    pub fn network_hint(mut self, hint: impl Into<String>) -> Self {
+        self.network_hint = Some(hint.into());
+        self
+    }
+
+    fn size_hint(&self) -> String {
+        self.max_size_hint.clone().unwrap_or_else(|| {
+            "raise the fetcher's size limit (FetcherBuilder::max_size) if it is expected".into()
+        })
+    }
+
+    /// Creates the fetcher, opening (and locking) the cache directory if one is set, and the
+    /// allowed local source directories.
+    ///
+    /// # Errors
+    /// When the cache cannot be opened, an allowed directory is not an existing absolute
+    /// directory, or a root certificate is not valid PEM.
     pub fn build(self) -> Result<Fetcher> {
+        let local = Arc::new(LocalPolicy::new(
+            &self.local_sources,
+            self.local_hint.clone(),
+        )?);
         let cache = match &self.cache_dir {
             Some(dir) => Some(Cache::open(dir, self.cache_size)?),
             None => None,
         };
+        let network = Arc::new(NetPolicy {
+            denied: self.denied_networks.clone(),
+            allowed: self.allowed_networks.clone(),
+            hint: self.network_hint.clone(),
+        });
         let mut client = reqwest::Client::builder().connect_timeout(self.stall_timeout);
+        if network.active() {
+            client = client
+                .dns_resolver(Arc::new(net::Resolver {
+                    policy: network.clone(),
+                }))
+                .redirect(net::redirect_policy(network.clone()));
+        }
         for (i, pem) in self.root_certificates.iter().enumerate() {
             let certs =
                 reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FetchError::Tls {
@@ -180,6 +281,8 @@ impl FetcherBuilder {
             inner: Arc::new(Inner {
                 cfg: self,
                 client,
+                local,
+                network,
                 cache,
                 counters: Counters::default(),
             }),
@@ -204,6 +307,8 @@ impl fmt::Debug for Fetcher {
 struct Inner {
     cfg: FetcherBuilder,
     client: reqwest::Client,
+    local: Arc<LocalPolicy>,
+    network: Arc<NetPolicy>,
     cache: Option<Arc<Cache>>,
     counters: Counters,
 }
@@ -359,8 +464,11 @@ struct Job {
     uri: Arc<str>,
     source: Source,
     action: Action,
-    /// The result file (copies, bare gzip) or extraction directory (archives).
+    /// The result file (copies, bare gzip) or extraction directory (archives), relative to the
+    /// sandbox (empty: the sandbox itself).
     dest: PathBuf,
+    /// The sandbox's path, for reports.
+    sandbox: PathBuf,
 }
 
 impl Job {
@@ -381,11 +489,9 @@ impl Job {
             Action::Copy { executable: false }
         };
         let dest = match action {
-            Action::Copy { .. } => sandbox.join(&rel),
-            Action::Extract(ArchiveKind::Gz) => {
-                sandbox.join(rel.with_file_name(&name[..name.len() - 3]))
-            }
-            Action::Extract(_) => sandbox.join(rel.parent().unwrap_or(Path::new(""))),
+            Action::Copy { .. } => rel,
+            Action::Extract(ArchiveKind::Gz) => rel.with_file_name(&name[..name.len() - 3]),
+            Action::Extract(_) => rel.parent().unwrap_or(Path::new("")).to_path_buf(),
         };
         Ok(Job {
             index,
@@ -394,6 +500,7 @@ impl Job {
             source,
             action,
             dest,
+            sandbox: sandbox.to_path_buf(),
         })
     }
 
@@ -401,7 +508,7 @@ impl Job {
         Fetched {
             index: self.index,
             uri: self.spec.value.clone(),
-            path: self.dest.clone(),
+            path: self.sandbox.join(&self.dest),
             digest,
             bytes,
             extracted: matches!(self.action, Action::Extract(_)),
@@ -412,7 +519,8 @@ impl Job {
 
 /// Everything a request's URIs share.
 struct Ctx<'a> {
-    sandbox: &'a Path,
+    /// The sandbox, opened once: every name in it is resolved beneath this handle.
+    sandbox: Arc<Dir>,
     user: Option<&'a str>,
     account: Option<&'a Account>,
     /// Set when running as root for a user: files are given away.
@@ -449,7 +557,7 @@ impl Report for JobReporter {
 /// Moves an extracted tree into place on a blocking thread: a large archive means many renames
 /// and (for a target user) many chowns, which must not stall the async runtime.
 async fn place_tree_blocking(ctx: &Ctx<'_>, job: &Job, tree: PathBuf) -> Result<()> {
-    let (sandbox, dest, owner) = (ctx.sandbox.to_path_buf(), job.dest.clone(), ctx.owner);
+    let (sandbox, dest, owner) = (ctx.sandbox.clone(), job.dest.clone(), ctx.owner);
     tokio::task::spawn_blocking(move || place_tree(&sandbox, &tree, &dest, owner))
         .await
         .map_err(|e| FetchError::Internal {
@@ -523,19 +631,22 @@ impl Fetcher {
         if uris.is_empty() {
             return finish(Ok(FetchReport { fetched: vec![] }));
         }
-        if !sandbox.is_dir() {
-            let p = sandbox.clone();
-            return finish(Err(fail_all(
-                &|| {
-                    FetchError::io(
-                        "sandbox is not a directory",
-                        &p,
-                        std::io::Error::from(std::io::ErrorKind::NotFound),
-                    )
-                },
-                &uris,
-            )));
-        }
+        let sandbox_dir = match Dir::open(&sandbox) {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                let (p, msg) = (sandbox.clone(), e.to_string());
+                return finish(Err(fail_all(
+                    &|| {
+                        FetchError::io(
+                            "sandbox is not a directory",
+                            &p,
+                            std::io::Error::new(e.kind(), msg.clone()),
+                        )
+                    },
+                    &uris,
+                )));
+            }
+        };
         let account = match &user {
             Some(u) => match Account::lookup(u) {
                 Ok(a) => Some(a),
@@ -570,7 +681,7 @@ impl Fetcher {
             _ => None,
         };
         let ctx = Ctx {
-            sandbox: &sandbox,
+            sandbox: sandbox_dir,
             user: user.as_deref(),
             account: account.as_ref(),
             owner,
@@ -660,6 +771,7 @@ impl Fetcher {
                     uri: first.uri.clone(),
                     source: first.source.clone(),
                     dest: PathBuf::new(),
+                    sandbox: first.sandbox.clone(),
                 };
                 let (t, staging, _) = self.download(ctx, &raw, None, &mut rep).await?;
                 Ok((t, staging))
@@ -670,10 +782,11 @@ impl Fetcher {
             Ok((t, staging)) => {
                 for job in &group {
                     let mut rep = self.reporter(ctx, job);
-                    let r = self
-                        .place_from_file(ctx, job, &staging.data(), false, &mut rep)
-                        .await
-                        .map(|()| job.fetched(t.digest.clone(), t.bytes, CacheUse::NotCached));
+                    let r = match staging.open_data() {
+                        Ok(src) => self.place_from_file(ctx, job, src, &mut rep).await,
+                        Err(e) => Err(e),
+                    }
+                    .map(|()| job.fetched(t.digest.clone(), t.bytes, CacheUse::NotCached));
                     out.push((job.index, job.uri.clone(), r));
                 }
             }
@@ -723,8 +836,13 @@ impl Fetcher {
         }
     }
 
-    /// A root fetcher must not hand a user a local file that user could not read.
+    /// A local source must be allowed, a regular file and within the size limit, even when the
+    /// cache would serve it (the entry may predate the policy); and a root fetcher must not
+    /// hand a user a local file that user could not read.
     fn check_access(&self, ctx: &Ctx<'_>, job: &Job) -> Result<()> {
+        if let Source::File(path) = &job.source {
+            self.check_local(&job.spec.value, path)?;
+        }
         if let (Source::File(path), Some(acct), Some(_)) = (&job.source, ctx.account, ctx.owner) {
             if !acct.can_read(path) {
                 return Err(FetchError::PermissionDenied {
@@ -762,7 +880,7 @@ impl Fetcher {
                     Counters::inc(&c.cache_hits);
                     rep.report(Phase::Cached, 0, None);
                     tracing::info!(uri = %job.uri, "cache hit");
-                    self.place_from_file(ctx, job, lease.path(), true, &mut rep)
+                    self.place_from_file(ctx, job, open_cached(&lease)?, &mut rep)
                         .await?;
                     let digest =
                         lease
@@ -815,8 +933,18 @@ impl Fetcher {
         loop {
             attempt += 1;
             let res: Result<_> = async {
-                let opened =
-                    transfer::open(&self.inner.client, &job.uri, &job.source, stall).await?;
+                let opened = transfer::open(
+                    &self.inner.client,
+                    &self.inner.local,
+                    &self.inner.network,
+                    &job.uri,
+                    &job.source,
+                    stall,
+                )
+                .await?;
+                if let Some(len) = opened.len.filter(|&l| l > cfg.max_size) {
+                    return Err(self.too_large(&job.spec.value, format!("it is {len} bytes, over")));
+                }
                 let mut cache_tmp = None;
                 if let Some(o) = owner.as_mut() {
                     match opened.len {
@@ -831,15 +959,15 @@ impl Fetcher {
                     }
                 }
                 let cached = cache_tmp.is_some();
-                let staging = Staging::new(ctx.sandbox)?;
+                let staging = Staging::new(&ctx.sandbox)?;
                 let target = match job.action {
                     Action::Copy { .. } | Action::Extract(ArchiveKind::Zip) if cached => {
                         Target::Discard
                     }
                     Action::Copy { .. } | Action::Extract(ArchiveKind::Zip) => {
-                        Target::File(staging.data())
+                        Target::File(staging.create_data()?)
                     }
-                    Action::Extract(ArchiveKind::Gz) => Target::Gunzip(staging.data()),
+                    Action::Extract(ArchiveKind::Gz) => Target::Gunzip(staging.create_data()?),
                     Action::Extract(ArchiveKind::Tar(c)) => Target::Tar(c, staging.tree()?),
                 };
                 let mut keep_alive = vec![staging.guard.clone()];
@@ -856,6 +984,8 @@ impl Fetcher {
                     expected: job.spec.checksum.as_ref(),
                     stall,
                     counter: &self.inner.counters.bytes_transferred,
+                    max_size: cfg.max_size,
+                    size_hint: cfg.size_hint(),
                 };
                 let t = transfer::run(pass, opened, sinks, rep).await?;
                 Ok((t, staging, cache_tmp))
@@ -864,13 +994,8 @@ impl Fetcher {
             match res {
                 Ok((t, staging, cache_tmp)) => {
                     let lease = match (owner, cache_tmp) {
-                        (Some(o), Some(tmp)) => {
-                            let lease = o.commit(tmp.path(), t.digest.to_string())?;
-                            if let Some(own) = ctx.owner {
-                                owner::chown(lease.path(), own)?;
-                            }
-                            Some(lease)
-                        }
+                        // The entry stays the agent's: sandboxes get copies, never a link to it.
+                        (Some(o), Some(tmp)) => Some(o.commit(tmp.path(), t.digest.to_string())?),
                         _ => None,
                     };
                     return Ok((t, staging, lease));
@@ -886,8 +1011,8 @@ impl Fetcher {
         }
     }
 
-    /// Places a verified download: staged results are moved in, cached copies are linked or
-    /// copied, zips are extracted from their file.
+    /// Places a verified download: staged results are moved in, cached entries are copied,
+    /// zips are extracted from their file.
     async fn finish_download(
         &self,
         ctx: &Ctx<'_>,
@@ -898,121 +1023,157 @@ impl Fetcher {
     ) -> Result<()> {
         match (job.action, lease) {
             (Action::Copy { .. }, Some(l)) | (Action::Extract(ArchiveKind::Zip), Some(l)) => {
-                self.place_from_file(ctx, job, l.path(), true, rep).await
+                self.place_from_file(ctx, job, open_cached(l)?, rep).await
             }
             (Action::Extract(ArchiveKind::Zip), None) => {
-                self.place_from_file(ctx, job, &staging.data(), false, rep)
+                self.place_from_file(ctx, job, staging.open_data()?, rep)
                     .await
             }
             (Action::Copy { executable }, None) => place_file(
-                ctx.sandbox,
-                &staging.data(),
+                &ctx.sandbox,
+                &staging.data_rel(),
                 &job.dest,
                 Some(if executable { 0o755 } else { 0o644 }),
                 ctx.owner,
             ),
             (Action::Extract(ArchiveKind::Gz), _) => place_file(
-                ctx.sandbox,
-                &staging.data(),
+                &ctx.sandbox,
+                &staging.data_rel(),
                 &job.dest,
                 Some(0o644),
                 ctx.owner,
             ),
             (Action::Extract(ArchiveKind::Tar(_)), _) => {
-                place_tree_blocking(ctx, job, staging.tree()?).await
+                place_tree_blocking(ctx, job, staging.tree_rel()).await
             }
         }
     }
 
-    /// Places a URI's result from a verified local file (a cache entry, or a shared download).
-    /// Plain files are hard-linked when `may_link` and the owner already matches, else copied.
+    /// Places a URI's result from a verified file (a cache entry, or a shared download) open
+    /// for reading. Plain files are copied, never hard-linked: a link would let the container
+    /// write the cache entry (or another sandbox's copy) through its own sandbox.
     async fn place_from_file(
         &self,
         ctx: &Ctx<'_>,
         job: &Job,
-        file: &Path,
-        may_link: bool,
+        src: std::fs::File,
         rep: &mut JobReporter,
     ) -> Result<()> {
-        let staging = Staging::new(ctx.sandbox)?;
+        let staging = Staging::new(&ctx.sandbox)?;
         let limits = self.inner.cfg.limits;
         let uri = job.spec.value.clone();
-        let src = file.to_path_buf();
+        let internal = |e: tokio::task::JoinError| FetchError::Internal {
+            uri: uri.clone(),
+            reason: e.to_string(),
+        };
         match job.action {
             Action::Copy { executable } => {
-                let data = staging.data();
-                let meta =
-                    std::fs::metadata(&src).map_err(|e| FetchError::io("cannot stat", &src, e))?;
-                let owner_ok = match ctx.owner {
-                    Some(o) => meta.uid() == o.uid && meta.gid() == o.gid,
-                    None => true,
-                };
-                let linked =
-                    may_link && !executable && owner_ok && std::fs::hard_link(&src, &data).is_ok();
-                if !linked {
-                    let (s, d) = (src.clone(), data.clone());
-                    tokio::task::spawn_blocking(move || std::fs::copy(&s, &d))
-                        .await
-                        .map_err(|e| FetchError::Internal {
-                            uri: uri.clone(),
-                            reason: e.to_string(),
-                        })?
-                        .map_err(|e| FetchError::io("cannot copy to", &data, e))?;
-                }
-                let (mode, owner) = if linked {
-                    (None, None)
-                } else {
-                    (Some(if executable { 0o755 } else { 0o644 }), ctx.owner)
-                };
-                place_file(ctx.sandbox, &data, &job.dest, mode, owner)
+                let mut dst = staging.create_data()?;
+                let mut src = src;
+                let data = ctx.sandbox.path().join(staging.data_rel());
+                tokio::task::spawn_blocking(move || std::io::copy(&mut src, &mut dst))
+                    .await
+                    .map_err(internal)?
+                    .map_err(|e| FetchError::io("cannot copy to", &data, e))?;
+                place_file(
+                    &ctx.sandbox,
+                    &staging.data_rel(),
+                    &job.dest,
+                    Some(if executable { 0o755 } else { 0o644 }),
+                    ctx.owner,
+                )
             }
             Action::Extract(kind) => {
                 rep.report(Phase::Extracting, 0, None);
-                let data = staging.data();
-                let tree = match kind {
-                    ArchiveKind::Gz => None,
-                    _ => Some(staging.tree()?),
+                let out = match kind {
+                    ArchiveKind::Gz => Err(staging.create_data()?),
+                    _ => Ok(staging.tree()?),
                 };
-                let t2 = tree.clone();
                 let guard = staging.guard.clone();
                 let res = tokio::task::spawn_blocking(move || {
                     let _keep = guard;
-                    match (kind, t2) {
-                        (ArchiveKind::Gz, _) => {
-                            let mut f = std::fs::File::open(&src).map_err(|e| e.to_string())?;
-                            extract::gunzip(&mut f, &data, limits)
+                    let mut src = src;
+                    match (kind, out) {
+                        (ArchiveKind::Gz, Err(mut dst)) => {
+                            extract::gunzip(&mut src, &mut dst, limits)
                         }
-                        (ArchiveKind::Zip, Some(t)) => {
-                            extract::extract_zip(&src, Extractor::new(t, limits))
+                        (ArchiveKind::Zip, Ok(t)) => {
+                            extract::extract_zip(src, Extractor::new(t, limits))
                         }
-                        (ArchiveKind::Tar(c), Some(t)) => {
-                            let f = std::fs::File::open(&src).map_err(|e| e.to_string())?;
-                            let mut r = std::io::BufReader::with_capacity(256 * 1024, f);
+                        (ArchiveKind::Tar(c), Ok(t)) => {
+                            let mut r = std::io::BufReader::with_capacity(256 * 1024, src);
                             extract::extract_tar(&mut r, c, Extractor::new(t, limits))
                         }
                         _ => Err("no extraction directory".to_string()),
                     }
                 })
                 .await
-                .map_err(|e| FetchError::Internal {
-                    uri: uri.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(internal)?;
                 res.map_err(|reason| FetchError::Extract {
                     uri: uri.clone(),
                     reason,
                 })?;
-                match tree {
-                    Some(t) => place_tree_blocking(ctx, job, t).await,
-                    None => place_file(
-                        ctx.sandbox,
-                        &staging.data(),
+                match kind {
+                    ArchiveKind::Gz => place_file(
+                        &ctx.sandbox,
+                        &staging.data_rel(),
                         &job.dest,
                         Some(0o644),
                         ctx.owner,
                     ),
+                    _ => place_tree_blocking(ctx, job, staging.tree_rel()).await,
                 }
             }
         }
     }
+
+    /// Checks what can be checked of a URI without fetching it: that it parses, that its
+    /// `output_file` stays in the sandbox, and for a local source that this fetcher may read it
+    /// (allowed, a regular file, within the size limit). For a caller that wants to refuse a
+    /// request before accepting it; [`Fetcher::fetch`] checks all of it again.
+    ///
+    /// # Errors
+    /// The [`FetchError`] the fetch would fail with.
+    pub fn check_uri(&self, spec: &UriSpec) -> Result<()> {
+        let source = Source::parse(&spec.value, self.inner.cfg.frameworks_home.as_deref())?;
+        output_path(spec, &source)?;
+        match &source {
+            Source::File(path) => self.check_local(&spec.value, path)?,
+            // Names are checked when they are resolved; a literal address can be checked now.
+            Source::Http(url) => {
+                if let Some(host) = url.host() {
+                    self.inner.network.check_literal(&host).map_err(|d| {
+                        FetchError::NetworkRefused {
+                            uri: spec.value.clone(),
+                            reason: d.to_string(),
+                        }
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn too_large(&self, uri: &str, what: String) -> FetchError {
+        FetchError::TooLarge {
+            uri: uri.to_string(),
+            what,
+            limit: self.inner.cfg.max_size,
+            hint: self.inner.cfg.size_hint(),
+        }
+    }
+
+    /// Whether the local source `path` may be read: allowed, a regular file, not too big.
+    fn check_local(&self, uri: &str, path: &Path) -> Result<()> {
+        let opened = self.inner.local.open(uri, path)?;
+        if opened.len > self.inner.cfg.max_size {
+            return Err(self.too_large(uri, format!("it is {} bytes, over", opened.len)));
+        }
+        Ok(())
+    }
+}
+
+/// Opens a cache entry for reading (the cache directory is the fetcher's own).
+fn open_cached(lease: &Lease) -> Result<std::fs::File> {
+    std::fs::File::open(lease.path()).map_err(|e| FetchError::io("cannot open", lease.path(), e))
 }

@@ -4,24 +4,30 @@
 //! puts every URI's result in the sandbox:
 //!
 //! * sources are `http://`, `https://` (rustls), `file://` and absolute paths (relative paths
-//!   with a configured frameworks home);
+//!   with a configured frameworks home); local sources only as [`LocalSources`] allows (none by
+//!   default), and only regular files, never through a link below an allowed directory;
+//! * every write into the sandbox goes through the sandbox opened once, following no link, so
+//!   a sandbox someone else writes cannot redirect it; each URI is bounded by a size limit;
 //! * the SHA-256 of the bytes is computed while they stream in and checked against the URI's
 //!   [`Checksum`] before anything becomes visible;
 //! * archives (`.tar`, `.tar.gz`/`.tgz`, `.tar.bz2`/`.tbz2`, `.tar.xz`/`.txz`, `.tar.zst`,
 //!   `.zip`, bare `.gz`) are extracted safely, tar formats while downloading;
 //! * with a cache directory, `cache: true` URIs are kept (LRU, size-limited, surviving
-//!   restarts) and later fetches are served by hard link or copy;
+//!   restarts) and later fetches are served by a copy (never a hard link a container could
+//!   write through);
 //! * stalls, deadlines and transient failures are handled with bounded retries;
 //! * dropping the future returned by [`Fetcher::fetch`] stops everything and removes partial
 //!   files.
 //!
 //! ```no_run
-//! use berth_fetcher::{Fetcher, FetchRequest, UriSpec};
+//! use berth_fetcher::{Fetcher, FetchRequest, LocalSources, UriSpec};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let fetcher = Fetcher::builder()
 //!     .cache_dir("/var/lib/berth/fetcher-cache")
 //!     .cache_size(2 << 30)
+//!     // Local sources are refused unless allowed: here, regular files beneath /opt/tools.
+//!     .local_sources(LocalSources::Within(vec!["/opt/tools".into()]))
 //!     .build()?;
 //! let report = fetcher
 //!     .fetch(
@@ -47,7 +53,9 @@ mod cleanup;
 mod error;
 mod extract;
 mod fetcher;
+mod local;
 mod metrics;
+mod net;
 mod owner;
 mod paths;
 mod place;
@@ -60,9 +68,11 @@ pub use error::{FetchError, Result};
 pub use extract::ExtractLimits;
 pub use fetcher::{
     CacheUse, FetchFailure, FetchReport, FetchRequest, Fetched, Fetcher, FetcherBuilder,
-    RetryPolicy, UriFailure, DEFAULT_CACHE_SIZE,
+    RetryPolicy, UriFailure, DEFAULT_CACHE_SIZE, DEFAULT_MAX_SIZE,
 };
+pub use local::LocalSources;
 pub use metrics::Metrics;
+pub use net::Cidr;
 pub use place::remove_leftover_staging;
 pub use progress::{Phase, ProgressEvent, ProgressFn};
 pub use uri::UriSpec;

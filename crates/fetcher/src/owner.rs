@@ -118,25 +118,6 @@ pub(crate) struct Owner {
     pub(crate) gid: u32,
 }
 
-/// Gives `path` (not following symlinks) to `owner`.
-pub(crate) fn chown(path: &Path, owner: Owner) -> Result<()> {
-    std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))
-        .map_err(|e| FetchError::io("cannot change owner of", path, e))
-}
-
-/// Gives a whole tree to `owner`.
-pub(crate) fn chown_tree(root: &Path, owner: Owner) -> Result<()> {
-    chown(root, owner)?;
-    let meta = fs::symlink_metadata(root).map_err(|e| FetchError::io("cannot stat", root, e))?;
-    if meta.is_dir() {
-        for entry in fs::read_dir(root).map_err(|e| FetchError::io("cannot list", root, e))? {
-            let entry = entry.map_err(|e| FetchError::io("cannot list", root, e))?;
-            chown_tree(&entry.path(), owner)?;
-        }
-    }
-    Ok(())
-}
-
 /// Whether this process may give files away (it runs as root).
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()

@@ -8,6 +8,8 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+
+use berth_safe_fs::Dir;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,8 @@ use crate::checksum::{Checksum, Hasher};
 use crate::cleanup::Cleanup;
 use crate::error::{FetchError, Result};
 use crate::extract::{self, Compression, ExtractLimits, Extractor};
+use crate::local::LocalPolicy;
+use crate::net::{self, NetPolicy};
 use crate::progress::Phase;
 use crate::uri::Source;
 
@@ -43,6 +47,12 @@ pub(crate) struct Opened {
 
 /// Turns a reqwest error into ours, deciding whether it is worth a retry.
 fn http_error(uri: &str, e: reqwest::Error) -> FetchError {
+    if let Some(d) = net::denied_in(&e) {
+        return FetchError::NetworkRefused {
+            uri: uri.to_string(),
+            reason: d.to_string(),
+        };
+    }
     let mut message = e.to_string();
     let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
@@ -62,15 +72,26 @@ fn http_error(uri: &str, e: reqwest::Error) -> FetchError {
 }
 
 /// Opens `source`: sends the request and waits for a 200 within the stall window, or opens the
-/// local file.
+/// local file if `local` allows it and it is a regular file.
 pub(crate) async fn open(
     client: &reqwest::Client,
+    local: &Arc<LocalPolicy>,
+    network: &NetPolicy,
     uri: &str,
     source: &Source,
     stall: StallPolicy,
 ) -> Result<Opened> {
     match source {
         Source::Http(url) => {
+            // The resolver checks names; a literal address never reaches it.
+            if let Some(host) = url.host() {
+                network
+                    .check_literal(&host)
+                    .map_err(|d| FetchError::NetworkRefused {
+                        uri: uri.to_string(),
+                        reason: d.to_string(),
+                    })?;
+            }
             let send = client.get(url.clone()).send();
             let resp = match tokio::time::timeout(stall.window, send).await {
                 Ok(r) => r.map_err(|e| http_error(uri, e))?,
@@ -96,19 +117,18 @@ pub(crate) async fn open(
             })
         }
         Source::File(path) => {
-            let err = |e| FetchError::Source {
-                uri: uri.to_string(),
-                path: path.clone(),
-                source: e,
-            };
-            let f = tokio::fs::File::open(path).await.map_err(err)?;
-            let meta = f.metadata().await.map_err(err)?;
-            if meta.is_dir() {
-                return Err(err(io::Error::other("it is a directory")));
-            }
+            // Resolving and checking is a few syscalls, but on a network file system any of
+            // them can wait: off the runtime's threads.
+            let (policy, u, p) = (local.clone(), uri.to_string(), path.clone());
+            let opened = tokio::task::spawn_blocking(move || policy.open(&u, &p))
+                .await
+                .map_err(|e| FetchError::Internal {
+                    uri: uri.to_string(),
+                    reason: format!("opening the local source failed: {e}"),
+                })??;
             Ok(Opened {
-                body: Body::File(f),
-                len: Some(meta.len()),
+                body: Body::File(tokio::fs::File::from_std(opened.file)),
+                len: Some(opened.len),
             })
         }
     }
@@ -138,12 +158,12 @@ impl Body {
 /// What the worker does with the bytes besides hashing.
 #[derive(Debug)]
 pub(crate) enum Target {
-    /// Write them unchanged to this file.
-    File(PathBuf),
-    /// Decompress a bare gzip stream into this file.
-    Gunzip(PathBuf),
-    /// Extract a tar stream into this (empty, existing) directory.
-    Tar(Compression, PathBuf),
+    /// Write them unchanged to this (new, empty) file.
+    File(File),
+    /// Decompress a bare gzip stream into this (new, empty) file.
+    Gunzip(File),
+    /// Extract a tar stream into this (empty) directory.
+    Tar(Compression, Dir),
     /// Nothing: the cache file is the only destination.
     Discard,
 }
@@ -234,17 +254,13 @@ fn run_worker(rx: mpsc::Receiver<Msg>, sinks: Sinks) -> std::result::Result<(), 
         },
         copy,
     };
-    let res = match &sinks.target {
-        Target::File(path) => (|| {
-            let mut f = File::create(path)
-                .map_err(|e| format!("cannot create '{}': {e}", path.display()))?;
-            io::copy(&mut reader, &mut f)
-                .map_err(|e| format!("cannot write '{}': {e}", path.display()))?;
-            Ok(())
-        })(),
-        Target::Gunzip(path) => extract::gunzip(&mut reader, path, sinks.limits),
+    let res = match sinks.target {
+        Target::File(mut f) => io::copy(&mut reader, &mut f)
+            .map(|_| ())
+            .map_err(|e| format!("cannot write the downloaded file: {e}")),
+        Target::Gunzip(mut f) => extract::gunzip(&mut reader, &mut f, sinks.limits),
         Target::Tar(c, dir) => {
-            extract::extract_tar(&mut reader, *c, Extractor::new(dir.clone(), sinks.limits))
+            extract::extract_tar(&mut reader, c, Extractor::new(dir, sinks.limits))
         }
         Target::Discard => io::copy(&mut reader, &mut io::sink())
             .map(|_| ())
@@ -267,6 +283,10 @@ pub(crate) struct Pass<'a> {
     pub(crate) stall: StallPolicy,
     /// Counts bytes received, for metrics.
     pub(crate) counter: &'a std::sync::atomic::AtomicU64,
+    /// The most bytes this source may have.
+    pub(crate) max_size: u64,
+    /// How to raise it, for the message.
+    pub(crate) size_hint: String,
 }
 
 /// Streams `opened` through the hasher into `sinks`. Fails with a checksum mismatch before the
@@ -283,6 +303,8 @@ pub(crate) async fn run(
         expected,
         stall,
         counter,
+        max_size,
+        size_hint,
     } = pass;
     let Opened { mut body, len } = opened;
     let (tx, rx) = mpsc::channel::<Msg>(16);
@@ -329,6 +351,15 @@ pub(crate) async fn run(
             continue;
         }
         let n = chunk.len() as u64;
+        if done + n > max_size {
+            // A source without end (or bigger than announced) stops here, not at a full disk.
+            break Err(FetchError::TooLarge {
+                uri: uri.to_string(),
+                what: format!("more than {max_size} bytes arrived, over"),
+                limit: max_size,
+                hint: size_hint,
+            });
+        }
         hasher.update(&chunk);
         done += n;
         window_bytes += n;

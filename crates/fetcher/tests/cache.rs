@@ -31,13 +31,13 @@ fn entry_files(cache: &Path) -> usize {
 }
 
 #[tokio::test]
-async fn miss_then_hits_download_once_and_link() {
+async fn miss_then_hits_download_once_and_copy() {
     let srv = Server::start().await;
     let body = noise(500_000, 1);
     let url = srv.route("/app.bin", Behavior::Ok(body.clone()));
     let cache = sandbox();
     let f = Fetcher::builder().cache_dir(cache.path()).build().unwrap();
-    let mut inodes = Vec::new();
+    let mut sandboxes = Vec::new();
     for i in 0..3 {
         let sb = sandbox();
         let r = fetch_one(&f, sb.path(), cached(&url)).await.unwrap();
@@ -52,16 +52,37 @@ async fn miss_then_hits_download_once_and_link() {
         assert_eq!(r.digest.to_string(), sha256(&body));
         assert_eq!(fs::read(sb.path().join("app.bin")).unwrap(), body);
         assert_eq!(listing(sb.path()), vec!["app.bin"]);
-        inodes.push(fs::metadata(sb.path().join("app.bin")).unwrap().ino());
+        sandboxes.push(sb);
     }
     assert_eq!(srv.hits("/app.bin"), 1);
-    assert_eq!(
-        inodes[1], inodes[2],
-        "cache hits are hard links to one entry"
-    );
+    // Each sandbox has its own copy: a container writing its file (it may: the sandbox is
+    // mounted read-write) changes neither the cache entry nor another sandbox's copy.
+    let entry = fs::read_dir(cache.path().join("entries"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let entry_ino = fs::metadata(&entry).unwrap().ino();
+    for sb in &sandboxes {
+        let m = fs::metadata(sb.path().join("app.bin")).unwrap();
+        assert_eq!(m.nlink(), 1, "a sandbox file is never a link to the cache");
+        assert_ne!(m.ino(), entry_ino);
+    }
+    fs::write(
+        sandboxes[1].path().join("app.bin"),
+        b"written by the container",
+    )
+    .unwrap();
+    assert_eq!(fs::read(&entry).unwrap(), body);
+    assert_eq!(fs::read(sandboxes[2].path().join("app.bin")).unwrap(), body);
+    let sb = sandbox();
+    let r = fetch_one(&f, sb.path(), cached(&url)).await.unwrap();
+    assert_eq!(r.cache, CacheUse::Hit);
+    assert_eq!(fs::read(sb.path().join("app.bin")).unwrap(), body);
     assert_eq!(entry_files(cache.path()), 1);
     let m = f.metrics();
-    assert_eq!((m.cache_misses, m.cache_hits), (1, 2));
+    assert_eq!((m.cache_misses, m.cache_hits), (1, 3));
     assert_eq!(m.cache_bytes_used, body.len() as u64);
     assert_eq!(m.cache_bytes_total, berth_fetcher::DEFAULT_CACHE_SIZE);
     assert_eq!(f.cache_entries(), 1);
@@ -452,7 +473,13 @@ async fn local_files_are_cached_too() {
     let src = sandbox();
     let p = write_file(src.path(), "local.bin", &noise(5000, 11));
     let cache = sandbox();
-    let f = Fetcher::builder().cache_dir(cache.path()).build().unwrap();
+    let f = Fetcher::builder()
+        .cache_dir(cache.path())
+        .local_sources(berth_fetcher::LocalSources::Within(vec![src
+            .path()
+            .to_path_buf()]))
+        .build()
+        .unwrap();
     let uri = format!("file://{}", p.display());
     assert_eq!(
         fetch_one(&f, sandbox().path(), cached(&uri))

@@ -213,3 +213,66 @@ async fn usage_errors_are_clear() {
     assert!(stderr.contains("invalid --info JSON"), "{stderr}");
     assert!(listing(sb.path()).is_empty());
 }
+
+#[test]
+fn local_sources_as_root_need_an_allowed_directory() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test checks berth-fetch's default when run as root"
+    );
+    let src = sandbox();
+    let p = write_file(src.path(), "app.txt", b"app");
+    let sb = sandbox();
+    let s = sb.path().display().to_string();
+    let out = berth_fetch(&["--sandbox", &s, &p.display().to_string()], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused") && err.contains("--allowed-fetch-path"),
+        "{err}"
+    );
+    assert!(listing(sb.path()).is_empty());
+
+    let allowed = src.path().display().to_string();
+    let out = berth_fetch(
+        &[
+            "--sandbox",
+            &s,
+            "--allowed-fetch-path",
+            &allowed,
+            &p.display().to_string(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(sb.path().join("app.txt")).unwrap(), b"app");
+
+    // Allowed or not, a device is never read and a size limit holds.
+    let big = write_file(src.path(), "big.bin", &[7u8; 4096]);
+    for (uri, want) in [
+        ("/dev/zero", "not beneath"),
+        (big.to_str().unwrap(), "raise it with --max-size"),
+    ] {
+        let sb = sandbox();
+        let out = berth_fetch(
+            &[
+                "--sandbox",
+                &sb.path().display().to_string(),
+                "--allowed-fetch-path",
+                &allowed,
+                "--max-size",
+                "1K",
+                uri,
+            ],
+            None,
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{uri}: {err}");
+        assert!(listing(sb.path()).is_empty());
+    }
+}

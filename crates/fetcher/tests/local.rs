@@ -7,11 +7,14 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use berth_fetcher::{ExtractLimits, FetchError, FetchRequest, Fetcher, UriSpec};
+use berth_fetcher::{ExtractLimits, FetchError, FetchRequest, Fetcher, LocalSources, UriSpec};
 use common::*;
 
 fn fetcher() -> Fetcher {
-    Fetcher::builder().build().unwrap()
+    Fetcher::builder()
+        .local_sources(LocalSources::Anywhere)
+        .build()
+        .unwrap()
 }
 
 async fn fetch_one(
@@ -81,6 +84,7 @@ async fn relative_path_needs_frameworks_home() {
     );
     let f = Fetcher::builder()
         .frameworks_home(home.path())
+        .local_sources(LocalSources::Within(vec![home.path().to_path_buf()]))
         .build()
         .unwrap();
     fetch_one(&f, sb.path(), UriSpec::new("sub/r.txt"))
@@ -471,6 +475,7 @@ async fn archive_bombs_hit_the_limits() {
     assert!(big.len() < 1 << 20);
     let p = write_file(src.path(), "bomb.tar.gz", &big);
     let f = Fetcher::builder()
+        .local_sources(LocalSources::Anywhere)
         .extract_limits(ExtractLimits {
             max_bytes: 8 << 20,
             max_entries: 100,

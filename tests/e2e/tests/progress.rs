@@ -58,7 +58,8 @@ async fn get_containers_shows_live_fetch_progress() {
     remove_test_containers(T).await;
     let server = slow_server(Duration::from_micros(62_500)).await;
     let uri = format!("http://{server}/blob.bin");
-    let agent = Agent::start(T, &[]).await;
+    // The test's HTTP server listens on loopback, which the agent refuses unless allowed.
+    let agent = Agent::start(T, &["--fetcher-allowed-network", "127.0.0.1/32"]).await;
     let body = agent.launch_body(
         "fetcher",
         json!({"value": "wc -c < $MESOS_SANDBOX/blob.bin", "uris": [{"value": uri, "extract": false}]}),
@@ -118,7 +119,8 @@ async fn berth_run_prints_plain_fetch_progress_lines_when_not_on_a_terminal() {
     remove_test_containers(T).await;
     let server = slow_server(Duration::from_micros(62_500)).await;
     let uri = format!("http://{server}/blob.bin");
-    let agent = Agent::start(T, &[]).await;
+    // The test's HTTP server listens on loopback, which the agent refuses unless allowed.
+    let agent = Agent::start(T, &["--fetcher-allowed-network", "127.0.0.1/32"]).await;
     let label = format!("{TEST_LABEL}={}", agent.test);
     let busybox = testbed().images.busybox.clone();
     let o = agent

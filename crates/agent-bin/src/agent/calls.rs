@@ -30,9 +30,10 @@ pub(super) fn cz_error(e: CzError) -> ApiError {
         e @ (CzError::BeingDestroyed { .. }
         | CzError::NotRunning { .. }
         | CzError::NotTerminated { .. }) => ApiError::conflict(e.to_string()),
-        e @ (CzError::LaunchFailed { .. } | CzError::Spec(_) | CzError::Id(_)) => {
-            ApiError::bad_request(e.to_string())
-        }
+        e @ (CzError::LaunchFailed { .. }
+        | CzError::UriRefused { .. }
+        | CzError::Spec(_)
+        | CzError::Id(_)) => ApiError::bad_request(e.to_string()),
         e @ CzError::ShuttingDown => ApiError::unavailable(e.to_string()),
         CzError::DestroyedDuringLaunch { message, .. } => {
             ApiError::bad_request(format!("Failed to launch container: {message}"))

@@ -230,6 +230,31 @@ pub fn default_work_dir() -> PathBuf {
     }
 }
 
+/// The directories of the local files among `--uri` values (absolute paths and `file://`).
+fn local_uri_dirs(uris: &[String]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = uris
+        .iter()
+        .filter_map(|u| {
+            let v = u
+                .rsplit_once("#sha256=")
+                .map_or(u.as_str(), |(v, _)| v)
+                .trim_start();
+            let path = match v.strip_prefix("file://") {
+                Some(rest) => rest.strip_prefix("localhost").unwrap_or(rest),
+                None if v.contains("://") => return None,
+                None => v,
+            };
+            let path = std::path::Path::new(path);
+            path.is_absolute()
+                .then(|| path.parent().map(std::path::Path::to_path_buf))
+                .flatten()
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
 /// An agent running inside this process for one `berth run`.
 struct Embedded {
     client: AgentClient,
@@ -259,6 +284,14 @@ async fn start_embedded(args: &RunArgs) -> Result<Embedded, Error> {
     let serve = ServeArgs {
         listen: Some("127.0.0.1:0".parse().expect("a valid address")),
         work_dir: Some(work_dir),
+        // The embedded agent fetches only what this command line names: the local files given
+        // with --uri, from their directories.
+        allowed_fetch_paths: local_uri_dirs(&args.uris),
+        // ... and any address it names, this host's included: the user's own services.
+        fetcher_allowed_networks: vec![
+            "0.0.0.0/0".parse().expect("a valid network"),
+            "::/0".parse().expect("a valid network"),
+        ],
         // Containers of this slot's agent that no checkpoint knows can only be leftovers of a
         // `berth run` that died; nobody else uses the slot.
         docker_orphan_grace: Some(Duration::ZERO),
@@ -461,6 +494,22 @@ async fn run_on(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_embedded_agent_allows_only_the_directories_of_local_uris() {
+        let dirs = local_uri_dirs(&[
+            "/opt/app/run.sh".into(),
+            "file:///srv/pkg/a.tgz#sha256=00".into(),
+            "file://localhost/srv/pkg/b.tgz".into(),
+            "http://host/x.tgz".into(),
+            "relative/y".into(),
+        ]);
+        assert_eq!(
+            dirs,
+            vec![PathBuf::from("/opt/app"), PathBuf::from("/srv/pkg")]
+        );
+    }
+
     use super::*;
     use clap::Parser;
 

@@ -90,6 +90,23 @@ impl Fetch for FetcherAdapter {
         })
     }
 
+    fn check(&self, uris: &[Uri]) -> Result<(), String> {
+        let mut refused = Vec::new();
+        for u in uris {
+            // Every fetcher error names the URI (or the local file it names) already.
+            let checked = uri_spec(u)
+                .and_then(|spec| self.fetcher.check_uri(&spec).map_err(|e| e.to_string()));
+            if let Err(e) = checked {
+                refused.push(e);
+            }
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(refused.join("; "))
+        }
+    }
+
     fn discard_partials(&self, sandbox: &std::path::Path) {
         // The fetcher owns the naming of its staging entries; it removes what a fetch killed
         // with its process left behind.
@@ -108,6 +125,35 @@ impl Fetch for FetcherAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_refuses_local_sources_naming_the_uri_and_lets_others_through() {
+        let fetcher = Arc::new(
+            berth_fetcher::Fetcher::builder()
+                .local_sources_hint("use --allowed-fetch-path DIR")
+                .build()
+                .unwrap(),
+        );
+        let a = FetcherAdapter::new(fetcher);
+        a.check(&[Uri::new("http://127.0.0.1:1/app.tgz")]).unwrap();
+        let e = a
+            .check(&[
+                Uri::new("http://127.0.0.1:1/app.tgz"),
+                Uri::new("/etc/shadow"),
+                Uri::new("file:///dev/zero"),
+            ])
+            .unwrap_err();
+        assert!(
+            e.contains("local source '/etc/shadow' is refused")
+                && e.contains("local source '/dev/zero' (URI 'file:///dev/zero') is refused")
+                && e.contains("--allowed-fetch-path"),
+            "{e}"
+        );
+        let mut escaping = Uri::new("http://127.0.0.1:1/app.tgz");
+        escaping.output_file = Some("../../etc/cron.d/x".into());
+        let e = a.check(&[escaping]).unwrap_err();
+        assert!(e.contains("'..'"), "{e}");
+    }
 
     #[test]
     fn discarding_partials_removes_only_the_fetchers_staging() {

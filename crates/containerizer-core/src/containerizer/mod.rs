@@ -166,6 +166,15 @@ impl Containerizer {
         {
             return Ok(Launched::NotSupported);
         }
+        // Refused before anything exists: a URI naming a host file the operator did not allow
+        // fails here with a 400, not after a container record and a sandbox were made.
+        self.inner
+            .fetcher
+            .check(&spec.command.uris)
+            .map_err(|cause| Error::UriRefused {
+                id: id.clone(),
+                cause,
+            })?;
         let c = {
             let mut map = self.inner.map();
             if self.inner.stopping.is_cancelled() {

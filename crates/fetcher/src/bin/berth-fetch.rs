@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_fetcher::{Checksum, FetchRequest, Fetcher, Phase, ProgressEvent, UriSpec};
+use berth_fetcher::{Checksum, FetchRequest, Fetcher, LocalSources, Phase, ProgressEvent, UriSpec};
 use clap::{ArgGroup, Parser};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -43,6 +43,15 @@ struct Args {
     /// User the files are for (when run as root they are given to this user).
     #[arg(long, value_name = "USER")]
     user: Option<String>,
+    /// Read local sources (paths, file:// URIs) only beneath this directory, following no
+    /// link below it (repeatable). Without it, local sources are read anywhere when
+    /// berth-fetch runs as an ordinary user (the kernel's permissions apply) and refused when
+    /// it runs as root.
+    #[arg(long = "allowed-fetch-path", value_name = "DIR")]
+    allowed_fetch_paths: Vec<PathBuf>,
+    /// The most bytes one URI may have, e.g. 4G (default 4G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_size: Option<u64>,
     /// JSON list of URIs with the fields value, executable, extract, cache, output_file,
     /// checksum; `-` reads it from stdin.
     #[arg(long, value_name = "FILE")]
@@ -223,6 +232,22 @@ fn main() -> ExitCode {
         }
     };
     let mut builder = Fetcher::builder();
+    builder = if !args.allowed_fetch_paths.is_empty() {
+        builder
+            .local_sources(LocalSources::Within(args.allowed_fetch_paths.clone()))
+            .local_sources_hint("allow another directory with --allowed-fetch-path DIR")
+    } else if rustix::process::geteuid().is_root() {
+        // Root reads every file: a URI list written by someone else must not choose which.
+        builder.local_sources_hint(
+            "berth-fetch runs as root, so local sources need --allowed-fetch-path DIR",
+        )
+    } else {
+        builder.local_sources(LocalSources::Anywhere)
+    };
+    builder = builder.max_size_hint("raise it with --max-size SIZE if it is expected");
+    if let Some(max) = args.max_size {
+        builder = builder.max_size(max);
+    }
     if let Some(dir) = &args.cache_dir {
         builder = builder.cache_dir(dir);
     }

@@ -44,6 +44,8 @@ pub enum Behavior {
         after: usize,
         times: usize,
     },
+    /// 302 to this location.
+    Redirect(String),
 }
 
 #[derive(Default)]
@@ -66,7 +68,12 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Server::start_on("127.0.0.1").await
+    }
+
+    /// A plain HTTP server on another loopback address (e.g. `127.0.0.2`).
+    pub async fn start_on(ip: &str) -> Server {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let st = state.clone();
@@ -189,6 +196,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, st: &State) {
         match behavior {
             None => sock.write_all(status(404).as_bytes()).await?,
             Some(Behavior::Status(c)) => sock.write_all(status(c).as_bytes()).await?,
+            Some(Behavior::Redirect(to)) => {
+                let head = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                sock.write_all(head.as_bytes()).await?
+            }
             Some(Behavior::Ok(body)) => {
                 sock.write_all(ok_head(Some(body.len())).as_bytes()).await?;
                 for c in body.chunks(64 * 1024) {
@@ -391,13 +404,20 @@ pub fn sandbox() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// Everything under `dir`, as sorted relative paths (hidden staging dirs included).
+/// Everything under `dir`, as sorted relative paths (hidden staging dirs included). A
+/// subdirectory removed while it is walked (a staging directory being cleaned up) is listed
+/// without its contents.
 pub fn listing(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => return,
+            Err(e) => panic!("cannot list {}: {e}", dir.display()),
+        };
+        for e in entries.flatten() {
             let p = e.path();
             out.push(p.strip_prefix(root).unwrap().display().to_string());
-            if e.file_type().unwrap().is_dir() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 walk(root, &p, out);
             }
         }
