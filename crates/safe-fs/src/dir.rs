@@ -325,13 +325,36 @@ fn entries_of(fd: impl AsFd) -> io::Result<Vec<Entry>> {
     Ok(out)
 }
 
-fn remove_all_at(parent: impl AsFd, name: &OsStr) -> io::Result<()> {
-    let dir = match rustix::fs::openat(
-        &parent,
+/// One directory on the way down of [`remove_all_at`].
+struct Level {
+    /// Its name in the level above (or in the starting parent).
+    name: OsString,
+    /// Its identity, to check the way back up (`..`) leads where the way down came from.
+    dev: u64,
+    ino: u64,
+    /// Subdirectories still to remove; `None` until it has been listed.
+    pending: Option<Vec<OsString>>,
+}
+
+fn open_subdir(dir: impl AsFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
         name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY
+            | OFlags::DIRECTORY
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC,
         Mode::empty(),
-    ) {
+    )
+}
+
+/// Removes `name` in `parent` and everything beneath it, following no link. Iterative, holding
+/// one directory fd at a time (plus `parent`): a container can nest directories a million deep,
+/// which would overflow a recursive walk's stack (killing the whole agent) or its fd limit. The
+/// way back up is `..`, checked against the device and inode noted on the way down.
+fn remove_all_at(parent: impl AsFd, name: &OsStr) -> io::Result<()> {
+    let mut cur = match open_subdir(&parent, name) {
         Ok(fd) => fd,
         // Not a directory (or a link to one): the name alone goes.
         Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
@@ -339,23 +362,88 @@ fn remove_all_at(parent: impl AsFd, name: &OsStr) -> io::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    for entry in entries_of(&dir)? {
-        let r = if entry.kind == Kind::Dir {
-            remove_all_at(&dir, &entry.name)
-        } else {
-            rustix::fs::unlinkat(&dir, &entry.name, AtFlags::empty()).map_err(Into::into)
-        };
-        match r {
-            // Gone meanwhile: what was wanted.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            // A directory with a file's d_type? Try the other way once.
-            Err(e) if Errno::from_io_error(&e) == Some(Errno::ISDIR) => {
-                remove_all_at(&dir, &entry.name)?
+    let st = rustix::fs::fstat(&cur)?;
+    let mut stack = vec![Level {
+        name: name.to_owned(),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        pending: None,
+    }];
+    loop {
+        let level = stack.last_mut().expect("never empty here");
+        let pending = match &mut level.pending {
+            Some(p) => p,
+            None => {
+                let mut subdirs = Vec::new();
+                for entry in entries_of(&cur)? {
+                    if entry.kind == Kind::Dir {
+                        subdirs.push(entry.name);
+                        continue;
+                    }
+                    match rustix::fs::unlinkat(&cur, &entry.name, AtFlags::empty()) {
+                        // Gone meanwhile: what was wanted.
+                        Ok(()) | Err(Errno::NOENT) => {}
+                        // A directory with a file's d_type: walk it.
+                        Err(Errno::ISDIR) => subdirs.push(entry.name),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                level.pending.insert(subdirs)
             }
-            other => other?,
+        };
+        if let Some(sub) = pending.pop() {
+            match open_subdir(&cur, &sub) {
+                Ok(fd) => {
+                    let st = rustix::fs::fstat(&fd)?;
+                    stack.push(Level {
+                        name: sub,
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                        pending: None,
+                    });
+                    cur = fd;
+                }
+                Err(Errno::NOENT) => {}
+                // Swapped for something else since it was listed: the name alone goes.
+                Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
+                    match rustix::fs::unlinkat(&cur, &sub, AtFlags::empty()) {
+                        Ok(()) | Err(Errno::NOENT) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        }
+        // Everything beneath `cur` is gone: go up and remove it.
+        let done = stack.pop().expect("never empty here");
+        let Some(up_level) = stack.last_mut() else {
+            drop(cur);
+            return rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR).map_err(Into::into);
+        };
+        let up = open_subdir(&cur, OsStr::new(".."))?;
+        let st = rustix::fs::fstat(&up)?;
+        if st.st_dev != up_level.dev || st.st_ino != up_level.ino {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!(
+                    "'{}' was moved while it was being removed; left where it is now",
+                    display(&done.name)
+                ),
+            ));
+        }
+        cur = up;
+        match rustix::fs::unlinkat(&cur, &done.name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            // Something was added meanwhile: walk it again.
+            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => {
+                if let Some(p) = up_level.pending.as_mut() {
+                    p.push(done.name);
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR).map_err(Into::into)
 }
 
 /// `O_DIRECTORY | O_NOFOLLOW` on a link fails with `ENOTDIR`; say `ELOOP` when it is a link.

@@ -291,3 +291,53 @@ fn a_name_swapped_between_check_and_use_never_reaches_the_host() {
         "opened {opened}, refused {refused}: the race did not happen"
     );
 }
+
+/// A container nests directories far deeper than any stack or fd limit allows a recursive walk
+/// (each level of one holds a frame and a descriptor): removal must still take it all, on a
+/// thread with a small stack, without running out of descriptors, and leave the host alone.
+#[test]
+fn remove_all_takes_a_tree_nested_deeper_than_a_stack_or_fd_limit() {
+    use rustix::fs::{Mode, OFlags};
+    let s = setup();
+    const DEPTH: usize = 30_000;
+    let mut cur = rustix::fs::open(
+        &s.sandbox_path,
+        OFlags::RDONLY | OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
+    rustix::fs::mkdirat(&cur, "deep", Mode::from_raw_mode(0o755)).unwrap();
+    cur = rustix::fs::openat(&cur, "deep", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+        .unwrap();
+    for i in 0..DEPTH {
+        rustix::fs::mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
+        if i % 1000 == 0 {
+            fs::write(format!("/proc/self/fd/{}/f", std::os::fd::AsRawFd::as_raw_fd(&cur)), b"x")
+                .unwrap();
+            symlink(&s.host, format!("/proc/self/fd/{}/l", std::os::fd::AsRawFd::as_raw_fd(&cur)))
+                .unwrap();
+        }
+        cur = rustix::fs::openat(&cur, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .unwrap();
+    }
+    drop(cur);
+    let fds_before = fs::read_dir("/proc/self/fd").unwrap().count();
+    let sandbox = Arc::new(s.sandbox);
+    let d = sandbox.clone();
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let r = d.remove_all("deep");
+            let fds = fs::read_dir("/proc/self/fd").unwrap().count();
+            let _ = tx.send((r.map_err(|e| e.to_string()), fds));
+        })
+        .unwrap();
+    let (r, fds_during) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("remove_all did not finish (or its thread died)");
+    r.unwrap();
+    assert!(fds_during <= fds_before + 2, "{fds_before} -> {fds_during}");
+    assert!(!s.sandbox_path.join("deep").exists());
+    assert_eq!(fs::read(s.host.join("secret")).unwrap(), b"host bytes");
+}
