@@ -264,7 +264,7 @@ impl Writer {
     /// `durable` is set, else lazily. Failures are reported, counted and retried at the next
     /// checkpoint; they never stop the logging.
     fn checkpoint(&mut self, phase: Phase, durable: bool) -> bool {
-        let prepared = self.prepare_checkpoint(phase, durable);
+        let prepared = self.prepare_checkpoint(phase, durable, true);
         let stored = self
             .checkpoints
             .store(&prepared.checkpoint, prepared.durability);
@@ -273,9 +273,17 @@ impl Writer {
 
     /// Everything of [`checkpoint`](Self::checkpoint) before the record is stored: recreating
     /// deleted files, syncing them when due, and the record itself.
-    fn prepare_checkpoint(&mut self, phase: Phase, durable: bool) -> PreparedCheckpoint {
+    ///
+    /// `recreate` false skips recreating (on the async runtime, which must not wait on the
+    /// disk: a file removed since [`finish_blocks`](Self::finish_blocks) looked stays gone).
+    fn prepare_checkpoint(
+        &mut self,
+        phase: Phase,
+        durable: bool,
+        recreate: bool,
+    ) -> PreparedCheckpoint {
         let mut files_ok = true;
-        for f in &mut self.files {
+        for f in self.files.iter_mut().filter(|_| recreate) {
             match f.reopen_if_removed() {
                 Ok(false) => {}
                 Ok(true) => {
@@ -312,6 +320,7 @@ impl Writer {
         }
         for f in &mut self.files {
             self.metrics.add_file_syncs(f.take_syncs());
+            self.metrics.add_names_replaced(f.take_replaced());
         }
         let durability = if sync_files || durable {
             Durability::Durable
@@ -415,16 +424,22 @@ impl Writer {
     }
 
     /// Whether [`finish`](Self::finish) would sync a log file (bytes written and not synced yet,
-    /// by this run or, for rotated files, an earlier one): then it belongs on a blocking
-    /// thread. Otherwise [`finish_async`](Self::finish_async) does the same without one.
-    pub fn finish_syncs_files(&self) -> bool {
-        self.files.iter().any(StreamFile::needs_sync)
+    /// by this run or, for rotated files, an earlier one) or make one anew (the container
+    /// removed or replaced it: taking the name back may mean removing a whole directory tree the
+    /// container put there): then it belongs on a blocking thread. Otherwise
+    /// [`finish_async`](Self::finish_async) does the same without one. Costs an `fstat` of each
+    /// file the writer holds open.
+    pub fn finish_blocks(&self) -> bool {
+        self.files
+            .iter()
+            .any(|f| f.needs_sync() || f.is_removed().unwrap_or(true))
     }
 
-    /// [`finish`](Self::finish) for a log whose files need no sync: what is left is a couple
-    /// of `fstat`s and the durable final checkpoint, whose fsync is awaited, not blocked on.
+    /// [`finish`](Self::finish) for a log whose files need no sync and none made anew (see
+    /// [`finish_blocks`](Self::finish_blocks)): what is left is a couple of `fstat`s and the
+    /// durable final checkpoint, whose fsync is awaited, not blocked on.
     pub async fn finish_async(&mut self) -> LogReport {
-        let prepared = self.prepare_checkpoint(Phase::Finished, true);
+        let prepared = self.prepare_checkpoint(Phase::Finished, true, false);
         let stored = self
             .checkpoints
             .store_async(&prepared.checkpoint, prepared.durability)
