@@ -12,7 +12,7 @@ use rustix::io::Errno;
 
 use crate::error::Refused;
 use crate::open::OpenOptions;
-use crate::resolve::{display, open_beneath, parent_and_name};
+use crate::resolve::{display, open_beneath, open_beneath_following, parent_and_name};
 
 /// What a name in a directory is, read without following it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +147,9 @@ impl Dir {
     /// anything but a regular file is refused before it is opened for real ([`Refused`]).
     pub fn open_file(&self, rel: impl AsRef<Path>, opts: OpenOptions) -> io::Result<File> {
         let rel = rel.as_ref();
+        if opts.follow_beneath {
+            return self.open_file_following(rel, opts);
+        }
         let (parent, name) = parent_and_name(&self.fd, rel)?;
         let create = Mode::from_raw_mode(opts.mode);
         if opts.create_new {
@@ -192,6 +195,53 @@ impl Dir {
                 rel.display()
             ),
         ))
+    }
+
+    /// [`open_file`](Self::open_file) with [`OpenOptions::follow_links_beneath`].
+    fn open_file_following(&self, rel: &Path, opts: OpenOptions) -> io::Result<File> {
+        if opts.create || opts.create_new {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "follow_links_beneath opens existing files only; it cannot create one",
+            ));
+        }
+        let path_fd = open_beneath_following(&self.fd, rel, OFlags::PATH)?;
+        let st = rustix::fs::fstat(&path_fd)?;
+        check_regular(&st, rel.as_os_str(), opts.single_link)?;
+        let mut flags = opts.access();
+        if opts.truncate {
+            flags |= OFlags::TRUNC;
+        }
+        match reopen_proc(&path_fd, flags) {
+            Ok(fd) => Ok(File::from(fd)),
+            // No /proc: without it the checked inode cannot be reopened safely through a
+            // path with links; follow none.
+            Err(Errno::NOENT) => self.open_file(rel, opts.follow_links_beneath(false)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The directory `rel` beneath this one, following symbolic links that stay beneath it (see
+    /// [`OpenOptions::follow_links_beneath`]); a link leading out gives `EXDEV`.
+    pub fn open_dir_following_beneath(&self, rel: impl AsRef<Path>) -> io::Result<Dir> {
+        let rel = rel.as_ref();
+        let fd = open_beneath_following(
+            &self.fd,
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK,
+        )?;
+        Ok(Dir {
+            fd,
+            path: self.path.join(rel),
+        })
+    }
+
+    /// What `rel` is, following symbolic links that stay beneath this directory (see
+    /// [`OpenOptions::follow_links_beneath`]); nothing is opened but as `O_PATH`, so a FIFO or
+    /// device is described, never opened.
+    pub fn metadata_following_beneath(&self, rel: impl AsRef<Path>) -> io::Result<Stat> {
+        let fd = open_beneath_following(&self.fd, rel.as_ref(), OFlags::PATH)?;
+        rustix::fs::fstat(&fd).map_err(Into::into)
     }
 
     /// What `rel` is, without following it (`lstat`).
@@ -281,13 +331,7 @@ fn reopen(
     st: &Stat,
     flags: OFlags,
 ) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    let proc_path = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
-    match rustix::fs::open(
-        proc_path.as_str(),
-        flags | OFlags::CLOEXEC | OFlags::NOCTTY,
-        Mode::empty(),
-    ) {
+    match reopen_proc(path_fd, flags) {
         Ok(fd) => Ok(fd),
         Err(Errno::NOENT) => {
             let fd = openat_name(parent, name, flags, Mode::empty())?;
@@ -302,6 +346,17 @@ fn reopen(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Opens for real, through `/proc/self/fd`, the inode `path_fd` (an `O_PATH` fd) holds.
+fn reopen_proc(path_fd: &OwnedFd, flags: OFlags) -> Result<OwnedFd, Errno> {
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
+    rustix::fs::open(
+        proc_path.as_str(),
+        flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
 }
 
 fn entries_of(fd: impl AsFd) -> io::Result<Vec<Entry>> {

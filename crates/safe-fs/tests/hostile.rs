@@ -341,3 +341,57 @@ fn remove_all_takes_a_tree_nested_deeper_than_a_stack_or_fd_limit() {
     assert!(!s.sandbox_path.join("deep").exists());
     assert_eq!(fs::read(s.host.join("secret")).unwrap(), b"host bytes");
 }
+
+/// A files API may follow the links a container makes inside its own directory, never one that
+/// leads out, and still opens nothing but regular files.
+#[test]
+fn following_links_beneath_stays_beneath_and_opens_only_regular_files() {
+    let s = setup();
+    let read = OpenOptions::new().read(true).follow_links_beneath(true);
+    fs::create_dir(s.sandbox_path.join("sub")).unwrap();
+    fs::write(s.sandbox_path.join("sub/data"), b"inside").unwrap();
+    symlink("sub/data", s.sandbox_path.join("fine")).unwrap();
+    symlink("sub", s.sandbox_path.join("subdir")).unwrap();
+    symlink(s.host.join("secret"), s.sandbox_path.join("abs")).unwrap();
+    symlink("../host/secret", s.sandbox_path.join("rel")).unwrap();
+    symlink(&s.host, s.sandbox_path.join("hostdir")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        s.sandbox_path.join("sub/fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    symlink("sub/fifo", s.sandbox_path.join("to-fifo")).unwrap();
+    let mut text = String::new();
+    s.sandbox
+        .open_file("fine", read)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "inside");
+    assert!(s.sandbox.open_file("subdir/data", read).is_ok());
+    let listed = s.sandbox.open_dir_following_beneath("subdir").unwrap();
+    assert_eq!(listed.entries().unwrap().len(), 2);
+    for out in ["abs", "rel", "hostdir/secret"] {
+        let e = s.sandbox.open_file(out, read).unwrap_err();
+        assert!(is_refused(&e), "{out}: {e}");
+        assert!(is_refused(
+            &s.sandbox.metadata_following_beneath(out).unwrap_err()
+        ));
+    }
+    assert!(is_refused(
+        &s.sandbox.open_dir_following_beneath("hostdir").unwrap_err()
+    ));
+    let sandbox = Arc::new(s.sandbox);
+    let d = sandbox.clone();
+    let e = within_5s(move || d.open_file("to-fifo", read).unwrap_err());
+    assert!(e.to_string().contains("FIFO"), "{e}");
+    let d = sandbox.clone();
+    let st = within_5s(move || d.metadata_following_beneath("to-fifo").unwrap());
+    assert_eq!(Kind::from_mode(st.st_mode), Kind::Fifo);
+    let e = sandbox.open_file("new", read.create(true)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(fs::read(s.host.join("secret")).unwrap(), b"host bytes");
+}
