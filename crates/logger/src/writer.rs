@@ -76,6 +76,9 @@ pub(crate) struct Writer {
     health: Health,
     tuning: Tuning,
     metrics: Arc<LoggerMetrics>,
+    /// When the files were last checked for removal or replacement (see
+    /// [`Writer::check_files`]).
+    last_file_check: Instant,
 }
 
 impl Writer {
@@ -103,6 +106,7 @@ impl Writer {
             health: Health::Healthy,
             tuning,
             metrics,
+            last_file_check: Instant::now(),
         }
     }
 
@@ -117,6 +121,12 @@ impl Writer {
     /// Writes a whole batch (retrying or dropping per the fault policy), then checkpoints if one
     /// is due or `force_checkpoint` is set.
     pub fn write_batch(&mut self, batch: &Batch, force_checkpoint: bool) {
+        // Output after a quiet spell must not go to a file the container removed meanwhile
+        // (it would be lost with it): look once per checkpoint interval, before writing. The
+        // stream's tick submits an empty batch when it is quiet, so this also runs then.
+        if self.last_file_check.elapsed() >= self.tuning.checkpoint_interval {
+            self.check_files();
+        }
         let mut offset = 0;
         for seg in &batch.segments {
             self.write_segment(
@@ -283,24 +293,8 @@ impl Writer {
         recreate: bool,
     ) -> PreparedCheckpoint {
         let mut files_ok = true;
-        for f in self.files.iter_mut().filter(|_| recreate) {
-            match f.reopen_if_removed() {
-                Ok(false) => {}
-                Ok(true) => {
-                    self.metrics.file_recreated();
-                    tracing::warn!(
-                        container_id = %self.container_id, path = %f.path().display(),
-                        "container log file was deleted while in use; created it anew"
-                    );
-                }
-                Err(error) => {
-                    self.metrics.write_error();
-                    tracing::warn!(
-                        container_id = %self.container_id, path = %f.path().display(), %error,
-                        "cannot check or recreate container log file"
-                    );
-                }
-            }
+        if recreate {
+            self.check_files();
         }
         let sync_files = self.tuning.durable_checkpoints || phase == Phase::Finished;
         if sync_files {
@@ -334,6 +328,31 @@ impl Writer {
             durability,
             files_ok,
             since_last,
+        }
+    }
+
+    /// Recreates a current file the container removed (or replaced: the new name is never
+    /// written through, see [`crate::file`]). An `fstat` of each file when nothing happened.
+    fn check_files(&mut self) {
+        self.last_file_check = Instant::now();
+        for f in &mut self.files {
+            match f.reopen_if_removed() {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.metrics.file_recreated();
+                    tracing::warn!(
+                        container_id = %self.container_id, path = %f.path().display(),
+                        "container log file was deleted while in use; created it anew"
+                    );
+                }
+                Err(error) => {
+                    self.metrics.write_error();
+                    tracing::warn!(
+                        container_id = %self.container_id, path = %f.path().display(), %error,
+                        "cannot check or recreate container log file"
+                    );
+                }
+            }
         }
     }
 
