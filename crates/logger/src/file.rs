@@ -248,7 +248,7 @@ impl StreamFile {
             rename_over(&self.dir, &name(0), &name(1))?;
         }
         let opened = self.open_current()?;
-        let old = std::mem::replace(&mut self.file, Some(opened.0));
+        let old = self.file.replace(opened.0);
         // Take inode and length from the file just opened.
         let (inode, len) = (opened.1, opened.2);
         let old_dirty = self.dirty;
@@ -509,8 +509,7 @@ mod tests {
     fn never_rotating_file_appends() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("stdout"), b"old\n").unwrap();
-        let mut f =
-            open(dir.path(), OutputStream::Stdout, Rotation::Never);
+        let mut f = open(dir.path(), OutputStream::Stdout, Rotation::Never);
         assert_eq!(f.len(), 4);
         assert_eq!(write_all(&mut f, b"new"), 0);
         assert_eq!(read(dir.path(), "stdout"), b"old\nnew");
@@ -567,8 +566,7 @@ mod tests {
     #[test]
     fn only_files_with_unsynced_bytes_are_synced() {
         let dir = tempfile::tempdir().unwrap();
-        let mut f =
-            open(dir.path(), OutputStream::Stdout, Rotation::Never);
+        let mut f = open(dir.path(), OutputStream::Stdout, Rotation::Never);
         f.sync_all().unwrap();
         assert_eq!(f.take_syncs(), 0, "a new, empty file");
         write_all(&mut f, b"x");
@@ -576,8 +574,7 @@ mod tests {
         f.sync_all().unwrap();
         assert_eq!(f.take_syncs(), 1, "synced once, then clean");
         // A file with bytes when opened may hold unsynced ones (written before a restart).
-        let mut g =
-            open(dir.path(), OutputStream::Stdout, Rotation::Never);
+        let mut g = open(dir.path(), OutputStream::Stdout, Rotation::Never);
         g.sync_all().unwrap();
         assert_eq!(g.take_syncs(), 1);
 
@@ -620,8 +617,7 @@ mod tests {
     #[test]
     fn a_removed_file_is_recreated() {
         let dir = tempfile::tempdir().unwrap();
-        let mut f =
-            open(dir.path(), OutputStream::Stdout, Rotation::Never);
+        let mut f = open(dir.path(), OutputStream::Stdout, Rotation::Never);
         write_all(&mut f, b"lost");
         assert!(!f.reopen_if_removed().unwrap());
         fs::remove_file(dir.path().join("stdout")).unwrap();

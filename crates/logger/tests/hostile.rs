@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use berth_logger::{
     ContainerLog, ContainerLogSpec, ContainerLogger, LoggerConfig, OutputChunk, OutputStream,
-    Rotation, RotatingLogger, SandboxLogger, StreamRotations,
+    RotatingLogger, Rotation, SandboxLogger, StreamRotations,
 };
 use futures_util::stream;
 use rustix::fs::{FileType, Mode};
@@ -295,7 +295,9 @@ async fn rotated_names_taken_before_a_rotation_are_moved_or_removed_never_follow
             guards.push(plant(&bed, &format!("stdout.{i}"), kind));
         }
         // 5 files' worth: every rotated name is shifted and the oldest removed, twice over.
-        let items = (0..5).map(|i| chunk(OutputStream::Stdout, &format!("line {i}\n"))).collect();
+        let items = (0..5)
+            .map(|i| chunk(OutputStream::Stdout, &format!("line {i}\n")))
+            .collect();
         write(&mut log, items).await;
         let report = bounded("finish", log.finish()).await.unwrap();
         assert!(report.complete, "{kind:?}: {report:?}");
@@ -303,7 +305,11 @@ async fn rotated_names_taken_before_a_rotation_are_moved_or_removed_never_follow
         bed.assert_host_untouched();
         assert_eq!(bed.regular("stdout"), b"line 4\n", "{kind:?}");
         for (i, want) in [(1, "line 3\n"), (2, "line 2\n"), (3, "line 1\n")] {
-            assert_eq!(bed.regular(&format!("stdout.{i}")), want.as_bytes(), "{kind:?}");
+            assert_eq!(
+                bed.regular(&format!("stdout.{i}")),
+                want.as_bytes(),
+                "{kind:?}"
+            );
         }
     }
 }

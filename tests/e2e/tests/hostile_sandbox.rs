@@ -169,8 +169,7 @@ async fn links_to_host_files_in_place_of_stdout_and_stderr_are_never_written_thr
     for logger in ["sandbox", "logrotate"] {
         let t = format!("e2e-hostile-links-{logger}");
         remove_test_containers(&t).await;
-        let mut agent =
-            Agent::start(&t, &["--container-logger", logger]).await;
+        let mut agent = Agent::start(&t, &["--container-logger", logger]).await;
         let host = HostOracle::new(&agent);
         assert_eq!(agent.launch_shell("ticker", TICKER).await.status, 200);
         let probe = HealthProbe::start(&agent);
@@ -197,10 +196,18 @@ async fn links_to_host_files_in_place_of_stdout_and_stderr_are_never_written_thr
         let sb = sandbox(&agent, "attacker");
         for name in ["stdout", "stderr"] {
             let p = sb.join(name);
-            eventually(Duration::from_secs(5), "the container to re-plant its link", || {
-                let p = p.clone();
-                async move { std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_symlink()).then_some(()) }
-            })
+            eventually(
+                Duration::from_secs(5),
+                "the container to re-plant its link",
+                || {
+                    let p = p.clone();
+                    async move {
+                        std::fs::symlink_metadata(&p)
+                            .is_ok_and(|m| m.is_symlink())
+                            .then_some(())
+                    }
+                },
+            )
             .await;
         }
         agent.restart().await;
@@ -218,10 +225,18 @@ async fn links_to_host_files_in_place_of_stdout_and_stderr_are_never_written_thr
         agent.wait("attacker").await;
         host.assert_untouched(&agent, "after the container ended");
         for (name, prefix) in [("stdout", "out "), ("stderr", "err ")] {
-            assert!(is_regular_with_one_link(&sb.join(name)), "{name}\n{}", agent.logs());
+            assert!(
+                is_regular_with_one_link(&sb.join(name)),
+                "{name}\n{}",
+                agent.logs()
+            );
             let text = std::fs::read_to_string(sb.join(name)).unwrap();
             let lines = text.lines().filter(|l| l.starts_with(prefix)).count();
-            assert!(lines >= 10, "{name} holds {lines} lines: {text:?}\n{}", agent.logs());
+            assert!(
+                lines >= 10,
+                "{name} holds {lines} lines: {text:?}\n{}",
+                agent.logs()
+            );
         }
         assert!(
             agent.logs().contains("the container replaced its log file"),
@@ -261,7 +276,9 @@ async fn a_fifo_in_place_of_stdout_never_blocks_the_agent() {
     let w = agent.wait("fifo").await;
     assert_eq!(w["state"], "TASK_FINISHED", "{w}\n{}", agent.logs());
     assert_ticker_flows(&agent, "after the FIFO container ended").await;
-    probe.finish(&agent, "while a container swapped its stdout for a FIFO").await;
+    probe
+        .finish(&agent, "while a container swapped its stdout for a FIFO")
+        .await;
 
     // A running container keeps FIFOs at stdout and stdout.1 (and writes enough to rotate);
     // the agent is killed and restarted with them in place, then stopped with SIGTERM.
@@ -275,14 +292,18 @@ async fn a_fifo_in_place_of_stdout_never_blocks_the_agent() {
     agent.sigkill().await;
     for name in ["stdout", "stdout.1"] {
         let p = sb.join(name);
-        eventually(Duration::from_secs(5), "the container to re-plant its FIFO", || {
-            let p = p.clone();
-            async move {
-                std::fs::symlink_metadata(&p)
-                    .is_ok_and(|m| m.file_type().is_fifo())
-                    .then_some(())
-            }
-        })
+        eventually(
+            Duration::from_secs(5),
+            "the container to re-plant its FIFO",
+            || {
+                let p = p.clone();
+                async move {
+                    std::fs::symlink_metadata(&p)
+                        .is_ok_and(|m| m.file_type().is_fifo())
+                        .then_some(())
+                }
+            },
+        )
         .await;
     }
     let started = Instant::now();
@@ -295,7 +316,9 @@ async fn a_fifo_in_place_of_stdout_never_blocks_the_agent() {
     let probe = HealthProbe::start(&agent);
     assert_ticker_flows(&agent, "after a restart with FIFOs in place").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    probe.finish(&agent, "after a restart with FIFOs in place").await;
+    probe
+        .finish(&agent, "after a restart with FIFOs in place")
+        .await;
     let t = Instant::now();
     agent.sigterm().await;
     assert!(
@@ -322,11 +345,7 @@ async fn a_fifo_in_place_of_stdout_never_blocks_the_agent() {
 async fn devices_hard_links_and_directories_in_place_of_log_files_are_replaced() {
     const T: &str = "e2e-hostile-kinds";
     remove_test_containers(T).await;
-    let agent = Agent::start(
-        T,
-        &["--container-logger", "logrotate"],
-    )
-    .await;
+    let agent = Agent::start(T, &["--container-logger", "logrotate"]).await;
     let host = HostOracle::new(&agent);
     let probe = HealthProbe::start(&agent);
     let attack = format!(
@@ -340,7 +359,9 @@ async fn devices_hard_links_and_directories_in_place_of_log_files_are_replaced()
     assert_eq!(agent.launch_shell("kinds", &attack).await.status, 200);
     let w = agent.wait("kinds").await;
     assert_eq!(w["state"], "TASK_FINISHED", "{w}\n{}", agent.logs());
-    probe.finish(&agent, "while a container planted devices and links").await;
+    probe
+        .finish(&agent, "while a container planted devices and links")
+        .await;
     host.assert_untouched(&agent, "after devices, hard links and directories");
     let sb = sandbox(&agent, "kinds");
     assert_eq!(
@@ -361,7 +382,10 @@ async fn devices_hard_links_and_directories_in_place_of_log_files_are_replaced()
     let err = std::fs::read_to_string(sb.join("stderr")).unwrap();
     assert!(err.contains("second"), "stderr: {err:?}\n{}", agent.logs());
     // The files API reads the new files and refuses what is not a regular file.
-    assert!(agent.read_text("/containers/kinds/stdout").await.contains("third"));
+    assert!(agent
+        .read_text("/containers/kinds/stdout")
+        .await
+        .contains("third"));
     assert_eq!(agent.remove("kinds").await.status, 200);
     assert!(!sb.exists(), "REMOVE left the sandbox");
     host.assert_untouched(&agent, "after REMOVE");
@@ -412,7 +436,10 @@ async fn a_link_swapped_in_between_two_operations_never_reaches_the_host() {
         .trim()
         .parse()
         .unwrap();
-    assert!(swaps >= 200, "only {swaps} swap rounds: the race hardly happened");
+    assert!(
+        swaps >= 200,
+        "only {swaps} swap rounds: the race hardly happened"
+    );
     host.assert_untouched(&agent, &format!("after {swaps} swap rounds"));
     assert_ticker_flows(&agent, "after the race").await;
     probe.finish(&agent, "during the race").await;
@@ -461,8 +488,13 @@ async fn the_files_api_and_remove_touch_nothing_a_container_points_at() {
     let r = agent.get("/files/browse?path=/containers/maker").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(agent.remove("maker").await.status, 200);
-    assert!(!sandbox(&agent, "maker").exists(), "REMOVE left the sandbox");
+    assert!(
+        !sandbox(&agent, "maker").exists(),
+        "REMOVE left the sandbox"
+    );
     host.assert_untouched(&agent, "after REMOVE");
-    probe.finish(&agent, "while the files API met special files").await;
+    probe
+        .finish(&agent, "while the files API met special files")
+        .await;
     remove_test_containers(T).await;
 }
