@@ -49,7 +49,16 @@ impl HealthProbe {
                             .lock()
                             .unwrap()
                             .push(format!("status {} after {took:?}", r.status())),
-                        Err(e) => slow.lock().unwrap().push(format!("{e} after {took:?}")),
+                        Err(e) => {
+                            // The whole chain: reqwest's message alone hides the cause.
+                            let mut why = e.to_string();
+                            let mut source = std::error::Error::source(&e);
+                            while let Some(s) = source {
+                                why.push_str(&format!(": {s}"));
+                                source = s.source();
+                            }
+                            slow.lock().unwrap().push(format!("{why} after {took:?}"))
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -154,6 +163,12 @@ async fn assert_ticker_flows(agent: &Agent, when: &str) {
     .await;
 }
 
+/// Launches `sh -c <line>`; asserts 200 with the answer and the agent's log otherwise.
+async fn launch(agent: &Agent, id: &str, line: &str) {
+    let r = agent.launch_shell(id, line).await;
+    assert_eq!(r.status, 200, "launch {id}: {r:?}\n{}", agent.logs());
+}
+
 const TICKER: &str = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done";
 
 fn is_regular_with_one_link(p: &Path) -> bool {
@@ -171,7 +186,7 @@ async fn links_to_host_files_in_place_of_stdout_and_stderr_are_never_written_thr
         remove_test_containers(&t).await;
         let mut agent = Agent::start(&t, &["--container-logger", logger]).await;
         let host = HostOracle::new(&agent);
-        assert_eq!(agent.launch_shell("ticker", TICKER).await.status, 200);
+        launch(&agent, "ticker", TICKER).await;
         let probe = HealthProbe::start(&agent);
         // The issue's script, then the links put back whenever the agent takes the names back
         // (until the test says stop), with output all along.
@@ -185,7 +200,7 @@ async fn links_to_host_files_in_place_of_stdout_and_stderr_are_never_written_thr
             created = host.created(),
             existing = host.existing(),
         );
-        assert_eq!(agent.launch_shell("attacker", &attack).await.status, 200);
+        launch(&agent, "attacker", &attack).await;
         tokio::time::sleep(Duration::from_secs(4)).await;
         host.assert_untouched(&agent, "while the container fights for its names");
         assert_ticker_flows(&agent, "during the attack").await;
@@ -267,12 +282,12 @@ async fn a_fifo_in_place_of_stdout_never_blocks_the_agent() {
         ],
     )
     .await;
-    assert_eq!(agent.launch_shell("ticker", TICKER).await.status, 200);
+    launch(&agent, "ticker", TICKER).await;
     let probe = HealthProbe::start(&agent);
     // The issue's script as it is: no output at all, so at the container's end the old logger
     // found nothing to sync and finished on the runtime thread, reopening `stdout` there.
     let attack = "cd $MESOS_SANDBOX; sleep 2; rm stdout; mkfifo stdout; sleep 3; exit 0";
-    assert_eq!(agent.launch_shell("fifo", attack).await.status, 200);
+    launch(&agent, "fifo", attack).await;
     let w = agent.wait("fifo").await;
     assert_eq!(w["state"], "TASK_FINISHED", "{w}\n{}", agent.logs());
     assert_ticker_flows(&agent, "after the FIFO container ended").await;
@@ -286,7 +301,7 @@ async fn a_fifo_in_place_of_stdout_never_blocks_the_agent() {
                   [ -p stdout ] || { rm -rf stdout; mkfifo stdout; }; \
                   [ -p stdout.1 ] || { rm -rf stdout.1; mkfifo stdout.1; }; \
                   echo line $i; i=$((i+1)); sleep 0.05; done";
-    assert_eq!(agent.launch_shell("keeper", keeper).await.status, 200);
+    launch(&agent, "keeper", keeper).await;
     let sb = sandbox(&agent, "keeper");
     tokio::time::sleep(Duration::from_secs(3)).await;
     agent.sigkill().await;
@@ -356,7 +371,7 @@ async fn devices_hard_links_and_directories_in_place_of_log_files_are_replaced()
          rm -rf stdout; ln keep stdout; sleep 2; echo third; sleep 2",
         existing = host.existing(),
     );
-    assert_eq!(agent.launch_shell("kinds", &attack).await.status, 200);
+    launch(&agent, "kinds", &attack).await;
     let w = agent.wait("kinds").await;
     assert_eq!(w["state"], "TASK_FINISHED", "{w}\n{}", agent.logs());
     probe
@@ -413,7 +428,7 @@ async fn a_link_swapped_in_between_two_operations_never_reaches_the_host() {
     )
     .await;
     let host = HostOracle::new(&agent);
-    assert_eq!(agent.launch_shell("ticker", TICKER).await.status, 200);
+    launch(&agent, "ticker", TICKER).await;
     let probe = HealthProbe::start(&agent);
     // One process writes ~40 KiB/s (a rotation every 0.1 s); another swaps names.
     let attack = format!(
@@ -428,7 +443,7 @@ async fn a_link_swapped_in_between_two_operations_never_reaches_the_host() {
         existing = host.existing(),
         created = host.created(),
     );
-    assert_eq!(agent.launch_shell("racer", &attack).await.status, 200);
+    launch(&agent, "racer", &attack).await;
     let w = agent.wait("racer").await;
     assert_eq!(w["state"], "TASK_FINISHED", "{w}\n{}", agent.logs());
     let swaps: u64 = std::fs::read_to_string(sandbox(&agent, "racer").join("swaps"))
@@ -471,7 +486,7 @@ async fn the_files_api_and_remove_touch_nothing_a_container_points_at() {
         existing = host.existing(),
         dir = host.dir.display(),
     );
-    assert_eq!(agent.launch_shell("maker", &line).await.status, 200);
+    launch(&agent, "maker", &line).await;
     let w = agent.wait("maker").await;
     assert_eq!(w["state"], "TASK_FINISHED", "{w}\n{}", agent.logs());
     for name in ["disk", "nothing", "fifo"] {
