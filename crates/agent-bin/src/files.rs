@@ -1,23 +1,25 @@
 //! Container sandboxes as seen through the files API: virtual paths
 //! (`/containers/<id>/<path in the sandbox>`), confinement, listing and reading.
 //!
-//! Confinement does not rely on string checks alone: after `..` is refused syntactically, the
-//! path is opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` relative to the
-//! sandbox directory, so the kernel refuses any resolution (a symlink, absolute or relative)
-//! that leaves the sandbox, with no window between a check and the open. Where `openat2` is
-//! unavailable, the path is canonicalized and compared with the sandbox instead.
+//! The container writes its sandbox and the agent runs as root, so everything goes through
+//! `berth-safe-fs`: the sandbox is opened once (not through a link), and after `..` is refused
+//! syntactically, paths are resolved beneath it with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_MAGICLINKS)`: links the container made inside its sandbox are followed, any
+//! resolution that leaves it is refused by the kernel (403), with no window between a check and
+//! the open. A file is opened as `O_PATH` first and only a regular file is opened for real, so a
+//! FIFO never blocks and a device node the container made (Docker's default capabilities include
+//! `MKNOD`) is never opened from the host (400). Where `openat2` is unavailable, no link is
+//! followed at all. Listings show links as links, never following them.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use berth_safe_fs::{Dir, Kind, OpenOptions, Refused};
+use rustix::fs::{AtFlags, FileType};
 
 use berth_containerizer::ContainerId;
 
@@ -133,6 +135,19 @@ impl FileInfo {
 
 fn io_error(vpath: &str, e: io::Error) -> ApiError {
     use rustix::io::Errno;
+    if let Some(refused) = e.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
+        return match refused {
+            Refused::NotRegular {
+                kind: Kind::Dir, ..
+            } => ApiError::bad_request(format!("'{vpath}' is a directory; list it instead")),
+            Refused::NotRegular { kind, .. } => ApiError::bad_request(format!(
+                "'{vpath}' is not a regular file (it is a {kind}); only regular files are read"
+            )),
+            Refused::Linked { .. } | Refused::Escapes { .. } => {
+                ApiError::bad_request(format!("'{vpath}' is refused: {refused}"))
+            }
+        };
+    }
     match Errno::from_io_error(&e) {
         Some(Errno::NOENT) => ApiError::not_found(format!("'{vpath}' does not exist")),
         Some(Errno::NOTDIR) => ApiError::not_found(format!("'{vpath}' does not exist (a parent is not a directory)")),
@@ -144,71 +159,14 @@ fn io_error(vpath: &str, e: io::Error) -> ApiError {
     }
 }
 
-/// Opens `rel` beneath `sandbox` without ever leaving it; FIFOs and devices are opened without
-/// blocking (and refused by the callers, which only read regular files and directories).
-fn open_beneath(sandbox: &Path, rel: &Path, vpath: &str) -> Result<OwnedFd, ApiError> {
-    let root = rustix::fs::open(
-        sandbox,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| match e {
-        rustix::io::Errno::NOENT => ApiError::not_found(format!(
+/// Opens the sandbox directory itself (not through a link).
+fn open_sandbox(sandbox: &Path, vpath: &str) -> Result<Dir, ApiError> {
+    Dir::open(sandbox).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ApiError::not_found(format!(
             "'{vpath}' does not exist (the container has no sandbox yet)"
         )),
-        e => io_error(vpath, e.into()),
-    })?;
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    match rustix::fs::openat2(
-        &root,
-        rel,
-        flags,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-    ) {
-        Ok(fd) => Ok(fd),
-        Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM)
-            if openat2_unavailable(&root) =>
-        {
-            open_checked(sandbox, rel, vpath)
-        }
-        Err(e) => Err(io_error(vpath, e.into())),
-    }
-}
-
-/// Whether `openat2` itself is unavailable (old kernel, seccomp), as opposed to the path failing.
-fn openat2_unavailable(root: &OwnedFd) -> bool {
-    static UNAVAILABLE: OnceLock<bool> = OnceLock::new();
-    *UNAVAILABLE.get_or_init(|| {
-        matches!(
-            rustix::fs::openat2(
-                root,
-                ".",
-                OFlags::PATH | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH
-            ),
-            Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM)
-        )
+        _ => io_error(vpath, e),
     })
-}
-
-/// The fallback: canonicalize and require the result to stay under the canonical sandbox.
-fn open_checked(sandbox: &Path, rel: &Path, vpath: &str) -> Result<OwnedFd, ApiError> {
-    let root = sandbox.canonicalize().map_err(|e| io_error(vpath, e))?;
-    let target = root
-        .join(rel)
-        .canonicalize()
-        .map_err(|e| io_error(vpath, e))?;
-    if !target.starts_with(&root) {
-        return Err(io_error(vpath, io::Error::from(rustix::io::Errno::XDEV)));
-    }
-    rustix::fs::open(
-        &target,
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_error(vpath, e.into()))
 }
 
 fn names() -> &'static (HashMap<u32, String>, HashMap<u32, String>) {
@@ -249,30 +207,31 @@ fn info_from_stat(path: String, st: &rustix::fs::Stat) -> FileInfo {
     }
 }
 
-/// Lists a directory of a sandbox (or describes a single file), entries sorted by name. Symbolic
-/// links are listed as links, never followed.
+/// Lists a directory of a sandbox (or describes a single file), entries sorted by name. Links
+/// inside the sandbox are followed on the way to the directory; the entries are listed as they
+/// are (a link as a link, never followed), and nothing is opened but the directories.
 pub fn list(sandbox: &Path, at: &SandboxPath) -> Result<Vec<FileInfo>, ApiError> {
     let vpath = at.virtual_path();
-    let fd = open_beneath(sandbox, &at.relative(), &vpath)?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| io_error(&vpath, e.into()))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+    let root = open_sandbox(sandbox, &vpath)?;
+    let rel = at.relative();
+    let st = root
+        .metadata_following_beneath(&rel)
+        .map_err(|e| io_error(&vpath, e))?;
+    if Kind::from_mode(st.st_mode) != Kind::Dir {
         return Ok(vec![info_from_stat(vpath, &st)]);
     }
-    let dir = rustix::fs::Dir::read_from(&fd).map_err(|e| io_error(&vpath, e.into()))?;
-    let mut out = Vec::new();
-    for entry in dir {
-        let entry = entry.map_err(|e| io_error(&vpath, e.into()))?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let name = OsStr::from_bytes(name);
+    let dir = root
+        .open_dir_following_beneath(&rel)
+        .map_err(|e| io_error(&vpath, e))?;
+    let entries = dir.entries().map_err(|e| io_error(&vpath, e))?;
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
         // The entry may vanish between readdir and stat; a listing is a snapshot.
-        let Ok(st) = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+        let Ok(st) = rustix::fs::statat(&dir, &entry.name, AtFlags::SYMLINK_NOFOLLOW) else {
             continue;
         };
         out.push(info_from_stat(
-            format!("{vpath}/{}", name.to_string_lossy()),
+            format!("{vpath}/{}", entry.name.to_string_lossy()),
             &st,
         ));
     }
@@ -289,23 +248,24 @@ pub struct OpenFile {
     pub size: u64,
 }
 
-/// Opens a regular file of a sandbox; directories and special files are refused (400).
+/// Opens a regular file of a sandbox; directories and special files are refused (400) before
+/// they are opened, links leading out of the sandbox too (403).
 pub fn open_file(sandbox: &Path, at: &SandboxPath) -> Result<OpenFile, ApiError> {
     let vpath = at.virtual_path();
-    let fd = open_beneath(sandbox, &at.relative(), &vpath)?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| io_error(&vpath, e.into()))?;
-    match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => Ok(OpenFile {
-            file: File::from(fd),
-            size: st.st_size.max(0) as u64,
-        }),
-        FileType::Directory => Err(ApiError::bad_request(format!(
+    if at.components.is_empty() {
+        return Err(ApiError::bad_request(format!(
             "'{vpath}' is a directory; list it instead"
-        ))),
-        _ => Err(ApiError::bad_request(format!(
-            "'{vpath}' is not a regular file"
-        ))),
+        )));
     }
+    let root = open_sandbox(sandbox, &vpath)?;
+    let file = root
+        .open_file(
+            at.relative(),
+            OpenOptions::new().read(true).follow_links_beneath(true),
+        )
+        .map_err(|e| io_error(&vpath, e))?;
+    let size = file.metadata().map_err(|e| io_error(&vpath, e))?.len();
+    Ok(OpenFile { file, size })
 }
 
 /// Reads up to `length` (capped at [`MAX_READ`]) bytes from `offset`; returns the file's size
@@ -446,15 +406,6 @@ mod tests {
     }
 
     #[test]
-    fn the_fallback_check_refuses_the_same_escapes() {
-        let (tmp, sb) = sandbox();
-        symlink(tmp.path().join("secret"), sb.join("abs-link")).unwrap();
-        let e = open_checked(&sb, Path::new("abs-link"), "/containers/c1/abs-link").unwrap_err();
-        assert_eq!(e.status, 403);
-        open_checked(&sb, Path::new("stdout"), "/containers/c1/stdout").unwrap();
-    }
-
-    #[test]
     fn missing_directories_fifos_and_dirs_are_clear_errors() {
         let (_tmp, sb) = sandbox();
         assert_eq!(
@@ -478,7 +429,7 @@ mod tests {
             rustix::fs::CWD,
             &fifo,
             FileType::Fifo,
-            Mode::from_raw_mode(0o600),
+            rustix::fs::Mode::from_raw_mode(0o600),
             0,
         )
         .unwrap();
@@ -486,6 +437,63 @@ mod tests {
         assert!(
             e.status == 400 && e.message.contains("not a regular file"),
             "{e}"
+        );
+    }
+
+    /// A device node the container made (Docker's default capabilities include MKNOD) is
+    /// described, never opened: a node for a device that does not exist would fail to open with
+    /// ENXIO (an internal error) if it were opened. Links to it, and to a FIFO, neither.
+    #[test]
+    fn device_nodes_are_never_opened() {
+        let (_tmp, sb) = sandbox();
+        for (name, kind) in [
+            ("chr", FileType::CharacterDevice),
+            ("blk", FileType::BlockDevice),
+        ] {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                sb.join(name),
+                kind,
+                rustix::fs::Mode::from_raw_mode(0o666),
+                rustix::fs::makedev(511, 7),
+            )
+            .unwrap();
+            symlink(name, sb.join(format!("{name}-link"))).unwrap();
+            for path in [name.to_owned(), format!("{name}-link")] {
+                let e = read(&sb, &p(&format!("/containers/c1/{path}")), 0, None).unwrap_err();
+                assert!(
+                    e.status == 400 && e.message.contains("not a regular file"),
+                    "{path}: {e}"
+                );
+                let e = open_file(&sb, &p(&format!("/containers/c1/{path}"))).unwrap_err();
+                assert_eq!(e.status, 400, "{path}: {e}");
+                let listed = list(&sb, &p(&format!("/containers/c1/{path}"))).unwrap();
+                assert_eq!(listed.len(), 1);
+            }
+        }
+        let entries = list(&sb, &p("/containers/c1")).unwrap();
+        let chr = entries.iter().find(|e| e.path.ends_with("/chr")).unwrap();
+        assert!(chr.mode_string().starts_with('c'));
+    }
+
+    /// A link to a directory inside is listed through; one leading out is refused.
+    #[test]
+    fn listing_through_links_stays_inside() {
+        let (tmp, sb) = sandbox();
+        symlink("sub", sb.join("sub-link")).unwrap();
+        symlink(tmp.path(), sb.join("out-link")).unwrap();
+        let inner = list(&sb, &p("/containers/c1/sub-link")).unwrap();
+        assert_eq!(inner.len(), 1);
+        assert!(inner[0].path.ends_with("/sub-link/inner"));
+        assert_eq!(
+            list(&sb, &p("/containers/c1/out-link")).unwrap_err().status,
+            403
+        );
+        assert_eq!(
+            read(&sb, &p("/containers/c1/out-link/secret"), 0, None)
+                .unwrap_err()
+                .status,
+            403
         );
     }
 }

@@ -253,9 +253,10 @@ impl ContainerLog {
         else {
             unreachable!("settle leaves the writer idle");
         };
-        // A sync of the log files blocks, so it goes to a blocking thread; a log with nothing
-        // to sync (no output, or all of it synced) only awaits its final checkpoint's fsync.
-        let report = if writer.finish_syncs_files() {
+        // A sync of the log files blocks, and so does making a file anew (the container removed
+        // or replaced it), so those go to a blocking thread; a log with nothing to sync (no
+        // output, or all of it synced) only awaits its final checkpoint's fsync.
+        let report = if writer.finish_blocks() {
             tokio::task::spawn_blocking(move || writer.finish())
                 .await
                 .map_err(|e| self.lost(e.to_string()))?

@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use berth_safe_fs::Dir;
 
 use crate::checkpoint::{check_container_id, CheckpointStore, Phase, Totals};
 use crate::docker_log::DockerLogConfig;
@@ -26,7 +27,10 @@ pub struct ContainerLogSpec {
     /// The container's id; keys its checkpoint (and named its checkpoint file in earlier
     /// versions), so it may only contain ASCII letters, digits, `-`, `_` and `.` (not first).
     pub container_id: String,
-    /// The sandbox directory, which must exist; the log files go directly in it.
+    /// The sandbox directory, which must exist (as a directory, not a link to one); the log
+    /// files go directly in it. The container may write there: the logger opens it once and
+    /// reaches its files without following links or opening anything but regular files (see
+    /// the crate documentation, "A hostile sandbox").
     pub sandbox: PathBuf,
     /// Who should own the log files (`name`, `uid`, `name:group`, `uid:gid`); `None` leaves them
     /// to the agent's user.
@@ -156,7 +160,10 @@ impl LoggerConfig {
 /// `prepare`, `recover` and `forget` do a few small file operations synchronously, including
 /// appending their record to the logger's checkpoint journal (a `write` on the calling thread),
 /// and wait for an fsync for `recover` (and for a `prepare` that replaces an earlier checkpoint
-/// of the same id).
+/// of the same id). `prepare` and `recover` work in the sandbox, which the container writes:
+/// nothing there can block them (no FIFO is opened), but taking back a name the container
+/// filled (a directory tree) or a slow disk can take time, so call them from a blocking thread
+/// (`tokio::task::spawn_blocking`), as Berth's containerizer does.
 pub trait ContainerLogger: Send + Sync + fmt::Debug {
     /// The rotation a container with environment `env` gets, or the error naming a bad or
     /// unknown `CONTAINER_LOGGER_*` variable.
@@ -276,6 +283,8 @@ struct Core {
 struct Resolved {
     rotations: StreamRotations,
     owner: Option<Owner>,
+    /// The sandbox, opened once.
+    sandbox: Arc<Dir>,
 }
 
 impl Core {
@@ -302,15 +311,13 @@ impl Core {
         check_container_id(&spec.container_id)?;
         let rotations = apply_overrides(self.defaults, &spec.env)?;
         let owner = spec.user.as_deref().map(user::resolve).transpose()?;
-        match fs::metadata(&spec.sandbox) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory");
-                return Err(LoggerError::io("use sandbox", &spec.sandbox, e));
-            }
-            Err(e) => return Err(LoggerError::io("use sandbox", &spec.sandbox, e)),
-        }
-        Ok(Resolved { rotations, owner })
+        let sandbox = Dir::open(&spec.sandbox)
+            .map_err(|e| LoggerError::io("use sandbox", &spec.sandbox, e))?;
+        Ok(Resolved {
+            rotations,
+            owner,
+            sandbox: Arc::new(sandbox),
+        })
     }
 
     fn open_files(
@@ -318,9 +325,16 @@ impl Core {
         spec: &ContainerLogSpec,
         r: &Resolved,
     ) -> Result<[StreamFile; 2], LoggerError> {
+        let id: Arc<str> = spec.container_id.as_str().into();
         let open = |s: OutputStream| {
-            StreamFile::open(&spec.sandbox, s, r.rotations.get(s), r.owner)
-                .map_err(|e| LoggerError::io("open log file", spec.sandbox.join(s.file_name()), e))
+            StreamFile::open(
+                r.sandbox.clone(),
+                id.clone(),
+                s,
+                r.rotations.get(s),
+                r.owner,
+            )
+            .map_err(|e| LoggerError::io("open log file", spec.sandbox.join(s.file_name()), e))
         };
         Ok([open(OutputStream::Stdout)?, open(OutputStream::Stderr)?])
     }
@@ -367,7 +381,7 @@ impl Core {
                 Rotation::Never => 0,
                 Rotation::BySize { keep, .. } => keep,
             };
-            let outcome = reconcile(&spec.sandbox, stream, scan, record)
+            let outcome = reconcile(&r.sandbox, stream, scan, record)
                 .map_err(|e| LoggerError::io("restore log files in", &spec.sandbox, e))?;
             let id = &spec.container_id;
             match outcome {

@@ -11,6 +11,7 @@ pub struct LoggerMetrics {
     write_errors: AtomicU64,
     rotations: AtomicU64,
     files_recreated: AtomicU64,
+    names_replaced: AtomicU64,
     checkpoint_errors: AtomicU64,
     checkpoints_stored: AtomicU64,
     checkpoints_durable: AtomicU64,
@@ -32,6 +33,10 @@ pub struct MetricsSnapshot {
     pub rotations: u64,
     /// Log files found deleted while in use and created anew.
     pub files_recreated: u64,
+    /// Log file names the container had taken over (with a symbolic or hard link, a FIFO, a
+    /// socket, a device node or a directory) that the logger removed and replaced with a new
+    /// regular file, never writing through them.
+    pub names_replaced: u64,
     /// Checkpoints that could not be written.
     pub checkpoint_errors: u64,
     /// Checkpoints stored (records appended to the logger's checkpoint journal).
@@ -60,6 +65,7 @@ impl LoggerMetrics {
             write_errors: r(&self.write_errors),
             rotations: r(&self.rotations),
             files_recreated: r(&self.files_recreated),
+            names_replaced: r(&self.names_replaced),
             checkpoint_errors: r(&self.checkpoint_errors),
             checkpoints_stored: r(&self.checkpoints_stored),
             checkpoints_durable: r(&self.checkpoints_durable),
@@ -80,6 +86,9 @@ impl LoggerMetrics {
     }
     pub(crate) fn rotation(&self) {
         self.rotations.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_names_replaced(&self, n: u64) {
+        self.names_replaced.fetch_add(n, Ordering::Relaxed);
     }
     pub(crate) fn file_recreated(&self) {
         self.files_recreated.fetch_add(1, Ordering::Relaxed);

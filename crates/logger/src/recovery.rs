@@ -16,14 +16,21 @@
 //!
 //! After a host crash the file may also be shorter than checkpointed (its last bytes were only in
 //! the page cache): those bytes are reported as missing; Docker's replay does not bring them back.
+//!
+//! The container may have replaced any of these names with a link, FIFO, device, socket,
+//! directory or hard link while the agent was down. Everything goes through the sandbox's
+//! [`Dir`]: names are looked at with `lstat`, only a regular file with a single link can be the
+//! checkpointed one (and be cut), and renames and removals treat names as names. A name that is
+//! anything else is moved or removed like a file would be (never followed, never opened), and
+//! the writer replaces it with a new file when it opens the current one.
 
-use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+
+use berth_safe_fs::{is_refused, Dir, Kind, OpenOptions};
 
 use crate::checkpoint::FileRecord;
-use crate::file::{indexed_path, remove_if_exists};
+use crate::file::{indexed_name, remove_entry, rename_over};
 use crate::OutputStream;
 
 /// What [`reconcile`] did.
@@ -47,19 +54,21 @@ pub(crate) enum Reconciled {
 
 /// Restores `<dir>/<stream>*` to the checkpointed state, looking at rotation indices up to `scan`.
 pub(crate) fn reconcile(
-    dir: &Path,
+    dir: &Dir,
     stream: OutputStream,
     scan: u32,
     record: FileRecord,
 ) -> io::Result<Reconciled> {
+    let name = |k| indexed_name(stream, k);
     let mut found = None;
     let mut last_existing = 0;
     for index in 0..=scan {
-        match fs::metadata(indexed_path(dir, stream, index)) {
-            Ok(meta) => {
+        match dir.metadata(name(index)) {
+            Ok(st) => {
                 last_existing = index;
-                if found.is_none() && meta.ino() == record.inode {
-                    found = Some((index, meta.len()));
+                let regular = Kind::from_mode(st.st_mode) == Kind::File && st.st_nlink == 1;
+                if found.is_none() && regular && st.st_ino == record.inode {
+                    found = Some((index, st.st_size.max(0) as u64));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -69,24 +78,26 @@ pub(crate) fn reconcile(
     let Some((index, len)) = found else {
         return Ok(Reconciled::NotFound);
     };
-    let path = indexed_path(dir, stream, index);
     let truncated = len.saturating_sub(record.len);
     if truncated > 0 {
-        OpenOptions::new()
-            .write(true)
-            .open(&path)?
-            .set_len(record.len)?;
+        let opts = OpenOptions::new().write(true).single_link(true);
+        match dir.open_file(name(index), opts) {
+            // The same file (the container may have swapped the name since the lstat).
+            Ok(f) if f.metadata()?.ino() == record.inode => f.set_len(record.len)?,
+            Ok(_) => return Ok(Reconciled::NotFound),
+            Err(e) if is_refused(&e) || e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Reconciled::NotFound)
+            }
+            Err(e) => return Err(e),
+        }
     }
     if index > 0 {
         // Files newer than the checkpointed one were all created after the checkpoint.
         for newer in 0..index {
-            remove_if_exists(&indexed_path(dir, stream, newer))?;
+            remove_entry(dir, &name(newer))?;
         }
         for from in index..=last_existing {
-            let from_path = indexed_path(dir, stream, from);
-            if from_path.exists() {
-                fs::rename(&from_path, indexed_path(dir, stream, from - index))?;
-            }
+            rename_over(dir, &name(from), &name(from - index))?;
         }
     }
     Ok(Reconciled::Restored {
@@ -99,6 +110,18 @@ pub(crate) fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::file::indexed_path;
+    use std::fs;
+    use std::path::Path;
+
+    fn reconcile(
+        dir: &Path,
+        stream: OutputStream,
+        scan: u32,
+        record: FileRecord,
+    ) -> io::Result<Reconciled> {
+        super::reconcile(&Dir::open(dir).unwrap(), stream, scan, record)
+    }
 
     fn inode(p: &Path) -> u64 {
         fs::metadata(p).unwrap().ino()

@@ -76,6 +76,9 @@ pub(crate) struct Writer {
     health: Health,
     tuning: Tuning,
     metrics: Arc<LoggerMetrics>,
+    /// When the files were last checked for removal or replacement (see
+    /// [`Writer::check_files`]).
+    last_file_check: Instant,
 }
 
 impl Writer {
@@ -103,6 +106,7 @@ impl Writer {
             health: Health::Healthy,
             tuning,
             metrics,
+            last_file_check: Instant::now(),
         }
     }
 
@@ -117,6 +121,12 @@ impl Writer {
     /// Writes a whole batch (retrying or dropping per the fault policy), then checkpoints if one
     /// is due or `force_checkpoint` is set.
     pub fn write_batch(&mut self, batch: &Batch, force_checkpoint: bool) {
+        // Output after a quiet spell must not go to a file the container removed meanwhile
+        // (it would be lost with it): look once per checkpoint interval, before writing. The
+        // stream's tick submits an empty batch when it is quiet, so this also runs then.
+        if self.last_file_check.elapsed() >= self.tuning.checkpoint_interval {
+            self.check_files();
+        }
         let mut offset = 0;
         for seg in &batch.segments {
             self.write_segment(
@@ -264,7 +274,7 @@ impl Writer {
     /// `durable` is set, else lazily. Failures are reported, counted and retried at the next
     /// checkpoint; they never stop the logging.
     fn checkpoint(&mut self, phase: Phase, durable: bool) -> bool {
-        let prepared = self.prepare_checkpoint(phase, durable);
+        let prepared = self.prepare_checkpoint(phase, durable, true);
         let stored = self
             .checkpoints
             .store(&prepared.checkpoint, prepared.durability);
@@ -273,26 +283,18 @@ impl Writer {
 
     /// Everything of [`checkpoint`](Self::checkpoint) before the record is stored: recreating
     /// deleted files, syncing them when due, and the record itself.
-    fn prepare_checkpoint(&mut self, phase: Phase, durable: bool) -> PreparedCheckpoint {
+    ///
+    /// `recreate` false skips recreating (on the async runtime, which must not wait on the
+    /// disk: a file removed since [`finish_blocks`](Self::finish_blocks) looked stays gone).
+    fn prepare_checkpoint(
+        &mut self,
+        phase: Phase,
+        durable: bool,
+        recreate: bool,
+    ) -> PreparedCheckpoint {
         let mut files_ok = true;
-        for f in &mut self.files {
-            match f.reopen_if_removed() {
-                Ok(false) => {}
-                Ok(true) => {
-                    self.metrics.file_recreated();
-                    tracing::warn!(
-                        container_id = %self.container_id, path = %f.path().display(),
-                        "container log file was deleted while in use; created it anew"
-                    );
-                }
-                Err(error) => {
-                    self.metrics.write_error();
-                    tracing::warn!(
-                        container_id = %self.container_id, path = %f.path().display(), %error,
-                        "cannot check or recreate container log file"
-                    );
-                }
-            }
+        if recreate {
+            self.check_files();
         }
         let sync_files = self.tuning.durable_checkpoints || phase == Phase::Finished;
         if sync_files {
@@ -312,6 +314,7 @@ impl Writer {
         }
         for f in &mut self.files {
             self.metrics.add_file_syncs(f.take_syncs());
+            self.metrics.add_names_replaced(f.take_replaced());
         }
         let durability = if sync_files || durable {
             Durability::Durable
@@ -325,6 +328,31 @@ impl Writer {
             durability,
             files_ok,
             since_last,
+        }
+    }
+
+    /// Recreates a current file the container removed (or replaced: the new name is never
+    /// written through, see [`crate::file`]). An `fstat` of each file when nothing happened.
+    fn check_files(&mut self) {
+        self.last_file_check = Instant::now();
+        for f in &mut self.files {
+            match f.reopen_if_removed() {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.metrics.file_recreated();
+                    tracing::warn!(
+                        container_id = %self.container_id, path = %f.path().display(),
+                        "container log file was deleted while in use; created it anew"
+                    );
+                }
+                Err(error) => {
+                    self.metrics.write_error();
+                    tracing::warn!(
+                        container_id = %self.container_id, path = %f.path().display(), %error,
+                        "cannot check or recreate container log file"
+                    );
+                }
+            }
         }
     }
 
@@ -415,16 +443,22 @@ impl Writer {
     }
 
     /// Whether [`finish`](Self::finish) would sync a log file (bytes written and not synced yet,
-    /// by this run or, for rotated files, an earlier one): then it belongs on a blocking
-    /// thread. Otherwise [`finish_async`](Self::finish_async) does the same without one.
-    pub fn finish_syncs_files(&self) -> bool {
-        self.files.iter().any(StreamFile::needs_sync)
+    /// by this run or, for rotated files, an earlier one) or make one anew (the container
+    /// removed or replaced it: taking the name back may mean removing a whole directory tree the
+    /// container put there): then it belongs on a blocking thread. Otherwise
+    /// [`finish_async`](Self::finish_async) does the same without one. Costs an `fstat` of each
+    /// file the writer holds open.
+    pub fn finish_blocks(&self) -> bool {
+        self.files
+            .iter()
+            .any(|f| f.needs_sync() || f.is_removed().unwrap_or(true))
     }
 
-    /// [`finish`](Self::finish) for a log whose files need no sync: what is left is a couple
-    /// of `fstat`s and the durable final checkpoint, whose fsync is awaited, not blocked on.
+    /// [`finish`](Self::finish) for a log whose files need no sync and none made anew (see
+    /// [`finish_blocks`](Self::finish_blocks)): what is left is a couple of `fstat`s and the
+    /// durable final checkpoint, whose fsync is awaited, not blocked on.
     pub async fn finish_async(&mut self) -> LogReport {
-        let prepared = self.prepare_checkpoint(Phase::Finished, true);
+        let prepared = self.prepare_checkpoint(Phase::Finished, true, false);
         let stored = self
             .checkpoints
             .store_async(&prepared.checkpoint, prepared.durability)

@@ -12,7 +12,7 @@ use rustix::io::Errno;
 
 use crate::error::Refused;
 use crate::open::OpenOptions;
-use crate::resolve::{display, open_beneath, parent_and_name};
+use crate::resolve::{display, open_beneath, open_beneath_following, parent_and_name};
 
 /// What a name in a directory is, read without following it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +147,9 @@ impl Dir {
     /// anything but a regular file is refused before it is opened for real ([`Refused`]).
     pub fn open_file(&self, rel: impl AsRef<Path>, opts: OpenOptions) -> io::Result<File> {
         let rel = rel.as_ref();
+        if opts.follow_beneath {
+            return self.open_file_following(rel, opts);
+        }
         let (parent, name) = parent_and_name(&self.fd, rel)?;
         let create = Mode::from_raw_mode(opts.mode);
         if opts.create_new {
@@ -194,6 +197,53 @@ impl Dir {
         ))
     }
 
+    /// [`open_file`](Self::open_file) with [`OpenOptions::follow_links_beneath`].
+    fn open_file_following(&self, rel: &Path, opts: OpenOptions) -> io::Result<File> {
+        if opts.create || opts.create_new {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "follow_links_beneath opens existing files only; it cannot create one",
+            ));
+        }
+        let path_fd = open_beneath_following(&self.fd, rel, OFlags::PATH)?;
+        let st = rustix::fs::fstat(&path_fd)?;
+        check_regular(&st, rel.as_os_str(), opts.single_link)?;
+        let mut flags = opts.access();
+        if opts.truncate {
+            flags |= OFlags::TRUNC;
+        }
+        match reopen_proc(&path_fd, flags) {
+            Ok(fd) => Ok(File::from(fd)),
+            // No /proc: without it the checked inode cannot be reopened safely through a
+            // path with links; follow none.
+            Err(Errno::NOENT) => self.open_file(rel, opts.follow_links_beneath(false)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The directory `rel` beneath this one, following symbolic links that stay beneath it (see
+    /// [`OpenOptions::follow_links_beneath`]); a link leading out gives `EXDEV`.
+    pub fn open_dir_following_beneath(&self, rel: impl AsRef<Path>) -> io::Result<Dir> {
+        let rel = rel.as_ref();
+        let fd = open_beneath_following(
+            &self.fd,
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK,
+        )?;
+        Ok(Dir {
+            fd,
+            path: self.path.join(rel),
+        })
+    }
+
+    /// What `rel` is, following symbolic links that stay beneath this directory (see
+    /// [`OpenOptions::follow_links_beneath`]); nothing is opened but as `O_PATH`, so a FIFO or
+    /// device is described, never opened.
+    pub fn metadata_following_beneath(&self, rel: impl AsRef<Path>) -> io::Result<Stat> {
+        let fd = open_beneath_following(&self.fd, rel.as_ref(), OFlags::PATH)?;
+        rustix::fs::fstat(&fd).map_err(Into::into)
+    }
+
     /// What `rel` is, without following it (`lstat`).
     pub fn metadata(&self, rel: impl AsRef<Path>) -> io::Result<Stat> {
         let (parent, name) = parent_and_name(&self.fd, rel.as_ref())?;
@@ -211,6 +261,13 @@ impl Dir {
     pub fn remove_file(&self, rel: impl AsRef<Path>) -> io::Result<()> {
         let (parent, name) = parent_and_name(&self.fd, rel.as_ref())?;
         rustix::fs::unlinkat(&parent, name, AtFlags::empty()).map_err(Into::into)
+    }
+
+    /// Removes the empty directory `rel` (`unlinkat(AT_REMOVEDIR)`): a link there is not
+    /// followed (`ENOTDIR`), a directory with entries is left (`ENOTEMPTY`).
+    pub fn remove_dir(&self, rel: impl AsRef<Path>) -> io::Result<()> {
+        let (parent, name) = parent_and_name(&self.fd, rel.as_ref())?;
+        rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR).map_err(Into::into)
     }
 
     /// Removes `rel` and, if it is a directory, everything beneath it, following no link.
@@ -281,13 +338,7 @@ fn reopen(
     st: &Stat,
     flags: OFlags,
 ) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    let proc_path = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
-    match rustix::fs::open(
-        proc_path.as_str(),
-        flags | OFlags::CLOEXEC | OFlags::NOCTTY,
-        Mode::empty(),
-    ) {
+    match reopen_proc(path_fd, flags) {
         Ok(fd) => Ok(fd),
         Err(Errno::NOENT) => {
             let fd = openat_name(parent, name, flags, Mode::empty())?;
@@ -302,6 +353,17 @@ fn reopen(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Opens for real, through `/proc/self/fd`, the inode `path_fd` (an `O_PATH` fd) holds.
+fn reopen_proc(path_fd: &OwnedFd, flags: OFlags) -> Result<OwnedFd, Errno> {
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
+    rustix::fs::open(
+        proc_path.as_str(),
+        flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
 }
 
 fn entries_of(fd: impl AsFd) -> io::Result<Vec<Entry>> {
@@ -325,13 +387,32 @@ fn entries_of(fd: impl AsFd) -> io::Result<Vec<Entry>> {
     Ok(out)
 }
 
-fn remove_all_at(parent: impl AsFd, name: &OsStr) -> io::Result<()> {
-    let dir = match rustix::fs::openat(
-        &parent,
+/// One directory on the way down of [`remove_all_at`].
+struct Level {
+    /// Its name in the level above (or in the starting parent).
+    name: OsString,
+    /// Its identity, to check the way back up (`..`) leads where the way down came from.
+    dev: u64,
+    ino: u64,
+    /// Subdirectories still to remove; `None` until it has been listed.
+    pending: Option<Vec<OsString>>,
+}
+
+fn open_subdir(dir: impl AsFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
         name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
-    ) {
+    )
+}
+
+/// Removes `name` in `parent` and everything beneath it, following no link. Iterative, holding
+/// one directory fd at a time (plus `parent`): a container can nest directories a million deep,
+/// which would overflow a recursive walk's stack (killing the whole agent) or its fd limit. The
+/// way back up is `..`, checked against the device and inode noted on the way down.
+fn remove_all_at(parent: impl AsFd, name: &OsStr) -> io::Result<()> {
+    let mut cur = match open_subdir(&parent, name) {
         Ok(fd) => fd,
         // Not a directory (or a link to one): the name alone goes.
         Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
@@ -339,23 +420,88 @@ fn remove_all_at(parent: impl AsFd, name: &OsStr) -> io::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    for entry in entries_of(&dir)? {
-        let r = if entry.kind == Kind::Dir {
-            remove_all_at(&dir, &entry.name)
-        } else {
-            rustix::fs::unlinkat(&dir, &entry.name, AtFlags::empty()).map_err(Into::into)
-        };
-        match r {
-            // Gone meanwhile: what was wanted.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            // A directory with a file's d_type? Try the other way once.
-            Err(e) if Errno::from_io_error(&e) == Some(Errno::ISDIR) => {
-                remove_all_at(&dir, &entry.name)?
+    let st = rustix::fs::fstat(&cur)?;
+    let mut stack = vec![Level {
+        name: name.to_owned(),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        pending: None,
+    }];
+    loop {
+        let level = stack.last_mut().expect("never empty here");
+        let pending = match &mut level.pending {
+            Some(p) => p,
+            None => {
+                let mut subdirs = Vec::new();
+                for entry in entries_of(&cur)? {
+                    if entry.kind == Kind::Dir {
+                        subdirs.push(entry.name);
+                        continue;
+                    }
+                    match rustix::fs::unlinkat(&cur, &entry.name, AtFlags::empty()) {
+                        // Gone meanwhile: what was wanted.
+                        Ok(()) | Err(Errno::NOENT) => {}
+                        // A directory with a file's d_type: walk it.
+                        Err(Errno::ISDIR) => subdirs.push(entry.name),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                level.pending.insert(subdirs)
             }
-            other => other?,
+        };
+        if let Some(sub) = pending.pop() {
+            match open_subdir(&cur, &sub) {
+                Ok(fd) => {
+                    let st = rustix::fs::fstat(&fd)?;
+                    stack.push(Level {
+                        name: sub,
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                        pending: None,
+                    });
+                    cur = fd;
+                }
+                Err(Errno::NOENT) => {}
+                // Swapped for something else since it was listed: the name alone goes.
+                Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
+                    match rustix::fs::unlinkat(&cur, &sub, AtFlags::empty()) {
+                        Ok(()) | Err(Errno::NOENT) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        }
+        // Everything beneath `cur` is gone: go up and remove it.
+        let done = stack.pop().expect("never empty here");
+        let Some(up_level) = stack.last_mut() else {
+            drop(cur);
+            return rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR).map_err(Into::into);
+        };
+        let up = open_subdir(&cur, OsStr::new(".."))?;
+        let st = rustix::fs::fstat(&up)?;
+        if st.st_dev != up_level.dev || st.st_ino != up_level.ino {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!(
+                    "'{}' was moved while it was being removed; left where it is now",
+                    display(&done.name)
+                ),
+            ));
+        }
+        cur = up;
+        match rustix::fs::unlinkat(&cur, &done.name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            // Something was added meanwhile: walk it again.
+            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => {
+                if let Some(p) = up_level.pending.as_mut() {
+                    p.push(done.name);
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR).map_err(Into::into)
 }
 
 /// `O_DIRECTORY | O_NOFOLLOW` on a link fails with `ENOTDIR`; say `ELOOP` when it is a link.

@@ -22,6 +22,7 @@ pub struct OpenOptions {
     pub(crate) create_new: bool,
     pub(crate) mode: u32,
     pub(crate) single_link: bool,
+    pub(crate) follow_beneath: bool,
 }
 
 impl Default for OpenOptions {
@@ -42,6 +43,7 @@ impl OpenOptions {
             create_new: false,
             mode: 0o644,
             single_link: false,
+            follow_beneath: false,
         }
     }
 
@@ -91,6 +93,17 @@ impl OpenOptions {
     /// name (a hard link made by the directory's owner) through this one.
     pub fn single_link(mut self, yes: bool) -> Self {
         self.single_link = yes;
+        self
+    }
+
+    /// Follow symbolic links on the way, as long as every step stays beneath the directory
+    /// (`RESOLVE_BENEATH`: a link leading out gives `EXDEV`, which [`is_refused`](crate::is_refused)
+    /// reports). For reading what the directory's writer links to inside it (a files API); the
+    /// file reached must still be a regular file, checked before it is opened for real. Only
+    /// for existing files: with [`create`](Self::create) or [`create_new`](Self::create_new)
+    /// the open fails. Where `openat2` is unavailable no link is followed.
+    pub fn follow_links_beneath(mut self, yes: bool) -> Self {
+        self.follow_beneath = yes;
         self
     }
 

@@ -41,6 +41,40 @@ pub(crate) fn open_beneath(
     flags: OFlags,
     mode: Mode,
 ) -> io::Result<OwnedFd> {
+    open_beneath_with(
+        dir,
+        rel,
+        flags,
+        mode,
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+/// Opens `rel` beneath `dir` with `flags`, following symbolic links as long as every step of
+/// the resolution stays beneath `dir` (`RESOLVE_BENEATH`: a link that leads out, absolute or
+/// through `..`, gives `EXDEV`; magic links are refused). Where `openat2` is unavailable, no
+/// link is followed at all, as in [`open_beneath`].
+pub(crate) fn open_beneath_following(
+    dir: impl AsFd,
+    rel: &Path,
+    flags: OFlags,
+) -> io::Result<OwnedFd> {
+    open_beneath_with(
+        dir,
+        rel,
+        flags,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+fn open_beneath_with(
+    dir: impl AsFd,
+    rel: &Path,
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> io::Result<OwnedFd> {
     let parts = components(rel)?;
     // openat2 refuses O_PATH with any flag but these few, where openat ignores them.
     let flags = if flags.contains(OFlags::PATH) {
@@ -54,13 +88,7 @@ pub(crate) fn open_beneath(
         } else {
             parts.iter().collect()
         };
-        match rustix::fs::openat2(
-            &dir,
-            &joined,
-            flags,
-            mode,
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        ) {
+        match rustix::fs::openat2(&dir, &joined, flags, mode, resolve) {
             Err(Errno::NOSYS) | Err(Errno::PERM) if openat2_unavailable(&dir) => {
                 NO_OPENAT2.store(true, Ordering::Relaxed);
             }

@@ -291,3 +291,136 @@ fn a_name_swapped_between_check_and_use_never_reaches_the_host() {
         "opened {opened}, refused {refused}: the race did not happen"
     );
 }
+
+/// A container nests directories far deeper than any stack or fd limit allows a recursive walk
+/// (each level of one holds a frame and a descriptor): removal must still take it all, on a
+/// thread with a small stack, without running out of descriptors, and leave the host alone.
+#[test]
+fn remove_all_takes_a_tree_nested_deeper_than_a_stack_or_fd_limit() {
+    use rustix::fs::{Mode, OFlags};
+    let s = setup();
+    const DEPTH: usize = 30_000;
+    let mut cur = rustix::fs::open(
+        &s.sandbox_path,
+        OFlags::RDONLY | OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
+    rustix::fs::mkdirat(&cur, "deep", Mode::from_raw_mode(0o755)).unwrap();
+    cur = rustix::fs::openat(
+        &cur,
+        "deep",
+        OFlags::RDONLY | OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
+    for i in 0..DEPTH {
+        rustix::fs::mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
+        if i % 1000 == 0 {
+            fs::write(
+                format!("/proc/self/fd/{}/f", std::os::fd::AsRawFd::as_raw_fd(&cur)),
+                b"x",
+            )
+            .unwrap();
+            symlink(
+                &s.host,
+                format!("/proc/self/fd/{}/l", std::os::fd::AsRawFd::as_raw_fd(&cur)),
+            )
+            .unwrap();
+        }
+        cur = rustix::fs::openat(&cur, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .unwrap();
+    }
+    drop(cur);
+    let fds_before = fs::read_dir("/proc/self/fd").unwrap().count();
+    let sandbox = Arc::new(s.sandbox);
+    let d = sandbox.clone();
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let r = d.remove_all("deep");
+            let fds = fs::read_dir("/proc/self/fd").unwrap().count();
+            let _ = tx.send((r.map_err(|e| e.to_string()), fds));
+        })
+        .unwrap();
+    let (r, fds_during) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("remove_all did not finish (or its thread died)");
+    r.unwrap();
+    assert!(fds_during <= fds_before + 2, "{fds_before} -> {fds_during}");
+    assert!(!s.sandbox_path.join("deep").exists());
+    assert_eq!(fs::read(s.host.join("secret")).unwrap(), b"host bytes");
+}
+
+/// A files API may follow the links a container makes inside its own directory, never one that
+/// leads out, and still opens nothing but regular files.
+#[test]
+fn following_links_beneath_stays_beneath_and_opens_only_regular_files() {
+    let s = setup();
+    let read = OpenOptions::new().read(true).follow_links_beneath(true);
+    fs::create_dir(s.sandbox_path.join("sub")).unwrap();
+    fs::write(s.sandbox_path.join("sub/data"), b"inside").unwrap();
+    symlink("sub/data", s.sandbox_path.join("fine")).unwrap();
+    symlink("sub", s.sandbox_path.join("subdir")).unwrap();
+    symlink(s.host.join("secret"), s.sandbox_path.join("abs")).unwrap();
+    symlink("../host/secret", s.sandbox_path.join("rel")).unwrap();
+    symlink(&s.host, s.sandbox_path.join("hostdir")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        s.sandbox_path.join("sub/fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    symlink("sub/fifo", s.sandbox_path.join("to-fifo")).unwrap();
+    let mut text = String::new();
+    s.sandbox
+        .open_file("fine", read)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "inside");
+    assert!(s.sandbox.open_file("subdir/data", read).is_ok());
+    let listed = s.sandbox.open_dir_following_beneath("subdir").unwrap();
+    assert_eq!(listed.entries().unwrap().len(), 2);
+    for out in ["abs", "rel", "hostdir/secret"] {
+        let e = s.sandbox.open_file(out, read).unwrap_err();
+        assert!(is_refused(&e), "{out}: {e}");
+        assert!(is_refused(
+            &s.sandbox.metadata_following_beneath(out).unwrap_err()
+        ));
+    }
+    assert!(is_refused(
+        &s.sandbox.open_dir_following_beneath("hostdir").unwrap_err()
+    ));
+    let sandbox = Arc::new(s.sandbox);
+    let d = sandbox.clone();
+    let e = within_5s(move || d.open_file("to-fifo", read).unwrap_err());
+    assert!(e.to_string().contains("FIFO"), "{e}");
+    let d = sandbox.clone();
+    let st = within_5s(move || d.metadata_following_beneath("to-fifo").unwrap());
+    assert_eq!(Kind::from_mode(st.st_mode), Kind::Fifo);
+    let e = sandbox.open_file("new", read.create(true)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(fs::read(s.host.join("secret")).unwrap(), b"host bytes");
+}
+
+/// Removing an empty directory never follows a link at its name or on the way there.
+#[test]
+fn remove_dir_removes_only_an_empty_directory_reached_without_links() {
+    let s = setup();
+    fs::create_dir(s.host.join("empty")).unwrap();
+    symlink(s.host.join("empty"), s.sandbox_path.join("link")).unwrap();
+    symlink(&s.host, s.sandbox_path.join("hostdir")).unwrap();
+    assert!(s.sandbox.remove_dir("link").is_err());
+    assert!(is_refused(
+        &s.sandbox.remove_dir("hostdir/empty").unwrap_err()
+    ));
+    assert!(s.host.join("empty").is_dir());
+    fs::create_dir_all(s.sandbox_path.join("a/b")).unwrap();
+    assert!(s.sandbox.remove_dir("a").is_err(), "not empty");
+    s.sandbox.remove_dir("a/b").unwrap();
+    s.sandbox.remove_dir("a").unwrap();
+}

@@ -260,16 +260,33 @@ impl Agent {
     }
 }
 
-/// Removes a sandbox. A small one (a few small files and no directories, like most: stdout,
-/// stderr, a fetched script) goes at once, on this thread: handing it to a blocking thread and
-/// being woken back costs more CPU than its few unlinks. A larger one, whose unlinks could hold
-/// up the runtime (big fetched files, whole trees), goes to a blocking thread.
+/// Removes a sandbox, through `berth-safe-fs`: the sandbox is opened without following a link,
+/// and nothing the container left in it is followed or opened (a link to a host file or
+/// directory goes as a link; FIFOs and device nodes as names), however deep it nested its
+/// directories. A small one (a few small files and no directories, like most: stdout, stderr, a
+/// fetched script) goes at once, on this thread: handing it to a blocking thread and being woken
+/// back costs more CPU than its few unlinks. A larger one, whose unlinks could hold up the
+/// runtime (big fetched files, whole trees), goes to a blocking thread.
 pub(super) async fn remove_sandbox(dir: std::path::PathBuf) -> std::io::Result<()> {
     if is_small_flat_dir(&dir) {
-        std::fs::remove_dir_all(&dir)
+        remove_tree(&dir)
     } else {
-        tokio::fs::remove_dir_all(&dir).await
+        tokio::task::spawn_blocking(move || remove_tree(&dir))
+            .await
+            .map_err(std::io::Error::other)?
     }
+}
+
+/// Removes `path` and everything beneath it, following no link (see [`remove_sandbox`]). Its
+/// parent is the agent's own directory.
+pub(super) fn remove_tree(path: &std::path::Path) -> std::io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("'{}' names no directory entry", path.display()),
+        ));
+    };
+    berth_safe_fs::Dir::open(parent)?.remove_all(name)
 }
 
 /// Whether `dir` holds at most a handful of regular files of at most 1 MiB each, and nothing
@@ -342,6 +359,44 @@ mod tests {
         }
         // The symlink's target is not followed.
         assert!(root.path().exists());
+        // What else a container leaves: a FIFO, a device node, a link to a host directory
+        // deep down, a tree nested deeper than a recursive walk survives on a small stack.
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("keep"), b"host").unwrap();
+        let hostile = root.path().join("hostile");
+        let mut deep = hostile.join("d");
+        std::fs::create_dir_all(&deep).unwrap();
+        for _ in 0..200 {
+            deep = deep.join("d");
+            std::fs::create_dir(&deep).unwrap();
+        }
+        std::os::unix::fs::symlink(host.path(), deep.join("host")).unwrap();
+        for (name, kind, dev) in [
+            ("fifo", rustix::fs::FileType::Fifo, 0),
+            (
+                "disk",
+                rustix::fs::FileType::BlockDevice,
+                rustix::fs::makedev(8, 0),
+            ),
+        ] {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                hostile.join(name),
+                kind,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                dev,
+            )
+            .unwrap();
+        }
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            remove_sandbox(hostile.clone()),
+        )
+        .await
+        .expect("removal blocked")
+        .unwrap();
+        assert!(!hostile.exists());
+        assert_eq!(std::fs::read(host.path().join("keep")).unwrap(), b"host");
         let missing = remove_sandbox(root.path().join("never")).await.unwrap_err();
         assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
     }

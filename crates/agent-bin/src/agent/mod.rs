@@ -197,7 +197,13 @@ impl Agent {
             if known.contains(&id) {
                 continue;
             }
-            match tokio::fs::remove_dir_all(dir.join(&name)).await {
+            // Through safe-fs, on a blocking thread: a gone container's sandbox may hold
+            // anything it made (links to host paths, FIFOs, device nodes, a huge tree).
+            let path = dir.join(&name);
+            let removed_one = tokio::task::spawn_blocking(move || calls::remove_tree(&path))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match removed_one {
                 Ok(()) => {
                     removed += 1;
                     tracing::info!(container = %id, "removed the sandbox of a container that is gone");

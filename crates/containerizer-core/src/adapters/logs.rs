@@ -94,26 +94,36 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
         Box::pin(async move {
             let spec = log_spec(&target);
             let id = target.container.clone();
-            // Without a usable checkpoint the output resumes after what the sandbox files
-            // hold, never from the start (that would write it all twice).
-            let mut fallback_since = None;
-            let opened = if resume {
-                logger.recover(&spec).or_else(|e| {
-                    let since = resume_point(&target.sandbox);
-                    metrics.record(since);
-                    match since {
-                        Some(since) => tracing::warn!(container = %id, error = %e, since = ?since,
-                            "cannot resume the log from its checkpoint; continuing after the newest output in the sandbox files (output stamped shortly before the restart may be missing)"),
-                        None => tracing::warn!(container = %id, error = %e,
-                            "cannot resume the log from its checkpoint; the sandbox files hold no output, so it is read from the start"),
-                    }
-                    fallback_since = since;
+            // Opening the sandbox and its files (and, on resume, cutting them back to the
+            // checkpoint) is file system work in a directory the container writes: a blocking
+            // thread, so a slow disk or an NFS sandbox never stalls the runtime.
+            let sandbox = target.sandbox.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                // Without a usable checkpoint the output resumes after what the sandbox files
+                // hold, never from the start (that would write it all twice).
+                let mut fallback_since = None;
+                let opened = if resume {
+                    logger.recover(&spec).or_else(|e| {
+                        let since = resume_point(&sandbox);
+                        metrics.record(since);
+                        match since {
+                            Some(since) => tracing::warn!(container = %id, error = %e, since = ?since,
+                                "cannot resume the log from its checkpoint; continuing after the newest output in the sandbox files (output stamped shortly before the restart may be missing)"),
+                            None => tracing::warn!(container = %id, error = %e,
+                                "cannot resume the log from its checkpoint; the sandbox files hold no output, so it is read from the start"),
+                        }
+                        fallback_since = since;
+                        logger.prepare(&spec)
+                    })
+                } else {
                     logger.prepare(&spec)
-                })
-            } else {
-                logger.prepare(&spec)
-            };
-            let mut log = opened.map_err(|e| e.to_string())?;
+                };
+                opened.map(|log| (log, fallback_since))
+            })
+            .await
+            .map_err(|e| format!("opening the container's log failed: {e}"))?;
+            let id = target.container.clone();
+            let (mut log, fallback_since) = opened.map_err(|e| e.to_string())?;
             let mut attempt = 0;
             loop {
                 // The log's own position once it has one, but never before the fallback point:

@@ -11,6 +11,10 @@
 //! agent had not yet written are not replayed: a possible gap of at most the logger's write
 //! delay at the moment the agent stopped, which is reported (tracing and
 //! [`LogResumeMetrics`]) rather than hidden.
+//!
+//! The container may have replaced those names with links or special files: they are looked
+//! at with `lstat` beneath the sandbox opened once (never followed, never opened), and only
+//! regular files count.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,11 +59,17 @@ const MTIME_GRANULARITY: Duration = Duration::from_millis(10);
 /// newest modification time among log files that hold bytes (see the module documentation),
 /// or `None` when none does (nothing was written, so replaying everything duplicates nothing).
 pub(super) fn resume_point(sandbox: &Path) -> Option<SystemTime> {
+    let dir = berth_safe_fs::Dir::open(sandbox).ok()?;
     LOG_FILES
         .iter()
-        .filter_map(|name| std::fs::metadata(sandbox.join(name)).ok())
-        .filter(|m| m.is_file() && m.len() > 0)
-        .filter_map(|m| m.modified().ok())
+        .filter_map(|name| dir.metadata(name).ok())
+        .filter(|st| berth_safe_fs::Kind::from_mode(st.st_mode) == berth_safe_fs::Kind::File)
+        .filter(|st| st.st_size > 0)
+        .filter_map(|st| {
+            let nanos = u32::try_from(st.st_mtime_nsec).ok()?;
+            let secs = u64::try_from(st.st_mtime).ok()?;
+            Some(std::time::UNIX_EPOCH + Duration::new(secs, nanos))
+        })
         .max()
         .map(|newest| newest + MTIME_GRANULARITY)
 }
@@ -89,6 +99,20 @@ mod tests {
         std::fs::write(&rotated, b"b\n").unwrap();
         let newer = std::fs::metadata(&rotated).unwrap().modified().unwrap();
         assert_eq!(resume_point(tmp.path()), Some(newer + MTIME_GRANULARITY));
+        // A link to a newer host file, a FIFO: looked at without following or opening.
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("f"), b"host").unwrap();
+        std::fs::remove_file(&rotated).unwrap();
+        std::os::unix::fs::symlink(host.path().join("f"), &rotated).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            tmp.path().join("stdout.1"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert_eq!(resume_point(tmp.path()), Some(old + MTIME_GRANULARITY));
     }
 
     #[test]
