@@ -96,6 +96,10 @@ pub(crate) struct Inner {
     pub cgroup_roots: Option<crate::cgroup::Roots>,
     /// Usage samples taken from the cgroup files and from Docker's stats.
     pub usage_samples: [AtomicUsize; 2],
+    /// The operator's allowed host roots, opened once.
+    pub roots: crate::hostpath::HostRoots,
+    /// Where host paths are pinned for Docker.
+    pub pins: crate::hostpath::Pins,
     /// Lets unit tests hold the MOUNTING stage and checkpoint writes, which otherwise only touch
     /// local files.
     #[cfg(test)]
@@ -127,6 +131,8 @@ impl Containerizer {
             memory: config.host_memory.or(memory),
         };
         let store = Store::open(&config.work_dir)?;
+        let roots = crate::hostpath::HostRoots::open(&config.allowed_host_roots);
+        let pins = crate::hostpath::Pins::new(&config.work_dir);
         let puller = Puller::new(engine.clone(), config.pull.clone());
         Ok(Containerizer {
             inner: Arc::new(Inner {
@@ -144,6 +150,8 @@ impl Containerizer {
                 tasks: TaskTracker::new(),
                 cgroup_roots: Some(crate::cgroup::Roots::default()),
                 usage_samples: Default::default(),
+                roots,
+                pins,
                 #[cfg(test)]
                 mount_gate: std::sync::OnceLock::new(),
             }),
@@ -260,6 +268,7 @@ impl Containerizer {
         resources: Resources,
         limits: Limits,
     ) -> Result<()> {
+        crate::mapping::check_memory(&resources, &limits)?;
         let c = self.inner.running(id)?;
         let docker_id = c.docker_id().expect("a started container has a Docker id");
         let cg = cgroup_settings(

@@ -148,6 +148,7 @@ fn prepare(inner: &Inner, c: &Container) -> Result<(Mapped, LogTarget), String> 
         mapped_sandbox: &cfg.mapped_sandbox,
         allowed_host_roots: &cfg.allowed_host_roots,
         allow_privileged: cfg.allow_privileged,
+        allowances: &cfg.allowances,
         cfs: cfg.cfs,
         host_memory: inner.host.memory,
         log_config: &cfg.docker_log,
@@ -195,7 +196,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     inner.persist_soon(c, Durability::Durable);
 
     // FETCHING (the spec is checked first, so a bad spec fails before anything is done).
-    let (mapped, target) = match prepare(inner, c) {
+    let (mut mapped, target) = match prepare(inner, c) {
         Ok(p) => p,
         Err(cause) => {
             inner.apply(c, Event::StageFailed(cause));
@@ -252,9 +253,10 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
             gate.pass(crate::testing::Op::Mount).await;
         }
         for dir in &mapped.volumes.sandbox_dirs {
-            create_dirs(c, dir)?;
+            create_dirs(c, &sandbox, dir)?;
         }
-        Ok(())
+        check_named_volumes(inner, &mapped.volumes.named_volumes).await?;
+        pin_host_paths(inner, c, &mut mapped).await
     };
     if !stage(inner, c, budget.bound("mounting volumes", mount)).await {
         return rollback(inner, c, false).await;
@@ -308,6 +310,10 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
                 .map_err(|e| format!("failed to start container '{}': {e}", c.name))
         })
         .await;
+    if !mapped.volumes.host_binds.is_empty() {
+        // runc has its own (privately propagated) copy now, or never will.
+        inner.pins.release(&c.id);
+    }
     let proceed = match started {
         Ok(()) => inner.apply(c, Event::Started) == Action::Proceed,
         Err(cause) => {
@@ -349,29 +355,137 @@ fn create_error(name: &str, e: &EngineError) -> String {
     }
 }
 
-/// Creates `dir` and any missing parents, recording each one made so a roll-back removes them.
-fn create_dirs(c: &Container, dir: &Path) -> Result<(), String> {
-    let mut missing = Vec::new();
-    let mut cur = dir;
-    // Inline, like the sandbox: a stat and a mkdir per level.
-    while std::fs::symlink_metadata(cur).is_err() {
-        missing.push(cur.to_path_buf());
-        match cur.parent() {
-            Some(p) => cur = p,
-            None => break,
-        }
-    }
-    for d in missing.into_iter().rev() {
-        match std::fs::create_dir(&d) {
-            Ok(()) => c.rt().created_dirs.push(d),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(format!(
-                    "failed to create volume directory '{}': {e}",
-                    d.display()
-                ))
+/// Creates the sandbox directory `dir` (a relative `host_path`) and any missing parents,
+/// recording each one made so a roll-back removes them. Nothing is followed: the sandbox holds
+/// what the fetcher extracted from the caller's archives, and a planted link (`cache -> /`) would
+/// otherwise have the agent create directories on the host and Docker mount the host's `/`.
+/// Nothing in the sandbox runs before the container starts, so the path checked here is the
+/// path Docker mounts.
+fn create_dirs(c: &Container, sandbox: &Path, dir: &Path) -> Result<(), String> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let rel = dir
+        .strip_prefix(sandbox)
+        .map_err(|_| format!("volume directory '{}' is not in the sandbox", dir.display()))?;
+    let at = |p: &Path, e: &dyn std::fmt::Display| {
+        format!("failed to create volume directory '{}': {e}", p.display())
+    };
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut cur = rustix::fs::open(sandbox, flags | OFlags::DIRECTORY, Mode::empty())
+        .map_err(|e| at(sandbox, &e))?;
+    let mut path = sandbox.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        let next = match rustix::fs::openat(&cur, part.as_os_str(), flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => {
+                rustix::fs::mkdirat(&cur, part.as_os_str(), Mode::from_bits_truncate(0o777))
+                    .map_err(|e| at(&path, &e))?;
+                c.rt().created_dirs.push(path.clone());
+                rustix::fs::openat(&cur, part.as_os_str(), flags, Mode::empty())
+                    .map_err(|e| at(&path, &e))?
             }
+            Err(e) => return Err(at(&path, &e)),
+        };
+        let kind = rustix::fs::fstat(&next)
+            .map(|st| FileType::from_raw_mode(st.st_mode))
+            .map_err(|e| at(&path, &e))?;
+        if kind == FileType::Symlink {
+            return Err(format!(
+                "volume path '{}' is a symbolic link; a relative host_path may not go through \
+                 links (Docker would follow it out of the sandbox)",
+                path.display()
+            ));
         }
+        if kind != FileType::Directory && i + 1 < parts.len() {
+            return Err(at(&path, &"not a directory"));
+        }
+        cur = next;
+    }
+    Ok(())
+}
+
+/// Refuses existing named volumes a caller may not attach: ones this agent's launches did not
+/// create (the operator's, another agent's: they may bind anything on the host), unless the
+/// operator listed them with `--allowed-volume`, and ones whose driver options the caller policy
+/// would refuse today. A volume that does not exist yet is created by Docker with the options
+/// the mapping has checked.
+async fn check_named_volumes(inner: &Inner, names: &[String]) -> Result<(), String> {
+    use crate::mapping::policy::{check_volume, VolumeKind};
+    let cfg = &inner.config;
+    for name in names {
+        let info = inner
+            .engine
+            .volume(name)
+            .await
+            .map_err(|e| format!("failed to inspect Docker volume '{name}': {e}"))?;
+        let Some(info) = info else { continue };
+        if cfg.allowances.volumes.contains(name) {
+            continue;
+        }
+        let ours = info.labels.get(crate::labels::AGENT_ID).map(String::as_str)
+            == Some(cfg.agent_id.as_str());
+        let managed = matches!(
+            check_volume(
+                name,
+                Some(&info.driver),
+                &info.options,
+                cfg.allow_privileged,
+                &cfg.allowances
+            ),
+            Ok(VolumeKind::Managed)
+        );
+        if ours && managed {
+            continue;
+        }
+        let why = if ours {
+            "its driver or driver options reach the host"
+        } else {
+            "it exists and was not created by this agent's launches, so it may hold or bind \
+             anything on the host"
+        };
+        return Err(crate::mapping::SpecError::NotAllowed {
+            what: format!("Docker volume '{name}'"),
+            why: why.to_owned(),
+            flag: format!("--allowed-volume {name}"),
+        }
+        .to_string());
+    }
+    Ok(())
+}
+
+/// Resolves each absolute host path beneath its allowed root and pins it (see
+/// `crate::hostpath`); the mounts then name the pins.
+async fn pin_host_paths(
+    inner: &Arc<Inner>,
+    c: &Container,
+    mapped: &mut Mapped,
+) -> Result<(), String> {
+    let binds = mapped.volumes.host_binds.clone();
+    if binds.is_empty() {
+        return Ok(());
+    }
+    let (inner2, id) = (inner.clone(), c.id.clone());
+    let pinned = tokio::task::spawn_blocking(move || {
+        // Pins of an earlier launch of this id that an abandoned launch left behind.
+        inner2.pins.release(&id);
+        let pinned = binds
+            .iter()
+            .enumerate()
+            .map(|(n, b)| {
+                let fd = inner2.roots.resolve(&b.path)?;
+                Ok((b.mount, inner2.pins.pin(&id, n, &fd)?))
+            })
+            .collect::<Result<Vec<_>, String>>();
+        if pinned.is_err() {
+            inner2.pins.release(&id);
+        }
+        pinned
+    })
+    .await
+    .map_err(|e| format!("pinning host paths failed: {e}"))??;
+    for (i, pin) in pinned {
+        mapped.create.host.mounts[i].source = pin.to_string_lossy().into_owned();
     }
     Ok(())
 }
@@ -516,6 +630,7 @@ pub(super) async fn rollback(
     if from_fetching {
         inner.fetcher.discard_partials(&sandbox);
     }
+    inner.pins.release(&c.id);
     let dirs = std::mem::take(&mut c.rt().created_dirs);
     for dir in dirs.iter().rev() {
         // Only empty directories: nothing the container wrote is deleted.

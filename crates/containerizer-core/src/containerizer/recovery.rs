@@ -78,6 +78,10 @@ pub enum OrphanAction {
 
 pub(super) async fn recover(inner: &Arc<Inner>) -> Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
+    // Host path pins of launches the last agent did not finish (a started container has its
+    // own copy of its mounts; an unstarted one is rolled back below).
+    let pins = inner.pins.clone();
+    let _ = tokio::task::spawn_blocking(move || pins.sweep()).await;
     let store = inner.store.clone();
     let loaded = tokio::task::spawn_blocking(move || store.load_all())
         .await
