@@ -244,6 +244,48 @@ impl Containerizer {
         true
     }
 
+    /// Sends `signal` to the container's process, and SIGKILL if it has not ended `grace` later
+    /// (Mesos's kill policy). The intent and its wall-clock deadline are checkpointed durably
+    /// before the signal is sent, so an agent killed meanwhile still sends SIGKILL at the
+    /// deadline after its restart, or at once if the deadline passed while it was down; the
+    /// container ends KILLED either way. Returns false if the container is unknown or already
+    /// terminated. A kill of a container still launching destroys the launch.
+    pub async fn kill_gracefully(
+        &self,
+        id: &ContainerId,
+        signal: i32,
+        grace: std::time::Duration,
+    ) -> bool {
+        let Some(c) = self.inner.get(id) else {
+            return false;
+        };
+        if c.phase() == Phase::Terminated {
+            return false;
+        }
+        let asked_at = SystemTime::now();
+        let intent = crate::checkpoint::KillDeadline {
+            signal,
+            grace,
+            asked_at,
+            deadline: asked_at + grace,
+        };
+        {
+            // A second graceful kill never postpones the first one's SIGKILL.
+            let mut rt = c.rt();
+            if rt
+                .kill_deadline
+                .is_none_or(|d| d.deadline > intent.deadline)
+            {
+                rt.kill_deadline = Some(intent);
+            }
+        }
+        let action = self.inner.apply(&c, Event::Kill(signal));
+        self.inner.persist(&c, Durability::Durable).await;
+        self.inner.clone().carry_out(&c, action);
+        self.inner.clone().escalate_at_deadline(&c);
+        true
+    }
+
     /// Removes a terminated container: its Docker container, its checkpoint and its runtime
     /// state. Unknown: [`Error::UnknownContainer`]; not terminated: [`Error::NotTerminated`].
     pub async fn remove(&self, id: &ContainerId) -> Result<()> {
@@ -497,6 +539,9 @@ impl Containerizer {
     }
 }
 
+/// The signal a graceful kill ends with.
+const SIGKILL: i32 = 9;
+
 fn launch_error(id: &ContainerId, t: &Termination) -> Error {
     match t
         .message
@@ -565,6 +610,34 @@ impl Inner {
             }
             Action::None | Action::Proceed | Action::Abort | Action::Resolved(_) => {}
         }
+    }
+
+    /// Sends SIGKILL at the container's kill deadline (at once if it has passed) unless the
+    /// container has ended by then.
+    pub fn escalate_at_deadline(self: Arc<Self>, c: &Arc<Container>) {
+        let Some(deadline) = c.rt().kill_deadline else {
+            return;
+        };
+        let (inner, c) = (self.clone(), c.clone());
+        self.spawn(async move {
+            let left = deadline
+                .deadline
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            tokio::select! {
+                _ = c.wait_terminated() => return,
+                () = tokio::time::sleep(left) => {}
+            }
+            if c.rt().kill_deadline.is_none_or(|d| d.deadline > deadline.deadline) {
+                // A later kill replaced this deadline; its own task escalates.
+                return;
+            }
+            if c.phase() != Phase::Terminated {
+                tracing::info!(container = %c.id, grace = ?deadline.grace, "grace period over; sending SIGKILL");
+                let action = inner.apply(&c, Event::Kill(SIGKILL));
+                inner.clone().carry_out(&c, action);
+            }
+        });
     }
 
     /// Spawns a background task that ends when the containerizer shuts down (at its next await

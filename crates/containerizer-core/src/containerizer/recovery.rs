@@ -159,6 +159,7 @@ fn insert(inner: &Inner, record: &Record, state: State) -> Arc<Container> {
         rt.created_dirs = record.created_dirs.clone();
         rt.terminated_at = record.terminated_at;
         rt.docker_id = record.docker_id.clone();
+        rt.kill_deadline = record.kill_deadline;
     }
     if let Ok(mut written) = c.checkpoint_lock.try_lock() {
         // What is on disk (maybe not fsynced: it may have been a lazy write).
@@ -228,6 +229,10 @@ async fn recover_one(
                 // A destroy was in progress: finish it.
                 let action = inner.apply(&c, Event::Destroy);
                 inner.clone().carry_out(&c, action);
+            }
+            if info.running && record.kill_deadline.is_some() {
+                // A graceful kill was in progress: SIGKILL at its deadline, or now if it passed.
+                inner.clone().escalate_at_deadline(&c);
             }
             let (inner2, c2, docker_id) = (inner.clone(), c.clone(), info.id.clone());
             pipeline::spawn_supervised(inner.clone(), c, async move {

@@ -1282,6 +1282,7 @@ fn orphans_foreign_and_malformed_containers() {
             created_dirs: vec![],
             termination: None,
             terminated_at: None,
+            kill_deadline: None,
         };
         h.cz.inner
             .store
@@ -1890,5 +1891,72 @@ fn terminations_are_counted_before_they_are_seen() {
         }
         assert_eq!(h.cz.terminations_decided(), n);
         h.assert_clean();
+    });
+}
+
+/// Issue 11 item 8: a graceful kill outlives the agent. The intent is durable before the call
+/// returns; after a restart SIGKILL comes at the deadline, or at once when the deadline passed
+/// while the agent was down, and the container ends KILLED. (The in-memory engine stands in for
+/// a dead agent whose tasks stopped; the e2e test `hostile_caller::graceful_kill_survives_an_agent_sigkill`
+/// plays it with the real daemon.)
+#[test]
+fn a_graceful_kill_survives_an_agent_restart() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let (slow, late) = (Harness::id("slow"), Harness::id("late"));
+        for id in [&slow, &late] {
+            h.cz.launch(id, h.spec(id.as_str())).await.unwrap();
+            let docker_id = h.cz.status(id).unwrap().docker_id.unwrap();
+            h.engine
+                .state
+                .lock()
+                .unwrap()
+                .ignores_sigterm
+                .insert(docker_id);
+        }
+        let asked = std::time::Instant::now();
+        assert!(
+            h.cz.kill_gracefully(&slow, 15, Duration::from_millis(600))
+                .await
+        );
+        assert!(
+            h.cz.kill_gracefully(&late, 15, Duration::from_millis(50))
+                .await
+        );
+        let on_disk = Store::read(&h.dir.path().join("work")).unwrap();
+        for r in &on_disk.records {
+            let d = r
+                .kill_deadline
+                .expect("the intent is checkpointed before the answer");
+            assert_eq!(d.signal, 15);
+            assert!(r.killed);
+        }
+        // The agent dies: none of its tasks sends anything more.
+        h.cz.inner.stopping.cancel();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        for id in [&slow, &late] {
+            assert_eq!(h.engine.life(&format!("berth-{id}")), Some(Life::Running));
+        }
+        let h2 = h.restart(config);
+        h2.cz.recover().await.unwrap();
+        let t = tokio::time::timeout(Duration::from_millis(500), h2.cz.wait(&late))
+            .await
+            .expect("the passed deadline is honoured at once")
+            .unwrap();
+        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        assert_eq!(
+            h2.engine.life("berth-slow"),
+            Some(Life::Running),
+            "not before its deadline"
+        );
+        let t = tokio::time::timeout(Duration::from_secs(2), h2.cz.wait(&slow))
+            .await
+            .expect("SIGKILL at the deadline")
+            .unwrap();
+        assert!(asked.elapsed() >= Duration::from_millis(600));
+        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        let rec = h2.cz.inner.store.load(&slow).unwrap().unwrap();
+        assert_eq!(rec.kill_deadline, None, "done with once terminated");
+        h2.assert_clean();
     });
 }
