@@ -115,7 +115,15 @@ pub fn plan(
                     read_only: ro,
                 } = kind
                 {
-                    let source = allowed_host_path(&device, allowed_roots)?;
+                    let source = allowed_host_path(&device, allowed_roots).map_err(|e| {
+                        SpecError::BadVolume {
+                            path: name.clone(),
+                            reason: format!(
+                                "its driver options bind host path '{device}', which is \
+                                 treated as a host_path volume: {e}"
+                            ),
+                        }
+                    })?;
                     plan.host_binds.push(HostBind {
                         mount: plan.mounts.len(),
                         path: source.clone(),
