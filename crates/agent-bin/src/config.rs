@@ -704,6 +704,56 @@ mod tests {
     }
 
     #[test]
+    fn allowance_flags_are_normalized_and_checked() {
+        let c = cli(&[
+            "--work-dir=/w",
+            "--allowed-capability=cap_net_admin",
+            "--allowed-capability=SYS_PTRACE",
+            "--allowed-device=/dev/fuse",
+            "--allowed-volume-driver=rexray",
+            "--allowed-volume-type=nfs",
+            "--allowed-volume=shared",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        let a = &c.allowances;
+        assert_eq!(
+            a.capabilities.iter().collect::<Vec<_>>(),
+            ["NET_ADMIN", "SYS_PTRACE"]
+        );
+        assert!(a.devices.contains("/dev/fuse"));
+        assert!(a.volume_drivers.contains("rexray") && a.volume_types.contains("nfs"));
+        assert!(a.volumes.contains("shared"));
+        for (args, flag, why) in [
+            (
+                ["--allowed-capability=ALL"],
+                "--allowed-capability",
+                "--allow-privileged",
+            ),
+            (
+                ["--allowed-capability=SYS_ADMN"],
+                "--allowed-capability",
+                "not a Linux capability",
+            ),
+            (
+                ["--allowed-device=dev/fuse"],
+                "--allowed-device",
+                "absolute",
+            ),
+            (
+                ["--allowed-volume-type=none"],
+                "--allowed-volume-type",
+                "--allowed-host-path",
+            ),
+            (["--allowed-volume= "], "--allowed-volume", "non-empty"),
+        ] {
+            let e = cli(&args).unwrap().resolve().unwrap_err().to_string();
+            assert!(e.contains(flag) && e.contains(why), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
     fn bad_flag_values_name_the_flag() {
         let e = cli(&["--docker-remove-delay=6x"]).unwrap_err();
         assert!(

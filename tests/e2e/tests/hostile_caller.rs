@@ -268,6 +268,7 @@ async fn a_link_swapped_in_between_check_and_mount_never_leaks() {
     assert_eq!(r.status, 200, "{r:?}");
 
     let (mut refused, mut inside, mut leaked, mut neither) = (0, 0, 0, 0);
+    let mut reasons = std::collections::BTreeSet::new();
     for i in 0..ROUNDS {
         let id = format!("b{i}");
         let r = launch(
@@ -283,6 +284,7 @@ async fn a_link_swapped_in_between_check_and_mount_never_leaks() {
         .await;
         if r.status == 400 {
             refused += 1;
+            reasons.insert(r.body.chars().take(200).collect::<String>());
             continue;
         }
         assert_eq!(r.status, 200, "{r:?}");
