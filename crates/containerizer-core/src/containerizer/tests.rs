@@ -1960,3 +1960,80 @@ fn a_graceful_kill_survives_an_agent_restart() {
         h2.assert_clean();
     });
 }
+
+/// Issue 11 item 5: existing named volumes. One this agent's launches made (its label) with
+/// options the policy allows may be attached again; the operator's (or one made before options
+/// were checked, binding a host path) needs `--allowed-volume`.
+#[test]
+fn existing_volumes_need_this_agents_label_or_the_operator() {
+    rt().block_on(async {
+        let volume = |name: &str| Volume {
+            container_path: "/v".into(),
+            host_path: None,
+            mode: VolumeMode::Rw,
+            source: Some(crate::spec::VolumeSource::DockerVolume {
+                name: name.into(),
+                driver: None,
+                driver_options: BTreeMap::new(),
+            }),
+        };
+        let ours = BTreeMap::from([(labels::AGENT_ID.to_owned(), "agent-1".to_owned())]);
+        let bind = BTreeMap::from([
+            ("type".to_owned(), "none".to_owned()),
+            ("o".to_owned(), "bind".to_owned()),
+            ("device".to_owned(), "/etc".to_owned()),
+        ]);
+        let h = Harness::new();
+        {
+            let mut st = h.engine.state.lock().unwrap();
+            for (name, labels, options) in [
+                ("mine", ours.clone(), BTreeMap::new()),
+                ("operators", BTreeMap::new(), bind.clone()),
+                ("old-bind", ours.clone(), bind.clone()),
+            ] {
+                st.volumes.insert(
+                    name.to_owned(),
+                    crate::engine::VolumeInfo {
+                        driver: "local".into(),
+                        options,
+                        labels,
+                    },
+                );
+            }
+        }
+        for (name, ok) in [
+            ("new", true),
+            ("mine", true),
+            ("operators", false),
+            ("old-bind", false),
+        ] {
+            let id = Harness::id(name);
+            let mut spec = h.spec(name);
+            spec.container.as_mut().unwrap().volumes.push(volume(name));
+            let r = h.cz.launch(&id, spec).await;
+            assert_eq!(r.is_ok(), ok, "{name}: {r:?}");
+            if let Err(e) = r {
+                let e = e.to_string();
+                assert!(e.contains(&format!("--allowed-volume {name}")), "{e}");
+            }
+        }
+        assert_eq!(
+            h.engine.calls(Op::Create).len(),
+            2,
+            "no container for the refused ones"
+        );
+        let h2 = h.restart(|dir| {
+            let mut c = config(dir);
+            c.allowances.volumes.insert("operators".into());
+            c
+        });
+        let mut spec = h2.spec("op2");
+        spec.container
+            .as_mut()
+            .unwrap()
+            .volumes
+            .push(volume("operators"));
+        h2.cz.launch(&Harness::id("op2"), spec).await.unwrap();
+        h2.assert_clean();
+    });
+}
