@@ -2037,3 +2037,31 @@ fn existing_volumes_need_this_agents_label_or_the_operator() {
         h2.assert_clean();
     });
 }
+
+/// A relative `host_path` goes through no link: a sandbox holding a planted `vol -> <outside>`
+/// (an archive the fetcher extracted) fails the launch, and nothing is created outside.
+#[test]
+fn a_relative_host_path_does_not_follow_links_out_of_the_sandbox() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let outside = h.dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::create_dir_all(h.sandbox("c1")).unwrap();
+        std::os::unix::fs::symlink(&outside, h.sandbox("c1").join("vol")).unwrap();
+        let mut spec = h.spec("c1");
+        spec.container.as_mut().unwrap().volumes.push(Volume {
+            container_path: "/data".into(),
+            host_path: Some("vol/inner".into()),
+            mode: VolumeMode::Rw,
+            source: None,
+        });
+        let err = h.cz.launch(&Harness::id("c1"), spec).await.unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(
+            !outside.join("inner").exists(),
+            "nothing made through the link"
+        );
+        assert!(h.engine.calls(Op::Create).is_empty());
+        h.assert_clean();
+    });
+}
