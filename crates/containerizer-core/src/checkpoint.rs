@@ -83,6 +83,12 @@ pub struct KillDeadline {
     pub asked_at: SystemTime,
     /// When SIGKILL is due: `asked_at + grace`.
     pub deadline: SystemTime,
+    /// The first signal reached the daemon (written lazily after delivery). A restarted agent
+    /// finding it false before the deadline sends the first signal again: the agent may have
+    /// died between this record's durable write and the signal, and the process must still get
+    /// its warning before SIGKILL. At least once, so a process may see it twice.
+    #[serde(default)]
+    pub delivered: bool,
 }
 
 /// Every checkpoint found: the readable records (sorted by container id) and, beside them, an

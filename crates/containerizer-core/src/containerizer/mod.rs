@@ -268,6 +268,7 @@ impl Containerizer {
             grace,
             asked_at,
             deadline: asked_at + grace,
+            delivered: false,
         };
         {
             // A second graceful kill never postpones the first one's SIGKILL.
@@ -280,8 +281,12 @@ impl Containerizer {
             }
         }
         let action = self.inner.apply(&c, Event::Kill(signal));
-        self.inner.persist(&c, Durability::Durable).await;
-        self.inner.clone().carry_out(&c, action);
+        if self.inner.persist(&c, Durability::Durable).await == Some(false) {
+            // Logged by `persist`; the kill still goes ahead (refusing it would be worse), but
+            // only this agent's timer will send SIGKILL.
+            tracing::warn!(container = %c.id, "graceful kill not checkpointed; a restart before its deadline would forget it");
+        }
+        self.inner.clone().send_first_signal(&c, action);
         self.inner.clone().escalate_at_deadline(&c);
         true
     }
@@ -610,6 +615,32 @@ impl Inner {
             }
             Action::None | Action::Proceed | Action::Abort | Action::Resolved(_) => {}
         }
+    }
+
+    /// Carries out a graceful kill's first `action` and, once its signal reached the daemon,
+    /// records the delivery (lazily) so a restarted agent does not send it again.
+    pub fn send_first_signal(self: Arc<Self>, c: &Arc<Container>, action: Action) {
+        let Action::Signal { docker_id, signal } = action else {
+            // Nothing to deliver (a launch being destroyed, or already going down).
+            return self.carry_out(c, action);
+        };
+        let (inner, c) = (self.clone(), c.clone());
+        self.spawn(async move {
+            pipeline::signal_until_delivered(inner.clone(), c.clone(), docker_id, signal).await;
+            let changed = {
+                let mut rt = c.rt();
+                match rt.kill_deadline.as_mut() {
+                    Some(d) if d.signal == signal && !d.delivered => {
+                        d.delivered = true;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if changed {
+                inner.persist(&c, Durability::Lazy).await;
+            }
+        });
     }
 
     /// Sends SIGKILL at the container's kill deadline (at once if it has passed) unless the

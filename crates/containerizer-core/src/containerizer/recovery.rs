@@ -230,8 +230,15 @@ async fn recover_one(
                 let action = inner.apply(&c, Event::Destroy);
                 inner.clone().carry_out(&c, action);
             }
-            if info.running && record.kill_deadline.is_some() {
-                // A graceful kill was in progress: SIGKILL at its deadline, or now if it passed.
+            if let Some(kill) = record.kill_deadline.filter(|_| info.running) {
+                // A graceful kill was in progress. Its first signal may never have left the dead
+                // agent (the intent is written before the signal): send it again while the grace
+                // lasts. Then SIGKILL at the deadline, or now if it passed.
+                if !kill.delivered && !destroying && kill.deadline > SystemTime::now() {
+                    tracing::info!(container = %id, signal = kill.signal, "resending the first signal of a graceful kill interrupted by the restart");
+                    let action = inner.apply(&c, Event::Kill(kill.signal));
+                    inner.clone().send_first_signal(&c, action);
+                }
                 inner.clone().escalate_at_deadline(&c);
             }
             let (inner2, c2, docker_id) = (inner.clone(), c.clone(), info.id.clone());

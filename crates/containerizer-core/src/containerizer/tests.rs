@@ -1931,6 +1931,9 @@ fn a_graceful_kill_survives_an_agent_restart() {
             assert_eq!(d.signal, 15);
             assert!(r.killed);
         }
+        // Both SIGTERMs reach the daemon and their delivery is recorded (lazily).
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(h.engine.calls(Op::Kill).len(), 2);
         // The agent dies: none of its tasks sends anything more.
         h.cz.inner.stopping.cancel();
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -1957,6 +1960,67 @@ fn a_graceful_kill_survives_an_agent_restart() {
         assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
         let rec = h2.cz.inner.store.load(&slow).unwrap().unwrap();
         assert_eq!(rec.kill_deadline, None, "done with once terminated");
+        let kills = h2.engine.calls(Op::Kill);
+        assert_eq!(
+            kills.iter().filter(|k| k.ends_with(":15")).count(),
+            2,
+            "a delivered first signal is not sent again: {kills:?}"
+        );
+        h2.assert_clean();
+    });
+}
+
+/// Issue 11 item 8, the narrow case: the agent dies after the intent is durable but before the
+/// first signal reached the daemon. The restarted agent sends it (the process gets its warning),
+/// then SIGKILL at the deadline; the end is KILLED.
+#[test]
+fn a_graceful_kills_first_signal_is_resent_if_the_agent_died_before_it() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("warned");
+        h.cz.launch(&id, h.spec("warned")).await.unwrap();
+        let docker_id = h.cz.status(&id).unwrap().docker_id.unwrap();
+        h.engine
+            .state
+            .lock()
+            .unwrap()
+            .ignores_sigterm
+            .insert(docker_id.clone());
+        h.engine.gates.hold(Op::Kill);
+        let asked = std::time::Instant::now();
+        assert!(
+            h.cz.kill_gracefully(&id, 15, Duration::from_millis(700))
+                .await
+        );
+        h.engine.gates.entered(Op::Kill, 1).await;
+        let rec = h.cz.inner.store.load(&id).unwrap().unwrap();
+        let d = rec.kill_deadline.expect("durable before the signal");
+        assert!(!d.delivered);
+        // The agent dies with the SIGTERM still on its way.
+        h.cz.inner.stopping.cancel();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        h.engine.gates.release_all();
+        assert!(h.engine.calls(Op::Kill).is_empty(), "nothing was delivered");
+        let h2 = h.restart(config);
+        h2.cz.recover().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            h2.engine.calls(Op::Kill),
+            [format!("{docker_id}:15")],
+            "the first signal is sent again, and SIGKILL waits for the deadline"
+        );
+        let rec = h2.cz.inner.store.load(&id).unwrap().unwrap();
+        assert!(rec.kill_deadline.unwrap().delivered, "its delivery recorded");
+        let t = tokio::time::timeout(Duration::from_secs(2), h2.cz.wait(&id))
+            .await
+            .expect("SIGKILL at the deadline")
+            .unwrap();
+        assert!(asked.elapsed() >= Duration::from_millis(700));
+        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        assert_eq!(
+            h2.engine.calls(Op::Kill),
+            [format!("{docker_id}:15"), format!("{docker_id}:9")]
+        );
         h2.assert_clean();
     });
 }
