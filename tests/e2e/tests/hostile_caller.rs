@@ -437,10 +437,14 @@ async fn named_volumes_cannot_reach_the_host_without_the_operator() {
     let allowed = Agent::start(T, &["--allowed-volume", &op]).await;
     let r = launch(&allowed, read_secret(&allowed, "op")).await;
     assert_eq!(r.status, 200, "{r:?}\n{}", allowed.logs());
-    allowed.wait("op").await;
+    let w = allowed.wait("op").await;
+    let dl = docker(&["logs", &allowed.docker_name("op")]).await;
     assert_eq!(
         allowed.read_text("/containers/op/stdout").await,
-        "host secret"
+        "host secret",
+        "{w}\nstderr: {}\ndocker logs: {dl:?}\n{}",
+        allowed.read_text("/containers/op/stderr").await,
+        allowed.logs()
     );
     assert_healthy(&agent).await;
     remove_test_containers(T).await;

@@ -327,7 +327,9 @@ pub(crate) fn check_volume(
             }
             Ok(VolumeKind::Managed)
         }
-        Some("none") if opts.iter().any(|o| matches!(*o, "bind" | "rbind")) => {
+        // Whatever the type: with `bind` the kernel ignores it and binds `device` (so an
+        // operator's `--allowed-volume-type nfs` must not let `type=nfs,o=bind,device=/etc` in).
+        Some(_) if opts.iter().any(|o| matches!(*o, "bind" | "rbind")) => {
             if let Some(bad) = opts
                 .iter()
                 .find(|o| !matches!(**o, "bind" | "rbind" | "ro" | "rw"))
@@ -521,6 +523,22 @@ mod tests {
             &allow,
         )
         .unwrap();
+        // An allowed type does not make a bind safe: with `bind` the kernel ignores the type.
+        for t in ["nfs", "ext4", "bind"] {
+            assert_eq!(
+                check(
+                    Some("local"),
+                    &[("type", t), ("o", "rbind"), ("device", "/etc")],
+                    &allow
+                )
+                .unwrap(),
+                VolumeKind::HostBind {
+                    device: "/etc".into(),
+                    read_only: false
+                },
+                "type={t}"
+            );
+        }
     }
 
     #[test]
