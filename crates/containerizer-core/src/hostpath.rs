@@ -58,11 +58,8 @@ impl HostRoots {
         let roots = roots
             .iter()
             .map(|configured| {
-                let fd = rustix::fs::open(
-                    configured,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
+                // Not `O_DIRECTORY`: a root may be a single file (`berth run -v FILE:...`).
+                let fd = rustix::fs::open(configured, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
                 .map_err(|e| {
                     tracing::error!(root = %configured.display(), error = %e, "allowed host path cannot be opened; host paths under it will be refused");
                     format!(
@@ -126,11 +123,10 @@ fn describe(e: &io::Error) -> String {
 /// `EXDEV`. Without `openat2` (Linux < 5.6) every component is opened with `O_NOFOLLOW` and any
 /// symlink fails with `ELOOP`.
 pub(crate) fn open_beneath(base: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
+    if rel.as_os_str().is_empty() {
+        // The root itself (a directory or a single file).
+        return Ok(rustix::io::fcntl_dupfd_cloexec(base, 0)?);
+    }
     match rustix::fs::openat2(
         base,
         rel,
@@ -145,7 +141,7 @@ pub(crate) fn open_beneath(base: BorrowedFd<'_>, rel: &Path) -> io::Result<Owned
 
 /// The fallback of [`open_beneath`]: a component-by-component walk that refuses every symlink.
 fn open_walk(base: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
-    let mut cur = rustix::io::dup(base)?;
+    let mut cur = rustix::io::fcntl_dupfd_cloexec(base, 0)?;
     for c in rel.components() {
         let name = match c {
             Component::Normal(n) => n,
@@ -312,6 +308,13 @@ mod tests {
             "a relative link that stays inside works"
         );
         assert_eq!(resolve_in(&roots, &root).unwrap(), canon, "the root itself");
+        // A root may be a single file (`berth run -v FILE:...`): it, and nothing under it.
+        let file_root = HostRoots::open(&[root.join("file")]);
+        assert_eq!(
+            resolve_in(&file_root, &root.join("file")).unwrap(),
+            canon.join("file")
+        );
+        assert!(resolve_in(&file_root, &root.join("file/x")).is_err());
         resolve_in(&roots, &root.join("file")).unwrap();
         for bad in [
             "escape",
