@@ -2010,7 +2010,10 @@ fn a_graceful_kills_first_signal_is_resent_if_the_agent_died_before_it() {
             "the first signal is sent again, and SIGKILL waits for the deadline"
         );
         let rec = h2.cz.inner.store.load(&id).unwrap().unwrap();
-        assert!(rec.kill_deadline.unwrap().delivered, "its delivery recorded");
+        assert!(
+            rec.kill_deadline.unwrap().delivered,
+            "its delivery recorded"
+        );
         let t = tokio::time::timeout(Duration::from_secs(2), h2.cz.wait(&id))
             .await
             .expect("SIGKILL at the deadline")
