@@ -330,6 +330,13 @@ async fn a_link_swapped_in_between_check_and_mount_never_leaks() {
 async fn named_volumes_cannot_reach_the_host_without_the_operator() {
     const T: &str = "e2e-hostile-caller-volumes";
     remove_test_containers(T).await;
+    // Volumes an earlier run of this test left when it failed (their names start with T).
+    let listed = docker(&["volume", "ls", "-q", "--filter", &format!("name={T}-")]).await;
+    for name in String::from_utf8_lossy(&listed.stdout).lines() {
+        if name.starts_with(&format!("{T}-")) {
+            let _ = docker(&["volume", "rm", "-f", name]).await;
+        }
+    }
     let label = run_label(T);
     let t = tempfile::tempdir().unwrap();
     let secret = t.path().join("secret");
