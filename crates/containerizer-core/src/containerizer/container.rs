@@ -40,6 +40,9 @@ pub(crate) struct Runtime {
     pub docker_id: Option<String>,
     /// A graceful kill's deadline, checkpointed so it outlives the agent.
     pub kill_deadline: Option<checkpoint::KillDeadline>,
+    /// Cancels the task waiting for `kill_deadline` (one per container: a sooner deadline
+    /// replaces it, so repeated kills cannot pile up timers).
+    pub kill_timer: Option<CancellationToken>,
 }
 
 /// What is on disk of a container's checkpoint, as far as this agent wrote it.
@@ -135,6 +138,7 @@ impl Container {
                 log_task: None,
                 docker_id: None,
                 kill_deadline: None,
+                kill_timer: None,
             }),
             cancel: CancellationToken::new(),
             launched: watch::channel(launched).0,

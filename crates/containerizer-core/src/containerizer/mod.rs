@@ -270,16 +270,17 @@ impl Containerizer {
             deadline: asked_at + grace,
             delivered: false,
         };
-        {
+        let sooner = {
             // A second graceful kill never postpones the first one's SIGKILL.
             let mut rt = c.rt();
-            if rt
+            let sooner = rt
                 .kill_deadline
-                .is_none_or(|d| d.deadline > intent.deadline)
-            {
+                .is_none_or(|d| d.deadline > intent.deadline);
+            if sooner {
                 rt.kill_deadline = Some(intent);
             }
-        }
+            sooner
+        };
         let action = self.inner.apply(&c, Event::Kill(signal));
         if self.inner.persist(&c, Durability::Durable).await == Some(false) {
             // Logged by `persist`; the kill still goes ahead (refusing it would be worse), but
@@ -287,7 +288,9 @@ impl Containerizer {
             tracing::warn!(container = %c.id, "graceful kill not checkpointed; a restart before its deadline would forget it");
         }
         self.inner.clone().send_first_signal(&c, action);
-        self.inner.clone().escalate_at_deadline(&c);
+        if sooner {
+            self.inner.clone().escalate_at_deadline(&c);
+        }
         true
     }
 
@@ -649,6 +652,11 @@ impl Inner {
         let Some(deadline) = c.rt().kill_deadline else {
             return;
         };
+        let timer = CancellationToken::new();
+        if let Some(earlier) = c.rt().kill_timer.replace(timer.clone()) {
+            // Its deadline was later: this one fires first.
+            earlier.cancel();
+        }
         let (inner, c) = (self.clone(), c.clone());
         self.spawn(async move {
             let left = deadline
@@ -657,11 +665,8 @@ impl Inner {
                 .unwrap_or_default();
             tokio::select! {
                 _ = c.wait_terminated() => return,
+                () = timer.cancelled() => return,
                 () = tokio::time::sleep(left) => {}
-            }
-            if c.rt().kill_deadline.is_none_or(|d| d.deadline > deadline.deadline) {
-                // A later kill replaced this deadline; its own task escalates.
-                return;
             }
             if c.phase() != Phase::Terminated {
                 tracing::info!(container = %c.id, grace = ?deadline.grace, "grace period over; sending SIGKILL");

@@ -1970,6 +1970,50 @@ fn a_graceful_kill_survives_an_agent_restart() {
     });
 }
 
+/// A caller repeating KILL with a grace (sooner or later deadlines) cannot pile up timers or
+/// postpone the first deadline: one waiting task per container.
+#[test]
+fn repeated_graceful_kills_keep_one_timer_and_the_soonest_deadline() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("spam");
+        h.cz.launch(&id, h.spec("spam")).await.unwrap();
+        let docker_id = h.cz.status(&id).unwrap().docker_id.unwrap();
+        h.engine
+            .state
+            .lock()
+            .unwrap()
+            .ignores_sigterm
+            .insert(docker_id);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before = h.cz.inner.tasks.len();
+        let asked = std::time::Instant::now();
+        for i in 0..200u64 {
+            // Alternately sooner and later than everything before.
+            let grace = if i % 2 == 0 {
+                Duration::from_millis(2_000 - i)
+            } else {
+                Duration::from_secs(3600)
+            };
+            assert!(h.cz.kill_gracefully(&id, 15, grace).await);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            h.cz.inner.tasks.len() <= before + 1,
+            "{} tasks before, {} after",
+            before,
+            h.cz.inner.tasks.len()
+        );
+        let t = tokio::time::timeout(Duration::from_secs(4), h.cz.wait(&id))
+            .await
+            .expect("SIGKILL at the soonest deadline, not an hour later")
+            .unwrap();
+        assert!(asked.elapsed() >= Duration::from_millis(1_800));
+        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        h.assert_clean();
+    });
+}
+
 /// Issue 11 item 8, the narrow case: the agent dies after the intent is durable but before the
 /// first signal reached the daemon. The restarted agent sends it (the process gets its warning),
 /// then SIGKILL at the deadline; the end is KILLED.
