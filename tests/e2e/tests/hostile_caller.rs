@@ -456,6 +456,38 @@ async fn named_volumes_cannot_reach_the_host_without_the_operator() {
         allowed.read_text("/containers/op/stderr").await,
         allowed.logs()
     );
+    // An allowed type does not make `o=bind` safe: the kernel ignores the type of a bind, so
+    // `type=nfs,o=bind,device=DIR` binds DIR (checked with the daemon: it does).
+    let nfs = Agent::start(T, &["--allowed-volume-type", "nfs"]).await;
+    let disguised = vol("nfsbind");
+    let r = launch(
+        &nfs,
+        body(
+            &nfs,
+            "nfsbind",
+            "cat /v/SECRET",
+            json!([docker_volume(
+                "/v",
+                &disguised,
+                Some("local"),
+                &[
+                    ("type", "nfs"),
+                    ("o", "bind"),
+                    ("device", secret.to_str().unwrap())
+                ]
+            )]),
+            &[],
+        ),
+    )
+    .await;
+    assert_refused(&nfs, "nfsbind", &r, &[&disguised, "--allowed-host-path"]).await;
+    assert!(
+        !docker(&["volume", "inspect", &disguised])
+            .await
+            .status
+            .success(),
+        "volume {disguised} was created"
+    );
     assert_healthy(&agent).await;
     remove_test_containers(T).await;
     for name in [op, tmpfs] {
