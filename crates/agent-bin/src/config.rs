@@ -148,6 +148,21 @@ pub struct ServeArgs {
     /// An absolute host directory containers may bind-mount (repeatable).
     #[arg(long = "allowed-host-path", value_name = "DIR")]
     pub allowed_host_paths: Vec<PathBuf>,
+    /// A capability beyond Docker's default set callers may add with `cap-add` (repeatable).
+    #[arg(long = "allowed-capability", value_name = "CAP")]
+    pub allowed_capabilities: Vec<String>,
+    /// A host device callers may pass with the `device` parameter, exactly as written (repeatable).
+    #[arg(long = "allowed-device", value_name = "PATH")]
+    pub allowed_devices: Vec<String>,
+    /// A volume driver other than `local` callers' DOCKER_VOLUMEs may use (repeatable).
+    #[arg(long = "allowed-volume-driver", value_name = "NAME")]
+    pub allowed_volume_drivers: Vec<String>,
+    /// A mount type (nfs, cifs, ext4, ...) the `local` volume driver may mount for callers (repeatable).
+    #[arg(long = "allowed-volume-type", value_name = "TYPE")]
+    pub allowed_volume_types: Vec<String>,
+    /// An existing Docker volume callers may attach although this agent did not create it (repeatable).
+    #[arg(long = "allowed-volume", value_name = "NAME")]
+    pub allowed_volumes: Vec<String>,
     /// Cap containers' CPU at their request with a CFS quota [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub cgroups_enable_cfs: Option<bool>,
@@ -227,6 +242,9 @@ pub struct Config {
     pub allow_privileged: bool,
     /// Host directories containers may bind-mount.
     pub allowed_host_paths: Vec<PathBuf>,
+    /// What callers may ask for beyond Docker's default confinement (--allowed-capability,
+    /// --allowed-device, --allowed-volume-driver, --allowed-volume-type, --allowed-volume).
+    pub allowances: berth_containerizer::mapping::Allowances,
     /// CFS quota from the request.
     pub cgroups_enable_cfs: bool,
     /// Bearer token file.
@@ -299,6 +317,14 @@ impl ServeArgs {
             } else {
                 self.allowed_host_paths
             },
+            allowed_capabilities: or_list(self.allowed_capabilities, other.allowed_capabilities),
+            allowed_devices: or_list(self.allowed_devices, other.allowed_devices),
+            allowed_volume_drivers: or_list(
+                self.allowed_volume_drivers,
+                other.allowed_volume_drivers,
+            ),
+            allowed_volume_types: or_list(self.allowed_volume_types, other.allowed_volume_types),
+            allowed_volumes: or_list(self.allowed_volumes, other.allowed_volumes),
             cgroups_enable_cfs: self.cgroups_enable_cfs.or(other.cgroups_enable_cfs),
             auth_token_file: self.auth_token_file.or(other.auth_token_file),
             insecure_no_auth: self.insecure_no_auth.or(other.insecure_no_auth),
@@ -352,6 +378,13 @@ impl ServeArgs {
                 ));
             }
         }
+        let allowances = allowances(
+            &self.allowed_capabilities,
+            &self.allowed_devices,
+            &self.allowed_volume_drivers,
+            &self.allowed_volume_types,
+            &self.allowed_volumes,
+        )?;
         if let Some(id) = &self.agent_id {
             berth_containerizer::AgentId::new(id.as_str())
                 .map_err(|e| ConfigError::new("--agent-id", e.to_string()))?;
@@ -490,12 +523,92 @@ impl ServeArgs {
             logrotate_max_files: self.logrotate_max_files.unwrap_or(5),
             allow_privileged: self.allow_privileged.unwrap_or(false),
             allowed_host_paths: self.allowed_host_paths.into_iter().map(absolute).collect(),
+            allowances,
             cgroups_enable_cfs: self.cgroups_enable_cfs.unwrap_or(false),
             auth_token_file,
             insecure_no_auth,
             http: self.http.resolve()?,
         })
     }
+}
+
+// --- Caller allowances (issue 11): the flags letting callers past Docker's default confinement.
+
+/// A repeatable flag: the command line's values if any, else the file's.
+fn or_list<T>(mine: Vec<T>, other: Vec<T>) -> Vec<T> {
+    if mine.is_empty() {
+        other
+    } else {
+        mine
+    }
+}
+
+fn join(set: &std::collections::BTreeSet<String>) -> String {
+    set.iter().cloned().collect::<Vec<_>>().join(",")
+}
+
+/// Checks and collects the allowance flags.
+fn allowances(
+    capabilities: &[String],
+    devices: &[String],
+    volume_drivers: &[String],
+    volume_types: &[String],
+    volumes: &[String],
+) -> Result<berth_containerizer::mapping::Allowances, ConfigError> {
+    use berth_containerizer::mapping::policy;
+    let mut out = berth_containerizer::mapping::Allowances::default();
+    for cap in capabilities {
+        let name = policy::normalize_capability(cap);
+        if name == "ALL" {
+            return Err(ConfigError::new(
+                "--allowed-capability",
+                "`ALL` is not a capability: to allow every capability use --allow-privileged",
+            ));
+        }
+        if !policy::LINUX_CAPABILITIES.contains(&name.as_str()) {
+            return Err(ConfigError::new(
+                "--allowed-capability",
+                format!("`{cap}` is not a Linux capability (e.g. NET_ADMIN or CAP_NET_ADMIN)"),
+            ));
+        }
+        out.capabilities.insert(name);
+    }
+    for d in devices {
+        if !d.starts_with('/') || d.split('/').any(|c| c == "..") {
+            return Err(ConfigError::new(
+                "--allowed-device",
+                format!("`{d}` must be an absolute host device path without '..', e.g. /dev/fuse"),
+            ));
+        }
+        out.devices.insert(d.clone());
+    }
+    for (flag, list, set) in [
+        (
+            "--allowed-volume-driver",
+            volume_drivers,
+            &mut out.volume_drivers,
+        ),
+        ("--allowed-volume-type", volume_types, &mut out.volume_types),
+        ("--allowed-volume", volumes, &mut out.volumes),
+    ] {
+        for v in list {
+            if v.trim().is_empty() || v.trim() != v {
+                return Err(ConfigError::new(
+                    flag,
+                    format!("`{v}` must be a non-empty name"),
+                ));
+            }
+            set.insert(v.clone());
+        }
+    }
+    if out.volume_types.contains("none") {
+        return Err(ConfigError::new(
+            "--allowed-volume-type",
+            "`none` (binds) is governed by --allowed-host-path: host paths under an allowed root \
+             are always allowed, others never",
+        ));
+    }
+    Ok(out)
 }
 
 /// Parses a TOML config file's text into [`ServeArgs`].
@@ -625,6 +738,14 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(","),
             ),
+            ("allowed_capability", join(&self.allowances.capabilities)),
+            ("allowed_device", join(&self.allowances.devices)),
+            (
+                "allowed_volume_driver",
+                join(&self.allowances.volume_drivers),
+            ),
+            ("allowed_volume_type", join(&self.allowances.volume_types)),
+            ("allowed_volume", join(&self.allowances.volumes)),
             ("cgroups_enable_cfs", self.cgroups_enable_cfs.to_string()),
             (
                 "auth_token_file",
@@ -891,6 +1012,56 @@ mod tests {
         );
         assert_eq!(c.container_logger, LoggerKind::Logrotate);
         assert_eq!(c.logrotate_max_files, 3);
+    }
+
+    #[test]
+    fn allowance_flags_are_normalized_and_checked() {
+        let c = cli(&[
+            "--work-dir=/w",
+            "--allowed-capability=cap_net_admin",
+            "--allowed-capability=SYS_PTRACE",
+            "--allowed-device=/dev/fuse",
+            "--allowed-volume-driver=rexray",
+            "--allowed-volume-type=nfs",
+            "--allowed-volume=shared",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        let a = &c.allowances;
+        assert_eq!(
+            a.capabilities.iter().collect::<Vec<_>>(),
+            ["NET_ADMIN", "SYS_PTRACE"]
+        );
+        assert!(a.devices.contains("/dev/fuse"));
+        assert!(a.volume_drivers.contains("rexray") && a.volume_types.contains("nfs"));
+        assert!(a.volumes.contains("shared"));
+        for (args, flag, why) in [
+            (
+                ["--allowed-capability=ALL"],
+                "--allowed-capability",
+                "--allow-privileged",
+            ),
+            (
+                ["--allowed-capability=SYS_ADMN"],
+                "--allowed-capability",
+                "not a Linux capability",
+            ),
+            (
+                ["--allowed-device=dev/fuse"],
+                "--allowed-device",
+                "absolute",
+            ),
+            (
+                ["--allowed-volume-type=none"],
+                "--allowed-volume-type",
+                "--allowed-host-path",
+            ),
+            (["--allowed-volume= "], "--allowed-volume", "non-empty"),
+        ] {
+            let e = cli(&args).unwrap().resolve().unwrap_err().to_string();
+            assert!(e.contains(flag) && e.contains(why), "{args:?}: {e}");
+        }
     }
 
     #[test]

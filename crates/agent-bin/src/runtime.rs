@@ -223,6 +223,7 @@ pub fn build_containerizer(
     cz.name_prefix = config.docker_name_prefix.clone();
     cz.allowed_host_roots = config.allowed_host_paths.clone();
     cz.allow_privileged = config.allow_privileged;
+    cz.allowances = config.allowances.clone();
     cz.cfs = config.cgroups_enable_cfs;
     cz.docker_log = docker_log;
     cz.kill_grace = config.docker_stop_timeout;

@@ -130,6 +130,7 @@ async fn main() {
             mapped_sandbox: "/mnt/mesos/sandbox",
             allowed_host_roots: &[],
             allow_privileged: false,
+            allowances: &Default::default(),
             cfs: false,
             host_memory: None,
             log_config: &log,

@@ -66,6 +66,29 @@ pub struct Record {
     pub termination: Option<Termination>,
     /// When the termination was decided (for the remove delay across restarts).
     pub terminated_at: Option<SystemTime>,
+    /// A graceful kill in progress: a restarted agent still sends SIGKILL at its deadline.
+    #[serde(default)]
+    pub kill_deadline: Option<KillDeadline>,
+}
+
+/// A graceful kill's intent: the first signal, its grace, and the wall-clock moment SIGKILL is
+/// due (wall clock, so it means the same to the agent after a restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillDeadline {
+    /// The first signal sent (e.g. 15).
+    pub signal: i32,
+    /// The grace asked for.
+    pub grace: std::time::Duration,
+    /// When the kill was asked for.
+    pub asked_at: SystemTime,
+    /// When SIGKILL is due: `asked_at + grace`.
+    pub deadline: SystemTime,
+    /// The first signal reached the daemon (written lazily after delivery). A restarted agent
+    /// finding it false before the deadline sends the first signal again: the agent may have
+    /// died between this record's durable write and the signal, and the process must still get
+    /// its warning before SIGKILL. At least once, so a process may see it twice.
+    #[serde(default)]
+    pub delivered: bool,
 }
 
 /// Every checkpoint found: the readable records (sorted by container id) and, beside them, an
@@ -397,6 +420,7 @@ mod tests {
             created_dirs: vec![],
             termination: None,
             terminated_at: None,
+            kill_deadline: None,
         }
     }
 

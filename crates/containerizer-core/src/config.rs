@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::id::AgentId;
 use crate::labels;
-use crate::mapping::LogConfigSpec;
+use crate::mapping::{Allowances, LogConfigSpec};
 use crate::pull::PullConfig;
 
 /// What to do with containers this agent labelled but no checkpoint knows.
@@ -45,8 +45,12 @@ pub struct Config {
     pub mapped_sandbox: String,
     /// Roots under which absolute host paths may be mounted.
     pub allowed_host_roots: Vec<PathBuf>,
-    /// Whether `privileged` containers are allowed.
+    /// Whether `privileged` containers are allowed (and with them everything [`Allowances`]
+    /// lists).
     pub allow_privileged: bool,
+    /// What callers may ask for beyond Docker's default confinement (capabilities, devices,
+    /// volume drivers and types, existing volumes).
+    pub allowances: Allowances,
     /// Mesos `--cgroups_enable_cfs`: a CPU quota from the request when there is no limit.
     pub cfs: bool,
     /// Host CPUs (for infinite limits in usage); read from the system when `None`.
@@ -84,6 +88,7 @@ impl Config {
             mapped_sandbox: "/mnt/mesos/sandbox".to_owned(),
             allowed_host_roots: Vec::new(),
             allow_privileged: false,
+            allowances: Allowances::default(),
             cfs: false,
             host_cpus: None,
             host_memory: None,

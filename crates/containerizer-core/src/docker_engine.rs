@@ -339,6 +339,20 @@ impl Engine for DockerEngine {
         })
     }
 
+    fn volume<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Option<VolumeInfo>, EngineError>> {
+        Box::pin(async move {
+            match self.docker.volumes().inspect(name).await {
+                Ok(v) => Ok(Some(VolumeInfo {
+                    driver: v.driver,
+                    options: v.options.into_iter().collect(),
+                    labels: v.labels.into_iter().collect(),
+                })),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(convert(&format!("inspecting volume '{name}'"), e)),
+            }
+        })
+    }
+
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<Inspected, EngineError>> {
         Box::pin(async move {
             let i = self

@@ -282,4 +282,17 @@ pub trait Engine: Send + Sync + 'static {
         id: &'a str,
         update: &'a ResourceUpdate,
     ) -> BoxFut<'a, Result<(), EngineError>>;
+    /// The named volume `name`, or `None` when it does not exist.
+    fn volume<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Option<VolumeInfo>, EngineError>>;
+}
+
+/// An existing named volume, as far as the caller policy needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VolumeInfo {
+    /// Its driver, e.g. `local`.
+    pub driver: String,
+    /// The driver options it was created with.
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
 }

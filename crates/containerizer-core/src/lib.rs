@@ -30,6 +30,7 @@
 //!     mapped_sandbox: "/mnt/mesos/sandbox",
 //!     allowed_host_roots: &[],
 //!     allow_privileged: false,
+//!     allowances: &Default::default(),
 //!     cfs: true,
 //!     host_memory: None,
 //!     log_config: &LogConfigSpec::default(),
@@ -51,6 +52,7 @@ mod containerizer;
 mod docker_engine;
 pub mod engine;
 mod error;
+mod hostpath;
 mod id;
 pub mod labels;
 pub mod mapping;

@@ -146,6 +146,8 @@ pub struct FakeState {
     pub failures: HashMap<Op, Vec<EngineError>>,
     pub ignores_sigterm: HashSet<String>,
     pub updates: Vec<(String, ResourceUpdate)>,
+    /// Named volumes that exist, by name.
+    pub volumes: BTreeMap<String, VolumeInfo>,
 }
 
 /// The in-memory engine (state shared with its `'static` streams).
@@ -647,6 +649,10 @@ impl Engine for FakeEngine {
                 .push((id.to_owned(), *update));
             Ok(())
         })
+    }
+
+    fn volume<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Option<VolumeInfo>, EngineError>> {
+        Box::pin(async move { Ok(self.state.lock().unwrap().volumes.get(name).cloned()) })
     }
 }
 

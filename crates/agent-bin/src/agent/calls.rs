@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_containerizer::{ContainerId, Error as CzError, Launched, Phase};
+use berth_containerizer::{ContainerId, Error as CzError, Launched};
 use http::{Response, StatusCode};
 use serde_json::json;
 
@@ -228,35 +228,21 @@ impl Agent {
         grace: Option<Duration>,
     ) -> Result<Response<Body>, ApiError> {
         let first = signal.unwrap_or(if grace.is_some() { SIGTERM } else { SIGKILL });
-        if !self.containerizer.kill(&id, first).await {
+        let grace = grace.filter(|_| first != SIGKILL);
+        // With a grace, the containerizer checkpoints the deadline before signalling, so the
+        // SIGKILL comes even if this agent dies first.
+        let delivered = match grace {
+            Some(grace) => self.containerizer.kill_gracefully(&id, first, grace).await,
+            None => self.containerizer.kill(&id, first).await,
+        };
+        if !delivered {
             return Err(ApiError::not_found(format!(
                 "Container {id} cannot be found (or is already killed)"
             )));
         }
         self.counters.kills.fetch_add(1, Ordering::Relaxed);
         tracing::info!(container = %id, signal = first, grace = ?grace, "kill delivered");
-        if let Some(grace) = grace.filter(|_| first != SIGKILL) {
-            let agent = self.clone();
-            tokio::spawn(async move { agent.escalate(id, grace).await });
-        }
         Ok(empty(StatusCode::OK))
-    }
-
-    /// SIGKILL after `grace` unless the container has ended by then.
-    async fn escalate(self: Arc<Self>, id: ContainerId, grace: Duration) {
-        if tokio::time::timeout(grace, self.containerizer.wait(&id))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        let still_up = self
-            .containerizer
-            .status(&id)
-            .is_ok_and(|s| s.phase != Phase::Terminated);
-        if still_up && self.containerizer.kill(&id, SIGKILL).await {
-            tracing::info!(container = %id, grace = ?grace, "grace period over; sent SIGKILL");
-        }
     }
 }
 

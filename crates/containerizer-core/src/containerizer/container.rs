@@ -38,6 +38,11 @@ pub(crate) struct Runtime {
     pub log_task: Option<JoinHandle<Result<(), String>>>,
     /// Docker's id once known; kept after the termination (the state forgets it).
     pub docker_id: Option<String>,
+    /// A graceful kill's deadline, checkpointed so it outlives the agent.
+    pub kill_deadline: Option<checkpoint::KillDeadline>,
+    /// Cancels the task waiting for `kill_deadline` (one per container: a sooner deadline
+    /// replaces it, so repeated kills cannot pile up timers).
+    pub kill_timer: Option<CancellationToken>,
 }
 
 /// What is on disk of a container's checkpoint, as far as this agent wrote it.
@@ -132,6 +137,8 @@ impl Container {
                 terminated_at: None,
                 log_task: None,
                 docker_id: None,
+                kill_deadline: None,
+                kill_timer: None,
             }),
             cancel: CancellationToken::new(),
             launched: watch::channel(launched).0,
@@ -260,6 +267,10 @@ impl Container {
             created_dirs: rt.created_dirs.clone(),
             termination: rt.state.termination().map(|t| (**t).clone()),
             terminated_at: rt.terminated_at,
+            // Done with once the container has ended.
+            kill_deadline: rt
+                .kill_deadline
+                .filter(|_| rt.state.termination().is_none()),
         }
     }
 }

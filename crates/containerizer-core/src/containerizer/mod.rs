@@ -96,6 +96,10 @@ pub(crate) struct Inner {
     pub cgroup_roots: Option<crate::cgroup::Roots>,
     /// Usage samples taken from the cgroup files and from Docker's stats.
     pub usage_samples: [AtomicUsize; 2],
+    /// The operator's allowed host roots, opened once.
+    pub roots: crate::hostpath::HostRoots,
+    /// Where host paths are pinned for Docker.
+    pub pins: crate::hostpath::Pins,
     /// Lets unit tests hold the MOUNTING stage and checkpoint writes, which otherwise only touch
     /// local files.
     #[cfg(test)]
@@ -127,6 +131,8 @@ impl Containerizer {
             memory: config.host_memory.or(memory),
         };
         let store = Store::open(&config.work_dir)?;
+        let roots = crate::hostpath::HostRoots::open(&config.allowed_host_roots);
+        let pins = crate::hostpath::Pins::new(&config.work_dir);
         let puller = Puller::new(engine.clone(), config.pull.clone());
         Ok(Containerizer {
             inner: Arc::new(Inner {
@@ -144,6 +150,8 @@ impl Containerizer {
                 tasks: TaskTracker::new(),
                 cgroup_roots: Some(crate::cgroup::Roots::default()),
                 usage_samples: Default::default(),
+                roots,
+                pins,
                 #[cfg(test)]
                 mount_gate: std::sync::OnceLock::new(),
             }),
@@ -245,6 +253,56 @@ impl Containerizer {
         true
     }
 
+    /// Sends `signal` to the container's process, and SIGKILL if it has not ended `grace` later
+    /// (Mesos's kill policy). The intent and its wall-clock deadline are checkpointed durably
+    /// before the signal is sent, so an agent killed meanwhile still sends SIGKILL at the
+    /// deadline after its restart, or at once if the deadline passed while it was down; the
+    /// container ends KILLED either way. Returns false if the container is unknown or already
+    /// terminated. A kill of a container still launching destroys the launch.
+    pub async fn kill_gracefully(
+        &self,
+        id: &ContainerId,
+        signal: i32,
+        grace: std::time::Duration,
+    ) -> bool {
+        let Some(c) = self.inner.get(id) else {
+            return false;
+        };
+        if c.phase() == Phase::Terminated {
+            return false;
+        }
+        let asked_at = SystemTime::now();
+        let intent = crate::checkpoint::KillDeadline {
+            signal,
+            grace,
+            asked_at,
+            deadline: asked_at + grace,
+            delivered: false,
+        };
+        let sooner = {
+            // A second graceful kill never postpones the first one's SIGKILL.
+            let mut rt = c.rt();
+            let sooner = rt
+                .kill_deadline
+                .is_none_or(|d| d.deadline > intent.deadline);
+            if sooner {
+                rt.kill_deadline = Some(intent);
+            }
+            sooner
+        };
+        let action = self.inner.apply(&c, Event::Kill(signal));
+        if self.inner.persist(&c, Durability::Durable).await == Some(false) {
+            // Logged by `persist`; the kill still goes ahead (refusing it would be worse), but
+            // only this agent's timer will send SIGKILL.
+            tracing::warn!(container = %c.id, "graceful kill not checkpointed; a restart before its deadline would forget it");
+        }
+        self.inner.clone().send_first_signal(&c, action);
+        if sooner {
+            self.inner.clone().escalate_at_deadline(&c);
+        }
+        true
+    }
+
     /// Removes a terminated container: its Docker container, its checkpoint and its runtime
     /// state. Unknown: [`Error::UnknownContainer`]; not terminated: [`Error::NotTerminated`].
     pub async fn remove(&self, id: &ContainerId) -> Result<()> {
@@ -269,6 +327,7 @@ impl Containerizer {
         resources: Resources,
         limits: Limits,
     ) -> Result<()> {
+        crate::mapping::check_memory(&resources, &limits)?;
         let c = self.inner.running(id)?;
         let docker_id = c.docker_id().expect("a started container has a Docker id");
         let cg = cgroup_settings(
@@ -497,6 +556,9 @@ impl Containerizer {
     }
 }
 
+/// The signal a graceful kill ends with.
+const SIGKILL: i32 = 9;
+
 fn launch_error(id: &ContainerId, t: &Termination) -> Error {
     match t
         .message
@@ -565,6 +627,62 @@ impl Inner {
             }
             Action::None | Action::Proceed | Action::Abort | Action::Resolved(_) => {}
         }
+    }
+
+    /// Carries out a graceful kill's first `action` and, once its signal reached the daemon,
+    /// records the delivery (lazily) so a restarted agent does not send it again.
+    pub fn send_first_signal(self: Arc<Self>, c: &Arc<Container>, action: Action) {
+        let Action::Signal { docker_id, signal } = action else {
+            // Nothing to deliver (a launch being destroyed, or already going down).
+            return self.carry_out(c, action);
+        };
+        let (inner, c) = (self.clone(), c.clone());
+        self.spawn(async move {
+            pipeline::signal_until_delivered(inner.clone(), c.clone(), docker_id, signal).await;
+            let changed = {
+                let mut rt = c.rt();
+                match rt.kill_deadline.as_mut() {
+                    Some(d) if d.signal == signal && !d.delivered => {
+                        d.delivered = true;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if changed {
+                inner.persist(&c, Durability::Lazy).await;
+            }
+        });
+    }
+
+    /// Sends SIGKILL at the container's kill deadline (at once if it has passed) unless the
+    /// container has ended by then.
+    pub fn escalate_at_deadline(self: Arc<Self>, c: &Arc<Container>) {
+        let Some(deadline) = c.rt().kill_deadline else {
+            return;
+        };
+        let timer = CancellationToken::new();
+        if let Some(earlier) = c.rt().kill_timer.replace(timer.clone()) {
+            // Its deadline was later: this one fires first.
+            earlier.cancel();
+        }
+        let (inner, c) = (self.clone(), c.clone());
+        self.spawn(async move {
+            let left = deadline
+                .deadline
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            tokio::select! {
+                _ = c.wait_terminated() => return,
+                () = timer.cancelled() => return,
+                () = tokio::time::sleep(left) => {}
+            }
+            if c.phase() != Phase::Terminated {
+                tracing::info!(container = %c.id, grace = ?deadline.grace, "grace period over; sending SIGKILL");
+                let action = inner.apply(&c, Event::Kill(SIGKILL));
+                inner.clone().carry_out(&c, action);
+            }
+        });
     }
 
     /// Spawns a background task that ends when the containerizer shuts down (at its next await

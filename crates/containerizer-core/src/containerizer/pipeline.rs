@@ -148,6 +148,7 @@ fn prepare(inner: &Inner, c: &Container) -> Result<(Mapped, LogTarget), String> 
         mapped_sandbox: &cfg.mapped_sandbox,
         allowed_host_roots: &cfg.allowed_host_roots,
         allow_privileged: cfg.allow_privileged,
+        allowances: &cfg.allowances,
         cfs: cfg.cfs,
         host_memory: inner.host.memory,
         log_config: &cfg.docker_log,
@@ -195,7 +196,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     inner.persist_soon(c, Durability::Durable);
 
     // FETCHING (the spec is checked first, so a bad spec fails before anything is done).
-    let (mapped, target) = match prepare(inner, c) {
+    let (mut mapped, target) = match prepare(inner, c) {
         Ok(p) => p,
         Err(cause) => {
             inner.apply(c, Event::StageFailed(cause));
@@ -254,7 +255,8 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         for dir in &mapped.volumes.sandbox_dirs {
             create_dirs(c, &sandbox, dir)?;
         }
-        Ok(())
+        check_named_volumes(inner, &mapped.volumes.named_volumes).await?;
+        pin_host_paths(inner, c, &mut mapped).await
     };
     if !stage(inner, c, budget.bound("mounting volumes", mount)).await {
         return rollback(inner, c, false).await;
@@ -308,6 +310,10 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
                 .map_err(|e| format!("failed to start container '{}': {e}", c.name))
         })
         .await;
+    if !mapped.volumes.host_binds.is_empty() {
+        // runc has its own (privately propagated) copy now, or never will.
+        inner.pins.release(&c.id);
+    }
     let proceed = match started {
         Ok(()) => inner.apply(c, Event::Started) == Action::Proceed,
         Err(cause) => {
@@ -384,6 +390,91 @@ fn create_dirs(c: &Container, sandbox: &Path, dir: &Path) -> Result<(), String> 
         }
     }
     root.open_dir(rel).map(drop).map_err(failed)
+}
+
+/// Refuses existing named volumes a caller may not attach: ones this agent's launches did not
+/// create (the operator's, another agent's: they may bind anything on the host), unless the
+/// operator listed them with `--allowed-volume`, and ones whose driver options the caller policy
+/// would refuse today. A volume that does not exist yet is created by Docker with the options
+/// the mapping has checked.
+async fn check_named_volumes(inner: &Inner, names: &[String]) -> Result<(), String> {
+    use crate::mapping::policy::{check_volume, VolumeKind};
+    let cfg = &inner.config;
+    for name in names {
+        let info = inner
+            .engine
+            .volume(name)
+            .await
+            .map_err(|e| format!("failed to inspect Docker volume '{name}': {e}"))?;
+        let Some(info) = info else { continue };
+        if cfg.allowances.volumes.contains(name) {
+            continue;
+        }
+        let ours = info.labels.get(crate::labels::AGENT_ID).map(String::as_str)
+            == Some(cfg.agent_id.as_str());
+        let managed = matches!(
+            check_volume(
+                name,
+                Some(&info.driver),
+                &info.options,
+                cfg.allow_privileged,
+                &cfg.allowances
+            ),
+            Ok(VolumeKind::Managed)
+        );
+        if ours && managed {
+            continue;
+        }
+        let why = if ours {
+            "its driver or driver options reach the host"
+        } else {
+            "it exists and was not created by this agent's launches, so it may hold or bind \
+             anything on the host"
+        };
+        return Err(crate::mapping::SpecError::NotAllowed {
+            what: format!("Docker volume '{name}'"),
+            why: why.to_owned(),
+            flag: format!("--allowed-volume {name}"),
+        }
+        .to_string());
+    }
+    Ok(())
+}
+
+/// Resolves each absolute host path beneath its allowed root and pins it (see
+/// `crate::hostpath`); the mounts then name the pins.
+async fn pin_host_paths(
+    inner: &Arc<Inner>,
+    c: &Container,
+    mapped: &mut Mapped,
+) -> Result<(), String> {
+    let binds = mapped.volumes.host_binds.clone();
+    if binds.is_empty() {
+        return Ok(());
+    }
+    let (inner2, id) = (inner.clone(), c.id.clone());
+    let pinned = tokio::task::spawn_blocking(move || {
+        // Pins of an earlier launch of this id that an abandoned launch left behind.
+        inner2.pins.release(&id);
+        let pinned = binds
+            .iter()
+            .enumerate()
+            .map(|(n, b)| {
+                let fd = inner2.roots.resolve(&b.path)?;
+                Ok((b.mount, inner2.pins.pin(&id, n, &fd)?))
+            })
+            .collect::<Result<Vec<_>, String>>();
+        if pinned.is_err() {
+            inner2.pins.release(&id);
+        }
+        pinned
+    })
+    .await
+    .map_err(|e| format!("pinning host paths failed: {e}"))??;
+    for (i, pin) in pinned {
+        mapped.create.host.mounts[i].source = pin.to_string_lossy().into_owned();
+    }
+    Ok(())
 }
 
 /// Starts the logger on the container's output (`resume` after an agent restart).
@@ -526,6 +617,7 @@ pub(super) async fn rollback(
     if from_fetching {
         inner.fetcher.discard_partials(&sandbox);
     }
+    inner.pins.release(&c.id);
     let dirs = std::mem::take(&mut c.rt().created_dirs);
     if !dirs.is_empty() {
         // Only empty directories, reached without a link (the container may have run and put

@@ -78,6 +78,10 @@ pub enum OrphanAction {
 
 pub(super) async fn recover(inner: &Arc<Inner>) -> Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
+    // Host path pins of launches the last agent did not finish (a started container has its
+    // own copy of its mounts; an unstarted one is rolled back below).
+    let pins = inner.pins.clone();
+    let _ = tokio::task::spawn_blocking(move || pins.sweep()).await;
     let store = inner.store.clone();
     let loaded = tokio::task::spawn_blocking(move || store.load_all())
         .await
@@ -155,6 +159,7 @@ fn insert(inner: &Inner, record: &Record, state: State) -> Arc<Container> {
         rt.created_dirs = record.created_dirs.clone();
         rt.terminated_at = record.terminated_at;
         rt.docker_id = record.docker_id.clone();
+        rt.kill_deadline = record.kill_deadline;
     }
     if let Ok(mut written) = c.checkpoint_lock.try_lock() {
         // What is on disk (maybe not fsynced: it may have been a lazy write).
@@ -224,6 +229,17 @@ async fn recover_one(
                 // A destroy was in progress: finish it.
                 let action = inner.apply(&c, Event::Destroy);
                 inner.clone().carry_out(&c, action);
+            }
+            if let Some(kill) = record.kill_deadline.filter(|_| info.running) {
+                // A graceful kill was in progress. Its first signal may never have left the dead
+                // agent (the intent is written before the signal): send it again while the grace
+                // lasts. Then SIGKILL at the deadline, or now if it passed.
+                if !kill.delivered && !destroying && kill.deadline > SystemTime::now() {
+                    tracing::info!(container = %id, signal = kill.signal, "resending the first signal of a graceful kill interrupted by the restart");
+                    let action = inner.apply(&c, Event::Kill(kill.signal));
+                    inner.clone().send_first_signal(&c, action);
+                }
+                inner.clone().escalate_at_deadline(&c);
             }
             let (inner2, c2, docker_id) = (inner.clone(), c.clone(), info.id.clone());
             pipeline::spawn_supervised(inner.clone(), c, async move {

@@ -1282,6 +1282,7 @@ fn orphans_foreign_and_malformed_containers() {
             created_dirs: vec![],
             termination: None,
             terminated_at: None,
+            kill_deadline: None,
         };
         h.cz.inner
             .store
@@ -1927,5 +1928,288 @@ fn a_volume_path_through_a_link_in_the_sandbox_is_refused() {
                 "{name}: a directory was created through the link"
             );
         }
+    });
+}
+
+/// Issue 11 item 8: a graceful kill outlives the agent. The intent is durable before the call
+/// returns; after a restart SIGKILL comes at the deadline, or at once when the deadline passed
+/// while the agent was down, and the container ends KILLED. (The in-memory engine stands in for
+/// a dead agent whose tasks stopped; the e2e test `hostile_caller::graceful_kill_survives_an_agent_sigkill`
+/// plays it with the real daemon.)
+#[test]
+fn a_graceful_kill_survives_an_agent_restart() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let (slow, late) = (Harness::id("slow"), Harness::id("late"));
+        for id in [&slow, &late] {
+            h.cz.launch(id, h.spec(id.as_str())).await.unwrap();
+            let docker_id = h.cz.status(id).unwrap().docker_id.unwrap();
+            h.engine
+                .state
+                .lock()
+                .unwrap()
+                .ignores_sigterm
+                .insert(docker_id);
+        }
+        let asked = std::time::Instant::now();
+        assert!(
+            h.cz.kill_gracefully(&slow, 15, Duration::from_millis(600))
+                .await
+        );
+        assert!(
+            h.cz.kill_gracefully(&late, 15, Duration::from_millis(50))
+                .await
+        );
+        let on_disk = Store::read(&h.dir.path().join("work")).unwrap();
+        for r in &on_disk.records {
+            let d = r
+                .kill_deadline
+                .expect("the intent is checkpointed before the answer");
+            assert_eq!(d.signal, 15);
+            assert!(r.killed);
+        }
+        // Both SIGTERMs reach the daemon and their delivery is recorded (lazily).
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(h.engine.calls(Op::Kill).len(), 2);
+        // The agent dies: none of its tasks sends anything more.
+        h.cz.inner.stopping.cancel();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        for id in [&slow, &late] {
+            assert_eq!(h.engine.life(&format!("berth-{id}")), Some(Life::Running));
+        }
+        let h2 = h.restart(config);
+        h2.cz.recover().await.unwrap();
+        let t = tokio::time::timeout(Duration::from_millis(500), h2.cz.wait(&late))
+            .await
+            .expect("the passed deadline is honoured at once")
+            .unwrap();
+        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        assert_eq!(
+            h2.engine.life("berth-slow"),
+            Some(Life::Running),
+            "not before its deadline"
+        );
+        let t = tokio::time::timeout(Duration::from_secs(2), h2.cz.wait(&slow))
+            .await
+            .expect("SIGKILL at the deadline")
+            .unwrap();
+        assert!(asked.elapsed() >= Duration::from_millis(600));
+        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        let rec = h2.cz.inner.store.load(&slow).unwrap().unwrap();
+        assert_eq!(rec.kill_deadline, None, "done with once terminated");
+        let kills = h2.engine.calls(Op::Kill);
+        assert_eq!(
+            kills.iter().filter(|k| k.ends_with(":15")).count(),
+            2,
+            "a delivered first signal is not sent again: {kills:?}"
+        );
+        h2.assert_clean();
+    });
+}
+
+/// A caller repeating KILL with a grace (sooner or later deadlines) cannot pile up timers or
+/// postpone the first deadline: one waiting task per container.
+#[test]
+fn repeated_graceful_kills_keep_one_timer_and_the_soonest_deadline() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("spam");
+        h.cz.launch(&id, h.spec("spam")).await.unwrap();
+        let docker_id = h.cz.status(&id).unwrap().docker_id.unwrap();
+        h.engine
+            .state
+            .lock()
+            .unwrap()
+            .ignores_sigterm
+            .insert(docker_id);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before = h.cz.inner.tasks.len();
+        let asked = std::time::Instant::now();
+        for i in 0..200u64 {
+            // Alternately sooner and later than everything before.
+            let grace = if i % 2 == 0 {
+                Duration::from_millis(2_000 - i)
+            } else {
+                Duration::from_secs(3600)
+            };
+            assert!(h.cz.kill_gracefully(&id, 15, grace).await);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            h.cz.inner.tasks.len() <= before + 1,
+            "{} tasks before, {} after",
+            before,
+            h.cz.inner.tasks.len()
+        );
+        let t = tokio::time::timeout(Duration::from_secs(4), h.cz.wait(&id))
+            .await
+            .expect("SIGKILL at the soonest deadline, not an hour later")
+            .unwrap();
+        assert!(asked.elapsed() >= Duration::from_millis(1_800));
+        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        h.assert_clean();
+    });
+}
+
+/// Issue 11 item 8, the narrow case: the agent dies after the intent is durable but before the
+/// first signal reached the daemon. The restarted agent sends it (the process gets its warning),
+/// then SIGKILL at the deadline; the end is KILLED.
+#[test]
+fn a_graceful_kills_first_signal_is_resent_if_the_agent_died_before_it() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("warned");
+        h.cz.launch(&id, h.spec("warned")).await.unwrap();
+        let docker_id = h.cz.status(&id).unwrap().docker_id.unwrap();
+        h.engine
+            .state
+            .lock()
+            .unwrap()
+            .ignores_sigterm
+            .insert(docker_id.clone());
+        h.engine.gates.hold(Op::Kill);
+        let asked = std::time::Instant::now();
+        assert!(
+            h.cz.kill_gracefully(&id, 15, Duration::from_millis(700))
+                .await
+        );
+        h.engine.gates.entered(Op::Kill, 1).await;
+        let rec = h.cz.inner.store.load(&id).unwrap().unwrap();
+        let d = rec.kill_deadline.expect("durable before the signal");
+        assert!(!d.delivered);
+        // The agent dies with the SIGTERM still on its way.
+        h.cz.inner.stopping.cancel();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        h.engine.gates.release_all();
+        assert!(h.engine.calls(Op::Kill).is_empty(), "nothing was delivered");
+        let h2 = h.restart(config);
+        h2.cz.recover().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            h2.engine.calls(Op::Kill),
+            [format!("{docker_id}:15")],
+            "the first signal is sent again, and SIGKILL waits for the deadline"
+        );
+        let rec = h2.cz.inner.store.load(&id).unwrap().unwrap();
+        assert!(
+            rec.kill_deadline.unwrap().delivered,
+            "its delivery recorded"
+        );
+        let t = tokio::time::timeout(Duration::from_secs(2), h2.cz.wait(&id))
+            .await
+            .expect("SIGKILL at the deadline")
+            .unwrap();
+        assert!(asked.elapsed() >= Duration::from_millis(700));
+        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        assert_eq!(
+            h2.engine.calls(Op::Kill),
+            [format!("{docker_id}:15"), format!("{docker_id}:9")]
+        );
+        h2.assert_clean();
+    });
+}
+
+/// Issue 11 item 5: existing named volumes. One this agent's launches made (its label) with
+/// options the policy allows may be attached again; the operator's (or one made before options
+/// were checked, binding a host path) needs `--allowed-volume`.
+#[test]
+fn existing_volumes_need_this_agents_label_or_the_operator() {
+    rt().block_on(async {
+        let volume = |name: &str| Volume {
+            container_path: "/v".into(),
+            host_path: None,
+            mode: VolumeMode::Rw,
+            source: Some(crate::spec::VolumeSource::DockerVolume {
+                name: name.into(),
+                driver: None,
+                driver_options: BTreeMap::new(),
+            }),
+        };
+        let ours = BTreeMap::from([(labels::AGENT_ID.to_owned(), "agent-1".to_owned())]);
+        let bind = BTreeMap::from([
+            ("type".to_owned(), "none".to_owned()),
+            ("o".to_owned(), "bind".to_owned()),
+            ("device".to_owned(), "/etc".to_owned()),
+        ]);
+        let h = Harness::new();
+        {
+            let mut st = h.engine.state.lock().unwrap();
+            for (name, labels, options) in [
+                ("mine", ours.clone(), BTreeMap::new()),
+                ("operators", BTreeMap::new(), bind.clone()),
+                ("old-bind", ours.clone(), bind.clone()),
+            ] {
+                st.volumes.insert(
+                    name.to_owned(),
+                    crate::engine::VolumeInfo {
+                        driver: "local".into(),
+                        options,
+                        labels,
+                    },
+                );
+            }
+        }
+        for (name, ok) in [
+            ("new", true),
+            ("mine", true),
+            ("operators", false),
+            ("old-bind", false),
+        ] {
+            let id = Harness::id(name);
+            let mut spec = h.spec(name);
+            spec.container.as_mut().unwrap().volumes.push(volume(name));
+            let r = h.cz.launch(&id, spec).await;
+            assert_eq!(r.is_ok(), ok, "{name}: {r:?}");
+            if let Err(e) = r {
+                let e = e.to_string();
+                assert!(e.contains(&format!("--allowed-volume {name}")), "{e}");
+            }
+        }
+        assert_eq!(
+            h.engine.calls(Op::Create).len(),
+            2,
+            "no container for the refused ones"
+        );
+        let h2 = h.restart(|dir| {
+            let mut c = config(dir);
+            c.allowances.volumes.insert("operators".into());
+            c
+        });
+        let mut spec = h2.spec("op2");
+        spec.container
+            .as_mut()
+            .unwrap()
+            .volumes
+            .push(volume("operators"));
+        h2.cz.launch(&Harness::id("op2"), spec).await.unwrap();
+        h2.assert_clean();
+    });
+}
+
+/// A relative `host_path` goes through no link: a sandbox holding a planted `vol -> <outside>`
+/// (an archive the fetcher extracted) fails the launch, and nothing is created outside.
+#[test]
+fn a_relative_host_path_does_not_follow_links_out_of_the_sandbox() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let outside = h.dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::create_dir_all(h.sandbox("c1")).unwrap();
+        std::os::unix::fs::symlink(&outside, h.sandbox("c1").join("vol")).unwrap();
+        let mut spec = h.spec("c1");
+        spec.container.as_mut().unwrap().volumes.push(Volume {
+            container_path: "/data".into(),
+            host_path: Some("vol/inner".into()),
+            mode: VolumeMode::Rw,
+            source: None,
+        });
+        let err = h.cz.launch(&Harness::id("c1"), spec).await.unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(
+            !outside.join("inner").exists(),
+            "nothing made through the link"
+        );
+        assert!(h.engine.calls(Op::Create).is_empty());
+        h.assert_clean();
     });
 }

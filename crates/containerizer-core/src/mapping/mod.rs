@@ -5,6 +5,7 @@
 
 pub mod create;
 pub mod params;
+pub mod policy;
 pub mod resources;
 pub mod volumes;
 
@@ -15,7 +16,8 @@ pub use create::{
     CreateSpec, DeviceSpec, HostSpec, LogConfigSpec, MountKind, MountSpec, UlimitSpec,
 };
 pub use params::SUPPORTED_PARAMETERS;
-pub use resources::{cgroup_settings, CgroupSettings};
+pub use policy::Allowances;
+pub use resources::{cgroup_settings, check_memory, CgroupSettings};
 pub use volumes::VolumePlan;
 
 use crate::id::{AgentId, ContainerId};
@@ -135,6 +137,30 @@ pub enum SpecError {
         /// The label key.
         key: String,
     },
+    /// Something only the operator may allow (a capability, a device, a security option, a
+    /// volume that reaches the host, ...).
+    #[error("{what} is not allowed on this agent: {why}; the operator can allow it with {flag}")]
+    NotAllowed {
+        /// What was asked for, e.g. `Docker parameter 'cap-add=SYS_ADMIN'`.
+        what: String,
+        /// Why it needs the operator.
+        why: String,
+        /// The flag that would allow it.
+        flag: String,
+    },
+    /// A memory request or limit below Berth's minimum.
+    #[error(
+        "{field} 'mem' is {mb} MiB, below the minimum of {min} MiB (Mesos's smallest memory \
+         limit; Docker refuses limits below 6 MiB): ask for at least {min} MiB, or leave 'mem' out"
+    )]
+    MemoryBelowMinimum {
+        /// `resources` or `limits`.
+        field: &'static str,
+        /// The value asked for, in MiB (as text: a float is not `Eq`).
+        mb: String,
+        /// The minimum, in MiB.
+        min: u64,
+    },
     /// A bad environment variable name.
     #[error("environment variable name '{name}' is invalid: {reason}")]
     BadEnv {
@@ -158,8 +184,10 @@ pub struct MappingContext<'a> {
     pub mapped_sandbox: &'a str,
     /// Roots under which absolute host paths may be mounted.
     pub allowed_host_roots: &'a [PathBuf],
-    /// Whether `privileged` is allowed.
+    /// Whether `privileged` (and everything it implies) is allowed.
     pub allow_privileged: bool,
+    /// The operator's finer allow-lists (capabilities, devices, volume drivers and types).
+    pub allowances: &'a Allowances,
     /// Mesos's `cgroups_enable_cfs`: a CPU quota from the request when there is no limit.
     pub cfs: bool,
     /// The host's memory in bytes (for the OOM score adjustment).
@@ -249,7 +277,12 @@ pub fn map_launch(spec: &LaunchSpec, ctx: &MappingContext<'_>) -> Result<Mapped,
         .extend(labels::own_labels(ctx.agent_id, ctx.container_id));
 
     // Parameters last, so they win over the fields above as `--key=value` did on the CLI.
-    let effects = params::apply(&docker.parameters, &mut create)?;
+    let effects = params::apply(
+        &docker.parameters,
+        &mut create,
+        ctx.allow_privileged,
+        ctx.allowances,
+    )?;
 
     let network = match effects.network {
         Some(mode) => match mode.as_str() {
@@ -260,6 +293,7 @@ pub fn map_launch(spec: &LaunchSpec, ctx: &MappingContext<'_>) -> Result<Mapped,
         },
         None => docker.network.clone(),
     };
+    policy::check_network(network.docker_mode(), ctx.allow_privileged)?;
     create.host.network_mode = network.docker_mode().to_owned();
     if network == Network::Host && create.hostname.is_some() {
         return Err(SpecError::HostnameWithHostNetwork);
@@ -292,6 +326,7 @@ pub fn map_launch(spec: &LaunchSpec, ctx: &MappingContext<'_>) -> Result<Mapped,
     }
     create.host.privileged = docker.privileged;
 
+    check_memory(&spec.resources, &spec.limits)?;
     let cg = cgroup_settings(&spec.resources, &spec.limits, ctx.cfs, ctx.host_memory);
     create.host.cpu_shares = cg.cpu_shares;
     create.host.cpu_quota = cg.cpu_quota;
@@ -306,6 +341,8 @@ pub fn map_launch(spec: &LaunchSpec, ctx: &MappingContext<'_>) -> Result<Mapped,
         &spec.sandbox,
         ctx.mapped_sandbox,
         ctx.allowed_host_roots,
+        ctx.allow_privileged,
+        ctx.allowances,
     )?;
     create.host.mounts = volumes.mounts.clone();
     // A volume Docker creates on first use says which agent (and, in tests, which test) made
@@ -341,6 +378,7 @@ mod tests {
         roots: Vec<PathBuf>,
         log: LogConfigSpec,
         extra: BTreeMap<String, String>,
+        allow: Allowances,
     }
 
     impl Ctx {
@@ -351,6 +389,7 @@ mod tests {
                 roots: vec![],
                 log: LogConfigSpec::default(),
                 extra: BTreeMap::from([("io.berth.test".to_owned(), "unit".to_owned())]),
+                allow: Allowances::default(),
             }
         }
 
@@ -362,6 +401,7 @@ mod tests {
                 mapped_sandbox: "/mnt/mesos/sandbox",
                 allowed_host_roots: &self.roots,
                 allow_privileged: privileged,
+                allowances: &self.allow,
                 cfs: true,
                 host_memory: Some(8 << 30),
                 log_config: &self.log,
@@ -589,6 +629,66 @@ mod tests {
         c.extra.insert(labels::CONTAINER_ID.into(), "forged".into());
         let err = map_launch(&spec(CommandInfo::shell("true")), &c.ctx(false)).unwrap_err();
         assert!(matches!(err, SpecError::ReservedLabel { .. }));
+    }
+
+    #[test]
+    fn joining_another_containers_network_needs_the_operator() {
+        let c = Ctx::new();
+        for network in [Network::User("container:victim".into()), Network::Bridge] {
+            let mut s = spec(CommandInfo::shell("true"));
+            let docker = s.container.as_mut().unwrap().docker.as_mut().unwrap();
+            docker.network = Network::Bridge;
+            docker.parameters.push(crate::spec::Parameter {
+                key: "net".into(),
+                value: network.docker_mode().to_owned(),
+            });
+            let refused = network != Network::Bridge;
+            assert_eq!(
+                map_launch(&s, &c.ctx(false)).is_err(),
+                refused,
+                "{network:?}"
+            );
+            s.container
+                .as_mut()
+                .unwrap()
+                .docker
+                .as_mut()
+                .unwrap()
+                .parameters
+                .clear();
+            s.container
+                .as_mut()
+                .unwrap()
+                .docker
+                .as_mut()
+                .unwrap()
+                .network = network.clone();
+            let err = map_launch(&s, &c.ctx(false));
+            assert_eq!(err.is_err(), refused, "{network:?}");
+            if refused {
+                assert!(err.unwrap_err().to_string().contains("--allow-privileged"));
+                map_launch(&s, &c.ctx(true)).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn memory_below_the_minimum_is_refused_at_launch() {
+        let c = Ctx::new();
+        let mut s = spec(CommandInfo::shell("true"));
+        s.resources.mem_mb = Some(4.0);
+        let err = map_launch(&s, &c.ctx(false)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SpecError::MemoryBelowMinimum {
+                    field: "resources",
+                    min: 32,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the supported ones.
 
 use super::create::{CreateSpec, DeviceSpec, UlimitSpec};
+use super::policy::{self, Allowances};
 use super::SpecError;
 use crate::labels;
 use crate::spec::Parameter;
@@ -45,10 +46,13 @@ pub(crate) struct ParamEffects {
     pub network: Option<String>,
 }
 
-/// Applies `params` to `spec`, in order (a later value wins for single-valued fields).
+/// Applies `params` to `spec`, in order (a later value wins for single-valued fields). Values that
+/// need the operator (see [`policy`]) are refused unless `privileged` or `allow` allows them.
 pub(crate) fn apply(
     params: &[Parameter],
     spec: &mut CreateSpec,
+    privileged: bool,
+    allow: &Allowances,
 ) -> Result<ParamEffects, SpecError> {
     let mut effects = ParamEffects::default();
     for p in params {
@@ -81,15 +85,22 @@ pub(crate) fn apply(
                 }
                 spec.env.push(v.to_owned());
             }
-            "cap-add" => spec
-                .host
-                .cap_add
-                .extend(list(v).ok_or_else(|| bad("expected a capability"))?),
+            "cap-add" => {
+                let caps = list(v).ok_or_else(|| bad("expected a capability"))?;
+                for cap in &caps {
+                    policy::check_cap_add(v, cap, privileged, allow)?;
+                }
+                spec.host.cap_add.extend(caps);
+            }
             "cap-drop" => spec
                 .host
                 .cap_drop
                 .extend(list(v).ok_or_else(|| bad("expected a capability"))?),
-            "ulimit" => spec.host.ulimits.push(ulimit(v).map_err(|r| bad(&r))?),
+            "ulimit" => {
+                let u = ulimit(v).map_err(|r| bad(&r))?;
+                policy::check_ulimit(v, &u.name, privileged)?;
+                spec.host.ulimits.push(u);
+            }
             "shm-size" => spec.host.shm_size = Some(size(v).map_err(|r| bad(&r))?),
             "memory-swap" => {
                 spec.host.memory_swap = Some(if v.trim() == "-1" {
@@ -98,11 +109,16 @@ pub(crate) fn apply(
                     size(v).map_err(|r| bad(&r))?
                 })
             }
-            "security-opt" => spec
-                .host
-                .security_opt
-                .push(non_empty(v).ok_or_else(|| bad("empty value"))?),
-            "device" => spec.host.devices.push(device(v).map_err(|r| bad(&r))?),
+            "security-opt" => {
+                let opt = non_empty(v).ok_or_else(|| bad("empty value"))?;
+                policy::check_security_opt(&opt, privileged)?;
+                spec.host.security_opt.push(opt);
+            }
+            "device" => {
+                let d = device(v).map_err(|r| bad(&r))?;
+                policy::check_device(v, &d.path_on_host, privileged, allow)?;
+                spec.host.devices.push(d);
+            }
             "dns" => spec
                 .host
                 .dns
@@ -210,6 +226,26 @@ pub(crate) fn size(v: &str) -> Result<i64, String> {
     Ok((n * mult as f64) as i64)
 }
 
+/// The ulimit names Docker knows (`RLIMIT_*` in lower case).
+const ULIMITS: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
 fn ulimit(v: &str) -> Result<UlimitSpec, String> {
     let (name, limits) = v.split_once('=').ok_or("expected NAME=SOFT[:HARD]")?;
     let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
@@ -219,8 +255,11 @@ fn ulimit(v: &str) -> Result<UlimitSpec, String> {
             .map_err(|_| format!("'{s}' is not an integer"))
     };
     let (soft, hard) = (parse(soft)?, parse(hard)?);
-    if name.is_empty() {
-        return Err("the ulimit name is empty".to_owned());
+    if !ULIMITS.contains(&name) {
+        return Err(format!(
+            "'{name}' is not a ulimit; expected one of: {}",
+            ULIMITS.join(", ")
+        ));
     }
     if soft > hard {
         return Err(format!(
@@ -270,9 +309,109 @@ mod tests {
     }
 
     fn run(params: &[Parameter]) -> Result<(CreateSpec, ParamEffects), SpecError> {
+        let mut allow = Allowances::default();
+        allow.capabilities.insert("NET_ADMIN".into());
+        allow.devices.insert("/dev/fuse".into());
         let mut spec = CreateSpec::default();
-        let fx = apply(params, &mut spec)?;
+        let fx = apply(params, &mut spec, false, &allow)?;
         Ok((spec, fx))
+    }
+
+    /// The attack of issue 11 item 6 and its relatives: each refused without the operator's
+    /// flag, with a message naming the parameter, the value and the flag.
+    #[test]
+    fn near_privileged_parameters_need_the_operator() {
+        let none = Allowances::default();
+        for (k, v, flag) in [
+            ("cap-add", "SYS_ADMIN", "--allowed-capability SYS_ADMIN"),
+            (
+                "cap-add",
+                "CHOWN,SYS_MODULE",
+                "--allowed-capability SYS_MODULE",
+            ),
+            ("cap-add", "ALL", "--allow-privileged"),
+            (
+                "--cap-add",
+                "cap_sys_ptrace",
+                "--allowed-capability SYS_PTRACE",
+            ),
+            ("security-opt", "seccomp=unconfined", "--allow-privileged"),
+            ("security-opt", "apparmor=unconfined", "--allow-privileged"),
+            ("security-opt", "label=disable", "--allow-privileged"),
+            (
+                "security-opt",
+                "systempaths=unconfined",
+                "--allow-privileged",
+            ),
+            (
+                "device",
+                "/dev/vda:/dev/xvda:rwm",
+                "--allowed-device /dev/vda",
+            ),
+            ("device", "/dev/mem", "--allowed-device /dev/mem"),
+            ("ulimit", "rtprio=99", "--allow-privileged"),
+        ] {
+            let mut spec = CreateSpec::default();
+            let err = apply(&[p(k, v)], &mut spec, false, &none)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("'{}={v}'", k.trim_start_matches('-'))) && err.contains(flag),
+                "{k}={v}: {err}"
+            );
+            assert!(
+                spec.host.cap_add.iter().all(|c| c == "CHOWN")
+                    && spec.host.devices.is_empty()
+                    && spec.host.security_opt.is_empty(),
+                "nothing dangerous was applied: {spec:?}"
+            );
+            let mut spec = CreateSpec::default();
+            apply(&[p(k, v)], &mut spec, true, &none).unwrap();
+        }
+        // Host namespaces, sysctls, cgroup parents, runtimes and the like are not supported at
+        // all: refused whoever asks.
+        for k in [
+            "pid",
+            "ipc",
+            "uts",
+            "userns",
+            "cgroupns",
+            "sysctl",
+            "cgroup-parent",
+            "privileged",
+            "volume",
+            "volumes-from",
+            "mount",
+            "runtime",
+            "device-cgroup-rule",
+            "group-add",
+            "oom-kill-disable",
+            "cpu-rt-runtime",
+        ] {
+            let mut spec = CreateSpec::default();
+            let err = apply(&[p(k, "host")], &mut spec, true, &none).unwrap_err();
+            assert!(
+                matches!(err, SpecError::UnknownParameter { .. }),
+                "{k}: {err}"
+            );
+        }
+        // Safe for any caller: Docker's default capabilities, dropping, no-new-privileges,
+        // ordinary ulimits, tmpfs with exec.
+        let mut spec = CreateSpec::default();
+        apply(
+            &[
+                p("cap-add", "NET_BIND_SERVICE,cap_kill"),
+                p("cap-drop", "ALL"),
+                p("security-opt", "no-new-privileges=false"),
+                p("ulimit", "nofile=65536:65536"),
+                p("tmpfs", "/scratch:exec,size=1m"),
+            ],
+            &mut spec,
+            false,
+            &none,
+        )
+        .unwrap();
+        assert_eq!(spec.host.cap_add, ["NET_BIND_SERVICE", "cap_kill"]);
     }
 
     #[test]
@@ -367,6 +506,7 @@ mod tests {
             ("device", "/dev/x:/dev/y:q", "r, w and m"),
             ("add-host", "nohost", "HOST:IP"),
             ("init", "maybe", "true or false"),
+            ("ulimit", "nofiles=1", "not a ulimit"),
         ] {
             let err = run(&[p(k, v)]).unwrap_err().to_string();
             assert!(err.contains(k) && err.contains(want), "{k}={v}: {err}");

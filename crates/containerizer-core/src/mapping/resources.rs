@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::SpecError;
 use crate::spec::{mb_to_bytes, Limit, Limits, Resources};
 
 /// Mesos's smallest memory limit: 32 MiB.
@@ -39,6 +40,31 @@ pub struct CgroupSettings {
     pub memory_reservation: Option<i64>,
     /// `OomScoreAdj` (only at create; Docker cannot update it).
     pub oom_score_adj: Option<i64>,
+}
+
+/// Refuses a memory request or finite limit below [`MIN_MEMORY`]. Mesos raises such values to
+/// 32 MiB silently; Berth refuses them (400) at launch and update alike, so the limit in force is
+/// always the one asked for.
+pub fn check_memory(resources: &Resources, limits: &Limits) -> Result<(), SpecError> {
+    let min_mb = MIN_MEMORY >> 20;
+    let below = |mb: f64| mb_to_bytes(mb) < MIN_MEMORY;
+    if let Some(mb) = resources.mem_mb.filter(|mb| below(*mb)) {
+        return Err(SpecError::MemoryBelowMinimum {
+            field: "resources",
+            mb: mb.to_string(),
+            min: min_mb,
+        });
+    }
+    if let Some(Limit::Finite(mb)) = limits.mem_mb {
+        if below(mb) {
+            return Err(SpecError::MemoryBelowMinimum {
+                field: "limits",
+                mb: mb.to_string(),
+                min: min_mb,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Computes the settings. `host_mem` is the host's memory in bytes (for the OOM score).
@@ -165,6 +191,33 @@ mod tests {
         assert_eq!(s.memory, Some(0));
         assert_eq!(s.memory_reservation, Some(64 << 20));
         assert!(s.oom_score_adj.unwrap() > 900);
+    }
+
+    #[test]
+    fn memory_below_the_minimum_is_refused_naming_the_field() {
+        let none = Limits::default();
+        check_memory(&res(None, Some(32.0)), &none).unwrap();
+        check_memory(&res(None, None), &none).unwrap();
+        let err = check_memory(&res(None, Some(4.0)), &none)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("resources 'mem' is 4 MiB, below the minimum of 32 MiB"),
+            "{err}"
+        );
+        let low_limit = Limits {
+            cpus: None,
+            mem_mb: Some(Limit::Finite(16.0)),
+        };
+        let err = check_memory(&res(None, Some(64.0)), &low_limit)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("limits 'mem' is 16 MiB"), "{err}");
+        let infinite = Limits {
+            cpus: None,
+            mem_mb: Some(Limit::Infinite),
+        };
+        check_memory(&res(None, Some(32.0)), &infinite).unwrap();
     }
 
     #[test]

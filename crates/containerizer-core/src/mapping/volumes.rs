@@ -5,8 +5,12 @@
 //!   MOUNTING if missing;
 //! - a relative container path lives under the mapped sandbox directory;
 //! - both relative is an error (Mesos's rule);
-//! - an absolute host path must be under one of the roots the agent allows;
-//! - a DOCKER_VOLUME source becomes a named volume mount with its driver.
+//! - an absolute host path must be under one of the roots the agent allows; here only its text is
+//!   checked, MOUNTING resolves it beneath the root and pins it (see `crate::hostpath`);
+//! - a DOCKER_VOLUME source becomes a named volume mount with its driver, if the caller policy
+//!   allows the driver and its options (`super::policy::check_volume`); a `local` volume that
+//!   binds a host path (`type=none`, `o=bind`, `device=PATH`) is a host path in disguise and is
+//!   planned as one, under the same allow-list and the same pinning.
 //!
 //! Everything goes through the API's `Mounts`, so ':' in a path needs no workaround (Mesos had
 //! to symlink sandboxes with ':' because the CLI's `-v a:b:mode` syntax splits on it).
@@ -15,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use super::create::{MountKind, MountSpec};
+use super::policy::{self, Allowances, VolumeKind};
 use super::SpecError;
 use crate::spec::{Volume, VolumeMode, VolumeSource};
 
@@ -25,14 +30,31 @@ pub struct VolumePlan {
     pub mounts: Vec<MountSpec>,
     /// Directories inside the sandbox to create before the container starts.
     pub sandbox_dirs: Vec<PathBuf>,
+    /// Mounts of absolute host paths: MOUNTING resolves and pins each one and replaces the
+    /// mount's source with the pin.
+    pub host_binds: Vec<HostBind>,
+    /// Named volumes the launch attaches (MOUNTING checks the ones that already exist).
+    pub named_volumes: Vec<String>,
 }
 
-/// Plans the mounts for `volumes`.
+/// A mount of an absolute host path under an allowed root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostBind {
+    /// Its index in [`VolumePlan::mounts`].
+    pub mount: usize,
+    /// The host path asked for (absolute, without `..`).
+    pub path: PathBuf,
+}
+
+/// Plans the mounts for `volumes`; `privileged` and `allow` are the operator's allowances for
+/// volume drivers and types.
 pub fn plan(
     volumes: &[Volume],
     sandbox: &Path,
     mapped: &str,
     allowed_roots: &[PathBuf],
+    privileged: bool,
+    allow: &Allowances,
 ) -> Result<VolumePlan, SpecError> {
     let mut plan = VolumePlan::default();
     plan.mounts.push(MountSpec {
@@ -81,6 +103,34 @@ pub fn plan(
                         reason: "the Docker volume name is empty".into(),
                     });
                 }
+                let kind = policy::check_volume(
+                    name,
+                    driver.as_deref(),
+                    driver_options,
+                    privileged,
+                    allow,
+                )?;
+                if let VolumeKind::HostBind {
+                    device,
+                    read_only: ro,
+                } = kind
+                {
+                    let source = allowed_host_path(&device, allowed_roots).map_err(|e| {
+                        SpecError::BadVolume {
+                            path: name.clone(),
+                            reason: format!(
+                                "its driver options bind host path '{device}', which is \
+                                 treated as a host_path volume: {e}"
+                            ),
+                        }
+                    })?;
+                    plan.host_binds.push(HostBind {
+                        mount: plan.mounts.len(),
+                        path: source.clone(),
+                    });
+                    plan.mounts.push(bind(source, target, read_only || ro));
+                    continue;
+                }
                 match drivers.get(name.as_str()) {
                     Some((first, _)) if *first != driver => {
                         return Err(SpecError::ConflictingVolumeDrivers {
@@ -96,7 +146,11 @@ pub fn plan(
                             second: options_text(driver_options),
                         })
                     }
-                    _ => drivers.insert(name, (driver, driver_options)),
+                    Some(_) => {}
+                    None => {
+                        drivers.insert(name, (driver, driver_options));
+                        plan.named_volumes.push(name.clone());
+                    }
                 };
                 MountSpec {
                     kind: MountKind::Volume,
@@ -115,28 +169,12 @@ pub fn plan(
             }
             (None, Some(host)) => {
                 let source = if host.starts_with('/') {
-                    let p = Path::new(host);
-                    if has_parent(p) {
-                        return Err(SpecError::BadVolume {
-                            path: host.clone(),
-                            reason: "'..' is not allowed".into(),
-                        });
-                    }
-                    if !allowed_roots.iter().any(|root| p.starts_with(root)) {
-                        return Err(SpecError::HostPathNotAllowed {
-                            path: host.clone(),
-                            allowed: if allowed_roots.is_empty() {
-                                "none (absolute host paths are disabled)".into()
-                            } else {
-                                allowed_roots
-                                    .iter()
-                                    .map(|r| r.display().to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            },
-                        });
-                    }
-                    p.to_path_buf()
+                    let source = allowed_host_path(host, allowed_roots)?;
+                    plan.host_binds.push(HostBind {
+                        mount: plan.mounts.len(),
+                        path: source.clone(),
+                    });
+                    source
                 } else {
                     if container_rel {
                         return Err(SpecError::BothPathsRelative {
@@ -152,15 +190,7 @@ pub fn plan(
                     plan.sandbox_dirs.push(dir.clone());
                     dir
                 };
-                MountSpec {
-                    kind: MountKind::Bind,
-                    source: source.to_string_lossy().into_owned(),
-                    target,
-                    read_only,
-                    driver: None,
-                    driver_options: BTreeMap::new(),
-                    volume_labels: BTreeMap::new(),
-                }
+                bind(source, target, read_only)
             }
         };
         plan.mounts.push(mount);
@@ -175,6 +205,47 @@ pub fn plan(
         }
     }
     Ok(plan)
+}
+
+fn bind(source: PathBuf, target: String, read_only: bool) -> MountSpec {
+    MountSpec {
+        kind: MountKind::Bind,
+        source: source.to_string_lossy().into_owned(),
+        target,
+        read_only,
+        driver: None,
+        driver_options: BTreeMap::new(),
+        volume_labels: BTreeMap::new(),
+    }
+}
+
+/// The text check of an absolute host path: no `..`, under an allowed root. (Links are dealt
+/// with at MOUNTING, beneath the root's open directory.)
+fn allowed_host_path(host: &str, allowed_roots: &[PathBuf]) -> Result<PathBuf, SpecError> {
+    let p = Path::new(host);
+    if has_parent(p) {
+        return Err(SpecError::BadVolume {
+            path: host.to_owned(),
+            reason: "'..' is not allowed".into(),
+        });
+    }
+    if !allowed_roots.iter().any(|root| p.starts_with(root)) {
+        return Err(SpecError::HostPathNotAllowed {
+            path: host.to_owned(),
+            allowed: if allowed_roots.is_empty() {
+                "none (absolute host paths are disabled; the operator allows a root with \
+                 --allowed-host-path DIR)"
+                    .into()
+            } else {
+                allowed_roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        });
+    }
+    Ok(p.to_path_buf())
 }
 
 /// Driver options as `k=v,k=v` for messages.
@@ -217,6 +288,131 @@ mod tests {
     use super::*;
 
     const MAPPED: &str = "/mnt/mesos/sandbox";
+
+    /// What a caller may plan without any operator allowance.
+    fn plan(
+        volumes: &[Volume],
+        sandbox: &Path,
+        mapped: &str,
+        roots: &[PathBuf],
+    ) -> Result<VolumePlan, SpecError> {
+        super::plan(
+            volumes,
+            sandbox,
+            mapped,
+            roots,
+            false,
+            &Allowances::default(),
+        )
+    }
+
+    fn dvol(target: &str, name: &str, driver: Option<&str>, opts: &[(&str, &str)]) -> Volume {
+        Volume {
+            container_path: target.into(),
+            host_path: None,
+            mode: VolumeMode::Rw,
+            source: Some(VolumeSource::DockerVolume {
+                name: name.into(),
+                driver: driver.map(Into::into),
+                driver_options: opts
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Issue 11 item 5: a `local` volume binding a host directory is a host path: refused
+    /// outside the allowed roots, planned (and later pinned) as a bind inside them.
+    #[test]
+    fn bind_volumes_are_host_paths() {
+        let bind = |device: &str, o: &str| {
+            dvol(
+                "/h",
+                "v",
+                Some("local"),
+                &[("type", "none"), ("o", o), ("device", device)],
+            )
+        };
+        let err = plan(&[bind("/etc", "bind")], Path::new("/sb"), MAPPED, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'/etc'") && err.contains("--allowed-host-path"),
+            "{err}"
+        );
+        let roots = [PathBuf::from("/srv")];
+        for bad in ["/srv/../etc", "/srvx"] {
+            assert!(plan(&[bind(bad, "bind")], Path::new("/sb"), MAPPED, &roots).is_err());
+        }
+        let p = plan(
+            &[bind("/srv/data", "rbind,ro")],
+            Path::new("/sb"),
+            MAPPED,
+            &roots,
+        )
+        .unwrap();
+        assert_eq!(p.mounts[1].kind, MountKind::Bind);
+        assert_eq!(p.mounts[1].source, "/srv/data");
+        assert!(p.mounts[1].read_only);
+        assert_eq!(
+            p.host_binds,
+            [HostBind {
+                mount: 1,
+                path: "/srv/data".into()
+            }]
+        );
+        assert!(p.named_volumes.is_empty(), "no Docker volume is made");
+        // Even with every other allowance.
+        let all = Allowances {
+            volume_types: ["none".to_owned()].into(),
+            ..Allowances::default()
+        };
+        assert!(super::plan(
+            &[bind("/etc", "bind")],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+            true,
+            &all
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn host_reaching_volume_options_need_the_operator() {
+        for (driver, opts, flag) in [
+            (
+                Some("local"),
+                vec![
+                    ("type", "nfs"),
+                    ("o", "addr=127.0.0.1,rw"),
+                    ("device", ":/export"),
+                ],
+                "--allowed-volume-type nfs",
+            ),
+            (
+                Some("local"),
+                vec![("type", "ext4"), ("device", "/dev/vda1")],
+                "--allowed-volume-type ext4",
+            ),
+            (Some("convoy"), vec![], "--allowed-volume-driver convoy"),
+        ] {
+            let v = dvol("/v", "v", driver, &opts);
+            let err = plan(std::slice::from_ref(&v), Path::new("/sb"), MAPPED, &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(flag) && err.contains("'v'"), "{err}");
+        }
+        let p = plan(
+            &[dvol("/v", "v", None, &[]), dvol("/w", "v", None, &[])],
+            Path::new("/sb"),
+            MAPPED,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.named_volumes, ["v"], "checked once at MOUNTING");
+    }
 
     fn vol(container: &str, host: Option<&str>, mode: VolumeMode) -> Volume {
         Volume {
@@ -346,32 +542,23 @@ mod tests {
 
     #[test]
     fn docker_volumes_with_drivers() {
-        let dv = |name: &str, driver: Option<&str>| Volume {
-            container_path: format!("/v/{name}{}", driver.unwrap_or("")),
-            host_path: None,
-            mode: VolumeMode::Rw,
-            source: Some(VolumeSource::DockerVolume {
-                name: name.into(),
-                driver: driver.map(Into::into),
-                driver_options: BTreeMap::new(),
-            }),
+        let dv = |name: &str, driver: Option<&str>| {
+            dvol(
+                &format!("/v/{name}{}", driver.unwrap_or("")),
+                name,
+                driver,
+                &[],
+            )
         };
-        let p = plan(
-            &[dv("a", None), dv("b", Some("nfs"))],
-            Path::new("/sb"),
-            MAPPED,
-            &[],
-        )
-        .unwrap();
+        let allow = Allowances {
+            volume_drivers: ["nfs".to_owned()].into(),
+            ..Allowances::default()
+        };
+        let plan = |v: &[Volume]| super::plan(v, Path::new("/sb"), MAPPED, &[], false, &allow);
+        let p = plan(&[dv("a", None), dv("b", Some("nfs"))]).unwrap();
         assert_eq!(p.mounts[1].kind, MountKind::Volume);
         assert_eq!(p.mounts[2].driver.as_deref(), Some("nfs"));
-        let err = plan(
-            &[dv("a", None), dv("a", Some("nfs"))],
-            Path::new("/sb"),
-            MAPPED,
-            &[],
-        )
-        .unwrap_err();
+        let err = plan(&[dv("a", None), dv("a", Some("nfs"))]).unwrap_err();
         assert!(
             err.to_string().contains("'a'") && err.to_string().contains("nfs"),
             "{err}"
@@ -404,7 +591,10 @@ mod tests {
         assert_eq!(p.mounts[1].driver_options["type"], "tmpfs");
         assert_eq!(p.mounts[2].driver_options["device"], "tmpfs");
         let err = plan(
-            &[dv("/a", &tmpfs), dv("/b", &[("type", "none")])],
+            &[
+                dv("/a", &tmpfs),
+                dv("/b", &[("type", "tmpfs"), ("o", "size=1m")]),
+            ],
             Path::new("/sb"),
             MAPPED,
             &[],
@@ -414,7 +604,7 @@ mod tests {
         assert!(
             err.contains("'scratch'")
                 && err.contains("device=tmpfs,type=tmpfs")
-                && err.contains("type=none"),
+                && err.contains("o=size=1m,type=tmpfs"),
             "{err}"
         );
     }
