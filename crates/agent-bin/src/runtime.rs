@@ -350,6 +350,11 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         .local_addr()
         .map_err(|e| Error::io("read listen address", "(socket)", e))?;
     tracing::info!(listen = %addr, auth = started.auth.required(), "berth agent serving the v1 API at http://{addr}/api/v1");
+    if !started.auth.required() {
+        // Host networking is the default network (as in Mesos), and a host-network container
+        // shares this loopback: without a token it can call the API like any local process.
+        tracing::warn!(listen = %addr, "serving without --auth-token-file: any process that can reach {addr}, including a container on the host network (the default network), can launch, kill and remove containers and read their sandboxes; give --auth-token-file when containers are not trusted (docs/security.md)");
+    }
     let gc = {
         let agent = started.agent.clone();
         tokio::spawn(async move {
