@@ -147,6 +147,12 @@ impl ContainerLog {
         self.accepted.resume_since()
     }
 
+    /// Bytes consumed so far per stream (stdout, stderr) since the output's first byte, across
+    /// agent restarts.
+    pub fn offsets(&self) -> [u64; 2] {
+        self.accepted.offsets()
+    }
+
     /// The newest Docker timestamp among the bytes consumed so far.
     pub fn newest_timestamp(&self) -> Option<SystemTime> {
         self.accepted.newest()
@@ -157,7 +163,13 @@ impl ContainerLog {
     /// The stream must start at [`resume_since`](Self::resume_since) (Docker's `since`; with
     /// `timestamps` so chunks carry their times). Bytes it starts with that were already written
     /// are skipped; a chunk stamped after everything consumed from its stream ends the skipping
-    /// early, so a stream that starts later than `resume_since` loses nothing. Returns `Ok(())` when it ends, once every byte
+    /// early, so a stream that starts later than `resume_since` loses nothing.
+    ///
+    /// While no consumed chunk had a timestamp (a live source such as Docker's attach stream,
+    /// read from the container's first byte), `resume_since` is `None` and the stream must start
+    /// at the output's first byte: the bytes already consumed of each stream
+    /// ([`offsets`](Self::offsets)) are skipped by count, and the timestamps of the skipped bytes
+    /// recorded, so that later resumptions can use the anchor. Returns `Ok(())` when it ends, once every byte
     /// received is in the files (not yet synced: that is [`finish`](Self::finish)). A stream
     /// error returns [`LoggerError::Source`]; the log stays usable, so reconnect from
     /// `resume_since` and call `consume` again.
@@ -170,7 +182,34 @@ impl ContainerLog {
         S: Stream<Item = Result<OutputChunk, E>>,
         E: Into<Box<dyn StdError + Send + Sync>>,
     {
+        let by_offset = !self.accepted.is_timed();
         let mut skip = self.accepted.replayed_bytes();
+        let result = self.consume_inner(stream, &mut skip, by_offset).await;
+        if result.is_ok() && by_offset && skip.iter().any(|&n| n > 0) {
+            // A replay from the start that ended before reaching what was already written: the
+            // source no longer has the output's beginning (Docker's capped copy rotated), so
+            // the bytes of that replay were not where the offsets say.
+            self.metrics.replay_short();
+            tracing::warn!(
+                container_id = %self.container_id, stdout_short = skip[0], stderr_short = skip[1],
+                "the replay from the start held fewer bytes than were already written: the \
+                 source no longer has the output's beginning (Docker's log cap); output written \
+                 while the agent was away may be missing"
+            );
+        }
+        result
+    }
+
+    async fn consume_inner<S, E>(
+        &mut self,
+        stream: S,
+        skip: &mut [u64; 2],
+        by_offset: bool,
+    ) -> Result<(), LoggerError>
+    where
+        S: Stream<Item = Result<OutputChunk, E>>,
+        E: Into<Box<dyn StdError + Send + Sync>>,
+    {
         let mut stream = pin!(stream);
         let mut tick = interval_at(
             Instant::now() + self.checkpoint_interval,
@@ -216,7 +255,7 @@ impl ContainerLog {
                     while let Some(next) = item {
                         match next {
                             None => ended = true,
-                            Some(Ok(chunk)) => self.accept(chunk, &mut skip),
+                            Some(Ok(chunk)) => self.accept(chunk, skip, by_offset),
                             Some(Err(e)) => {
                                 return Err(LoggerError::Source { container_id: self.container_id.clone(), source: e.into() });
                             }
@@ -273,9 +312,23 @@ impl ContainerLog {
     }
 
     /// Accounts for a chunk and adds it to the pending batch, minus replayed bytes.
-    fn accept(&mut self, chunk: OutputChunk, skip: &mut [u64; 2]) {
+    /// `by_offset`: the stream replays the output from its first byte and `skip` counts bytes
+    /// already consumed (see [`consume`](Self::consume)); else `skip` counts the bytes of the
+    /// anchor's buckets.
+    fn accept(&mut self, chunk: OutputChunk, skip: &mut [u64; 2], by_offset: bool) {
         let i = chunk.stream.index();
         let mut data = &chunk.data[..];
+        if by_offset && skip[i] > 0 {
+            let k = skip[i].min(data.len() as u64);
+            skip[i] -= k;
+            data = &data[k as usize..];
+            self.accepted
+                .record_replayed(chunk.stream, chunk.timestamp, k);
+            self.pending.push_replayed(chunk.stream, chunk.timestamp, k);
+            if data.is_empty() {
+                return;
+            }
+        }
         if skip[i] == 0 && self.accepted.is_older(chunk.stream, chunk.timestamp) {
             self.note_regression(chunk.stream, data.len());
         }

@@ -14,6 +14,12 @@
 //! entry reaches Docker's log file more than a second after an entry of the other stream that was
 //! stamped later, and the host clock does not step back. Only two one-second buckets are kept,
 //! so the position is a few dozen bytes however fast the container writes.
+//!
+//! A live source without timestamps (Docker's attach stream, read from before the container
+//! starts) gives no anchor. For it the position also counts, per stream, the bytes consumed since
+//! the output's first byte (`offsets`): while no chunk had a timestamp, a replay from the start
+//! begins with exactly those bytes. Timestamps of the bytes such a replay skips are recorded
+//! ([`Position::record_replayed`]), so once it has gone past them the anchor is valid again.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -71,12 +77,28 @@ pub(crate) struct Position {
     buckets: Vec<Bucket>,
     /// The newest timestamp written, per stream (indexed by [`OutputStream::index`]).
     newest: [Option<UnixTime>; 2],
+    /// Bytes consumed per stream since the output's first byte (absent in checkpoints of
+    /// earlier versions, which resumed by timestamp only).
+    #[serde(default)]
+    offsets: [u64; 2],
 }
 
 impl Position {
     /// Accounts for `n` bytes of `stream` stamped `timestamp` that were consumed (written, or
     /// deliberately dropped).
     pub fn record(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, n: u64) {
+        self.offsets[stream.index()] += n;
+        self.record_time(stream, timestamp, n);
+    }
+
+    /// Accounts for `n` bytes of `stream` stamped `timestamp` that a replay from the start
+    /// delivered again and that were already consumed (counted in the offsets): only their
+    /// timestamp moves the anchor.
+    pub fn record_replayed(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, n: u64) {
+        self.record_time(stream, timestamp, n);
+    }
+
+    fn record_time(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, n: u64) {
         let Some(t) = timestamp.and_then(UnixTime::from_system) else {
             return;
         };
@@ -120,11 +142,27 @@ impl Position {
     }
 
     /// Bytes per stream (indexed by [`OutputStream::index`]) that a replay from
-    /// [`Self::resume_since`] starts with and that were already consumed.
+    /// [`Self::resume_since`] starts with and that were already consumed: the counts of the
+    /// anchor's buckets, or, while no timestamp was ever consumed (a replay from the start), the
+    /// offsets.
     pub fn replayed_bytes(&self) -> [u64; 2] {
+        if !self.is_timed() {
+            return self.offsets;
+        }
         self.buckets
             .iter()
             .fold([0, 0], |[o, e], b| [o + b.stdout, e + b.stderr])
+    }
+
+    /// Whether a timestamp was ever consumed: the position then resumes from its anchor, else
+    /// from the output's first byte, skipping [`Self::offsets`].
+    pub fn is_timed(&self) -> bool {
+        self.newest_overall().is_some()
+    }
+
+    /// Bytes consumed per stream since the output's first byte.
+    pub fn offsets(&self) -> [u64; 2] {
+        self.offsets
     }
 
     /// The newest timestamp consumed.
@@ -219,10 +257,34 @@ mod tests {
     }
 
     #[test]
-    fn untimed_bytes_do_not_move_the_position() {
+    fn untimed_bytes_only_move_the_offsets() {
         let mut p = Position::default();
         p.record(OutputStream::Stdout, None, 4);
-        assert_eq!(p, Position::default());
+        p.record(OutputStream::Stderr, None, 2);
+        assert_eq!(p.resume_since(), None);
+        assert_eq!(p.offsets(), [4, 2]);
+        assert_eq!(p.replayed_bytes(), [4, 2], "a replay from the start skips them");
+    }
+
+    #[test]
+    fn a_replay_from_the_start_makes_the_anchor_valid() {
+        let mut p = Position::default();
+        p.record(OutputStream::Stdout, None, 10);
+        // The replay from the start: the first 10 bytes are skipped, then 3 new ones.
+        p.record_replayed(OutputStream::Stdout, at(100, 1), 6);
+        p.record_replayed(OutputStream::Stdout, at(101, 1), 4);
+        p.record(OutputStream::Stdout, at(101, 2), 3);
+        assert_eq!(p.offsets(), [13, 0]);
+        assert_eq!(p.resume_since(), at(100, 0));
+        assert_eq!(p.replayed_bytes(), [13, 0]);
+    }
+
+    #[test]
+    fn checkpoints_without_offsets_still_parse() {
+        let old = r#"{"buckets":[{"sec":5,"stdout":1,"stderr":0}],"newest":[{"secs":5,"nanos":0},null]}"#;
+        let p: Position = serde_json::from_str(old).unwrap();
+        assert_eq!(p.offsets(), [0, 0]);
+        assert_eq!(p.replayed_bytes(), [1, 0]);
     }
 
     #[test]

@@ -129,6 +129,9 @@ impl Writer {
         }
         let mut offset = 0;
         for seg in &batch.segments {
+            // Bytes a replay delivered again are in the files already: only their time counts.
+            self.position
+                .record_replayed(seg.stream, seg.timestamp, seg.replayed);
             self.write_segment(
                 seg.stream,
                 seg.timestamp,
