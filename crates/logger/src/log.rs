@@ -165,11 +165,12 @@ impl ContainerLog {
     /// are skipped; a chunk stamped after everything consumed from its stream ends the skipping
     /// early, so a stream that starts later than `resume_since` loses nothing.
     ///
-    /// While no consumed chunk had a timestamp (a live source such as Docker's attach stream,
-    /// read from the container's first byte), `resume_since` is `None` and the stream must start
-    /// at the output's first byte: the bytes already consumed of each stream
-    /// ([`offsets`](Self::offsets)) are skipped by count, and the timestamps of the skipped bytes
-    /// recorded, so that later resumptions can use the anchor. Returns `Ok(())` when it ends, once every byte
+    /// While a stream's consumed bytes all came without timestamps (a live source such as
+    /// Docker's attach stream, read from the container's first byte), `resume_since` is `None`
+    /// and the stream must start at the output's first byte: the bytes already consumed of
+    /// each stream ([`offsets`](Self::offsets)) are skipped by count, and the timestamps of the
+    /// skipped bytes recorded, so that once every stream has been placed in time later
+    /// resumptions use the anchor. Returns `Ok(())` when it ends, once every byte
     /// received is in the files (not yet synced: that is [`finish`](Self::finish)). A stream
     /// error returns [`LoggerError::Source`]; the log stays usable, so reconnect from
     /// `resume_since` and call `consume` again.
@@ -182,7 +183,7 @@ impl ContainerLog {
         S: Stream<Item = Result<OutputChunk, E>>,
         E: Into<Box<dyn StdError + Send + Sync>>,
     {
-        let by_offset = !self.accepted.is_timed();
+        let by_offset = self.accepted.resumes_from_start();
         let mut skip = self.accepted.replayed_bytes();
         let result = self.consume_inner(stream, &mut skip, by_offset).await;
         if result.is_ok() && by_offset && skip.iter().any(|&n| n > 0) {

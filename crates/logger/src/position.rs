@@ -137,6 +137,9 @@ impl Position {
 
     /// The `since` a replay must start from, or `None` to replay from the beginning.
     pub fn resume_since(&self) -> Option<SystemTime> {
+        if self.resumes_from_start() {
+            return None;
+        }
         self.anchor_sec()
             .map(|s| UNIX_EPOCH + Duration::from_secs(s))
     }
@@ -146,7 +149,7 @@ impl Position {
     /// anchor's buckets, or, while no timestamp was ever consumed (a replay from the start), the
     /// offsets.
     pub fn replayed_bytes(&self) -> [u64; 2] {
-        if !self.is_timed() {
+        if self.resumes_from_start() {
             return self.offsets;
         }
         self.buckets
@@ -154,10 +157,13 @@ impl Position {
             .fold([0, 0], |[o, e], b| [o + b.stdout, e + b.stderr])
     }
 
-    /// Whether a timestamp was ever consumed: the position then resumes from its anchor, else
-    /// from the output's first byte, skipping [`Self::offsets`].
-    pub fn is_timed(&self) -> bool {
-        self.newest_overall().is_some()
+    /// Whether a replay must start at the output's first byte, skipping [`Self::offsets`]: no
+    /// timestamp was consumed yet, or a stream's consumed bytes all came untimed (its bytes
+    /// are then not placed in time, and the anchor would miss or repeat them). Once every
+    /// stream with consumed bytes has a timestamp, the anchor is used.
+    pub fn resumes_from_start(&self) -> bool {
+        self.newest_overall().is_none()
+            || (0..2).any(|i| self.offsets[i] > 0 && self.newest[i].is_none())
     }
 
     /// Bytes consumed per stream since the output's first byte.
@@ -277,6 +283,24 @@ mod tests {
         assert_eq!(p.offsets(), [13, 0]);
         assert_eq!(p.resume_since(), at(100, 0));
         assert_eq!(p.replayed_bytes(), [13, 0]);
+    }
+
+    #[test]
+    fn a_stream_still_untimed_keeps_the_replay_at_the_start() {
+        let mut p = Position::default();
+        p.record(OutputStream::Stdout, None, 10);
+        p.record(OutputStream::Stderr, None, 5);
+        // The replay from the start has passed stdout's bytes but not stderr's yet (Docker
+        // holds a partial line back until its newline or the exit).
+        p.record_replayed(OutputStream::Stdout, at(100, 1), 10);
+        p.record(OutputStream::Stdout, at(100, 2), 3);
+        assert!(p.resumes_from_start());
+        assert_eq!(p.resume_since(), None);
+        assert_eq!(p.replayed_bytes(), [13, 5]);
+        p.record_replayed(OutputStream::Stderr, at(103, 0), 5);
+        assert!(!p.resumes_from_start());
+        assert_eq!(p.resume_since(), at(102, 0));
+        assert_eq!(p.replayed_bytes(), [0, 5]);
     }
 
     #[test]
