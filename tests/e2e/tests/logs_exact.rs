@@ -268,12 +268,12 @@ async fn a_partial_line_is_visible_within_a_second() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 };
                 agent.wait(&id).await;
-                assert_eq!(
-                    read_bytes(agent, &format!("{dir}/stdout")).await.unwrap(),
-                    b"prompt> done"
-                );
+                let end = read_bytes(agent, &format!("{dir}/stdout")).await;
                 agent.remove(&id).await;
-                result
+                match end.as_deref() {
+                    Some(b"prompt> done") => result,
+                    other => Err(format!("{id}: at the end stdout is {other:?}, not \"prompt> done\"")),
+                }
             }
         })
         .buffer_unordered(RUNS)
@@ -313,6 +313,15 @@ async fn an_agent_sigkill_mid_stream_loses_and_repeats_nothing() {
     });
     futures_util::future::join_all(launches).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // Mid-stream: output written, not all of it.
+    let mut mid = 0;
+    for id in &ids {
+        let out = read_bytes(&agent, &format!("/containers/{id}/stdout")).await;
+        if out.is_some_and(|o| !o.is_empty() && !o.ends_with(b"LAST")) {
+            mid += 1;
+        }
+    }
+    assert!(mid >= RUNS / 2, "only {mid} of {RUNS} containers were mid-stream at the kill");
     agent.sigkill().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     agent.restart().await;
