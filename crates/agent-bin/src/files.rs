@@ -446,7 +446,10 @@ mod tests {
     #[test]
     fn device_nodes_are_never_opened() {
         let (_tmp, sb) = sandbox();
-        for (name, kind) in [("chr", FileType::CharacterDevice), ("blk", FileType::BlockDevice)] {
+        for (name, kind) in [
+            ("chr", FileType::CharacterDevice),
+            ("blk", FileType::BlockDevice),
+        ] {
             rustix::fs::mknodat(
                 rustix::fs::CWD,
                 sb.join(name),
@@ -482,7 +485,10 @@ mod tests {
         let inner = list(&sb, &p("/containers/c1/sub-link")).unwrap();
         assert_eq!(inner.len(), 1);
         assert!(inner[0].path.ends_with("/sub-link/inner"));
-        assert_eq!(list(&sb, &p("/containers/c1/out-link")).unwrap_err().status, 403);
+        assert_eq!(
+            list(&sb, &p("/containers/c1/out-link")).unwrap_err().status,
+            403
+        );
         assert_eq!(
             read(&sb, &p("/containers/c1/out-link/secret"), 0, None)
                 .unwrap_err()

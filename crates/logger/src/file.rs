@@ -67,11 +67,25 @@ pub(crate) fn indexed_path(dir: &Path, stream: OutputStream, index: u32) -> Path
 /// How often one open tries to take its name back from a container that keeps replacing it.
 const REPLACE_ATTEMPTS: u32 = 8;
 
-/// The error of an open that lost every attempt to take its name back (see [`open_current`]).
+/// The error of an open whose name the container holds and the logger could not take back
+/// (see [`open_current`]): the stream goes on without a file rather than failing the log.
 #[derive(Debug, thiserror::Error)]
-#[error("'{name}' keeps being replaced (by the container) with something the logger does not write through, {REPLACE_ATTEMPTS} times in a row; this stream's output is not written until a regular file can be made there")]
-pub(crate) struct KeepsReplaced {
-    name: String,
+pub(crate) enum NameTaken {
+    /// The container won every attempt.
+    #[error("'{name}' keeps being replaced (by the container) with something the logger does not write through, {REPLACE_ATTEMPTS} times in a row; this stream's output is not written until a regular file can be made there")]
+    KeepsReplaced {
+        /// The name.
+        name: String,
+    },
+    /// What holds the name cannot be removed (a mount point, an immutable file: only a
+    /// privileged container can make these).
+    #[error("'{name}' is held by something the logger does not write through and cannot remove ({source}); this stream's output is not written until a regular file can be made there")]
+    Unremovable {
+        /// The name.
+        name: String,
+        /// Why the removal failed.
+        source: io::Error,
+    },
 }
 
 /// An open, appending log file for one stream.
@@ -120,7 +134,7 @@ impl StreamFile {
         let mut replaced = 0;
         let opened = match open_current(&dir, &container_id, stream, owner, &mut replaced) {
             Ok(o) => Some(o),
-            Err(e) if e.get_ref().is_some_and(|e| e.is::<KeepsReplaced>()) => {
+            Err(e) if e.get_ref().is_some_and(|e| e.is::<NameTaken>()) => {
                 tracing::warn!(container_id = %container_id, path = %indexed_path(dir.path(), stream, 0).display(), error = %e, "cannot open container log file");
                 None
             }
@@ -248,7 +262,7 @@ impl StreamFile {
             rename_over(&self.dir, &name(0), &name(1))?;
         }
         let opened = self.open_current()?;
-        let old = std::mem::replace(&mut self.file, Some(opened.0));
+        let old = self.file.replace(opened.0);
         // Take inode and length from the file just opened.
         let (inode, len) = (opened.1, opened.2);
         let old_dirty = self.dirty;
@@ -421,7 +435,9 @@ fn open_current(
                     found = %what, refused = %e,
                     "the container replaced its log file; removed that name (a link's target is never touched) and started a new file there"
                 );
-                remove_entry(dir, &name)?;
+                if let Err(source) = remove_entry(dir, &name) {
+                    return Err(io::Error::other(NameTaken::Unremovable { name, source }));
+                }
                 *replaced += 1;
                 match dir.open_file(&name, opts.create_new(true)) {
                     Ok(f) => f,
@@ -440,7 +456,7 @@ fn open_current(
         let meta = file.metadata()?;
         return Ok((file, meta.ino(), meta.len()));
     }
-    Err(io::Error::other(KeepsReplaced { name }))
+    Err(io::Error::other(NameTaken::KeepsReplaced { name }))
 }
 
 /// "a symbolic link", "a regular file with 2 hard links", ...
@@ -509,8 +525,7 @@ mod tests {
     fn never_rotating_file_appends() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("stdout"), b"old\n").unwrap();
-        let mut f =
-            open(dir.path(), OutputStream::Stdout, Rotation::Never);
+        let mut f = open(dir.path(), OutputStream::Stdout, Rotation::Never);
         assert_eq!(f.len(), 4);
         assert_eq!(write_all(&mut f, b"new"), 0);
         assert_eq!(read(dir.path(), "stdout"), b"old\nnew");
@@ -567,8 +582,7 @@ mod tests {
     #[test]
     fn only_files_with_unsynced_bytes_are_synced() {
         let dir = tempfile::tempdir().unwrap();
-        let mut f =
-            open(dir.path(), OutputStream::Stdout, Rotation::Never);
+        let mut f = open(dir.path(), OutputStream::Stdout, Rotation::Never);
         f.sync_all().unwrap();
         assert_eq!(f.take_syncs(), 0, "a new, empty file");
         write_all(&mut f, b"x");
@@ -576,8 +590,7 @@ mod tests {
         f.sync_all().unwrap();
         assert_eq!(f.take_syncs(), 1, "synced once, then clean");
         // A file with bytes when opened may hold unsynced ones (written before a restart).
-        let mut g =
-            open(dir.path(), OutputStream::Stdout, Rotation::Never);
+        let mut g = open(dir.path(), OutputStream::Stdout, Rotation::Never);
         g.sync_all().unwrap();
         assert_eq!(g.take_syncs(), 1);
 
@@ -620,8 +633,7 @@ mod tests {
     #[test]
     fn a_removed_file_is_recreated() {
         let dir = tempfile::tempdir().unwrap();
-        let mut f =
-            open(dir.path(), OutputStream::Stdout, Rotation::Never);
+        let mut f = open(dir.path(), OutputStream::Stdout, Rotation::Never);
         write_all(&mut f, b"lost");
         assert!(!f.reopen_if_removed().unwrap());
         fs::remove_file(dir.path().join("stdout")).unwrap();

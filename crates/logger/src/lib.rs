@@ -58,6 +58,15 @@
 //! is created anew (within a checkpoint interval). Write errors never surface as `Err` from
 //! [`ContainerLog::consume`]; only the stream's own errors do.
 //!
+//! # A hostile sandbox
+//! The container may replace any of the names the logger writes with a symbolic or hard link, a
+//! FIFO, a socket, a device node or a directory, at any moment; the agent runs as root. Every
+//! file operation goes through a [`berth_safe_fs::Dir`] for the sandbox, opened once: no link
+//! is followed, nothing but a regular file with a single link is opened, and nothing blocks. A
+//! taken name is removed (only the name) and a new regular file made in its place, with a
+//! warning naming the container and the `names_replaced` metric; see the README's "A hostile
+//! sandbox".
+//!
 //! # Example
 //! ```
 //! use berth_logger::{ContainerLogSpec, ContainerLogger, LoggerConfig, OutputChunk, OutputStream, RotatingLogger};

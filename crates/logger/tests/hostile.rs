@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use berth_logger::{
     ContainerLog, ContainerLogSpec, ContainerLogger, LoggerConfig, OutputChunk, OutputStream,
-    Rotation, RotatingLogger, SandboxLogger, StreamRotations,
+    RotatingLogger, Rotation, SandboxLogger, StreamRotations,
 };
 use futures_util::stream;
 use rustix::fs::{FileType, Mode};
@@ -295,7 +295,9 @@ async fn rotated_names_taken_before_a_rotation_are_moved_or_removed_never_follow
             guards.push(plant(&bed, &format!("stdout.{i}"), kind));
         }
         // 5 files' worth: every rotated name is shifted and the oldest removed, twice over.
-        let items = (0..5).map(|i| chunk(OutputStream::Stdout, &format!("line {i}\n"))).collect();
+        let items = (0..5)
+            .map(|i| chunk(OutputStream::Stdout, &format!("line {i}\n")))
+            .collect();
         write(&mut log, items).await;
         let report = bounded("finish", log.finish()).await.unwrap();
         assert!(report.complete, "{kind:?}: {report:?}");
@@ -303,7 +305,11 @@ async fn rotated_names_taken_before_a_rotation_are_moved_or_removed_never_follow
         bed.assert_host_untouched();
         assert_eq!(bed.regular("stdout"), b"line 4\n", "{kind:?}");
         for (i, want) in [(1, "line 3\n"), (2, "line 2\n"), (3, "line 1\n")] {
-            assert_eq!(bed.regular(&format!("stdout.{i}")), want.as_bytes(), "{kind:?}");
+            assert_eq!(
+                bed.regular(&format!("stdout.{i}")),
+                want.as_bytes(),
+                "{kind:?}"
+            );
         }
     }
 }
@@ -405,4 +411,62 @@ async fn a_name_swapped_continuously_never_reaches_the_host() {
     // host file (checked above), and nothing was left open on a FIFO.
     let m = fs::symlink_metadata(bed.sandbox.join("stdout")).unwrap();
     assert!(!m.file_type().is_block_device());
+}
+
+/// Unmounts (lazily) on drop, so a failing test leaves no mount behind.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A name the logger cannot take back (a mount point at `stdout`: only a privileged container
+/// can make one, but the agent must not fail on it) does not fail the log: `prepare` succeeds,
+/// the stream's output is retried, then dropped and counted, the other stream is written, and
+/// once the name is free again the output lands in a new regular file. Needs root (mount), as
+/// the agent does.
+#[tokio::test]
+async fn a_name_that_cannot_be_taken_back_leaves_the_stream_waiting_not_the_log_failed() {
+    let bed = bed();
+    let mountpoint = bed.sandbox.join("stdout");
+    fs::create_dir(&mountpoint).unwrap();
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mountpoint)
+        .output()
+        .expect("run mount(8)");
+    assert!(
+        out.status.success(),
+        "cannot mount a tmpfs at {} (this test needs root): {}",
+        mountpoint.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mounted = Mounted(mountpoint.clone());
+    fs::write(mountpoint.join("inner"), b"x").unwrap();
+    let logger = rotating(&bed.state, 1 << 20, 3);
+    let mut log = bounded("prepare", async { logger.prepare(&bed.spec()) })
+        .await
+        .unwrap();
+    write(
+        &mut log,
+        vec![
+            chunk(OutputStream::Stdout, "held\n"),
+            chunk(OutputStream::Stderr, "err\n"),
+        ],
+    )
+    .await;
+    // The name is freed (the mount goes); past a checkpoint interval the next batch takes it.
+    drop(mounted);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    write(&mut log, vec![chunk(OutputStream::Stdout, "free\n")]).await;
+    let report = bounded("finish", log.finish()).await.unwrap();
+    assert_eq!(report.dropped_bytes, 5, "{report:?}");
+    assert_eq!(bed.regular("stdout"), b"free\n");
+    assert_eq!(bed.regular("stderr"), b"err\n");
+    bed.assert_host_untouched();
 }

@@ -307,15 +307,26 @@ fn remove_all_takes_a_tree_nested_deeper_than_a_stack_or_fd_limit() {
     )
     .unwrap();
     rustix::fs::mkdirat(&cur, "deep", Mode::from_raw_mode(0o755)).unwrap();
-    cur = rustix::fs::openat(&cur, "deep", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-        .unwrap();
+    cur = rustix::fs::openat(
+        &cur,
+        "deep",
+        OFlags::RDONLY | OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
     for i in 0..DEPTH {
         rustix::fs::mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
         if i % 1000 == 0 {
-            fs::write(format!("/proc/self/fd/{}/f", std::os::fd::AsRawFd::as_raw_fd(&cur)), b"x")
-                .unwrap();
-            symlink(&s.host, format!("/proc/self/fd/{}/l", std::os::fd::AsRawFd::as_raw_fd(&cur)))
-                .unwrap();
+            fs::write(
+                format!("/proc/self/fd/{}/f", std::os::fd::AsRawFd::as_raw_fd(&cur)),
+                b"x",
+            )
+            .unwrap();
+            symlink(
+                &s.host,
+                format!("/proc/self/fd/{}/l", std::os::fd::AsRawFd::as_raw_fd(&cur)),
+            )
+            .unwrap();
         }
         cur = rustix::fs::openat(&cur, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
             .unwrap();

@@ -49,7 +49,16 @@ impl HealthProbe {
                             .lock()
                             .unwrap()
                             .push(format!("status {} after {took:?}", r.status())),
-                        Err(e) => slow.lock().unwrap().push(format!("{e} after {took:?}")),
+                        Err(e) => {
+                            // The whole chain: reqwest's message alone hides the cause.
+                            let mut why = e.to_string();
+                            let mut source = std::error::Error::source(&e);
+                            while let Some(s) = source {
+                                why.push_str(&format!(": {s}"));
+                                source = s.source();
+                            }
+                            slow.lock().unwrap().push(format!("{why} after {took:?}"))
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -154,6 +163,12 @@ async fn assert_ticker_flows(agent: &Agent, when: &str) {
     .await;
 }
 
+/// Launches `sh -c <line>`; asserts 200 with the answer and the agent's log otherwise.
+async fn launch(agent: &Agent, id: &str, line: &str) {
+    let r = agent.launch_shell(id, line).await;
+    assert_eq!(r.status, 200, "launch {id}: {r:?}\n{}", agent.logs());
+}
+
 const TICKER: &str = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done";
 
 fn is_regular_with_one_link(p: &Path) -> bool {
@@ -169,10 +184,9 @@ async fn links_to_host_files_in_place_of_stdout_and_stderr_are_never_written_thr
     for logger in ["sandbox", "logrotate"] {
         let t = format!("e2e-hostile-links-{logger}");
         remove_test_containers(&t).await;
-        let mut agent =
-            Agent::start(&t, &["--container-logger", logger]).await;
+        let mut agent = Agent::start(&t, &["--container-logger", logger]).await;
         let host = HostOracle::new(&agent);
-        assert_eq!(agent.launch_shell("ticker", TICKER).await.status, 200);
+        launch(&agent, "ticker", TICKER).await;
         let probe = HealthProbe::start(&agent);
         // The issue's script, then the links put back whenever the agent takes the names back
         // (until the test says stop), with output all along.
@@ -186,7 +200,7 @@ async fn links_to_host_files_in_place_of_stdout_and_stderr_are_never_written_thr
             created = host.created(),
             existing = host.existing(),
         );
-        assert_eq!(agent.launch_shell("attacker", &attack).await.status, 200);
+        launch(&agent, "attacker", &attack).await;
         tokio::time::sleep(Duration::from_secs(4)).await;
         host.assert_untouched(&agent, "while the container fights for its names");
         assert_ticker_flows(&agent, "during the attack").await;
@@ -197,10 +211,18 @@ async fn links_to_host_files_in_place_of_stdout_and_stderr_are_never_written_thr
         let sb = sandbox(&agent, "attacker");
         for name in ["stdout", "stderr"] {
             let p = sb.join(name);
-            eventually(Duration::from_secs(5), "the container to re-plant its link", || {
-                let p = p.clone();
-                async move { std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_symlink()).then_some(()) }
-            })
+            eventually(
+                Duration::from_secs(5),
+                "the container to re-plant its link",
+                || {
+                    let p = p.clone();
+                    async move {
+                        std::fs::symlink_metadata(&p)
+                            .is_ok_and(|m| m.is_symlink())
+                            .then_some(())
+                    }
+                },
+            )
             .await;
         }
         agent.restart().await;
@@ -218,10 +240,18 @@ async fn links_to_host_files_in_place_of_stdout_and_stderr_are_never_written_thr
         agent.wait("attacker").await;
         host.assert_untouched(&agent, "after the container ended");
         for (name, prefix) in [("stdout", "out "), ("stderr", "err ")] {
-            assert!(is_regular_with_one_link(&sb.join(name)), "{name}\n{}", agent.logs());
+            assert!(
+                is_regular_with_one_link(&sb.join(name)),
+                "{name}\n{}",
+                agent.logs()
+            );
             let text = std::fs::read_to_string(sb.join(name)).unwrap();
             let lines = text.lines().filter(|l| l.starts_with(prefix)).count();
-            assert!(lines >= 10, "{name} holds {lines} lines: {text:?}\n{}", agent.logs());
+            assert!(
+                lines >= 10,
+                "{name} holds {lines} lines: {text:?}\n{}",
+                agent.logs()
+            );
         }
         assert!(
             agent.logs().contains("the container replaced its log file"),
@@ -252,14 +282,18 @@ async fn a_fifo_in_place_of_stdout_never_blocks_the_agent() {
         ],
     )
     .await;
-    assert_eq!(agent.launch_shell("ticker", TICKER).await.status, 200);
+    launch(&agent, "ticker", TICKER).await;
     let probe = HealthProbe::start(&agent);
-    let attack = "cd $MESOS_SANDBOX; echo hello; sleep 2; rm stdout; mkfifo stdout; sleep 3; exit 0";
-    assert_eq!(agent.launch_shell("fifo", attack).await.status, 200);
+    // The issue's script as it is: no output at all, so at the container's end the old logger
+    // found nothing to sync and finished on the runtime thread, reopening `stdout` there.
+    let attack = "cd $MESOS_SANDBOX; sleep 2; rm stdout; mkfifo stdout; sleep 3; exit 0";
+    launch(&agent, "fifo", attack).await;
     let w = agent.wait("fifo").await;
     assert_eq!(w["state"], "TASK_FINISHED", "{w}\n{}", agent.logs());
     assert_ticker_flows(&agent, "after the FIFO container ended").await;
-    probe.finish(&agent, "while a container swapped its stdout for a FIFO").await;
+    probe
+        .finish(&agent, "while a container swapped its stdout for a FIFO")
+        .await;
 
     // A running container keeps FIFOs at stdout and stdout.1 (and writes enough to rotate);
     // the agent is killed and restarted with them in place, then stopped with SIGTERM.
@@ -267,20 +301,24 @@ async fn a_fifo_in_place_of_stdout_never_blocks_the_agent() {
                   [ -p stdout ] || { rm -rf stdout; mkfifo stdout; }; \
                   [ -p stdout.1 ] || { rm -rf stdout.1; mkfifo stdout.1; }; \
                   echo line $i; i=$((i+1)); sleep 0.05; done";
-    assert_eq!(agent.launch_shell("keeper", keeper).await.status, 200);
+    launch(&agent, "keeper", keeper).await;
     let sb = sandbox(&agent, "keeper");
     tokio::time::sleep(Duration::from_secs(3)).await;
     agent.sigkill().await;
     for name in ["stdout", "stdout.1"] {
         let p = sb.join(name);
-        eventually(Duration::from_secs(5), "the container to re-plant its FIFO", || {
-            let p = p.clone();
-            async move {
-                std::fs::symlink_metadata(&p)
-                    .is_ok_and(|m| m.file_type().is_fifo())
-                    .then_some(())
-            }
-        })
+        eventually(
+            Duration::from_secs(5),
+            "the container to re-plant its FIFO",
+            || {
+                let p = p.clone();
+                async move {
+                    std::fs::symlink_metadata(&p)
+                        .is_ok_and(|m| m.file_type().is_fifo())
+                        .then_some(())
+                }
+            },
+        )
         .await;
     }
     let started = Instant::now();
@@ -293,7 +331,9 @@ async fn a_fifo_in_place_of_stdout_never_blocks_the_agent() {
     let probe = HealthProbe::start(&agent);
     assert_ticker_flows(&agent, "after a restart with FIFOs in place").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    probe.finish(&agent, "after a restart with FIFOs in place").await;
+    probe
+        .finish(&agent, "after a restart with FIFOs in place")
+        .await;
     let t = Instant::now();
     agent.sigterm().await;
     assert!(
@@ -320,11 +360,7 @@ async fn a_fifo_in_place_of_stdout_never_blocks_the_agent() {
 async fn devices_hard_links_and_directories_in_place_of_log_files_are_replaced() {
     const T: &str = "e2e-hostile-kinds";
     remove_test_containers(T).await;
-    let agent = Agent::start(
-        T,
-        &["--container-logger", "logrotate"],
-    )
-    .await;
+    let agent = Agent::start(T, &["--container-logger", "logrotate"]).await;
     let host = HostOracle::new(&agent);
     let probe = HealthProbe::start(&agent);
     let attack = format!(
@@ -335,10 +371,12 @@ async fn devices_hard_links_and_directories_in_place_of_log_files_are_replaced()
          rm -rf stdout; ln keep stdout; sleep 2; echo third; sleep 2",
         existing = host.existing(),
     );
-    assert_eq!(agent.launch_shell("kinds", &attack).await.status, 200);
+    launch(&agent, "kinds", &attack).await;
     let w = agent.wait("kinds").await;
     assert_eq!(w["state"], "TASK_FINISHED", "{w}\n{}", agent.logs());
-    probe.finish(&agent, "while a container planted devices and links").await;
+    probe
+        .finish(&agent, "while a container planted devices and links")
+        .await;
     host.assert_untouched(&agent, "after devices, hard links and directories");
     let sb = sandbox(&agent, "kinds");
     assert_eq!(
@@ -359,7 +397,10 @@ async fn devices_hard_links_and_directories_in_place_of_log_files_are_replaced()
     let err = std::fs::read_to_string(sb.join("stderr")).unwrap();
     assert!(err.contains("second"), "stderr: {err:?}\n{}", agent.logs());
     // The files API reads the new files and refuses what is not a regular file.
-    assert!(agent.read_text("/containers/kinds/stdout").await.contains("third"));
+    assert!(agent
+        .read_text("/containers/kinds/stdout")
+        .await
+        .contains("third"));
     assert_eq!(agent.remove("kinds").await.status, 200);
     assert!(!sb.exists(), "REMOVE left the sandbox");
     host.assert_untouched(&agent, "after REMOVE");
@@ -387,7 +428,7 @@ async fn a_link_swapped_in_between_two_operations_never_reaches_the_host() {
     )
     .await;
     let host = HostOracle::new(&agent);
-    assert_eq!(agent.launch_shell("ticker", TICKER).await.status, 200);
+    launch(&agent, "ticker", TICKER).await;
     let probe = HealthProbe::start(&agent);
     // One process writes ~40 KiB/s (a rotation every 0.1 s); another swaps names.
     let attack = format!(
@@ -402,7 +443,7 @@ async fn a_link_swapped_in_between_two_operations_never_reaches_the_host() {
         existing = host.existing(),
         created = host.created(),
     );
-    assert_eq!(agent.launch_shell("racer", &attack).await.status, 200);
+    launch(&agent, "racer", &attack).await;
     let w = agent.wait("racer").await;
     assert_eq!(w["state"], "TASK_FINISHED", "{w}\n{}", agent.logs());
     let swaps: u64 = std::fs::read_to_string(sandbox(&agent, "racer").join("swaps"))
@@ -410,7 +451,10 @@ async fn a_link_swapped_in_between_two_operations_never_reaches_the_host() {
         .trim()
         .parse()
         .unwrap();
-    assert!(swaps >= 200, "only {swaps} swap rounds: the race hardly happened");
+    assert!(
+        swaps >= 200,
+        "only {swaps} swap rounds: the race hardly happened"
+    );
     host.assert_untouched(&agent, &format!("after {swaps} swap rounds"));
     assert_ticker_flows(&agent, "after the race").await;
     probe.finish(&agent, "during the race").await;
@@ -442,7 +486,7 @@ async fn the_files_api_and_remove_touch_nothing_a_container_points_at() {
         existing = host.existing(),
         dir = host.dir.display(),
     );
-    assert_eq!(agent.launch_shell("maker", &line).await.status, 200);
+    launch(&agent, "maker", &line).await;
     let w = agent.wait("maker").await;
     assert_eq!(w["state"], "TASK_FINISHED", "{w}\n{}", agent.logs());
     for name in ["disk", "nothing", "fifo"] {
@@ -459,8 +503,13 @@ async fn the_files_api_and_remove_touch_nothing_a_container_points_at() {
     let r = agent.get("/files/browse?path=/containers/maker").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(agent.remove("maker").await.status, 200);
-    assert!(!sandbox(&agent, "maker").exists(), "REMOVE left the sandbox");
+    assert!(
+        !sandbox(&agent, "maker").exists(),
+        "REMOVE left the sandbox"
+    );
     host.assert_untouched(&agent, "after REMOVE");
-    probe.finish(&agent, "while the files API met special files").await;
+    probe
+        .finish(&agent, "while the files API met special files")
+        .await;
     remove_test_containers(T).await;
 }

@@ -348,7 +348,11 @@ mod tests {
         std::os::unix::fs::symlink(host.path(), deep.join("host")).unwrap();
         for (name, kind, dev) in [
             ("fifo", rustix::fs::FileType::Fifo, 0),
-            ("disk", rustix::fs::FileType::BlockDevice, rustix::fs::makedev(8, 0)),
+            (
+                "disk",
+                rustix::fs::FileType::BlockDevice,
+                rustix::fs::makedev(8, 0),
+            ),
         ] {
             rustix::fs::mknodat(
                 rustix::fs::CWD,
