@@ -237,7 +237,7 @@ pub fn create_body(spec: &CreateSpec) -> Result<api::ContainerConfig, EngineErro
         working_dir: spec.working_dir.clone(),
         hostname: spec.hostname.clone(),
         stop_signal: spec.stop_signal.clone(),
-        tty: Some(false),
+        tty: Some(spec.tty),
         open_stdin: Some(false),
         attach_stdin: Some(false),
         attach_stdout: Some(false),

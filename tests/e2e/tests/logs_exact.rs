@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use berth_e2e::{remove_test_containers, Agent};
 use futures_util::stream::{self, StreamExt};
+use serde_json::json;
 
 /// Containers per case.
 const RUNS: usize = 20;
@@ -341,4 +342,51 @@ async fn an_agent_sigkill_mid_stream_loses_and_repeats_nothing() {
         .collect()
         .await;
     report(&[("sigkill-restart", failures)]);
+}
+
+/// A TTY container (`tty` parameter, as `docker run --tty`): its console, stdout and stderr in
+/// one, is the sandbox `stdout`, exactly. The container puts its terminal in raw mode first, so
+/// the console carries its bytes unchanged (by default the kernel's tty turns `\n` into `\r\n`,
+/// which the file would then show, as a terminal would).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tty_console_is_logged_exactly() {
+    const T: &str = "e2e-logs-exact-tty";
+    remove_test_containers(T).await;
+    let agent = Agent::start(T, &[]).await;
+    let body = "stty raw; head -c 200000 /dev/urandom > $S/expected; printf 'ERR-NO-NL' > $S/expected_err; \
+                cat $S/expected; cat $S/expected_err >&2";
+    let ids: Vec<String> = (0..RUNS).map(|i| format!("tty-{i}")).collect();
+    let failures: Vec<String> = stream::iter(ids)
+        .map(|id| {
+            let agent = &agent;
+            async move {
+                let mut launch = agent.launch_body(&id, json!({"value": script(body)}), None);
+                launch["container"]["docker"]["parameters"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"key": "tty", "value": "true"}));
+                let r = agent
+                    .call(json!({"type": "LAUNCH_CONTAINER", "launch_container": launch}))
+                    .await;
+                assert_eq!(r.status, 200, "launch {id}: {r:?}");
+                let w = agent.wait(&id).await;
+                assert_eq!(w["exit_status"], 0, "{id}: {w}\n{}", agent.logs());
+                let dir = format!("/containers/{id}");
+                let mut want = read_bytes(agent, &format!("{dir}/expected")).await.unwrap();
+                want.extend(read_bytes(agent, &format!("{dir}/expected_err")).await.unwrap());
+                let got = read_bytes(agent, &format!("{dir}/stdout")).await.unwrap_or_default();
+                let err = read_bytes(agent, &format!("{dir}/stderr")).await.unwrap_or_default();
+                agent.remove(&id).await;
+                if got == want && err.is_empty() {
+                    None
+                } else {
+                    Some(format!("{id}: console {}; stderr {} bytes", diff(&got, &want), err.len()))
+                }
+            }
+        })
+        .buffer_unordered(RUNS)
+        .filter_map(|r| async move { r })
+        .collect()
+        .await;
+    report(&[("tty", failures)]);
 }

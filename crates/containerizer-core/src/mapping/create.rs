@@ -31,6 +31,9 @@ pub struct CreateSpec {
     pub stop_signal: Option<String>,
     /// `ExposedPorts`, e.g. `80/tcp`.
     pub exposed_ports: BTreeSet<String>,
+    /// `Tty`: the process's stdout and stderr are one console (the `tty` parameter).
+    #[serde(default)]
+    pub tty: bool,
     /// `HostConfig`.
     pub host: HostSpec,
 }
