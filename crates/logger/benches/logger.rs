@@ -176,20 +176,25 @@ fn main() {
         let started = Instant::now();
         rt.block_on(docker.containers().start(&id)).expect("start");
         let cli_out = work.path().join(format!("live-cli-{round}"));
+        // Both timed from the container's start: they follow the same writer.
         let cli_thread = std::thread::spawn({
             let (id, out) = (id.clone(), cli_out.clone());
-            move || run_cli(&id, &out)
+            move || {
+                run_cli(&id, &out);
+                started.elapsed()
+            }
         });
         let r = finish_child(child, started, "attach");
         let cli_wall = cli_thread.join().unwrap();
         let ok = (verify(&dir.join("stdout"), bytes), verify(&cli_out, bytes));
         println!(
-            "  live round {round} logger (attach): {:.2} s, {:.0} MiB/s, peak {} KiB, cpu {:.2} s ({:.1} ms/MiB), exact {}; docker logs -f: {:.2} s, {:.0} MiB/s, exact {}",
+            "  live round {round} logger (attach): {:.2} s, {:.0} MiB/s, peak {} KiB, cpu {:.2} s ({:.1} ms/MiB), finish {:.3} s, exact {}; docker logs -f: {:.2} s, {:.0} MiB/s, exact {}",
             r.wall.as_secs_f64(),
             mib_per_s(bytes, r.wall),
             r.vm_hwm_kib,
             r.cpu_s,
             r.cpu_s * 1000.0 / mib as f64,
+            r.finish_s,
             ok.0,
             cli_wall.as_secs_f64(),
             mib_per_s(bytes, cli_wall),
