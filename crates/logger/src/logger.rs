@@ -160,7 +160,10 @@ impl LoggerConfig {
 /// `prepare`, `recover` and `forget` do a few small file operations synchronously, including
 /// appending their record to the logger's checkpoint journal (a `write` on the calling thread),
 /// and wait for an fsync for `recover` (and for a `prepare` that replaces an earlier checkpoint
-/// of the same id).
+/// of the same id). `prepare` and `recover` work in the sandbox, which the container writes:
+/// nothing there can block them (no FIFO is opened), but taking back a name the container
+/// filled (a directory tree) or a slow disk can take time, so call them from a blocking thread
+/// (`tokio::task::spawn_blocking`), as Berth's containerizer does.
 pub trait ContainerLogger: Send + Sync + fmt::Debug {
     /// The rotation a container with environment `env` gets, or the error naming a bad or
     /// unknown `CONTAINER_LOGGER_*` variable.

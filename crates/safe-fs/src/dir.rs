@@ -263,6 +263,13 @@ impl Dir {
         rustix::fs::unlinkat(&parent, name, AtFlags::empty()).map_err(Into::into)
     }
 
+    /// Removes the empty directory `rel` (`unlinkat(AT_REMOVEDIR)`): a link there is not
+    /// followed (`ENOTDIR`), a directory with entries is left (`ENOTEMPTY`).
+    pub fn remove_dir(&self, rel: impl AsRef<Path>) -> io::Result<()> {
+        let (parent, name) = parent_and_name(&self.fd, rel.as_ref())?;
+        rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR).map_err(Into::into)
+    }
+
     /// Removes `rel` and, if it is a directory, everything beneath it, following no link.
     pub fn remove_all(&self, rel: impl AsRef<Path>) -> io::Result<()> {
         let (parent, name) = parent_and_name(&self.fd, rel.as_ref())?;

@@ -406,3 +406,21 @@ fn following_links_beneath_stays_beneath_and_opens_only_regular_files() {
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     assert_eq!(fs::read(s.host.join("secret")).unwrap(), b"host bytes");
 }
+
+/// Removing an empty directory never follows a link at its name or on the way there.
+#[test]
+fn remove_dir_removes_only_an_empty_directory_reached_without_links() {
+    let s = setup();
+    fs::create_dir(s.host.join("empty")).unwrap();
+    symlink(s.host.join("empty"), s.sandbox_path.join("link")).unwrap();
+    symlink(&s.host, s.sandbox_path.join("hostdir")).unwrap();
+    assert!(s.sandbox.remove_dir("link").is_err());
+    assert!(is_refused(
+        &s.sandbox.remove_dir("hostdir/empty").unwrap_err()
+    ));
+    assert!(s.host.join("empty").is_dir());
+    fs::create_dir_all(s.sandbox_path.join("a/b")).unwrap();
+    assert!(s.sandbox.remove_dir("a").is_err(), "not empty");
+    s.sandbox.remove_dir("a/b").unwrap();
+    s.sandbox.remove_dir("a").unwrap();
+}

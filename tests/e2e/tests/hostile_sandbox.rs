@@ -253,6 +253,12 @@ async fn links_to_host_files_in_place_of_stdout_and_stderr_are_never_written_thr
                 agent.logs()
             );
         }
+        let m = agent.get("/metrics/snapshot").await.json();
+        let replaced = m["containerizer/logger/names_replaced"].as_f64();
+        assert!(
+            replaced.is_some_and(|n| n >= 2.0),
+            "names_replaced: {replaced:?}"
+        );
         assert!(
             agent.logs().contains("the container replaced its log file"),
             "no warning about the replaced names\n{}",

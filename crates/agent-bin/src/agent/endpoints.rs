@@ -163,6 +163,11 @@ impl Agent {
                     "Log files fsynced (only files holding unsynced bytes)",
                     m.file_syncs as f64,
                 ),
+                Sample::counter(
+                    "containerizer/logger/names_replaced",
+                    "Log file names a container had replaced (link, FIFO, device, socket, directory, hard link), removed and made anew; never written through",
+                    m.names_replaced as f64,
+                ),
             ]);
         }
         if let Some(r) = &self.observed.log_resume {

@@ -252,7 +252,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
             gate.pass(crate::testing::Op::Mount).await;
         }
         for dir in &mapped.volumes.sandbox_dirs {
-            create_dirs(c, dir)?;
+            create_dirs(c, &sandbox, dir)?;
         }
         Ok(())
     };
@@ -359,31 +359,41 @@ fn create_error(name: &str, e: &EngineError) -> String {
     }
 }
 
-/// Creates `dir` and any missing parents, recording each one made so a roll-back removes them.
-fn create_dirs(c: &Container, dir: &Path) -> Result<(), String> {
-    let mut missing = Vec::new();
-    let mut cur = dir;
-    // Inline, like the sandbox: a stat and a mkdir per level.
-    while std::fs::symlink_metadata(cur).is_err() {
-        missing.push(cur.to_path_buf());
-        match cur.parent() {
-            Some(p) => cur = p,
-            None => break,
+/// Creates `dir` (inside `sandbox`) and any missing parents, recording each one made so a
+/// roll-back removes them. The sandbox may hold what the fetcher put there (an archive's
+/// symbolic links): every step is taken beneath the sandbox opened once, following no link, and
+/// the directory must in the end be reached without one, since Docker follows links when it
+/// binds it (a link to `/` would give the container the host's root).
+fn create_dirs(c: &Container, sandbox: &Path, dir: &Path) -> Result<(), String> {
+    let failed = |e: std::io::Error| {
+        if berth_safe_fs::is_refused(&e) {
+            format!(
+                "failed to create volume directory '{}': the sandbox has a symbolic link or special file on its path ({e}); links are not followed there, as Docker would follow them out of the sandbox",
+                dir.display()
+            )
+        } else {
+            format!("failed to create volume directory '{}': {e}", dir.display())
         }
-    }
-    for d in missing.into_iter().rev() {
-        match std::fs::create_dir(&d) {
-            Ok(()) => c.rt().created_dirs.push(d),
+    };
+    let rel = dir.strip_prefix(sandbox).map_err(|_| {
+        format!(
+            "volume directory '{}' is not inside the sandbox '{}'",
+            dir.display(),
+            sandbox.display()
+        )
+    })?;
+    // Inline, like the sandbox: a few syscalls per level, none of which can block.
+    let root = berth_safe_fs::Dir::open(sandbox).map_err(failed)?;
+    let mut cur = std::path::PathBuf::new();
+    for part in rel.components() {
+        cur.push(part);
+        match root.create_dir(&cur, 0o777) {
+            Ok(()) => c.rt().created_dirs.push(sandbox.join(&cur)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(format!(
-                    "failed to create volume directory '{}': {e}",
-                    d.display()
-                ))
-            }
+            Err(e) => return Err(failed(e)),
         }
     }
-    Ok(())
+    root.open_dir(rel).map(drop).map_err(failed)
 }
 
 /// Starts the logger on the container's output (`resume` after an agent restart; `live`: the
@@ -534,10 +544,26 @@ pub(super) async fn rollback(
         inner.fetcher.discard_partials(&sandbox);
     }
     let dirs = std::mem::take(&mut c.rt().created_dirs);
-    for dir in dirs.iter().rev() {
-        // Only empty directories: nothing the container wrote is deleted.
-        if let Err(e) = tokio::fs::remove_dir(dir).await {
-            tracing::debug!(container = %c.id, dir = %dir.display(), error = %e, "volume directory left in place");
+    if !dirs.is_empty() {
+        // Only empty directories, reached without a link (the container may have run and put
+        // one on the way): nothing the container wrote is deleted, nothing outside is touched.
+        let id = c.id.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            let root = berth_safe_fs::Dir::open(&sandbox)?;
+            for dir in dirs.iter().rev() {
+                let removed = dir
+                    .strip_prefix(&sandbox)
+                    .map_err(std::io::Error::other)
+                    .and_then(|rel| root.remove_dir(rel));
+                if let Err(e) = removed {
+                    tracing::debug!(container = %id, dir = %dir.display(), error = %e, "volume directory left in place");
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        if let Ok(Err(e)) = removed {
+            tracing::debug!(container = %c.id, error = %e, "volume directories left in place");
         }
     }
     None

@@ -1892,3 +1892,40 @@ fn terminations_are_counted_before_they_are_seen() {
         h.assert_clean();
     });
 }
+
+/// A sandbox-relative volume whose path goes through a symbolic link in the sandbox (a fetched
+/// archive can hold one): the directory is not created through it on the host, and the launch
+/// fails naming the link instead of binding whatever it points at.
+#[test]
+fn a_volume_path_through_a_link_in_the_sandbox_is_refused() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let host = tempfile::tempdir().unwrap();
+        for (name, target) in [("c1", "cache"), ("c2", "cache/dir")] {
+            let id = Harness::id(name);
+            let sandbox = h.sandbox(name);
+            std::fs::create_dir_all(&sandbox).unwrap();
+            std::os::unix::fs::symlink(host.path(), sandbox.join("cache")).unwrap();
+            let mut spec = h.spec(name);
+            spec.container.as_mut().unwrap().volumes.push(Volume {
+                container_path: "/data".into(),
+                host_path: Some(target.into()),
+                mode: VolumeMode::Rw,
+                source: None,
+            });
+            let _ = h.cz.launch(&id, spec).await;
+            let t = h.cz.wait(&id).await.unwrap();
+            assert!(t.message.contains("symbolic link"), "{name}: {}", t.message);
+            assert_eq!(
+                h.engine.container_count(),
+                0,
+                "{name}: a container was made"
+            );
+            assert_eq!(
+                std::fs::read_dir(host.path()).unwrap().count(),
+                0,
+                "{name}: a directory was created through the link"
+            );
+        }
+    });
+}
