@@ -158,6 +158,10 @@ fn print_report(results: &[(&str, Vec<String>)]) {
 /// Prints each case's loss rate, then fails on any loss.
 fn report(results: &[(&str, Vec<String>)]) {
     print_report(results);
+    assert_no_loss(results);
+}
+
+fn assert_no_loss(results: &[(&str, Vec<String>)]) {
     let lost: Vec<_> = results.iter().filter(|(_, f)| !f.is_empty()).collect();
     assert!(lost.is_empty(), "cases with losses: {lost:#?}");
 }
@@ -198,7 +202,35 @@ async fn every_byte_is_in_the_sandbox_when_wait_answers() {
         assert!(out.status.success(), "berth logs: {}", berth_e2e::describe_output(&out));
         assert!(out.stdout == want, "berth logs {file}: {}", diff(&out.stdout, &want));
     }
-    report(&results);
+    assert_no_loss(&results);
+}
+
+/// `berth run` (embedded agent) writes the container's stdout to its own, byte for byte: every
+/// byte value and an unterminated end, before it exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn berth_run_prints_the_exact_bytes() {
+    const T: &str = "e2e-logs-exact-run";
+    remove_test_containers(T).await;
+    let dir = tempfile::tempdir().unwrap();
+    let label = berth_e2e::test_label(T);
+    let line = r#"i=0; while [ $i -lt 256 ]; do printf "\\$(printf %o $i)"; i=$((i+1)); done; printf 'TAIL\r'"#;
+    let mut want: Vec<u8> = (0..=255u8).collect();
+    want.extend(b"TAIL\r");
+    for _ in 0..3 {
+        let o = tokio::process::Command::new(berth_e2e::berth_bin())
+            .args(["run", "--work-dir"])
+            .arg(dir.path())
+            .args(["--label", &label, "--", "sh", "-c", line])
+            .env_remove("BERTH_AGENT")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("run berth");
+        assert!(o.status.success(), "{}", berth_e2e::describe_output(&o));
+        assert!(o.stdout == want, "berth run stdout: {}", diff(&o.stdout, &want));
+    }
+    remove_test_containers(T).await;
 }
 
 /// Rotation with the logrotate logger: the rotated files, oldest first, then the current one,
