@@ -281,7 +281,8 @@ pub trait Engine: Send + Sync + 'static {
     /// future resolves every byte the container writes from then on is in the stream, raw and
     /// untimed, as it is written; the stream ends when the container's output ends (it exited).
     /// Attach before starting the container to get all of it.
-    fn attach_output<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<OutputStreamBox, EngineError>>;
+    fn attach_output<'a>(&'a self, id: &'a str)
+        -> BoxFut<'a, Result<OutputStreamBox, EngineError>>;
     /// One-shot statistics.
     fn stats<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<StatsSample, EngineError>>;
     /// Number of processes in the container.

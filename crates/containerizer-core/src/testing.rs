@@ -170,7 +170,6 @@ pub struct FakeInner {
 }
 
 impl FakeEngine {
-
     /// The fake output of container `id`: a line on each stream, then (with `follow`) nothing
     /// until it exits. `copy`: Docker's copy read from `since` (entries stamped at a fixed time
     /// per container, so a replay repeats the same entries), else the attached, untimed output.

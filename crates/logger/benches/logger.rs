@@ -394,7 +394,11 @@ fn verify_sha(out: &Path, err: &Path, len: u64) -> bool {
     };
     let mut h = sha2::Sha256::new();
     let n = std::io::copy(&mut f, &mut h).unwrap();
-    let got = h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let got = h
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
     let want = fs::read_to_string(err).unwrap_or_default();
     n == len && want.split_whitespace().next() == Some(got.as_str())
 }

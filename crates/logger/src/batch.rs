@@ -162,7 +162,7 @@ mod tests {
         b.push_replayed(OutputStream::Stdout, None, 5);
         assert!(b.is_empty(), "untimed replayed bytes need no accounting");
         b.push_replayed(OutputStream::Stdout, t(5, 1), 4);
-        assert!(!b.is_empty() && b.len() == 0);
+        assert!(!b.is_empty() && b.data.is_empty());
         b.push(OutputStream::Stdout, t(5, 2), b"xy");
         assert_eq!(
             b.segments,

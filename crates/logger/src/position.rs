@@ -269,7 +269,11 @@ mod tests {
         p.record(OutputStream::Stderr, None, 2);
         assert_eq!(p.resume_since(), None);
         assert_eq!(p.offsets(), [4, 2]);
-        assert_eq!(p.replayed_bytes(), [4, 2], "a replay from the start skips them");
+        assert_eq!(
+            p.replayed_bytes(),
+            [4, 2],
+            "a replay from the start skips them"
+        );
     }
 
     #[test]
@@ -305,7 +309,8 @@ mod tests {
 
     #[test]
     fn checkpoints_without_offsets_still_parse() {
-        let old = r#"{"buckets":[{"sec":5,"stdout":1,"stderr":0}],"newest":[{"secs":5,"nanos":0},null]}"#;
+        let old =
+            r#"{"buckets":[{"sec":5,"stdout":1,"stderr":0}],"newest":[{"secs":5,"nanos":0},null]}"#;
         let p: Position = serde_json::from_str(old).unwrap();
         assert_eq!(p.offsets(), [0, 0]);
         assert_eq!(p.replayed_bytes(), [1, 0]);

@@ -49,7 +49,11 @@ async fn read_rotated(agent: &Agent, dir: &str, name: &str) -> Vec<u8> {
         n += 1;
     }
     let mut all: Vec<u8> = parts.into_iter().rev().flatten().collect();
-    all.extend(read_bytes(agent, &format!("{dir}/{name}")).await.unwrap_or_default());
+    all.extend(
+        read_bytes(agent, &format!("{dir}/{name}"))
+            .await
+            .unwrap_or_default(),
+    );
     all
 }
 
@@ -183,24 +187,44 @@ async fn every_byte_is_in_the_sandbox_when_wait_answers() {
 
     // The same bytes through every way out: READ_FILE, /files/download, `berth logs`.
     let id = "same-bytes";
-    let r = agent
-        .launch_shell(id, &script(cases()[1].1))
-        .await;
+    let r = agent.launch_shell(id, &script(cases()[1].1)).await;
     assert_eq!(r.status, 200, "{r:?}");
     agent.wait(id).await;
     let dir = format!("/containers/{id}");
     for (file, flag) in [("stdout", None), ("stderr", Some("--stderr"))] {
         let via_read = read_bytes(&agent, &format!("{dir}/{file}")).await.unwrap();
-        let oracle = if file == "stdout" { "expected" } else { "expected_err" };
-        let want = read_bytes(&agent, &format!("{dir}/{oracle}")).await.unwrap();
-        assert!(via_read == want, "READ_FILE {file}: {}", diff(&via_read, &want));
+        let oracle = if file == "stdout" {
+            "expected"
+        } else {
+            "expected_err"
+        };
+        let want = read_bytes(&agent, &format!("{dir}/{oracle}"))
+            .await
+            .unwrap();
+        assert!(
+            via_read == want,
+            "READ_FILE {file}: {}",
+            diff(&via_read, &want)
+        );
         let via_download = download(&agent, &format!("{dir}/{file}")).await;
-        assert!(via_download == want, "/files/download {file}: {}", diff(&via_download, &want));
+        assert!(
+            via_download == want,
+            "/files/download {file}: {}",
+            diff(&via_download, &want)
+        );
         let mut args = vec!["logs", id];
         args.extend(flag);
         let out = agent.cli(&args).await;
-        assert!(out.status.success(), "berth logs: {}", berth_e2e::describe_output(&out));
-        assert!(out.stdout == want, "berth logs {file}: {}", diff(&out.stdout, &want));
+        assert!(
+            out.status.success(),
+            "berth logs: {}",
+            berth_e2e::describe_output(&out)
+        );
+        assert!(
+            out.stdout == want,
+            "berth logs {file}: {}",
+            diff(&out.stdout, &want)
+        );
     }
     assert_no_loss(&results);
 }
@@ -228,7 +252,11 @@ async fn berth_run_prints_the_exact_bytes() {
             .await
             .expect("run berth");
         assert!(o.status.success(), "{}", berth_e2e::describe_output(&o));
-        assert!(o.stdout == want, "berth run stdout: {}", diff(&o.stdout, &want));
+        assert!(
+            o.stdout == want,
+            "berth run stdout: {}",
+            diff(&o.stdout, &want)
+        );
     }
     remove_test_containers(T).await;
 }
@@ -321,7 +349,10 @@ async fn a_partial_line_is_visible_within_a_second() {
             Err(e) => Some(e.clone()),
         })
         .collect();
-    eprintln!("logs_exact: partial line: {}/{RUNS} late, worst {worst:?}", late.len());
+    eprintln!(
+        "logs_exact: partial line: {}/{RUNS} late, worst {worst:?}",
+        late.len()
+    );
     assert!(late.is_empty(), "partial lines later than 1 s: {late:?}");
 }
 
@@ -354,7 +385,10 @@ async fn an_agent_sigkill_mid_stream_loses_and_repeats_nothing() {
             mid += 1;
         }
     }
-    assert!(mid >= RUNS / 2, "only {mid} of {RUNS} containers were mid-stream at the kill");
+    assert!(
+        mid >= RUNS / 2,
+        "only {mid} of {RUNS} containers were mid-stream at the kill"
+    );
     agent.sigkill().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     agent.restart().await;
@@ -405,14 +439,26 @@ async fn a_tty_console_is_logged_exactly() {
                 assert_eq!(w["exit_status"], 0, "{id}: {w}\n{}", agent.logs());
                 let dir = format!("/containers/{id}");
                 let mut want = read_bytes(agent, &format!("{dir}/expected")).await.unwrap();
-                want.extend(read_bytes(agent, &format!("{dir}/expected_err")).await.unwrap());
-                let got = read_bytes(agent, &format!("{dir}/stdout")).await.unwrap_or_default();
-                let err = read_bytes(agent, &format!("{dir}/stderr")).await.unwrap_or_default();
+                want.extend(
+                    read_bytes(agent, &format!("{dir}/expected_err"))
+                        .await
+                        .unwrap(),
+                );
+                let got = read_bytes(agent, &format!("{dir}/stdout"))
+                    .await
+                    .unwrap_or_default();
+                let err = read_bytes(agent, &format!("{dir}/stderr"))
+                    .await
+                    .unwrap_or_default();
                 agent.remove(&id).await;
                 if got == want && err.is_empty() {
                     None
                 } else {
-                    Some(format!("{id}: console {}; stderr {} bytes", diff(&got, &want), err.len()))
+                    Some(format!(
+                        "{id}: console {}; stderr {} bytes",
+                        diff(&got, &want),
+                        err.len()
+                    ))
                 }
             }
         })

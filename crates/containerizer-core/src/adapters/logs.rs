@@ -156,10 +156,11 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
             // Where Docker's copy is to be read from: the log's own position once it has one,
             // but never before the fallback point (what lies before that is in the files
             // already). `None`: from the start, the bytes already written skipped by count.
-            let since = |log: &berth_logger::ContainerLog| match (log.resume_since(), fallback_since) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
+            let since =
+                |log: &berth_logger::ContainerLog| match (log.resume_since(), fallback_since) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
             let mut followed = false;
             while from_copy && !stop.is_cancelled() {
                 // Ends the stream when the agent stops: `consume` then returns with everything
@@ -308,7 +309,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(std::fs::read(sandbox.join("stdout")).unwrap(), b"\0\rtail");
-        assert_eq!(std::fs::read(sandbox.join("stderr")).unwrap(), b"err no newline");
+        assert_eq!(
+            std::fs::read(sandbox.join("stderr")).unwrap(),
+            b"err no newline"
+        );
     }
 
     /// The live output breaks: the rest comes from the copy, read from the start with what was

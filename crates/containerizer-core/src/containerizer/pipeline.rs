@@ -412,13 +412,12 @@ pub(super) fn attach_logger(
     let open: OpenOutput =
         Arc::new(move |since, follow| engine.logs(&docker_id, tty, since, follow));
     // Not cancelled with the other tasks: on shutdown the logger gets `stopping` and flushes.
-    let task = inner.tasks.spawn(inner.logs.run(
-        target,
-        resume,
-        live,
-        open,
-        inner.stopping.clone(),
-    ));
+    let task =
+        inner.tasks.spawn(
+            inner
+                .logs
+                .run(target, resume, live, open, inner.stopping.clone()),
+        );
     c.rt().log_task = Some(task);
 }
 
