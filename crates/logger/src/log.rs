@@ -117,7 +117,7 @@ impl ContainerLog {
     ///
     /// **Guarantee.** If every chunk carries Docker's timestamp, the files end up holding each
     /// byte Docker replays exactly once — no gap, no duplicate — across stream errors and agent
-    /// restarts, as long as (a) Docker still has the bytes (its json-file caps,
+    /// restarts, as long as (a) Docker still has the bytes (its copy's caps,
     /// [`DockerLogConfig`](crate::DockerLogConfig), may have discarded output while the agent was
     /// down: that is the only gap), (b) Docker did not hold back an entry for more than a second
     /// relative to an entry of the other stream stamped later (a replay from one second back
@@ -125,8 +125,14 @@ impl ContainerLog {
     /// checkpoint are cut from the files on recovery and written again from the replay. If the
     /// checkpointed file disappeared (deleted, or rotated away with a keep count of 0), recovery
     /// cannot cut, and at most the bytes of one checkpoint interval (1 s by default) are
-    /// repeated. Chunks without a timestamp are written but not counted, so a replay repeats
-    /// them.
+    /// repeated.
+    ///
+    /// **Untimed chunks** (Docker's attach stream) are counted per stream from the output's first
+    /// byte ([`offsets`](Self::offsets)). While a stream's consumed bytes are all untimed this
+    /// returns `None`: the replay starts at the output's first byte and the offsets are skipped,
+    /// which is exact as long as Docker's copy still starts there (the container's output up to
+    /// the restart fits in the copy's caps). A replay that ends before the offsets is counted
+    /// (`replays_short`): its source had lost the beginning.
     ///
     /// **Host crash.** The above holds for an agent restart, however abrupt. A host crash (power
     /// loss, kernel panic) also loses what was only in the page cache, unless
@@ -137,7 +143,7 @@ impl ContainerLog {
     ///   rotations of a stream, so recovery may start from an older one: up to the kernel's writeback delay
     ///   (about 30 s) older, or less, as any durable checkpoint of any container makes all
     ///   earlier ones durable. The files are cut back to it and Docker replays more; what its
-    ///   json-file caps no longer hold is lost. No checkpoint that can survive a crash names a
+    ///   copy's caps no longer hold is lost. No checkpoint that can survive a crash names a
     ///   file rotation deleted, so the cut never hits an unrelated file;
     /// * a container none of whose checkpoints reached the disk (prepared within that delay of
     ///   the crash and not finished) has none: [`recover`](crate::ContainerLogger::recover)
