@@ -159,6 +159,31 @@ impl ContainerLog {
         self.accepted.offsets()
     }
 
+    /// The first bytes of each stream (stdout, stderr; up to 32) when the next stream must replay
+    /// the output from its first byte and skip what was written ([`resume_since`] is `None`):
+    /// the replay has to begin with them. A source that may have lost the output's beginning
+    /// (Docker's copy rotates) can be checked against them before it is consumed; if it does not
+    /// match, call [`give_up_offsets`](Self::give_up_offsets). `None` when there is nothing to
+    /// check.
+    ///
+    /// [`resume_since`]: Self::resume_since
+    pub fn start_prefixes(&self) -> Option<[Vec<u8>; 2]> {
+        self.accepted
+            .start_prefixes()
+            .map(|[o, e]| [o.to_vec(), e.to_vec()])
+    }
+
+    /// The source no longer holds the output's first byte: stop resuming by offsets. The next
+    /// stream may start anywhere (the caller chooses a `since` that repeats nothing, e.g. after
+    /// the files' last write); nothing of it is skipped until it carries timestamps that place
+    /// it. Must not be called while [`consume`](Self::consume) runs.
+    pub fn give_up_offsets(&mut self) {
+        self.accepted.give_up_offsets();
+        if let Slot::Idle(writer) = &mut self.slot {
+            writer.give_up_offsets();
+        }
+    }
+
     /// The newest Docker timestamp among the bytes consumed so far.
     pub fn newest_timestamp(&self) -> Option<SystemTime> {
         self.accepted.newest()
@@ -352,8 +377,7 @@ impl ContainerLog {
         if data.is_empty() {
             return;
         }
-        self.accepted
-            .record(chunk.stream, chunk.timestamp, data.len() as u64);
+        self.accepted.record(chunk.stream, chunk.timestamp, data);
         self.pending.push(chunk.stream, chunk.timestamp, data);
     }
 

@@ -71,7 +71,7 @@ impl UnixTime {
 }
 
 /// The consumed position of a container's output (see the module documentation).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Position {
     /// Buckets for the seconds at or after the anchor, oldest first (at most two).
     buckets: Vec<Bucket>,
@@ -81,14 +81,59 @@ pub(crate) struct Position {
     /// earlier versions, which resumed by timestamp only).
     #[serde(default)]
     offsets: [u64; 2],
+    /// The first [`PREFIX_LEN`] bytes of each stream: a replay from the start must begin with
+    /// them, else the source no longer has the output's beginning.
+    #[serde(default)]
+    prefix: [Vec<u8>; 2],
+    /// Whether the offsets count from the output's first byte (false once a resume had to give
+    /// them up, see [`Position::give_up_offsets`]).
+    #[serde(default = "yes")]
+    from_start: bool,
 }
+
+impl Default for Position {
+    fn default() -> Position {
+        Position {
+            buckets: Vec::new(),
+            newest: [None, None],
+            offsets: [0, 0],
+            prefix: [Vec::new(), Vec::new()],
+            from_start: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How many of each stream's first bytes a position keeps.
+pub(crate) const PREFIX_LEN: usize = 32;
 
 impl Position {
     /// Accounts for `n` bytes of `stream` stamped `timestamp` that were consumed (written, or
     /// deliberately dropped).
-    pub fn record(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, n: u64) {
-        self.offsets[stream.index()] += n;
-        self.record_time(stream, timestamp, n);
+    pub fn record(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, data: &[u8]) {
+        let i = stream.index();
+        if self.from_start && self.offsets[i] < PREFIX_LEN as u64 {
+            let want = PREFIX_LEN - self.prefix[i].len();
+            self.prefix[i].extend_from_slice(&data[..want.min(data.len())]);
+        }
+        self.offsets[i] += data.len() as u64;
+        self.record_time(stream, timestamp, data.len() as u64);
+    }
+
+    /// The first bytes of each stream consumed, when a replay is to start at the output's first
+    /// byte (see [`Self::resumes_from_start`]) and has bytes to skip.
+    pub fn start_prefixes(&self) -> Option<[&[u8]; 2]> {
+        (self.resumes_from_start() && self.offsets.iter().any(|&n| n > 0))
+            .then(|| [&self.prefix[0][..], &self.prefix[1][..]])
+    }
+
+    /// The source no longer starts at the output's first byte: resume by timestamp from now on
+    /// (the caller picks the `since`), never again by offsets.
+    pub fn give_up_offsets(&mut self) {
+        self.from_start = false;
     }
 
     /// Accounts for `n` bytes of `stream` stamped `timestamp` that a replay from the start
@@ -162,8 +207,9 @@ impl Position {
     /// are then not placed in time, and the anchor would miss or repeat them). Once every
     /// stream with consumed bytes has a timestamp, the anchor is used.
     pub fn resumes_from_start(&self) -> bool {
-        self.newest_overall().is_none()
-            || (0..2).any(|i| self.offsets[i] > 0 && self.newest[i].is_none())
+        self.from_start
+            && (self.newest_overall().is_none()
+                || (0..2).any(|i| self.offsets[i] > 0 && self.newest[i].is_none()))
     }
 
     /// Bytes consumed per stream since the output's first byte.
@@ -221,14 +267,14 @@ mod tests {
     #[test]
     fn anchor_is_one_second_before_the_newest_second() {
         let mut p = Position::default();
-        p.record(OutputStream::Stdout, at(100, 5), 10);
-        p.record(OutputStream::Stderr, at(100, 900_000_000), 3);
+        p.record(OutputStream::Stdout, at(100, 5), &[b'x'; 10]);
+        p.record(OutputStream::Stderr, at(100, 900_000_000), &[b'x'; 3]);
         assert_eq!(p.resume_since(), at(99, 0));
         assert_eq!(p.replayed_bytes(), [10, 3]);
-        p.record(OutputStream::Stdout, at(101, 1), 7);
+        p.record(OutputStream::Stdout, at(101, 1), &[b'x'; 7]);
         assert_eq!(p.resume_since(), at(100, 0));
         assert_eq!(p.replayed_bytes(), [17, 3]);
-        p.record(OutputStream::Stdout, at(102, 0), 1);
+        p.record(OutputStream::Stdout, at(102, 0), &[b'x'; 1]);
         assert_eq!(p.resume_since(), at(101, 0));
         assert_eq!(p.replayed_bytes(), [8, 0]);
         assert_eq!(p.newest(), at(102, 0));
@@ -237,12 +283,12 @@ mod tests {
     #[test]
     fn slightly_late_entries_of_the_other_stream_are_counted() {
         let mut p = Position::default();
-        p.record(OutputStream::Stdout, at(200, 10), 4);
+        p.record(OutputStream::Stdout, at(200, 10), &[b'x'; 4]);
         // stderr stamped earlier, arriving later, still inside the anchor window
-        p.record(OutputStream::Stderr, at(199, 999_999_999), 5);
+        p.record(OutputStream::Stderr, at(199, 999_999_999), &[b'x'; 5]);
         assert_eq!(p.replayed_bytes(), [4, 5]);
         // stamped before the anchor: Docker will not replay it, so it is not counted
-        p.record(OutputStream::Stderr, at(198, 0), 6);
+        p.record(OutputStream::Stderr, at(198, 0), &[b'x'; 6]);
         assert_eq!(p.replayed_bytes(), [4, 5]);
         assert_eq!(p.newest(), at(200, 10));
     }
@@ -252,7 +298,7 @@ mod tests {
         let mut p = Position::default();
         assert!(p.is_new(OutputStream::Stdout, at(1, 0)));
         assert!(!p.is_new(OutputStream::Stdout, None));
-        p.record(OutputStream::Stdout, at(100, 5), 1);
+        p.record(OutputStream::Stdout, at(100, 5), &[b'x'; 1]);
         assert!(!p.is_new(OutputStream::Stdout, at(100, 5)));
         assert!(p.is_new(OutputStream::Stdout, at(100, 6)));
         assert!(p.is_new(OutputStream::Stderr, at(50, 0)));
@@ -265,8 +311,8 @@ mod tests {
     #[test]
     fn untimed_bytes_only_move_the_offsets() {
         let mut p = Position::default();
-        p.record(OutputStream::Stdout, None, 4);
-        p.record(OutputStream::Stderr, None, 2);
+        p.record(OutputStream::Stdout, None, &[b'x'; 4]);
+        p.record(OutputStream::Stderr, None, &[b'x'; 2]);
         assert_eq!(p.resume_since(), None);
         assert_eq!(p.offsets(), [4, 2]);
         assert_eq!(
@@ -279,11 +325,11 @@ mod tests {
     #[test]
     fn a_replay_from_the_start_makes_the_anchor_valid() {
         let mut p = Position::default();
-        p.record(OutputStream::Stdout, None, 10);
+        p.record(OutputStream::Stdout, None, &[b'x'; 10]);
         // The replay from the start: the first 10 bytes are skipped, then 3 new ones.
         p.record_replayed(OutputStream::Stdout, at(100, 1), 6);
         p.record_replayed(OutputStream::Stdout, at(101, 1), 4);
-        p.record(OutputStream::Stdout, at(101, 2), 3);
+        p.record(OutputStream::Stdout, at(101, 2), &[b'x'; 3]);
         assert_eq!(p.offsets(), [13, 0]);
         assert_eq!(p.resume_since(), at(100, 0));
         assert_eq!(p.replayed_bytes(), [13, 0]);
@@ -292,12 +338,12 @@ mod tests {
     #[test]
     fn a_stream_still_untimed_keeps_the_replay_at_the_start() {
         let mut p = Position::default();
-        p.record(OutputStream::Stdout, None, 10);
-        p.record(OutputStream::Stderr, None, 5);
+        p.record(OutputStream::Stdout, None, &[b'x'; 10]);
+        p.record(OutputStream::Stderr, None, &[b'x'; 5]);
         // The replay from the start has passed stdout's bytes but not stderr's yet (Docker
         // holds a partial line back until its newline or the exit).
         p.record_replayed(OutputStream::Stdout, at(100, 1), 10);
-        p.record(OutputStream::Stdout, at(100, 2), 3);
+        p.record(OutputStream::Stdout, at(100, 2), &[b'x'; 3]);
         assert!(p.resumes_from_start());
         assert_eq!(p.resume_since(), None);
         assert_eq!(p.replayed_bytes(), [13, 5]);
@@ -305,6 +351,28 @@ mod tests {
         assert!(!p.resumes_from_start());
         assert_eq!(p.resume_since(), at(102, 0));
         assert_eq!(p.replayed_bytes(), [0, 5]);
+    }
+
+    #[test]
+    fn the_first_bytes_are_kept_for_a_replay_from_the_start() {
+        let mut p = Position::default();
+        assert_eq!(p.start_prefixes(), None, "nothing to skip");
+        p.record(OutputStream::Stdout, None, b"hello ");
+        p.record(OutputStream::Stdout, None, &[b'w'; 40]);
+        let [out, err] = p.start_prefixes().unwrap();
+        assert_eq!(out.len(), PREFIX_LEN);
+        assert!(out.starts_with(b"hello www"));
+        assert!(err.is_empty());
+        p.give_up_offsets();
+        assert_eq!(p.start_prefixes(), None);
+        assert!(!p.resumes_from_start());
+        assert_eq!(
+            p.replayed_bytes(),
+            [0, 0],
+            "nothing to skip by count any more"
+        );
+        let back: Position = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
     }
 
     #[test]
@@ -319,7 +387,7 @@ mod tests {
     #[test]
     fn round_trips_through_json() {
         let mut p = Position::default();
-        p.record(OutputStream::Stdout, at(300, 123_456_789), 4);
+        p.record(OutputStream::Stdout, at(300, 123_456_789), &[b'x'; 4]);
         let back: Position = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
     }

@@ -43,6 +43,30 @@ impl<L: ContainerLogger + 'static> LoggerAdapter<L> {
     }
 }
 
+/// Whether Docker's copy (`open`) still starts with each stream's first bytes (`prefixes`):
+/// reads it from the start, without follow, only as far as the comparison needs. A stream the
+/// copy holds fewer bytes of (Docker still holds a partial line back) is not held against it.
+async fn copy_starts_with(open: &OpenOutput, prefixes: &[Vec<u8>; 2]) -> Result<bool, EngineError> {
+    let mut seen: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut copy = open(None, false);
+    while (0..2).any(|i| seen[i].len() < prefixes[i].len()) {
+        let Some(chunk) = copy.next().await else {
+            break;
+        };
+        let chunk = chunk?;
+        let i = match chunk.kind {
+            OutputKind::Stdout => 0,
+            OutputKind::Stderr => 1,
+        };
+        let want = prefixes[i].len().saturating_sub(seen[i].len());
+        seen[i].extend_from_slice(&chunk.data[..want.min(chunk.data.len())]);
+        if !prefixes[i].starts_with(&seen[i]) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// An engine output chunk as the logger's.
 fn to_logger_chunk(
     item: Result<OutputChunk, EngineError>,
@@ -112,7 +136,9 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
             // checkpoint) is file system work in a directory the container writes: a blocking
             // thread, so a slow disk or an NFS sandbox never stalls the runtime.
             let sandbox = target.sandbox.clone();
+            let open_metrics = metrics.clone();
             let opened = tokio::task::spawn_blocking(move || {
+                let metrics = open_metrics;
                 // Without a usable checkpoint the output resumes after what the sandbox files
                 // hold, never from the start (that would write it all twice).
                 let mut fallback_since = None;
@@ -137,7 +163,7 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
             .await
             .map_err(|e| format!("opening the container's log failed: {e}"))?;
             let id = target.container.clone();
-            let (mut log, fallback_since) = opened.map_err(|e| e.to_string())?;
+            let (mut log, mut fallback_since) = opened.map_err(|e| e.to_string())?;
             // The live output, attached before the start, has every byte as it was written and
             // ends when the container's output does. Docker's copy is read only if it breaks,
             // and after an agent restart.
@@ -150,6 +176,31 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
                     Ok(()) => from_copy = false,
                     Err(e) => tracing::warn!(container = %id, error = %e,
                         "the container's attached output broke; reading the rest from Docker's copy of it"),
+                }
+            }
+            if from_copy && !stop.is_cancelled() {
+                if let Some(prefixes) = log.start_prefixes() {
+                    // The copy is to be replayed from its first byte, skipping what was written
+                    // by count: only right if it still starts there. Docker rotates it (its cap),
+                    // and then the skip would land too far and lose output.
+                    match copy_starts_with(&open, &prefixes).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let sandbox = target.sandbox.clone();
+                            let since = tokio::task::spawn_blocking(move || resume_point(&sandbox))
+                                .await
+                                .ok()
+                                .flatten();
+                            metrics.record(since);
+                            tracing::warn!(container = %id, since = ?since,
+                                "Docker's copy of the output no longer starts at its first byte (it rotated past its cap while the agent was away); continuing after the newest output in the sandbox files (output written just before the restart may be missing)");
+                            log.give_up_offsets();
+                            fallback_since = since;
+                        }
+                        Err(e) => {
+                            tracing::warn!(container = %id, error = %e, "cannot check the start of Docker's copy of the output; replaying it as it is");
+                        }
+                    }
                 }
             }
             let mut attempt = 0;
@@ -350,6 +401,58 @@ mod tests {
             std::fs::read_to_string(sandbox.join("stdout")).unwrap(),
             "one\ntwo\nthree"
         );
+    }
+
+    /// Written from the live output, then the agent stops; while it is away Docker's copy
+    /// rotates past its cap and loses its beginning. The resume notices (the copy does not start
+    /// with the stream's first bytes) and goes on after the files' last write instead of
+    /// skipping by count from the wrong start, which would lose output.
+    #[tokio::test]
+    async fn a_copy_that_lost_its_start_is_not_skipped_by_count() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("logger");
+        let sandbox = tmp.path().join("sb");
+        std::fs::create_dir_all(&sandbox).unwrap();
+        let t = target("c1", &sandbox);
+        let live: LiveOutput = Box::pin(futures_util::stream::iter(vec![
+            untimed(OutputKind::Stdout, "one\n"),
+            untimed(OutputKind::Stdout, "two\n"),
+        ]));
+        let stop = CancellationToken::new();
+        let run = sandbox_adapter(&state).run(
+            t.clone(),
+            false,
+            Some(futures_util::StreamExt::boxed(
+                live.chain(futures_util::stream::pending()),
+            )),
+            Arc::new(|_, _| panic!("not read while the live output lasts")),
+            stop.clone(),
+        );
+        let stopper = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop.cancel();
+        };
+        let (r, ()) = tokio::join!(run, stopper);
+        r.unwrap();
+        // After the restart: the copy kept only from "two" on, then "three" was written.
+        let mtime = std::fs::metadata(sandbox.join("stdout"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let copy = vec![
+            chunk(mtime - Duration::from_secs(1), "two\n"),
+            chunk(mtime + Duration::from_secs(1), "three\n"),
+        ];
+        let adapter = sandbox_adapter(&state);
+        adapter
+            .run(t, true, None, racy_source(copy), CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(sandbox.join("stdout")).unwrap(),
+            "one\ntwo\nthree\n"
+        );
+        assert_eq!(adapter.resume_metrics().fallbacks(), 1);
     }
 
     /// Read from the copy only (after a restart): the entry the follow missed at the end is
