@@ -226,6 +226,33 @@ async fn every_byte_is_in_the_sandbox_when_wait_answers() {
             diff(&out.stdout, &want)
         );
     }
+    // An operator's `docker logs` shows Docker's (capped) copy, byte for byte too.
+    let docker_logs = tokio::process::Command::new("docker")
+        .args(["logs", &agent.docker_name(id)])
+        .output()
+        .await
+        .expect("run docker logs");
+    assert!(
+        docker_logs.status.success(),
+        "{}",
+        berth_e2e::describe_output(&docker_logs)
+    );
+    let want_out = read_bytes(&agent, &format!("{dir}/expected"))
+        .await
+        .unwrap();
+    let want_err = read_bytes(&agent, &format!("{dir}/expected_err"))
+        .await
+        .unwrap();
+    assert!(
+        docker_logs.stdout == want_out,
+        "docker logs stdout: {}",
+        diff(&docker_logs.stdout, &want_out)
+    );
+    assert!(
+        docker_logs.stderr == want_err,
+        "docker logs stderr: {}",
+        diff(&docker_logs.stderr, &want_err)
+    );
     assert_no_loss(&results);
 }
 
