@@ -296,7 +296,16 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
 
     // Attach to the output before the start, so the logger gets every byte, raw and as it is
     // written (Docker's copy holds a partial line back until its newline).
-    let live = match inner.engine.attach_output(&docker_id).await {
+    let attached = budget
+        .bound("attaching to the container's output", async {
+            inner
+                .engine
+                .attach_output(&docker_id)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    let live = match attached {
         Ok(stream) => Some(stream),
         Err(e) => {
             tracing::warn!(container = %c.id, error = %e, "attaching to the container's output failed; its log is read from Docker's copy instead (a partial line appears at its newline)");
