@@ -43,12 +43,15 @@ impl<L: ContainerLogger + 'static> LoggerAdapter<L> {
     }
 }
 
-/// Whether Docker's copy (`open`) still starts with each stream's first bytes (`prefixes`):
-/// reads it from the start, without follow, only as far as the comparison needs. A stream the
-/// copy holds fewer bytes of (Docker still holds a partial line back) is not held against it.
-async fn copy_starts_with(open: &OpenOutput, prefixes: &[Vec<u8>; 2]) -> Result<bool, EngineError> {
+/// Whether Docker's copy (read from its start, without follow) still starts with each stream's
+/// first bytes (`prefixes`); reads only as far as the comparison needs. A stream the copy holds
+/// fewer bytes of (Docker still holds a partial line back) is not held against it.
+async fn copy_starts_with(
+    copy: impl futures_util::Stream<Item = Result<OutputChunk, EngineError>>,
+    prefixes: &[Vec<u8>; 2],
+) -> Result<bool, EngineError> {
     let mut seen: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-    let mut copy = open(None, false);
+    let mut copy = std::pin::pin!(copy);
     while (0..2).any(|i| seen[i].len() < prefixes[i].len()) {
         let Some(chunk) = copy.next().await else {
             break;
@@ -183,7 +186,8 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
                     // The copy is to be replayed from its first byte, skipping what was written
                     // by count: only right if it still starts there. Docker rotates it (its cap),
                     // and then the skip would land too far and lose output.
-                    match copy_starts_with(&open, &prefixes).await {
+                    let copy = open(None, false).take_until(stop.clone().cancelled_owned());
+                    match copy_starts_with(copy, &prefixes).await {
                         Ok(true) => {}
                         Ok(false) => {
                             let sandbox = target.sandbox.clone();
