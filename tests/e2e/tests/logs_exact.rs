@@ -495,3 +495,108 @@ async fn a_tty_console_is_logged_exactly() {
         .await;
     report(&[("tty", failures)]);
 }
+
+/// Docker's copy is capped small (`--docker-log-max-size 16KiB --docker-log-max-files 2`). The
+/// containers write numbered lines, the agent checkpoints them and is SIGKILLed; while it is
+/// away they write far more than the cap and exit, so the copy no longer starts at the output's
+/// first byte. The recovery must notice (a skip by count from the copy's new start would lose
+/// the end) and go on after what the files hold: lines in between are gone (Docker discarded
+/// them), but none is repeated or reordered, and the end is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_rotated_past_its_cap_while_the_agent_is_away_repeats_nothing() {
+    const T: &str = "e2e-logs-exact-capped";
+    const N: usize = 10;
+    remove_test_containers(T).await;
+    let mut agent = Agent::start(
+        T,
+        &[
+            "--docker-log-max-size",
+            "16KiB",
+            "--docker-log-max-files",
+            "2",
+        ],
+    )
+    .await;
+    let body = "i=0; while [ $i -lt 100 ]; do printf 'line %06d %050d\\n' $i 0; i=$((i+1)); done; \
+                : > $S/phase1; sleep 4; \
+                while [ $i -lt 3000 ]; do printf 'line %06d %050d\\n' $i 0; i=$((i+1)); done; printf END";
+    let ids: Vec<String> = (0..N).map(|i| format!("capped-{i}")).collect();
+    let launches = ids.iter().map(|id| {
+        let agent = &agent;
+        async move {
+            let r = agent.launch_shell(id, &script(body)).await;
+            assert_eq!(r.status, 200, "launch {id}: {r:?}");
+        }
+    });
+    futures_util::future::join_all(launches).await;
+    for id in &ids {
+        berth_e2e::eventually(Duration::from_secs(30), "the first phase", || async {
+            read_bytes(&agent, &format!("/containers/{id}/phase1")).await
+        })
+        .await;
+    }
+    // A checkpoint (every second while output flows, and on the idle tick) holds the lines.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    agent.sigkill().await;
+    // The containers write 3000 more lines (190 KB, the copy keeps 32 KiB) and exit.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    agent.restart().await;
+    let mut problems = Vec::new();
+    for id in &ids {
+        agent.wait(id).await;
+        let out = read_bytes(&agent, &format!("/containers/{id}/stdout"))
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        let mut last: Option<u32> = None;
+        let mut numbers = Vec::new();
+        let mut malformed = 0;
+        for line in text.split('\n') {
+            if line == "END" || line.is_empty() {
+                continue;
+            }
+            let n = line
+                .strip_prefix("line ")
+                .filter(|rest| rest.len() == 57)
+                .and_then(|rest| rest[..6].parse::<u32>().ok());
+            match n {
+                Some(n) => {
+                    if last.is_some_and(|l| n <= l) {
+                        problems.push(format!("{id}: line {n} after line {last:?} (repeated)"));
+                    }
+                    last = Some(n);
+                    numbers.push(n);
+                }
+                None => malformed += 1,
+            }
+        }
+        if !text.ends_with("END") {
+            problems.push(format!("{id}: the end is missing"));
+        }
+        if malformed > 0 {
+            problems.push(format!("{id}: {malformed} cut lines"));
+        }
+        if numbers.first() != Some(&0) || numbers.len() < 100 {
+            problems.push(format!("{id}: the checkpointed lines are missing"));
+        }
+        // What the copy still held after the restart point is all there: its last 200 lines
+        // (12.8 KB; the copy keeps 16-32 KiB).
+        if !numbers.ends_with(&(2800..3000).collect::<Vec<u32>>()) {
+            problems.push(format!("{id}: lines the copy still held are missing"));
+        }
+        agent.remove(id).await;
+    }
+    let snap = agent.get("/metrics/snapshot").await.json();
+    let fallbacks = snap["containerizer/logger/resume_fallbacks"]
+        .as_f64()
+        .unwrap_or(0.0);
+    eprintln!(
+        "logs_exact: capped copy: {} problems, {fallbacks} resume fallbacks",
+        problems.len()
+    );
+    assert!(problems.is_empty(), "{problems:#?}\n{}", agent.logs());
+    assert_eq!(
+        fallbacks, N as f64,
+        "each log must notice that Docker's copy lost its start: {snap}"
+    );
+}
