@@ -389,7 +389,7 @@ impl ContainerLog {
             tracing::warn!(
                 container_id = %self.container_id, %stream, bytes = len,
                 "output stamped before output already written: the source repeated output \
-                 (Docker 20.10 does this when its json-file rotates under a lagging follower) \
+                 (Docker 20.10 does this when its log file rotates under a lagging follower) \
                  or the host clock stepped back"
             );
         }
