@@ -142,6 +142,12 @@ pub struct ServeArgs {
     /// With `logrotate`: rotated files kept besides the current one (`stdout.1`..`stdout.N`) [default: 5].
     #[arg(long, value_name = "N")]
     pub logrotate_max_files: Option<u32>,
+    /// The size of one file of Docker's own copy of a container's output (`local` driver) [default: 32MiB].
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pub docker_log_max_size: Option<u64>,
+    /// Files of Docker's own copy of a container's output [default: 3].
+    #[arg(long, value_name = "N")]
+    pub docker_log_max_files: Option<u32>,
     /// Allow containers to run privileged [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_privileged: Option<bool>,
@@ -238,6 +244,10 @@ pub struct Config {
     pub logrotate_max_size: u64,
     /// Rotated files kept.
     pub logrotate_max_files: u32,
+    /// One file of Docker's copy of a container's output, bytes.
+    pub docker_log_max_size: u64,
+    /// Files of Docker's copy of a container's output.
+    pub docker_log_max_files: u32,
     /// Whether privileged containers are allowed.
     pub allow_privileged: bool,
     /// Host directories containers may bind-mount.
@@ -311,6 +321,8 @@ impl ServeArgs {
             container_logger: self.container_logger.or(other.container_logger),
             logrotate_max_size: self.logrotate_max_size.or(other.logrotate_max_size),
             logrotate_max_files: self.logrotate_max_files.or(other.logrotate_max_files),
+            docker_log_max_size: self.docker_log_max_size.or(other.docker_log_max_size),
+            docker_log_max_files: self.docker_log_max_files.or(other.docker_log_max_files),
             allow_privileged: self.allow_privileged.or(other.allow_privileged),
             allowed_host_paths: if self.allowed_host_paths.is_empty() {
                 other.allowed_host_paths
@@ -404,6 +416,27 @@ impl ServeArgs {
                     "{} is below the minimum of 4KiB",
                     format_size(logrotate_max_size)
                 ),
+            ));
+        }
+        let docker_log_max_size = self
+            .docker_log_max_size
+            .unwrap_or(berth_logger::DEFAULT_DOCKER_MAX_SIZE);
+        if docker_log_max_size < 4096 {
+            return Err(ConfigError::new(
+                "--docker-log-max-size",
+                format!(
+                    "{} is below the minimum of 4KiB",
+                    format_size(docker_log_max_size)
+                ),
+            ));
+        }
+        let docker_log_max_files = self
+            .docker_log_max_files
+            .unwrap_or(berth_logger::DEFAULT_DOCKER_MAX_FILE);
+        if docker_log_max_files == 0 {
+            return Err(ConfigError::new(
+                "--docker-log-max-files",
+                "must be at least 1",
             ));
         }
         let launch_timeout = self.launch_timeout.unwrap_or(Duration::from_secs(300));
@@ -521,6 +554,8 @@ impl ServeArgs {
             container_logger: self.container_logger.unwrap_or(LoggerKind::Sandbox),
             logrotate_max_size,
             logrotate_max_files: self.logrotate_max_files.unwrap_or(5),
+            docker_log_max_size,
+            docker_log_max_files,
             allow_privileged: self.allow_privileged.unwrap_or(false),
             allowed_host_paths: self.allowed_host_paths.into_iter().map(absolute).collect(),
             allowances,
@@ -729,6 +764,11 @@ impl Config {
             ("container_logger", self.container_logger.as_str().into()),
             ("logrotate_max_size", format_size(self.logrotate_max_size)),
             ("logrotate_max_files", self.logrotate_max_files.to_string()),
+            ("docker_log_max_size", format_size(self.docker_log_max_size)),
+            (
+                "docker_log_max_files",
+                self.docker_log_max_files.to_string(),
+            ),
             ("allow_privileged", self.allow_privileged.to_string()),
             (
                 "allowed_host_path",
@@ -997,6 +1037,8 @@ mod tests {
             "--allowed-host-path=/srv",
             "--container-logger=logrotate",
             "--logrotate-max-files=3",
+            "--docker-log-max-size=1MiB",
+            "--docker-log-max-files=2",
         ])
         .unwrap()
         .resolve()
@@ -1012,6 +1054,10 @@ mod tests {
         );
         assert_eq!(c.container_logger, LoggerKind::Logrotate);
         assert_eq!(c.logrotate_max_files, 3);
+        assert_eq!(
+            (c.docker_log_max_size, c.docker_log_max_files),
+            (1 << 20, 2)
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use berth_containerizer::{
 };
 use berth_docker_api::{ClientOptions, Docker, Endpoint};
 use berth_logger::{
-    ContainerLogger, LoggerConfig, RotatingLogger, Rotation, SandboxLogger, StreamRotations,
+    ContainerLogger, DockerLogConfig, LoggerConfig, RotatingLogger, Rotation, SandboxLogger,
+    StreamRotations,
 };
 use tokio::net::TcpListener;
 
@@ -178,7 +179,9 @@ pub fn build_containerizer(
                 )
             })?,
     );
-    let logger_config = LoggerConfig::new(config.work_dir.join("logger"));
+    let mut logger_config = LoggerConfig::new(config.work_dir.join("logger"));
+    logger_config.docker_log =
+        DockerLogConfig::local(config.docker_log_max_size, config.docker_log_max_files);
     let logger_error = |e: berth_logger::LoggerError| {
         Error::startup(
             format!("cannot set up the container logger: {e}"),

@@ -57,7 +57,7 @@ pub struct Config {
     pub host_cpus: Option<f64>,
     /// Host memory in bytes (OOM score, infinite limits); read from the system when `None`.
     pub host_memory: Option<u64>,
-    /// Docker's own log driver settings for every container (capped json-file).
+    /// Docker's own log driver settings for every container (capped `local`: byte-exact).
     pub docker_log: LogConfigSpec,
     /// Labels added to every container.
     pub extra_labels: BTreeMap<String, String>,

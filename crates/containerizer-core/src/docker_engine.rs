@@ -63,6 +63,30 @@ impl DockerEngine {
 
 /// The Docker error as this crate's, keeping the daemon's message (which names the container,
 /// image and registry).
+/// Docker's output frames as chunks (a TTY's console counts as stdout; stdin frames dropped).
+fn output_chunks(
+    frames: api::LogFrames,
+    what: &'static str,
+) -> BoxStream<'static, Result<OutputChunk, EngineError>> {
+    Box::pin(frames.filter_map(move |item| async move {
+        match item {
+            Ok(frame) => {
+                let kind = match frame.stream {
+                    api::LogStream::Stdout | api::LogStream::Console => OutputKind::Stdout,
+                    api::LogStream::Stderr => OutputKind::Stderr,
+                    api::LogStream::Stdin => return None,
+                };
+                Some(Ok(OutputChunk {
+                    kind,
+                    timestamp: frame.timestamp,
+                    data: frame.data,
+                }))
+            }
+            Err(e) => Some(Err(convert(what, e))),
+        }
+    }))
+}
+
 fn convert(what: &str, e: api::Error) -> EngineError {
     let kind = if e.is_not_found() {
         EngineErrorKind::NotFound
@@ -213,7 +237,7 @@ pub fn create_body(spec: &CreateSpec) -> Result<api::ContainerConfig, EngineErro
         working_dir: spec.working_dir.clone(),
         hostname: spec.hostname.clone(),
         stop_signal: spec.stop_signal.clone(),
-        tty: Some(false),
+        tty: Some(spec.tty),
         open_stdin: Some(false),
         attach_stdin: Some(false),
         attach_stdout: Some(false),
@@ -456,9 +480,10 @@ impl Engine for DockerEngine {
         id: &str,
         tty: bool,
         since: Option<SystemTime>,
+        follow: bool,
     ) -> BoxStream<'static, Result<OutputChunk, EngineError>> {
         let options = api::LogsOptions {
-            follow: true,
+            follow,
             stdout: true,
             stderr: true,
             since,
@@ -467,24 +492,36 @@ impl Engine for DockerEngine {
             tty: Some(tty),
             ..Default::default()
         };
-        let frames = self.docker.containers().logs(id, &options);
-        Box::pin(frames.filter_map(|item| async move {
-            match item {
-                Ok(frame) => {
-                    let kind = match frame.stream {
-                        api::LogStream::Stdout | api::LogStream::Console => OutputKind::Stdout,
-                        api::LogStream::Stderr => OutputKind::Stderr,
-                        api::LogStream::Stdin => return None,
-                    };
-                    Some(Ok(OutputChunk {
-                        kind,
-                        timestamp: frame.timestamp,
-                        data: frame.data,
-                    }))
-                }
-                Err(e) => Some(Err(convert("following logs", e))),
-            }
-        }))
+        output_chunks(
+            self.docker.containers().logs(id, &options),
+            "reading the container's logs",
+        )
+    }
+
+    fn attach_output<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFut<'a, Result<crate::engine::OutputStreamBox, EngineError>> {
+        Box::pin(async move {
+            let options = api::AttachOptions {
+                stdin: false,
+                stdout: true,
+                stderr: true,
+                logs: false,
+            };
+            let attached = self
+                .docker
+                .containers()
+                .attach(id, options)
+                .await
+                .map_err(|e| convert("attaching to the container's output", e))?;
+            // No stdin is attached: the write half is not needed.
+            drop(attached.input);
+            Ok(output_chunks(
+                attached.output,
+                "reading the container's attached output",
+            ))
+        })
     }
 
     fn stats<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<StatsSample, EngineError>> {

@@ -172,6 +172,9 @@ pub struct OutputChunk {
     pub data: Bytes,
 }
 
+/// A container's output as a stream of chunks.
+pub type OutputStreamBox = BoxStream<'static, Result<OutputChunk, EngineError>>;
+
 /// One-shot statistics of a running container, in the daemon's terms.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatsSample {
@@ -265,13 +268,21 @@ pub trait Engine: Send + Sync + 'static {
         &'a self,
         key: &'a str,
     ) -> BoxFut<'a, Result<Vec<ContainerSummary>, EngineError>>;
-    /// Follows the container's output from `since` (the start when `None`) until it exits.
+    /// The container's output from Docker's copy, timestamped, from `since` (the start when
+    /// `None`): with `follow` until it exits, else what the copy holds now.
     fn logs(
         &self,
         id: &str,
         tty: bool,
         since: Option<SystemTime>,
+        follow: bool,
     ) -> BoxStream<'static, Result<OutputChunk, EngineError>>;
+    /// Attaches to the container's stdout and stderr (the console of a TTY container): once the
+    /// future resolves every byte the container writes from then on is in the stream, raw and
+    /// untimed, as it is written; the stream ends when the container's output ends (it exited).
+    /// Attach before starting the container to get all of it.
+    fn attach_output<'a>(&'a self, id: &'a str)
+        -> BoxFut<'a, Result<OutputStreamBox, EngineError>>;
     /// One-shot statistics.
     fn stats<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<StatsSample, EngineError>>;
     /// Number of processes in the container.

@@ -79,7 +79,8 @@ pub use engine::{
 pub use error::{CheckpointError, Error, IdError, Result};
 pub use id::{AgentId, ContainerId};
 pub use seams::{
-    Fetch, FetchPhase, FetchProgress, FetchProgressFn, LogTarget, Logs, NoFetch, OpenOutput,
+    Fetch, FetchPhase, FetchProgress, FetchProgressFn, LiveOutput, LogTarget, Logs, NoFetch,
+    OpenOutput,
 };
 pub use spec::{
     CommandInfo, ContainerInfo, DockerInfo, LaunchSpec, Limit, Limits, Network, Resources, Uri,

@@ -130,13 +130,18 @@ pub struct LogTarget {
     pub env: BTreeMap<String, String>,
 }
 
-/// Opens the container's output from a Docker log timestamp (`None`: from the start). Called
-/// again to reconnect after a stream error.
+/// Opens the container's output from Docker's copy, from a Docker log timestamp (`None`: from
+/// the start), following it until the container exits when the flag is set, else reading what
+/// the copy holds now. Called again to reconnect after a stream error, and once more after the
+/// followed stream ended (Docker 20.10's follower can miss the last messages).
 pub type OpenOutput = Arc<
-    dyn Fn(Option<SystemTime>) -> BoxStream<'static, Result<OutputChunk, EngineError>>
+    dyn Fn(Option<SystemTime>, bool) -> BoxStream<'static, Result<OutputChunk, EngineError>>
         + Send
         + Sync,
 >;
+
+/// The container's output attached before it started (raw, untimed, from its first byte).
+pub type LiveOutput = BoxStream<'static, Result<OutputChunk, EngineError>>;
 
 /// Writes a container's output into its sandbox.
 pub trait Logs: Send + Sync + 'static {
@@ -147,7 +152,9 @@ pub trait Logs: Send + Sync + 'static {
     /// Writes the output until it ends (the container stopped), reconnecting with `open` after
     /// stream errors, then drains and syncs; resolves only once everything is on disk, so the
     /// containerizer reports the termination after the logs are complete. `resume` is set after
-    /// an agent restart: continue where the previous agent stopped.
+    /// an agent restart: continue where the previous agent stopped. `live`, when given, is the
+    /// output attached before the container started: read it first, and turn to `open` only if
+    /// it breaks.
     ///
     /// When `stop` fires (the agent shuts down, the container keeps running), stop reading,
     /// write and sync what was received, store the position a restarted agent resumes from, and
@@ -156,6 +163,7 @@ pub trait Logs: Send + Sync + 'static {
         &self,
         target: LogTarget,
         resume: bool,
+        live: Option<LiveOutput>,
         open: OpenOutput,
         stop: CancellationToken,
     ) -> BoxFut<'static, Result<(), String>>;

@@ -172,6 +172,46 @@ pub struct FakeInner {
 }
 
 impl FakeEngine {
+    /// The fake output of container `id`: a line on each stream, then (with `follow`) nothing
+    /// until it exits. `copy`: Docker's copy read from `since` (entries stamped at a fixed time
+    /// per container, so a replay repeats the same entries), else the attached, untimed output.
+    fn output(
+        &self,
+        id: &str,
+        copy: Option<Option<SystemTime>>,
+        follow: bool,
+    ) -> BoxStream<'static, Result<OutputChunk, EngineError>> {
+        let found = self.find(id);
+        let name = id.to_owned();
+        let stamp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        Box::pin(async_stream(move |tx| async move {
+            let Ok((_, mut life)) = found else { return };
+            for (kind, text) in [
+                (OutputKind::Stdout, format!("out-{name}\n")),
+                (OutputKind::Stderr, format!("err-{name}\n")),
+            ] {
+                let timestamp = match copy {
+                    Some(since) if since.is_some_and(|s| s > stamp) => continue,
+                    Some(_) => Some(stamp),
+                    None => None,
+                };
+                let chunk = OutputChunk {
+                    kind,
+                    timestamp,
+                    data: Bytes::from(text),
+                };
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            // Follow until the container stops.
+            while follow && !matches!(*life.borrow_and_update(), Life::Exited(_)) {
+                if life.changed().await.is_err() {
+                    return;
+                }
+            }
+        }))
+    }
     pub fn new() -> Arc<FakeEngine> {
         let e = FakeEngine::default();
         e.state
@@ -581,32 +621,20 @@ impl Engine for FakeEngine {
         &self,
         id: &str,
         _tty: bool,
-        _since: Option<SystemTime>,
+        since: Option<SystemTime>,
+        follow: bool,
     ) -> BoxStream<'static, Result<OutputChunk, EngineError>> {
-        let found = self.find(id);
-        let name = id.to_owned();
-        Box::pin(async_stream(move |tx| async move {
-            let Ok((_, mut life)) = found else { return };
-            for (kind, text) in [
-                (OutputKind::Stdout, format!("out-{name}\n")),
-                (OutputKind::Stderr, format!("err-{name}\n")),
-            ] {
-                let chunk = OutputChunk {
-                    kind,
-                    timestamp: Some(SystemTime::now()),
-                    data: Bytes::from(text),
-                };
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return;
-                }
-            }
-            // Follow until the container stops.
-            while !matches!(*life.borrow_and_update(), Life::Exited(_)) {
-                if life.changed().await.is_err() {
-                    return;
-                }
-            }
-        }))
+        self.output(id, Some(since), follow)
+    }
+
+    fn attach_output<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFut<'a, Result<crate::engine::OutputStreamBox, EngineError>> {
+        Box::pin(async move {
+            self.find(id)?;
+            Ok(self.output(id, None, true))
+        })
     }
 
     fn stats<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<StatsSample, EngineError>> {
@@ -752,6 +780,7 @@ impl Logs for FakeLogs {
         &self,
         target: LogTarget,
         resume: bool,
+        live: Option<crate::seams::LiveOutput>,
         open: OpenOutput,
         stop: tokio_util::sync::CancellationToken,
     ) -> BoxFut<'static, Result<(), String>> {
@@ -765,7 +794,7 @@ impl Logs for FakeLogs {
             if resume {
                 resumed.lock().unwrap().push(target.container.clone());
             }
-            let mut output = open(None);
+            let mut output = live.unwrap_or_else(|| open(None, true));
             loop {
                 let chunk = tokio::select! {
                     c = output.next() => c,

@@ -65,10 +65,10 @@ async fn launch_maps_labels_and_host_config_and_ends_terminated() {
     assert_eq!(i.host_config.memory, Some(64 << 20));
     assert_eq!(i.host_config.network_mode.as_deref(), Some("host"));
     let log = i.host_config.log_config.clone().unwrap();
-    assert_eq!(log.kind.as_deref(), Some("json-file"));
+    assert_eq!(log.kind.as_deref(), Some("local"), "the byte-exact driver");
     assert!(
         log.config.unwrap().contains_key("max-size"),
-        "json-file is capped"
+        "Docker's copy is capped"
     );
     let t = a.cz.wait(&id).await.unwrap();
     assert_eq!(t.state, TaskState::Failed);

@@ -19,6 +19,9 @@ pub(crate) struct Segment {
     pub timestamp: Option<SystemTime>,
     /// Length in bytes.
     pub len: usize,
+    /// Bytes of this stream, stamped within the same second, that a replay delivered again and
+    /// that are already in the files: not written, only accounted for in the position.
+    pub replayed: u64,
 }
 
 /// Bytes and the segments that describe them.
@@ -48,8 +51,9 @@ impl Batch {
         self.data.len()
     }
 
+    /// Whether there is nothing to write and nothing to account for.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.data.is_empty() && self.segments.is_empty()
     }
 
     /// Appends bytes. Consecutive bytes of one stream stamped in the same second share a segment:
@@ -70,6 +74,28 @@ impl Batch {
             stream,
             timestamp,
             len: bytes.len(),
+            replayed: 0,
+        });
+    }
+
+    /// Notes `n` bytes of `stream` stamped `timestamp` that a replay delivered again and that are
+    /// already in the files, so the writer's position accounts for their timestamp.
+    pub fn push_replayed(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, n: u64) {
+        if n == 0 || timestamp.is_none() {
+            return;
+        }
+        if let Some(last) = self.segments.last_mut() {
+            if last.stream == stream && second(last.timestamp) == second(timestamp) {
+                last.replayed += n;
+                last.timestamp = last.timestamp.max(timestamp);
+                return;
+            }
+        }
+        self.segments.push(Segment {
+            stream,
+            timestamp,
+            len: 0,
+            replayed: n,
         });
     }
 
@@ -102,26 +128,50 @@ mod tests {
                 Segment {
                     stream: OutputStream::Stdout,
                     timestamp: t(5, 9),
-                    len: 3
+                    len: 3,
+                    replayed: 0
                 },
                 Segment {
                     stream: OutputStream::Stderr,
                     timestamp: t(5, 9),
-                    len: 1
+                    len: 1,
+                    replayed: 0
                 },
                 Segment {
                     stream: OutputStream::Stderr,
                     timestamp: t(6, 0),
-                    len: 1
+                    len: 1,
+                    replayed: 0
                 },
                 Segment {
                     stream: OutputStream::Stderr,
                     timestamp: None,
-                    len: 1
+                    len: 1,
+                    replayed: 0
                 },
             ]
         );
         b.clear();
         assert!(b.is_empty() && b.segments.is_empty());
+    }
+
+    #[test]
+    fn replayed_bytes_are_accounted_without_data() {
+        let t = |s, n| Some(UNIX_EPOCH + Duration::new(s, n));
+        let mut b = Batch::with_capacity(16);
+        b.push_replayed(OutputStream::Stdout, None, 5);
+        assert!(b.is_empty(), "untimed replayed bytes need no accounting");
+        b.push_replayed(OutputStream::Stdout, t(5, 1), 4);
+        assert!(!b.is_empty() && b.data.is_empty());
+        b.push(OutputStream::Stdout, t(5, 2), b"xy");
+        assert_eq!(
+            b.segments,
+            vec![Segment {
+                stream: OutputStream::Stdout,
+                timestamp: t(5, 2),
+                len: 2,
+                replayed: 4
+            }]
+        );
     }
 }

@@ -505,7 +505,7 @@ mod tests {
         position.record(
             OutputStream::Stdout,
             Some(UNIX_EPOCH + Duration::new(1_700_000_000, 42)),
-            len,
+            &vec![b'x'; len as usize],
         );
         Checkpoint {
             version: FORMAT_VERSION,

@@ -1,8 +1,10 @@
 //! The settings for Docker's own log driver on every container the agent creates.
 //!
-//! Docker keeps a container's output in its `json-file` log whatever Berth does with it, and
-//! uncapped that file grows without limit (a known way for agents to fill disks). It only needs to
-//! hold what the logger has not consumed yet, plus what accumulates while the agent restarts.
+//! The logger reads a new container's output live from Docker's attach stream; Docker's own copy
+//! is what an agent restart resumes from (and what `docker logs` shows an operator). It must
+//! hold the bytes exactly, so the driver is `local` (raw bytes in protobuf frames; `json-file`
+//! stores text and turns bytes that are not UTF-8 into U+FFFD), and it must be capped: uncapped
+//! it grows without limit (a known way for agents to fill disks).
 
 use std::collections::BTreeMap;
 
@@ -10,27 +12,36 @@ use std::collections::BTreeMap;
 /// containerizer copies `driver` into `Type` and `options` into `Config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerLogConfig {
-    /// The log driver: always `json-file`, the driver the logs endpoint can read back.
+    /// The log driver: `local` by default (the logs endpoint reads it back byte for byte).
     pub driver: String,
     /// Driver options, e.g. `max-size` and `max-file`.
     pub options: BTreeMap<String, String>,
 }
 
-/// Default cap of one Docker json-file log file: 32 MiB.
+/// Default cap of one file of Docker's copy: 32 MiB.
 ///
-/// Larger than it strictly needs to be, because Docker 20.10 mishandles a followed log when the
-/// json-file rotates while the follower is behind: it skips the unread rest of the old file or
-/// repeats the start of the new one (moby/moby#37646 and related; the `docker logs -f` CLI does the
-/// same). Rarer rotations make that rarer; the logger counts the repeats it sees
-/// ([`MetricsSnapshot::timestamp_regressions`](crate::MetricsSnapshot::timestamp_regressions)).
+/// A recovery from a checkpoint taken while reading the attach stream replays Docker's copy from
+/// its first byte, which must still be there: the container's output up to the agent's restart
+/// has to fit in the copy (see the crate README). Larger caps make that hold for chattier
+/// containers, at that much disk per container.
 pub const DEFAULT_DOCKER_MAX_SIZE: u64 = 32 * 1024 * 1024;
-/// Default number of Docker json-file log files per container.
-pub const DEFAULT_DOCKER_MAX_FILE: u32 = 2;
+/// Default number of files of Docker's copy per container (3 x 32 MiB = 96 MiB).
+pub const DEFAULT_DOCKER_MAX_FILE: u32 = 3;
 
 impl DockerLogConfig {
+    /// Docker's `local` driver capped at `max_file` files of `max_size` bytes each, rotated
+    /// files not compressed (a recovery reads them back). `max_file` is at least 1 and
+    /// `max_size` at least 1 byte; smaller values are raised to those.
+    pub fn local(max_size: u64, max_file: u32) -> Self {
+        let mut c = DockerLogConfig::json_file(max_size, max_file);
+        c.driver = "local".to_owned();
+        c.options.insert("compress".to_owned(), "false".to_owned());
+        c
+    }
+
     /// `json-file` capped at `max_file` files of `max_size` bytes each (Docker's `max-size` and
     /// `max-file`). `max_file` is at least 1 and `max_size` at least 1 byte; smaller values are
-    /// raised to those.
+    /// raised to those. Not byte-exact (it stores text): kept for comparisons.
     pub fn json_file(max_size: u64, max_file: u32) -> Self {
         let mut options = BTreeMap::new();
         options.insert("max-size".to_owned(), docker_size(max_size.max(1)));
@@ -54,9 +65,9 @@ impl DockerLogConfig {
 }
 
 impl Default for DockerLogConfig {
-    /// `json-file`, `max-size=32m`, `max-file=2`.
+    /// `local`, `max-size=32m`, `max-file=3`, `compress=false`.
     fn default() -> Self {
-        DockerLogConfig::json_file(DEFAULT_DOCKER_MAX_SIZE, DEFAULT_DOCKER_MAX_FILE)
+        DockerLogConfig::local(DEFAULT_DOCKER_MAX_SIZE, DEFAULT_DOCKER_MAX_FILE)
     }
 }
 
@@ -85,12 +96,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_caps_json_file() {
+    fn default_is_a_capped_local_driver() {
         let c = DockerLogConfig::default();
-        assert_eq!(c.driver, "json-file");
+        assert_eq!(c.driver, "local");
         assert_eq!(c.options["max-size"], "32m");
-        assert_eq!(c.options["max-file"], "2");
-        assert_eq!(c.retained_bytes(), Some(64 << 20));
+        assert_eq!(c.options["max-file"], "3");
+        assert_eq!(c.options["compress"], "false");
+        assert_eq!(c.retained_bytes(), Some(96 << 20));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Container stdout/stderr into sandbox files: byte-exact, bounded in memory, rotated, and
 //! resumable after an agent restart.
 //!
-//! The logger knows nothing of Docker. It takes a `Stream` of [`OutputChunk`]s (stream, Docker
-//! timestamp, bytes) and writes each stream into its own file in the container's sandbox:
+//! The logger knows nothing of Docker. It takes a `Stream` of [`OutputChunk`]s (stream, optional
+//! Docker timestamp, bytes) and writes each stream into its own file in the container's sandbox:
 //!
 //! * [`SandboxLogger`] appends to `<sandbox>/stdout` and `<sandbox>/stderr`, like Mesos' default.
 //! * [`RotatingLogger`] also rotates by size, in-process: `stdout` is current, `stdout.1` the
@@ -20,9 +20,10 @@
 //! A container's log holds at most two batches ([`LoggerConfig::batch_bytes`], 256 KiB by
 //! default) plus one chunk: while one batch is written on a blocking thread the other fills, and
 //! when both are full the output stream is not read until the disk catches up. The back-pressure
-//! reaches the Docker connection, never the agent's memory. (It does not stall the container:
-//! Docker buffers its output in its json-file log, capped by [`DockerLogConfig`].) Output reaches
-//! the files at most [`LoggerConfig::flush_delay`] (5 ms) after it arrives.
+//! reaches the source, never the agent's memory: with Docker's attach stream the container's
+//! writes block once Docker's per-attach buffer is full, as on a pipe, while Docker's own copy
+//! ([`DockerLogConfig`]) is written meanwhile. Output reaches the files at most
+//! [`LoggerConfig::flush_delay`] (5 ms) after it arrives, newline or not.
 //!
 //! # Durability
 //! [`ContainerLog::finish`] syncs the files (current and rotated) that have bytes not synced
@@ -32,8 +33,10 @@
 //! [`ContainerLog::resume_since`]) unless [`LoggerConfig::durable_checkpoints`] is set.
 //!
 //! # Recovery
-//! Each log checkpoints its position — a time to replay from (Docker's `since`) and how many
-//! bytes of the replay were already written — and which files hold it. All containers of a
+//! Each log checkpoints its position — per stream the bytes consumed since the output's first
+//! byte, a time to replay from (Docker's `since`) and how many bytes of the replay were already
+//! written — and which files hold it. An untimed live source (Docker's attach stream) resumes by
+//! a replay from the start that skips the consumed bytes by count. All containers of a
 //! logger share one checkpoint journal, `<state_dir>/checkpoints.journal`: a checkpoint is an
 //! appended record, so it creates no file, and the fsyncs durable ones need are shared between
 //! containers. After a restart, [`ContainerLogger::recover`] cuts the files back to the

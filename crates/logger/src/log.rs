@@ -117,7 +117,7 @@ impl ContainerLog {
     ///
     /// **Guarantee.** If every chunk carries Docker's timestamp, the files end up holding each
     /// byte Docker replays exactly once — no gap, no duplicate — across stream errors and agent
-    /// restarts, as long as (a) Docker still has the bytes (its json-file caps,
+    /// restarts, as long as (a) Docker still has the bytes (its copy's caps,
     /// [`DockerLogConfig`](crate::DockerLogConfig), may have discarded output while the agent was
     /// down: that is the only gap), (b) Docker did not hold back an entry for more than a second
     /// relative to an entry of the other stream stamped later (a replay from one second back
@@ -125,8 +125,14 @@ impl ContainerLog {
     /// checkpoint are cut from the files on recovery and written again from the replay. If the
     /// checkpointed file disappeared (deleted, or rotated away with a keep count of 0), recovery
     /// cannot cut, and at most the bytes of one checkpoint interval (1 s by default) are
-    /// repeated. Chunks without a timestamp are written but not counted, so a replay repeats
-    /// them.
+    /// repeated.
+    ///
+    /// **Untimed chunks** (Docker's attach stream) are counted per stream from the output's first
+    /// byte ([`offsets`](Self::offsets)). While a stream's consumed bytes are all untimed this
+    /// returns `None`: the replay starts at the output's first byte and the offsets are skipped,
+    /// which is exact as long as Docker's copy still starts there (the container's output up to
+    /// the restart fits in the copy's caps). A replay that ends before the offsets is counted
+    /// (`replays_short`): its source had lost the beginning.
     ///
     /// **Host crash.** The above holds for an agent restart, however abrupt. A host crash (power
     /// loss, kernel panic) also loses what was only in the page cache, unless
@@ -137,7 +143,7 @@ impl ContainerLog {
     ///   rotations of a stream, so recovery may start from an older one: up to the kernel's writeback delay
     ///   (about 30 s) older, or less, as any durable checkpoint of any container makes all
     ///   earlier ones durable. The files are cut back to it and Docker replays more; what its
-    ///   json-file caps no longer hold is lost. No checkpoint that can survive a crash names a
+    ///   copy's caps no longer hold is lost. No checkpoint that can survive a crash names a
     ///   file rotation deleted, so the cut never hits an unrelated file;
     /// * a container none of whose checkpoints reached the disk (prepared within that delay of
     ///   the crash and not finished) has none: [`recover`](crate::ContainerLogger::recover)
@@ -145,6 +151,37 @@ impl ContainerLog {
     ///   decides where to resume (Berth's containerizer: after the newest output in the files).
     pub fn resume_since(&self) -> Option<SystemTime> {
         self.accepted.resume_since()
+    }
+
+    /// Bytes consumed so far per stream (stdout, stderr) since the output's first byte, across
+    /// agent restarts.
+    pub fn offsets(&self) -> [u64; 2] {
+        self.accepted.offsets()
+    }
+
+    /// The first bytes of each stream (stdout, stderr; up to 32) when the next stream must replay
+    /// the output from its first byte and skip what was written ([`resume_since`] is `None`):
+    /// the replay has to begin with them. A source that may have lost the output's beginning
+    /// (Docker's copy rotates) can be checked against them before it is consumed; if it does not
+    /// match, call [`give_up_offsets`](Self::give_up_offsets). `None` when there is nothing to
+    /// check.
+    ///
+    /// [`resume_since`]: Self::resume_since
+    pub fn start_prefixes(&self) -> Option<[Vec<u8>; 2]> {
+        self.accepted
+            .start_prefixes()
+            .map(|[o, e]| [o.to_vec(), e.to_vec()])
+    }
+
+    /// The source no longer holds the output's first byte: stop resuming by offsets. The next
+    /// stream may start anywhere (the caller chooses a `since` that repeats nothing, e.g. after
+    /// the files' last write); nothing of it is skipped until it carries timestamps that place
+    /// it. Must not be called while [`consume`](Self::consume) runs.
+    pub fn give_up_offsets(&mut self) {
+        self.accepted.give_up_offsets();
+        if let Slot::Idle(writer) = &mut self.slot {
+            writer.give_up_offsets();
+        }
     }
 
     /// The newest Docker timestamp among the bytes consumed so far.
@@ -157,7 +194,14 @@ impl ContainerLog {
     /// The stream must start at [`resume_since`](Self::resume_since) (Docker's `since`; with
     /// `timestamps` so chunks carry their times). Bytes it starts with that were already written
     /// are skipped; a chunk stamped after everything consumed from its stream ends the skipping
-    /// early, so a stream that starts later than `resume_since` loses nothing. Returns `Ok(())` when it ends, once every byte
+    /// early, so a stream that starts later than `resume_since` loses nothing.
+    ///
+    /// While a stream's consumed bytes all came without timestamps (a live source such as
+    /// Docker's attach stream, read from the container's first byte), `resume_since` is `None`
+    /// and the stream must start at the output's first byte: the bytes already consumed of
+    /// each stream ([`offsets`](Self::offsets)) are skipped by count, and the timestamps of the
+    /// skipped bytes recorded, so that once every stream has been placed in time later
+    /// resumptions use the anchor. Returns `Ok(())` when it ends, once every byte
     /// received is in the files (not yet synced: that is [`finish`](Self::finish)). A stream
     /// error returns [`LoggerError::Source`]; the log stays usable, so reconnect from
     /// `resume_since` and call `consume` again.
@@ -170,7 +214,34 @@ impl ContainerLog {
         S: Stream<Item = Result<OutputChunk, E>>,
         E: Into<Box<dyn StdError + Send + Sync>>,
     {
+        let by_offset = self.accepted.resumes_from_start();
         let mut skip = self.accepted.replayed_bytes();
+        let result = self.consume_inner(stream, &mut skip, by_offset).await;
+        if result.is_ok() && by_offset && skip.iter().any(|&n| n > 0) {
+            // A replay from the start that ended before reaching what was already written: the
+            // source no longer has the output's beginning (Docker's capped copy rotated), so
+            // the bytes of that replay were not where the offsets say.
+            self.metrics.replay_short();
+            tracing::warn!(
+                container_id = %self.container_id, stdout_short = skip[0], stderr_short = skip[1],
+                "the replay from the start held fewer bytes than were already written: the \
+                 source no longer has the output's beginning (Docker's log cap); output written \
+                 while the agent was away may be missing"
+            );
+        }
+        result
+    }
+
+    async fn consume_inner<S, E>(
+        &mut self,
+        stream: S,
+        skip: &mut [u64; 2],
+        by_offset: bool,
+    ) -> Result<(), LoggerError>
+    where
+        S: Stream<Item = Result<OutputChunk, E>>,
+        E: Into<Box<dyn StdError + Send + Sync>>,
+    {
         let mut stream = pin!(stream);
         let mut tick = interval_at(
             Instant::now() + self.checkpoint_interval,
@@ -216,7 +287,7 @@ impl ContainerLog {
                     while let Some(next) = item {
                         match next {
                             None => ended = true,
-                            Some(Ok(chunk)) => self.accept(chunk, &mut skip),
+                            Some(Ok(chunk)) => self.accept(chunk, skip, by_offset),
                             Some(Err(e)) => {
                                 return Err(LoggerError::Source { container_id: self.container_id.clone(), source: e.into() });
                             }
@@ -273,9 +344,23 @@ impl ContainerLog {
     }
 
     /// Accounts for a chunk and adds it to the pending batch, minus replayed bytes.
-    fn accept(&mut self, chunk: OutputChunk, skip: &mut [u64; 2]) {
+    /// `by_offset`: the stream replays the output from its first byte and `skip` counts bytes
+    /// already consumed (see [`consume`](Self::consume)); else `skip` counts the bytes of the
+    /// anchor's buckets.
+    fn accept(&mut self, chunk: OutputChunk, skip: &mut [u64; 2], by_offset: bool) {
         let i = chunk.stream.index();
         let mut data = &chunk.data[..];
+        if by_offset && skip[i] > 0 {
+            let k = skip[i].min(data.len() as u64);
+            skip[i] -= k;
+            data = &data[k as usize..];
+            self.accepted
+                .record_replayed(chunk.stream, chunk.timestamp, k);
+            self.pending.push_replayed(chunk.stream, chunk.timestamp, k);
+            if data.is_empty() {
+                return;
+            }
+        }
         if skip[i] == 0 && self.accepted.is_older(chunk.stream, chunk.timestamp) {
             self.note_regression(chunk.stream, data.len());
         }
@@ -292,8 +377,7 @@ impl ContainerLog {
         if data.is_empty() {
             return;
         }
-        self.accepted
-            .record(chunk.stream, chunk.timestamp, data.len() as u64);
+        self.accepted.record(chunk.stream, chunk.timestamp, data);
         self.pending.push(chunk.stream, chunk.timestamp, data);
     }
 
@@ -305,7 +389,7 @@ impl ContainerLog {
             tracing::warn!(
                 container_id = %self.container_id, %stream, bytes = len,
                 "output stamped before output already written: the source repeated output \
-                 (Docker 20.10 does this when its json-file rotates under a lagging follower) \
+                 (Docker 20.10 does this when its log file rotates under a lagging follower) \
                  or the host clock stepped back"
             );
         }

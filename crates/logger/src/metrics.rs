@@ -17,6 +17,7 @@ pub struct LoggerMetrics {
     checkpoints_durable: AtomicU64,
     file_syncs: AtomicU64,
     timestamp_regressions: AtomicU64,
+    replays_short: AtomicU64,
     active_logs: AtomicU64,
 }
 
@@ -51,6 +52,10 @@ pub struct MetricsSnapshot {
     /// Chunks stamped before output already written from their stream (a source that repeats
     /// output, or a clock step): written anyway, counted here.
     pub timestamp_regressions: u64,
+    /// Replays from the output's first byte that ended before reaching the bytes already
+    /// written: the source had lost the output's beginning (Docker's capped copy rotated while
+    /// the agent was away), so output written meanwhile may be missing.
+    pub replays_short: u64,
     /// Container logs prepared or recovered and not yet finished or dropped.
     pub active_logs: u64,
 }
@@ -71,6 +76,7 @@ impl LoggerMetrics {
             checkpoints_durable: r(&self.checkpoints_durable),
             file_syncs: r(&self.file_syncs),
             timestamp_regressions: r(&self.timestamp_regressions),
+            replays_short: r(&self.replays_short),
             active_logs: r(&self.active_logs),
         }
     }
@@ -106,6 +112,9 @@ impl LoggerMetrics {
         if n > 0 {
             self.file_syncs.fetch_add(n, Ordering::Relaxed);
         }
+    }
+    pub(crate) fn replay_short(&self) {
+        self.replays_short.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn timestamp_regression(&self) {
         self.timestamp_regressions.fetch_add(1, Ordering::Relaxed);

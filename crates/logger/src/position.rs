@@ -14,6 +14,12 @@
 //! entry reaches Docker's log file more than a second after an entry of the other stream that was
 //! stamped later, and the host clock does not step back. Only two one-second buckets are kept,
 //! so the position is a few dozen bytes however fast the container writes.
+//!
+//! A live source without timestamps (Docker's attach stream, read from before the container
+//! starts) gives no anchor. For it the position also counts, per stream, the bytes consumed since
+//! the output's first byte (`offsets`): while no chunk had a timestamp, a replay from the start
+//! begins with exactly those bytes. Timestamps of the bytes such a replay skips are recorded
+//! ([`Position::record_replayed`]), so once it has gone past them the anchor is valid again.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -65,18 +71,79 @@ impl UnixTime {
 }
 
 /// The consumed position of a container's output (see the module documentation).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Position {
     /// Buckets for the seconds at or after the anchor, oldest first (at most two).
     buckets: Vec<Bucket>,
     /// The newest timestamp written, per stream (indexed by [`OutputStream::index`]).
     newest: [Option<UnixTime>; 2],
+    /// Bytes consumed per stream since the output's first byte (absent in checkpoints of
+    /// earlier versions, which resumed by timestamp only).
+    #[serde(default)]
+    offsets: [u64; 2],
+    /// The first [`PREFIX_LEN`] bytes of each stream: a replay from the start must begin with
+    /// them, else the source no longer has the output's beginning.
+    #[serde(default)]
+    prefix: [Vec<u8>; 2],
+    /// Whether the offsets count from the output's first byte (false once a resume had to give
+    /// them up, see [`Position::give_up_offsets`]).
+    #[serde(default = "yes")]
+    from_start: bool,
 }
+
+impl Default for Position {
+    fn default() -> Position {
+        Position {
+            buckets: Vec::new(),
+            newest: [None, None],
+            offsets: [0, 0],
+            prefix: [Vec::new(), Vec::new()],
+            from_start: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How many of each stream's first bytes a position keeps.
+pub(crate) const PREFIX_LEN: usize = 32;
 
 impl Position {
     /// Accounts for `n` bytes of `stream` stamped `timestamp` that were consumed (written, or
     /// deliberately dropped).
-    pub fn record(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, n: u64) {
+    pub fn record(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, data: &[u8]) {
+        let i = stream.index();
+        if self.from_start && self.offsets[i] < PREFIX_LEN as u64 {
+            let want = PREFIX_LEN - self.prefix[i].len();
+            self.prefix[i].extend_from_slice(&data[..want.min(data.len())]);
+        }
+        self.offsets[i] += data.len() as u64;
+        self.record_time(stream, timestamp, data.len() as u64);
+    }
+
+    /// The first bytes of each stream consumed, when a replay is to start at the output's first
+    /// byte (see [`Self::resumes_from_start`]) and has bytes to skip.
+    pub fn start_prefixes(&self) -> Option<[&[u8]; 2]> {
+        (self.resumes_from_start() && self.offsets.iter().any(|&n| n > 0))
+            .then(|| [&self.prefix[0][..], &self.prefix[1][..]])
+    }
+
+    /// The source no longer starts at the output's first byte: resume by timestamp from now on
+    /// (the caller picks the `since`), never again by offsets.
+    pub fn give_up_offsets(&mut self) {
+        self.from_start = false;
+    }
+
+    /// Accounts for `n` bytes of `stream` stamped `timestamp` that a replay from the start
+    /// delivered again and that were already consumed (counted in the offsets): only their
+    /// timestamp moves the anchor.
+    pub fn record_replayed(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, n: u64) {
+        self.record_time(stream, timestamp, n);
+    }
+
+    fn record_time(&mut self, stream: OutputStream, timestamp: Option<SystemTime>, n: u64) {
         let Some(t) = timestamp.and_then(UnixTime::from_system) else {
             return;
         };
@@ -115,16 +182,39 @@ impl Position {
 
     /// The `since` a replay must start from, or `None` to replay from the beginning.
     pub fn resume_since(&self) -> Option<SystemTime> {
+        if self.resumes_from_start() {
+            return None;
+        }
         self.anchor_sec()
             .map(|s| UNIX_EPOCH + Duration::from_secs(s))
     }
 
     /// Bytes per stream (indexed by [`OutputStream::index`]) that a replay from
-    /// [`Self::resume_since`] starts with and that were already consumed.
+    /// [`Self::resume_since`] starts with and that were already consumed: the counts of the
+    /// anchor's buckets, or, while no timestamp was ever consumed (a replay from the start), the
+    /// offsets.
     pub fn replayed_bytes(&self) -> [u64; 2] {
+        if self.resumes_from_start() {
+            return self.offsets;
+        }
         self.buckets
             .iter()
             .fold([0, 0], |[o, e], b| [o + b.stdout, e + b.stderr])
+    }
+
+    /// Whether a replay must start at the output's first byte, skipping [`Self::offsets`]: no
+    /// timestamp was consumed yet, or a stream's consumed bytes all came untimed (its bytes
+    /// are then not placed in time, and the anchor would miss or repeat them). Once every
+    /// stream with consumed bytes has a timestamp, the anchor is used.
+    pub fn resumes_from_start(&self) -> bool {
+        self.from_start
+            && (self.newest_overall().is_none()
+                || (0..2).any(|i| self.offsets[i] > 0 && self.newest[i].is_none()))
+    }
+
+    /// Bytes consumed per stream since the output's first byte.
+    pub fn offsets(&self) -> [u64; 2] {
+        self.offsets
     }
 
     /// The newest timestamp consumed.
@@ -177,14 +267,14 @@ mod tests {
     #[test]
     fn anchor_is_one_second_before_the_newest_second() {
         let mut p = Position::default();
-        p.record(OutputStream::Stdout, at(100, 5), 10);
-        p.record(OutputStream::Stderr, at(100, 900_000_000), 3);
+        p.record(OutputStream::Stdout, at(100, 5), &[b'x'; 10]);
+        p.record(OutputStream::Stderr, at(100, 900_000_000), &[b'x'; 3]);
         assert_eq!(p.resume_since(), at(99, 0));
         assert_eq!(p.replayed_bytes(), [10, 3]);
-        p.record(OutputStream::Stdout, at(101, 1), 7);
+        p.record(OutputStream::Stdout, at(101, 1), &[b'x'; 7]);
         assert_eq!(p.resume_since(), at(100, 0));
         assert_eq!(p.replayed_bytes(), [17, 3]);
-        p.record(OutputStream::Stdout, at(102, 0), 1);
+        p.record(OutputStream::Stdout, at(102, 0), &[b'x'; 1]);
         assert_eq!(p.resume_since(), at(101, 0));
         assert_eq!(p.replayed_bytes(), [8, 0]);
         assert_eq!(p.newest(), at(102, 0));
@@ -193,12 +283,12 @@ mod tests {
     #[test]
     fn slightly_late_entries_of_the_other_stream_are_counted() {
         let mut p = Position::default();
-        p.record(OutputStream::Stdout, at(200, 10), 4);
+        p.record(OutputStream::Stdout, at(200, 10), &[b'x'; 4]);
         // stderr stamped earlier, arriving later, still inside the anchor window
-        p.record(OutputStream::Stderr, at(199, 999_999_999), 5);
+        p.record(OutputStream::Stderr, at(199, 999_999_999), &[b'x'; 5]);
         assert_eq!(p.replayed_bytes(), [4, 5]);
         // stamped before the anchor: Docker will not replay it, so it is not counted
-        p.record(OutputStream::Stderr, at(198, 0), 6);
+        p.record(OutputStream::Stderr, at(198, 0), &[b'x'; 6]);
         assert_eq!(p.replayed_bytes(), [4, 5]);
         assert_eq!(p.newest(), at(200, 10));
     }
@@ -208,7 +298,7 @@ mod tests {
         let mut p = Position::default();
         assert!(p.is_new(OutputStream::Stdout, at(1, 0)));
         assert!(!p.is_new(OutputStream::Stdout, None));
-        p.record(OutputStream::Stdout, at(100, 5), 1);
+        p.record(OutputStream::Stdout, at(100, 5), &[b'x'; 1]);
         assert!(!p.is_new(OutputStream::Stdout, at(100, 5)));
         assert!(p.is_new(OutputStream::Stdout, at(100, 6)));
         assert!(p.is_new(OutputStream::Stderr, at(50, 0)));
@@ -219,16 +309,85 @@ mod tests {
     }
 
     #[test]
-    fn untimed_bytes_do_not_move_the_position() {
+    fn untimed_bytes_only_move_the_offsets() {
         let mut p = Position::default();
-        p.record(OutputStream::Stdout, None, 4);
-        assert_eq!(p, Position::default());
+        p.record(OutputStream::Stdout, None, &[b'x'; 4]);
+        p.record(OutputStream::Stderr, None, &[b'x'; 2]);
+        assert_eq!(p.resume_since(), None);
+        assert_eq!(p.offsets(), [4, 2]);
+        assert_eq!(
+            p.replayed_bytes(),
+            [4, 2],
+            "a replay from the start skips them"
+        );
+    }
+
+    #[test]
+    fn a_replay_from_the_start_makes_the_anchor_valid() {
+        let mut p = Position::default();
+        p.record(OutputStream::Stdout, None, &[b'x'; 10]);
+        // The replay from the start: the first 10 bytes are skipped, then 3 new ones.
+        p.record_replayed(OutputStream::Stdout, at(100, 1), 6);
+        p.record_replayed(OutputStream::Stdout, at(101, 1), 4);
+        p.record(OutputStream::Stdout, at(101, 2), &[b'x'; 3]);
+        assert_eq!(p.offsets(), [13, 0]);
+        assert_eq!(p.resume_since(), at(100, 0));
+        assert_eq!(p.replayed_bytes(), [13, 0]);
+    }
+
+    #[test]
+    fn a_stream_still_untimed_keeps_the_replay_at_the_start() {
+        let mut p = Position::default();
+        p.record(OutputStream::Stdout, None, &[b'x'; 10]);
+        p.record(OutputStream::Stderr, None, &[b'x'; 5]);
+        // The replay from the start has passed stdout's bytes but not stderr's yet (Docker
+        // holds a partial line back until its newline or the exit).
+        p.record_replayed(OutputStream::Stdout, at(100, 1), 10);
+        p.record(OutputStream::Stdout, at(100, 2), &[b'x'; 3]);
+        assert!(p.resumes_from_start());
+        assert_eq!(p.resume_since(), None);
+        assert_eq!(p.replayed_bytes(), [13, 5]);
+        p.record_replayed(OutputStream::Stderr, at(103, 0), 5);
+        assert!(!p.resumes_from_start());
+        assert_eq!(p.resume_since(), at(102, 0));
+        assert_eq!(p.replayed_bytes(), [0, 5]);
+    }
+
+    #[test]
+    fn the_first_bytes_are_kept_for_a_replay_from_the_start() {
+        let mut p = Position::default();
+        assert_eq!(p.start_prefixes(), None, "nothing to skip");
+        p.record(OutputStream::Stdout, None, b"hello ");
+        p.record(OutputStream::Stdout, None, &[b'w'; 40]);
+        let [out, err] = p.start_prefixes().unwrap();
+        assert_eq!(out.len(), PREFIX_LEN);
+        assert!(out.starts_with(b"hello www"));
+        assert!(err.is_empty());
+        p.give_up_offsets();
+        assert_eq!(p.start_prefixes(), None);
+        assert!(!p.resumes_from_start());
+        assert_eq!(
+            p.replayed_bytes(),
+            [0, 0],
+            "nothing to skip by count any more"
+        );
+        let back: Position = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn checkpoints_without_offsets_still_parse() {
+        let old =
+            r#"{"buckets":[{"sec":5,"stdout":1,"stderr":0}],"newest":[{"secs":5,"nanos":0},null]}"#;
+        let p: Position = serde_json::from_str(old).unwrap();
+        assert_eq!(p.offsets(), [0, 0]);
+        assert_eq!(p.replayed_bytes(), [1, 0]);
     }
 
     #[test]
     fn round_trips_through_json() {
         let mut p = Position::default();
-        p.record(OutputStream::Stdout, at(300, 123_456_789), 4);
+        p.record(OutputStream::Stdout, at(300, 123_456_789), &[b'x'; 4]);
         let back: Position = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
     }

@@ -118,6 +118,11 @@ impl Writer {
         &self.position
     }
 
+    /// See [`Position::give_up_offsets`].
+    pub fn give_up_offsets(&mut self) {
+        self.position.give_up_offsets();
+    }
+
     /// Writes a whole batch (retrying or dropping per the fault policy), then checkpoints if one
     /// is due or `force_checkpoint` is set.
     pub fn write_batch(&mut self, batch: &Batch, force_checkpoint: bool) {
@@ -129,6 +134,9 @@ impl Writer {
         }
         let mut offset = 0;
         for seg in &batch.segments {
+            // Bytes a replay delivered again are in the files already: only their time counts.
+            self.position
+                .record_replayed(seg.stream, seg.timestamp, seg.replayed);
             self.write_segment(
                 seg.stream,
                 seg.timestamp,
@@ -153,7 +161,7 @@ impl Writer {
             match self.files[i].write_some(rest) {
                 Ok(w) => {
                     let n = w.bytes as u64;
-                    self.position.record(stream, timestamp, n);
+                    self.position.record(stream, timestamp, &rest[..w.bytes]);
                     match stream {
                         OutputStream::Stdout => self.totals.stdout_bytes += n,
                         OutputStream::Stderr => self.totals.stderr_bytes += n,
@@ -182,7 +190,7 @@ impl Writer {
                         let n = rest.len() as u64;
                         // Dropped bytes count as consumed: a replay after a restart must not bring
                         // them back out of order.
-                        self.position.record(stream, timestamp, n);
+                        self.position.record(stream, timestamp, rest);
                         self.totals.dropped_bytes += n;
                         self.metrics.add_dropped(n);
                         if let Health::Dropping { dropped, .. } = &mut self.health {

@@ -141,11 +141,12 @@ fn a_missing_sandbox_or_bad_id_is_a_clear_error() {
 }
 
 #[test]
-fn docker_log_config_is_plain_json_file_with_caps() {
+fn docker_log_config_is_a_capped_local_driver() {
     let (_tmp, _sandbox, state) = dirs();
     let logger = SandboxLogger::new(LoggerConfig::new(&state)).unwrap();
     let c = logger.docker_log_config();
-    assert_eq!(c.driver, "json-file");
+    assert_eq!(c.driver, "local");
     assert_eq!(c.options.get("max-size").map(String::as_str), Some("32m"));
-    assert_eq!(c.options.get("max-file").map(String::as_str), Some("2"));
+    assert_eq!(c.options.get("max-file").map(String::as_str), Some("3"));
+    assert_eq!(c.options.get("compress").map(String::as_str), Some("false"));
 }

@@ -168,13 +168,18 @@ impl Agent {
                     "Log file names a container had replaced (link, FIFO, device, socket, directory, hard link), removed and made anew; never written through",
                     m.names_replaced as f64,
                 ),
+                Sample::counter(
+                    "containerizer/logger/replays_short",
+                    "Replays of Docker's copy from its start that ended before the bytes already written (the copy had lost its beginning)",
+                    m.replays_short as f64,
+                ),
             ]);
         }
         if let Some(r) = &self.observed.log_resume {
             out.extend([
                 Sample::counter(
                     "containerizer/logger/resume_fallbacks",
-                    "Logs resumed without a usable logger checkpoint (after what the sandbox files hold)",
+                    "Logs resumed after what the sandbox files hold: no usable logger checkpoint, or Docker's copy no longer started at the output's first byte",
                     r.fallbacks() as f64,
                 ),
                 Sample::counter(

@@ -24,7 +24,7 @@ use crate::checkpoint::Durability;
 use crate::engine::{EngineError, EngineErrorKind};
 use crate::labels::{ownership, Ownership};
 use crate::mapping::{map_launch, Mapped, MappingContext};
-use crate::seams::{FetchProgressFn, LogTarget, OpenOutput};
+use crate::seams::{FetchProgressFn, LiveOutput, LogTarget, OpenOutput};
 use crate::state::{Action, Event, ExitInfo, Phase};
 
 /// The most the retry loops wait between attempts.
@@ -296,6 +296,25 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         }
     };
 
+    // Attach to the output before the start, so the logger gets every byte, raw and as it is
+    // written (Docker's copy holds a partial line back until its newline).
+    let attached = budget
+        .bound("attaching to the container's output", async {
+            inner
+                .engine
+                .attach_output(&docker_id)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    let live = match attached {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            tracing::warn!(container = %c.id, error = %e, "attaching to the container's output failed; its log is read from Docker's copy instead (a partial line appears at its newline)");
+            None
+        }
+    };
+
     // Start.
     inner.persist_soon(c, Durability::Lazy);
     if !c.rt().state.may_start() {
@@ -337,7 +356,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
             false
         }
     };
-    attach_logger(inner, c, &docker_id, tty, target, false);
+    attach_logger(inner, c, &docker_id, tty, target, false, live);
     // The one write the launch waits for, durable: `launch` never reports a container that a
     // restarted agent would not know (it would be reaped as an orphan).
     inner.persist(c, Durability::Durable).await;
@@ -477,7 +496,8 @@ async fn pin_host_paths(
     Ok(())
 }
 
-/// Starts the logger on the container's output (`resume` after an agent restart).
+/// Starts the logger on the container's output (`resume` after an agent restart; `live`: the
+/// output attached before the start).
 pub(super) fn attach_logger(
     inner: &Arc<Inner>,
     c: &Container,
@@ -485,14 +505,19 @@ pub(super) fn attach_logger(
     tty: bool,
     target: LogTarget,
     resume: bool,
+    live: Option<LiveOutput>,
 ) {
     let engine = inner.engine.clone();
     let docker_id = docker_id.to_owned();
-    let open: OpenOutput = Arc::new(move |since| engine.logs(&docker_id, tty, since));
+    let open: OpenOutput =
+        Arc::new(move |since, follow| engine.logs(&docker_id, tty, since, follow));
     // Not cancelled with the other tasks: on shutdown the logger gets `stopping` and flushes.
-    let task = inner
-        .tasks
-        .spawn(inner.logs.run(target, resume, open, inner.stopping.clone()));
+    let task =
+        inner.tasks.spawn(
+            inner
+                .logs
+                .run(target, resume, live, open, inner.stopping.clone()),
+        );
     c.rt().log_task = Some(task);
 }
 

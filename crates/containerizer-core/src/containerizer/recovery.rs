@@ -224,7 +224,7 @@ async fn recover_one(
                 report.exited_while_down.push(id.clone());
             }
             let target = pipeline::log_target(&c, &record.spec);
-            pipeline::attach_logger(inner, &c, &info.id, info.tty, target, true);
+            pipeline::attach_logger(inner, &c, &info.id, info.tty, target, true, None);
             if destroying && info.running {
                 // A destroy was in progress: finish it.
                 let action = inner.apply(&c, Event::Destroy);

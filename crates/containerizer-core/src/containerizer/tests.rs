@@ -141,14 +141,14 @@ fn launch_runs_then_natural_exit_terminates_after_logs_drain() {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].kind, crate::OutputKind::Stdout);
         assert_eq!(out[1].kind, crate::OutputKind::Stderr);
-        // The create body carried the mapping: labels, shell command, capped json-file.
+        // The create body carried the mapping: labels, shell command, capped local driver.
         {
             let st = h.engine.state.lock().unwrap();
             let c = st.containers.values().next().unwrap();
             assert_eq!(c.spec.labels[labels::AGENT_ID], "agent-1");
             assert_eq!(c.spec.labels[labels::CONTAINER_ID], "c1");
             assert_eq!(c.spec.cmd, Some(vec!["sleep 1000".to_owned()]));
-            assert_eq!(c.spec.host.log_config.as_ref().unwrap().driver, "json-file");
+            assert_eq!(c.spec.host.log_config.as_ref().unwrap().driver, "local");
         }
         assert_eq!(h.cz.terminations_decided(), 1);
         // A second wait and a destroy give the same termination.

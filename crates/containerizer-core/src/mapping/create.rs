@@ -31,6 +31,9 @@ pub struct CreateSpec {
     pub stop_signal: Option<String>,
     /// `ExposedPorts`, e.g. `80/tcp`.
     pub exposed_ports: BTreeSet<String>,
+    /// `Tty`: the process's stdout and stderr are one console (the `tty` parameter).
+    #[serde(default)]
+    pub tty: bool,
     /// `HostConfig`.
     pub host: HostSpec,
 }
@@ -169,9 +172,20 @@ impl LogConfigSpec {
     }
 }
 
+impl LogConfigSpec {
+    /// `local` (raw bytes, so `docker logs` and a log resumed from Docker's copy are byte-exact)
+    /// capped at `max_file` files of `max_size` bytes, rotated files not compressed.
+    pub fn local(max_size: u64, max_file: u32) -> LogConfigSpec {
+        let mut c = LogConfigSpec::json_file(max_size, max_file);
+        c.driver = "local".to_owned();
+        c.options.insert("compress".to_owned(), "false".to_owned());
+        c
+    }
+}
+
 impl Default for LogConfigSpec {
-    /// `json-file`, 10 MiB x 2.
+    /// `local`, 32 MiB x 3, uncompressed (what the logger asks for).
     fn default() -> Self {
-        LogConfigSpec::json_file(10 << 20, 2)
+        LogConfigSpec::local(32 << 20, 3)
     }
 }

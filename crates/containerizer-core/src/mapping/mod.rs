@@ -499,9 +499,10 @@ mod tests {
             m.create.host.network_mode, "host",
             "Mesos's default network"
         );
+        let log = m.create.host.log_config.as_ref().unwrap();
         assert_eq!(
-            m.create.host.log_config.as_ref().unwrap().options["max-file"],
-            "2"
+            (log.driver.as_str(), log.options["max-file"].as_str()),
+            ("local", "3")
         );
     }
 

@@ -34,6 +34,7 @@ pub const SUPPORTED_PARAMETERS: &[&str] = &[
     "shm-size",
     "stop-signal",
     "tmpfs",
+    "tty",
     "ulimit",
     "user",
     "workdir",
@@ -165,6 +166,8 @@ pub(crate) fn apply(
             "stop-signal" => {
                 spec.stop_signal = Some(non_empty(v).ok_or_else(|| bad("empty value"))?)
             }
+            // `docker run --tty`: one console for stdout and stderr, logged as stdout.
+            "tty" => spec.tty = boolean(v).map_err(|r| bad(&r))?,
             "network" | "net" => {
                 let mode = non_empty(v).ok_or_else(|| bad("empty value"))?;
                 effects.network.get_or_insert(mode);

@@ -42,6 +42,18 @@ pub struct Run<'a> {
 
 /// Creates and starts a busybox container running `run.script`; returns its id.
 pub async fn start(docker: &Docker, run: Run<'_>) -> String {
+    let id = create(docker, run).await;
+    docker
+        .containers()
+        .start(&id)
+        .await
+        .expect("start test container");
+    id
+}
+
+/// Creates (does not start) a busybox container running `run.script`; returns its id.
+#[allow(dead_code)] // not every user of this module starts containers separately
+pub async fn create(docker: &Docker, run: Run<'_>) -> String {
     let tb = berth_testbed::testbed();
     let config = ContainerConfig {
         image: Some(tb.images.busybox.clone()),
@@ -66,11 +78,6 @@ pub async fn start(docker: &Docker, run: Run<'_>) -> String {
         .create(None, &config)
         .await
         .expect("create test container");
-    docker
-        .containers()
-        .start(&created.id)
-        .await
-        .expect("start test container");
     created.id
 }
 
