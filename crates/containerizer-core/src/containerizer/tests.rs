@@ -981,12 +981,19 @@ fn usage_update_and_remove() {
             (updates[1].1.memory, updates[1].1.cpu_shares),
             (Some(128 << 20), Some(512))
         );
+        assert_eq!(
+            (updates[1].1.cpu_quota, updates[1].1.memory_reservation),
+            (Some(-1), Some(-1)),
+            "the launch's CPU limit and memory reservation are cleared"
+        );
         let u = h.cz.usage(&id).await.unwrap();
         assert_eq!(
             u.mem_limit_bytes,
             Some(128 << 20),
             "usage reports the updated limits"
         );
+        assert_eq!(u.mem_soft_limit_bytes, None);
+        assert_eq!(u.cpus_limit, h.cz.inner.host.cpus, "no quota: the host's CPUs");
 
         assert!(matches!(
             h.cz.remove(&id).await,
@@ -995,10 +1002,9 @@ fn usage_update_and_remove() {
         h.cz.destroy(&id).await.unwrap();
         let e = h.cz.usage(&id).await.unwrap_err();
         assert_eq!(e.to_string(), "Container is being removed: c1");
-        assert!(matches!(
-            h.cz.update(&id, res(64.0), Limits::default()).await,
-            Err(Error::BeingDestroyed { .. })
-        ));
+        let e = h.cz.update(&id, res(64.0), Limits::default()).await.unwrap_err();
+        assert!(matches!(e, Error::Terminated { .. }), "{e}");
+        assert!(e.to_string().contains("has terminated"), "{e}");
         assert!(h.cz.inner.store.load(&id).unwrap().is_some());
         h.cz.remove(&id).await.unwrap();
         assert!(h.cz.inner.store.load(&id).unwrap().is_none());
