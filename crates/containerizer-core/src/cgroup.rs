@@ -241,7 +241,10 @@ pub(crate) fn sample(
             // `memory.low`. The weight is not converted back to shares.
             let cpu_max = read(&d.join("cpu.max"))?;
             let mut parts = cpu_max.split_whitespace();
-            let (quota, period) = (parts.next().and_then(v2_limit), parts.next().and_then(v2_limit));
+            let (quota, period) = (
+                parts.next().and_then(v2_limit),
+                parts.next().and_then(v2_limit),
+            );
             enforced = Enforced {
                 cpu_shares: None,
                 cpu_quota_us: quota,

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Enforced, PullProgress, StatsSample};
-use crate::mapping::resources::CPU_SHARES_PER_CPU;
 use crate::id::ContainerId;
+use crate::mapping::resources::CPU_SHARES_PER_CPU;
 use crate::seams::FetchProgress;
 use crate::state::Phase;
 use crate::termination::Termination;

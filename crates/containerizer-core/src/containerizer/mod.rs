@@ -332,7 +332,10 @@ impl Containerizer {
         limits: Limits,
     ) -> Result<()> {
         crate::mapping::check_memory(&resources, &limits)?;
-        let c = self.inner.get(id).ok_or_else(|| Error::UnknownContainer { id: id.clone() })?;
+        let c = self
+            .inner
+            .get(id)
+            .ok_or_else(|| Error::UnknownContainer { id: id.clone() })?;
         if c.phase() == Phase::Terminated {
             return Err(Error::Terminated { id: id.clone() });
         }

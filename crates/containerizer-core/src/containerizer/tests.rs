@@ -993,7 +993,10 @@ fn usage_update_and_remove() {
             "usage reports the updated limits"
         );
         assert_eq!(u.mem_soft_limit_bytes, None);
-        assert_eq!(u.cpus_limit, h.cz.inner.host.cpus, "no quota: the host's CPUs");
+        assert_eq!(
+            u.cpus_limit, h.cz.inner.host.cpus,
+            "no quota: the host's CPUs"
+        );
 
         assert!(matches!(
             h.cz.remove(&id).await,
@@ -1002,7 +1005,10 @@ fn usage_update_and_remove() {
         h.cz.destroy(&id).await.unwrap();
         let e = h.cz.usage(&id).await.unwrap_err();
         assert_eq!(e.to_string(), "Container is being removed: c1");
-        let e = h.cz.update(&id, res(64.0), Limits::default()).await.unwrap_err();
+        let e =
+            h.cz.update(&id, res(64.0), Limits::default())
+                .await
+                .unwrap_err();
         assert!(matches!(e, Error::Terminated { .. }), "{e}");
         assert!(e.to_string().contains("has terminated"), "{e}");
         assert!(h.cz.inner.store.load(&id).unwrap().is_some());

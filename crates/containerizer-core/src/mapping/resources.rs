@@ -291,7 +291,10 @@ mod tests {
         let u = resource_update(&cpus_only, &old, Some((1 << 30) + 100));
         assert_eq!(u.memory, Some(1 << 30));
         assert_eq!((u.cpu_quota, u.cpu_period), (Some(100_000), Some(100_000)));
-        assert_eq!(resource_update(&cpus_only, &cpus_only, Some(1 << 30)).memory, None);
+        assert_eq!(
+            resource_update(&cpus_only, &cpus_only, Some(1 << 30)).memory,
+            None
+        );
     }
 
     #[test]
