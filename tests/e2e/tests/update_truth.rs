@@ -268,3 +268,75 @@ async fn an_update_puts_exactly_the_new_request_in_force_and_statistics_say_so()
     healthy(&agent).await;
     remove_test_containers(T).await;
 }
+
+/// The host file's owner.
+fn owner(path: &std::path::Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (m.uid(), m.gid())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_root_task_owns_and_writes_its_sandbox_and_an_unknown_user_is_refused() {
+    const T: &str = "e2e-update-user";
+    remove_test_containers(T).await;
+    let agent = Agent::start(T, &["--docker-remove-delay", "1h"]).await;
+    let line = "set -e; echo x > $MESOS_SANDBOX/out; id -u > $MESOS_SANDBOX/uid; pwd > $MESOS_SANDBOX/pwd; echo out-line; echo err-line >&2";
+    // By uid and by a name the host (and the image) know: 65534 is `nobody` on both.
+    for (id, user) in [("by-uid", "65534"), ("by-name", "nobody")] {
+        let body = agent.launch_body(id, json!({"value": line, "user": user}), None);
+        let r = agent
+            .call(json!({"type": "LAUNCH_CONTAINER", "launch_container": body}))
+            .await;
+        assert_eq!(r.status, 200, "{user}: {r:?}\n{}", agent.logs());
+        let w = agent.wait(id).await;
+        assert_eq!(
+            w["state"],
+            "TASK_FINISHED",
+            "{user}: the task could write its sandbox: {w}\n{}",
+            agent.logs()
+        );
+        let sandbox = agent.work_dir.join("sandboxes").join(id);
+        assert_eq!(
+            owner(&sandbox),
+            (65534, 65534),
+            "{user}: the sandbox belongs to the task's user"
+        );
+        assert_eq!(std::fs::read_to_string(sandbox.join("out")).unwrap(), "x\n");
+        assert_eq!(owner(&sandbox.join("out")), (65534, 65534));
+        assert_eq!(
+            std::fs::read_to_string(sandbox.join("uid")).unwrap(),
+            "65534\n"
+        );
+        for log in ["stdout", "stderr"] {
+            assert_eq!(owner(&sandbox.join(log)), (65534, 65534), "{user}: {log}");
+        }
+        assert_eq!(
+            agent.read_text(&format!("/containers/{id}/stdout")).await,
+            "out-line\n"
+        );
+        // No -w is given, as Mesos gives none: the image's working directory (busybox: /).
+        assert_eq!(std::fs::read_to_string(sandbox.join("pwd")).unwrap(), "/\n");
+    }
+    // A name the host does not know: refused before anything exists, naming the field.
+    let body = agent.launch_body(
+        "ghost-user",
+        json!({"value": "true", "user": "no-such-user-i13"}),
+        None,
+    );
+    let r = agent
+        .call(json!({"type": "LAUNCH_CONTAINER", "launch_container": body}))
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.body.contains("command.user") && r.body.contains("no-such-user-i13"),
+        "{r:?}"
+    );
+    assert!(
+        agent.container("ghost-user").await.is_none(),
+        "nothing was made"
+    );
+    assert!(!agent.work_dir.join("sandboxes/ghost-user").exists());
+    healthy(&agent).await;
+    remove_test_containers(T).await;
+}

@@ -183,6 +183,8 @@ impl Containerizer {
                 id: id.clone(),
                 cause,
             })?;
+        // An unknown user is refused before anything exists: the sandbox could not be given to it.
+        pipeline::sandbox_owner(&spec)?;
         let c = {
             let mut map = self.inner.map();
             if self.inner.stopping.is_cancelled() {
