@@ -2225,3 +2225,23 @@ fn a_relative_host_path_does_not_follow_links_out_of_the_sandbox() {
         h.assert_clean();
     });
 }
+
+#[test]
+fn an_unknown_user_is_refused_before_anything_exists() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("who");
+        let mut spec = h.spec("who");
+        spec.command.user = Some("no-such-user-on-any-host".into());
+        let sandbox = spec.sandbox.clone();
+        let e = h.cz.launch(&id, spec).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("field 'command.user': user 'no-such-user-on-any-host'"),
+            "{e}"
+        );
+        assert!(h.cz.status(&id).is_err(), "no container record");
+        assert!(!sandbox.exists(), "no sandbox");
+        assert!(h.engine.state.lock().unwrap().containers.is_empty());
+    });
+}
