@@ -10,7 +10,7 @@ const MIB: u64 = 1 << 20;
 
 /// The kernel's "no limit" in a cgroup v1 file is 2^63 rounded down to a page.
 fn unlimited(v: i64) -> bool {
-    v < 0 || v >= 1 << 62
+    !(0..1 << 62).contains(&v)
 }
 
 /// What the cgroup v1 files of container `docker_id` say is in force.
