@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::engine::{NetCounters, StatsSample};
+use crate::engine::{Enforced, NetCounters, StatsSample};
 
 /// Where the host's `/proc` and cgroup file system are (tests point these at a fake tree).
 #[derive(Debug, Clone)]
@@ -155,8 +155,32 @@ fn network(roots: &Roots, pid: u32) -> io::Result<Option<NetCounters>> {
     Ok(Some(acc))
 }
 
-/// One sample of container `docker_id` whose main process is `pid`, and its process count.
-pub(crate) fn sample(roots: &Roots, pid: u32, docker_id: &str) -> io::Result<(StatsSample, u64)> {
+/// A cgroup v1 limit file: -1 (a quota) or the kernel's "unlimited" (2^63 rounded down to a
+/// page) is no limit.
+fn v1_limit(path: &Path) -> io::Result<Option<u64>> {
+    let text = read(path)?;
+    let v: i64 = text.trim().parse().map_err(|_| {
+        invalid(format!(
+            "{}: not a number: {:?}",
+            path.display(),
+            text.trim()
+        ))
+    })?;
+    Ok((v > 0 && v < (1 << 62)).then_some(v as u64))
+}
+
+/// A cgroup v2 value that may be `max`.
+fn v2_limit(text: &str) -> Option<u64> {
+    text.trim().parse().ok().filter(|v| *v > 0)
+}
+
+/// One sample of container `docker_id` whose main process is `pid`, its process count, and the
+/// CPU and memory limits in force.
+pub(crate) fn sample(
+    roots: &Roots,
+    pid: u32,
+    docker_id: &str,
+) -> io::Result<(StatsSample, u64, Enforced)> {
     if docker_id.len() < 12 {
         return Err(invalid(format!("'{docker_id}' is not a full Docker id")));
     }
@@ -175,7 +199,7 @@ pub(crate) fn sample(roots: &Roots, pid: u32, docker_id: &str) -> io::Result<(St
         }
     };
     let mut s = StatsSample::default();
-    let processes;
+    let (processes, enforced);
     match &cg {
         Cgroup::V1(paths) => {
             let at = |c: &str| dir(c, &paths[c]);
@@ -192,6 +216,13 @@ pub(crate) fn sample(roots: &Roots, pid: u32, docker_id: &str) -> io::Result<(St
             s.mem_stats = key_values(&read(&at("memory").join("memory.stat"))?);
             s.tasks = Some(number(&at("pids").join("pids.current"))?);
             processes = count_lines(&at("pids").join("cgroup.procs"))?;
+            enforced = Enforced {
+                cpu_shares: Some(number(&at("cpu").join("cpu.shares"))?),
+                cpu_quota_us: v1_limit(&at("cpu").join("cpu.cfs_quota_us"))?,
+                cpu_period_us: Some(number(&at("cpu").join("cpu.cfs_period_us"))?),
+                memory: v1_limit(&at("memory").join("memory.limit_in_bytes"))?,
+                memory_reservation: v1_limit(&at("memory").join("memory.soft_limit_in_bytes"))?,
+            };
         }
         Cgroup::V2(path) => {
             let d = dir("", path);
@@ -206,10 +237,25 @@ pub(crate) fn sample(roots: &Roots, pid: u32, docker_id: &str) -> io::Result<(St
             s.mem_stats = key_values(&read(&d.join("memory.stat"))?);
             s.tasks = Some(number(&d.join("pids.current"))?);
             processes = count_lines(&d.join("cgroup.procs"))?;
+            // `cpu.max` is "QUOTA PERIOD" or "max PERIOD"; Docker puts the reservation in
+            // `memory.low`. The weight is not converted back to shares.
+            let cpu_max = read(&d.join("cpu.max"))?;
+            let mut parts = cpu_max.split_whitespace();
+            let (quota, period) = (
+                parts.next().and_then(v2_limit),
+                parts.next().and_then(v2_limit),
+            );
+            enforced = Enforced {
+                cpu_shares: None,
+                cpu_quota_us: quota,
+                cpu_period_us: period,
+                memory: v2_limit(&read(&d.join("memory.max"))?),
+                memory_reservation: v2_limit(&read(&d.join("memory.low"))?),
+            };
         }
     }
     s.net = network(roots, pid)?;
-    Ok((s, processes))
+    Ok((s, processes, enforced))
 }
 
 #[cfg(test)]
@@ -255,6 +301,19 @@ mod tests {
         );
         write(root, &format!("cg/pids{cg}/pids.current"), "3\n");
         write(root, &format!("cg/pids{cg}/cgroup.procs"), "4242\n4250\n");
+        write(root, &format!("cg/cpu{cg}/cpu.shares"), "512\n");
+        write(root, &format!("cg/cpu{cg}/cpu.cfs_quota_us"), "-1\n");
+        write(root, &format!("cg/cpu{cg}/cpu.cfs_period_us"), "100000\n");
+        write(
+            root,
+            &format!("cg/memory{cg}/memory.limit_in_bytes"),
+            "268435456\n",
+        );
+        write(
+            root,
+            &format!("cg/memory{cg}/memory.soft_limit_in_bytes"),
+            "9223372036854771712\n",
+        );
         Roots {
             proc: root.join("proc"),
             cgroup: root.join("cg"),
@@ -265,7 +324,17 @@ mod tests {
     fn cgroup_v1_files_make_a_sample() {
         let tmp = tempfile::tempdir().unwrap();
         let roots = v1_tree(tmp.path(), ID);
-        let (s, processes) = sample(&roots, 4242, ID).unwrap();
+        let (s, processes, enforced) = sample(&roots, 4242, ID).unwrap();
+        assert_eq!(
+            enforced,
+            Enforced {
+                cpu_shares: Some(512),
+                cpu_quota_us: None,
+                cpu_period_us: Some(100_000),
+                memory: Some(256 << 20),
+                memory_reservation: None,
+            }
+        );
         let ticks = rustix::param::clock_ticks_per_second() as u64;
         assert_eq!(s.cpu_user_ns, Some(250 * 1_000_000_000 / ticks));
         assert_eq!(s.cpu_system_ns, Some(50 * 1_000_000_000 / ticks));
@@ -302,6 +371,9 @@ mod tests {
         );
         write(root, &format!("cg{cg}/pids.current"), "1\n");
         write(root, &format!("cg{cg}/cgroup.procs"), "7\n");
+        write(root, &format!("cg{cg}/cpu.max"), "50000 100000\n");
+        write(root, &format!("cg{cg}/memory.max"), "max\n");
+        write(root, &format!("cg{cg}/memory.low"), "0\n");
         write(
             root,
             "proc/7/net/dev",
@@ -315,7 +387,12 @@ mod tests {
             proc: root.join("proc"),
             cgroup: root.join("cg"),
         };
-        let (s, processes) = sample(&roots, 7, ID).unwrap();
+        let (s, processes, enforced) = sample(&roots, 7, ID).unwrap();
+        assert_eq!(
+            (enforced.cpu_quota_us, enforced.cpu_period_us),
+            (Some(50_000), Some(100_000))
+        );
+        assert_eq!((enforced.memory, enforced.memory_reservation), (None, None));
         assert_eq!(
             (s.cpu_user_ns, s.cpu_system_ns),
             (Some(700_000), Some(200_000))

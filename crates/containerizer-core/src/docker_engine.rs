@@ -284,6 +284,13 @@ fn inspected(i: api::ContainerInspect) -> Inspected {
             .map(str::to_owned)
             .collect(),
         memory_limit: i.host_config.memory.filter(|m| *m > 0).map(|m| m as u64),
+        enforced: Enforced::from_host_config(
+            i.host_config.cpu_shares,
+            i.host_config.cpu_quota,
+            i.host_config.cpu_period,
+            i.host_config.memory,
+            i.host_config.memory_reservation,
+        ),
         stop_signal: i.config.stop_signal.clone(),
         created: i.created.as_deref().and_then(api::time::parse_rfc3339),
         id: i.id,

@@ -92,10 +92,49 @@ pub struct Inspected {
     pub ip_addresses: Vec<String>,
     /// `HostConfig.Memory` (0 when unlimited).
     pub memory_limit: Option<u64>,
+    /// The CPU and memory limits `HostConfig` says are in force.
+    pub enforced: Enforced,
     /// `Config.StopSignal`.
     pub stop_signal: Option<String>,
     /// When it was created.
     pub created: Option<SystemTime>,
+}
+
+/// The CPU and memory limits in force for a container, as its cgroup files or Docker's
+/// `HostConfig` report them. `None` is "no such limit" (or, for the shares, not readable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Enforced {
+    /// CPU shares (`cpu.shares`; Docker's 0 is the kernel's 1024).
+    pub cpu_shares: Option<u64>,
+    /// CFS quota in µs per period; `None` when there is no quota.
+    pub cpu_quota_us: Option<u64>,
+    /// CFS period in µs.
+    pub cpu_period_us: Option<u64>,
+    /// Memory hard limit in bytes; `None` when unlimited.
+    pub memory: Option<u64>,
+    /// Memory reservation (soft limit) in bytes; `None` when there is none.
+    pub memory_reservation: Option<u64>,
+}
+
+impl Enforced {
+    /// From Docker's `HostConfig` values, where 0 or a negative number means "not set".
+    pub fn from_host_config(
+        cpu_shares: Option<i64>,
+        cpu_quota: Option<i64>,
+        cpu_period: Option<i64>,
+        memory: Option<i64>,
+        memory_reservation: Option<i64>,
+    ) -> Enforced {
+        let set = |v: Option<i64>| v.filter(|v| *v > 0).map(|v| v as u64);
+        Enforced {
+            // Docker leaves the kernel's default when told 0.
+            cpu_shares: Some(set(cpu_shares).unwrap_or(1024)),
+            cpu_quota_us: set(cpu_quota),
+            cpu_period_us: Some(set(cpu_period).unwrap_or(100_000)),
+            memory: set(memory),
+            memory_reservation: set(memory_reservation),
+        }
+    }
 }
 
 /// One row of `list`.

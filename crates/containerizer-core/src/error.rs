@@ -79,6 +79,12 @@ pub enum Error {
         /// The container.
         id: ContainerId,
     },
+    /// The container has terminated; it can only be waited for, read and removed.
+    #[error("Container {id} has terminated; its resources cannot be changed (remove it with REMOVE_CONTAINER)")]
+    Terminated {
+        /// The container.
+        id: ContainerId,
+    },
     /// The call needs a running process and there is none.
     #[error("Container {id} has no running process yet (it is {phase})")]
     NotRunning {

@@ -502,6 +502,13 @@ impl Engine for FakeEngine {
                 tty: false,
                 ip_addresses: vec!["172.17.0.2".into()],
                 memory_limit: c.spec.host.memory.map(|m| m as u64),
+                enforced: Enforced::from_host_config(
+                    c.spec.host.cpu_shares,
+                    c.spec.host.cpu_quota,
+                    c.spec.host.cpu_period,
+                    c.spec.host.memory,
+                    c.spec.host.memory_reservation,
+                ),
                 stop_signal: None,
                 created: Some(c.created),
             })
@@ -669,12 +676,24 @@ impl Engine for FakeEngine {
             if let Some(e) = self.take_failure(Op::Update) {
                 return Err(e);
             }
-            self.find(id)?;
-            self.state
-                .lock()
-                .unwrap()
-                .updates
-                .push((id.to_owned(), *update));
+            let (docker_id, _) = self.find(id)?;
+            let mut st = self.state.lock().unwrap();
+            st.updates.push((id.to_owned(), *update));
+            // Docker's update semantics: a field not given (or 0) is left as it was.
+            if let Some(c) = st.containers.get_mut(&docker_id) {
+                let h = &mut c.spec.host;
+                let set = |field: &mut Option<i64>, v: Option<i64>| {
+                    if let Some(v) = v.filter(|v| *v != 0) {
+                        *field = Some(v);
+                    }
+                };
+                set(&mut h.cpu_shares, update.cpu_shares);
+                set(&mut h.cpu_quota, update.cpu_quota);
+                set(&mut h.cpu_period, update.cpu_period);
+                set(&mut h.memory, update.memory);
+                set(&mut h.memory_reservation, update.memory_reservation);
+                set(&mut h.memory_swap, update.memory_swap);
+            }
             Ok(())
         })
     }

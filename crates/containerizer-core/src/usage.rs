@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{PullProgress, StatsSample};
+use crate::engine::{Enforced, PullProgress, StatsSample};
 use crate::id::ContainerId;
+use crate::mapping::resources::CPU_SHARES_PER_CPU;
 use crate::seams::FetchProgress;
-use crate::spec::{mb_to_bytes, Limit, Limits, Resources};
 use crate::state::Phase;
 use crate::termination::Termination;
 
@@ -71,35 +71,25 @@ pub(crate) struct HostTotals {
     pub memory: Option<u64>,
 }
 
-/// The limits part of the statistics, as Mesos computes them: the hard limit is the limit (the
-/// host's total for an infinite one), else the request; the soft limit is the request when a
-/// limit exists.
-pub(crate) fn limits(
-    resources: &Resources,
-    limits: &Limits,
-    host: HostTotals,
-    stats: &mut ResourceStatistics,
-) {
-    match limits.cpus {
-        Some(l) => {
-            stats.cpus_soft_limit = resources.cpus;
-            stats.cpus_limit = match l {
-                Limit::Finite(v) => Some(v),
-                Limit::Infinite => host.cpus,
-            };
-        }
-        None => stats.cpus_limit = resources.cpus,
-    }
-    match limits.mem_mb {
-        Some(l) => {
-            stats.mem_soft_limit_bytes = resources.mem_bytes();
-            stats.mem_limit_bytes = match l {
-                Limit::Finite(v) => Some(mb_to_bytes(v)),
-                Limit::Infinite => host.memory,
-            };
-        }
-        None => stats.mem_limit_bytes = resources.mem_bytes(),
-    }
+/// The limits part of the statistics, from what is in force (the cgroup files, or Docker's
+/// `HostConfig`), never from what was asked for: a request Docker or the kernel adjusted, or an
+/// update that could not clear a setting, shows as it is enforced. As Mesos reports them: the
+/// hard limit is the CFS quota or the memory limit, the host's total when there is none; the soft
+/// limit (the cpu shares as CPUs, the memory reservation) is reported when it is below the hard
+/// limit.
+pub(crate) fn limits(enforced: &Enforced, host: HostTotals, stats: &mut ResourceStatistics) {
+    stats.cpus_limit = match (enforced.cpu_quota_us, enforced.cpu_period_us) {
+        (Some(q), Some(p)) if p > 0 => Some(q as f64 / p as f64),
+        _ => host.cpus,
+    };
+    stats.cpus_soft_limit = enforced
+        .cpu_shares
+        .map(|s| s as f64 / CPU_SHARES_PER_CPU)
+        .filter(|soft| stats.cpus_limit.is_none_or(|hard| *soft < hard));
+    stats.mem_limit_bytes = enforced.memory.or(host.memory);
+    stats.mem_soft_limit_bytes = enforced
+        .memory_reservation
+        .filter(|soft| stats.mem_limit_bytes.is_none_or(|hard| *soft < hard));
 }
 
 /// Fills the measured part from a stats sample.
@@ -166,45 +156,50 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
-    fn limits_follow_mesos() {
-        let res = Resources {
-            cpus: Some(1.0),
-            mem_mb: Some(1024.0),
-            ports: vec![],
-        };
+    fn limits_are_what_is_enforced() {
         let host = HostTotals {
             cpus: Some(8.0),
             memory: Some(16 << 30),
         };
+        // Request 1 CPU / 1 GiB under limits 2 / 2 GiB.
         let mut s = ResourceStatistics::default();
-        let lim = Limits {
-            cpus: Some(Limit::Finite(2.0)),
-            mem_mb: Some(Limit::Finite(2048.0)),
+        let e = Enforced {
+            cpu_shares: Some(1024),
+            cpu_quota_us: Some(200_000),
+            cpu_period_us: Some(100_000),
+            memory: Some(2 << 30),
+            memory_reservation: Some(1 << 30),
         };
-        limits(&res, &lim, host, &mut s);
+        limits(&e, host, &mut s);
         assert_eq!((s.cpus_soft_limit, s.cpus_limit), (Some(1.0), Some(2.0)));
         assert_eq!(
             (s.mem_soft_limit_bytes, s.mem_limit_bytes),
             (Some(1 << 30), Some(2 << 30))
         );
 
+        // Nothing limited: the host's totals, the shares as the soft limit.
         let mut s = ResourceStatistics::default();
-        limits(
-            &res,
-            &Limits {
-                cpus: Some(Limit::Infinite),
-                mem_mb: Some(Limit::Infinite),
-            },
-            host,
-            &mut s,
-        );
+        let e = Enforced {
+            cpu_shares: Some(512),
+            ..Enforced::default()
+        };
+        limits(&e, host, &mut s);
+        assert_eq!((s.cpus_soft_limit, s.cpus_limit), (Some(0.5), Some(8.0)));
         assert_eq!(
-            (s.cpus_limit, s.mem_limit_bytes),
-            (Some(8.0), Some(16 << 30))
+            (s.mem_soft_limit_bytes, s.mem_limit_bytes),
+            (None, Some(16 << 30))
         );
 
+        // A request that is also the limit (CFS on, no limits): no soft limit.
         let mut s = ResourceStatistics::default();
-        limits(&res, &Limits::default(), host, &mut s);
+        let e = Enforced {
+            cpu_shares: Some(1024),
+            cpu_quota_us: Some(100_000),
+            cpu_period_us: Some(100_000),
+            memory: Some(1 << 30),
+            memory_reservation: Some(1 << 30),
+        };
+        limits(&e, host, &mut s);
         assert_eq!((s.cpus_soft_limit, s.cpus_limit), (None, Some(1.0)));
         assert_eq!(
             (s.mem_soft_limit_bytes, s.mem_limit_bytes),

@@ -125,4 +125,4 @@ pub use log::{ContainerLog, LogReport};
 pub use logger::{ContainerLogSpec, ContainerLogger, LoggerConfig, RotatingLogger, SandboxLogger};
 pub use metrics::{LoggerMetrics, MetricsSnapshot};
 pub use settings::{Rotation, StreamRotations};
-pub use user::Owner;
+pub use user::{resolve as resolve_user, Owner};

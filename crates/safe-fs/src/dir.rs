@@ -250,6 +250,18 @@ impl Dir {
         rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).map_err(Into::into)
     }
 
+    /// Gives this directory itself to `uid`:`gid` (`fchown` on the handle: the directory that
+    /// was opened, whatever has since been renamed or linked at its path). Needs root to give
+    /// it to another user.
+    pub fn set_owner(&self, uid: u32, gid: u32) -> io::Result<()> {
+        rustix::fs::fchown(
+            &self.fd,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )
+        .map_err(Into::into)
+    }
+
     /// Makes the directory `rel` (its parent must exist).
     pub fn create_dir(&self, rel: impl AsRef<Path>, mode: u32) -> io::Result<()> {
         let (parent, name) = parent_and_name(&self.fd, rel.as_ref())?;

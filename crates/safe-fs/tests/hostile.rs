@@ -424,3 +424,29 @@ fn remove_dir_removes_only_an_empty_directory_reached_without_links() {
     s.sandbox.remove_dir("a/b").unwrap();
     s.sandbox.remove_dir("a").unwrap();
 }
+
+#[test]
+fn set_owner_changes_the_opened_directory_not_what_replaced_it() {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        panic!("this test gives a directory away, which needs root");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = tmp.path().join("sandbox");
+    fs::create_dir(&sandbox).unwrap();
+    let dir = Dir::open(&sandbox).unwrap();
+    // The path is swapped for a link to a host directory after it was opened.
+    let host = tmp.path().join("host");
+    fs::create_dir(&host).unwrap();
+    fs::rename(&sandbox, tmp.path().join("moved")).unwrap();
+    symlink(&host, &sandbox).unwrap();
+    dir.set_owner(65534, 65534).unwrap();
+    let moved = fs::metadata(tmp.path().join("moved")).unwrap();
+    assert_eq!((moved.uid(), moved.gid()), (65534, 65534));
+    let host = fs::metadata(&host).unwrap();
+    assert_eq!(
+        (host.uid(), host.gid()),
+        (0, 0),
+        "the link's target is untouched"
+    );
+}

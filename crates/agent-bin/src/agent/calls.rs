@@ -28,6 +28,7 @@ pub(super) fn cz_error(e: CzError) -> ApiError {
             ApiError::not_found(format!("Container {id} cannot be found"))
         }
         e @ (CzError::BeingDestroyed { .. }
+        | CzError::Terminated { .. }
         | CzError::NotRunning { .. }
         | CzError::NotTerminated { .. }) => ApiError::conflict(e.to_string()),
         e @ (CzError::LaunchFailed { .. }

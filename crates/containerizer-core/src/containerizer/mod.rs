@@ -24,7 +24,7 @@ pub use recovery::{OrphanAction, OrphanOutcome, RecoveryReport};
 
 use crate::checkpoint::{Durability, Store};
 use crate::config::{host_totals, Config};
-use crate::engine::{Engine, ResourceUpdate};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::mapping::{cgroup_settings, container_name};
@@ -183,6 +183,8 @@ impl Containerizer {
                 id: id.clone(),
                 cause,
             })?;
+        // An unknown user is refused before anything exists: the sandbox could not be given to it.
+        pipeline::sandbox_owner(&spec)?;
         let c = {
             let mut map = self.inner.map();
             if self.inner.stopping.is_cancelled() {
@@ -320,7 +322,11 @@ impl Containerizer {
         self.inner.remove_terminated(&c).await
     }
 
-    /// Changes the container's resources live (raising and lowering memory both work).
+    /// Changes the container's resources live (raising and lowering memory both work). The new
+    /// `resources` and `limits` replace the old ones: every cgroup setting is recomputed from them
+    /// as a launch computes it, and Docker is given all of them, clearing those that no longer
+    /// apply (see [`crate::mapping::resources::resource_update`]). A terminated container is
+    /// [`Error::Terminated`].
     pub async fn update(
         &self,
         id: &ContainerId,
@@ -328,23 +334,22 @@ impl Containerizer {
         limits: Limits,
     ) -> Result<()> {
         crate::mapping::check_memory(&resources, &limits)?;
+        let c = self
+            .inner
+            .get(id)
+            .ok_or_else(|| Error::UnknownContainer { id: id.clone() })?;
+        if c.phase() == Phase::Terminated {
+            return Err(Error::Terminated { id: id.clone() });
+        }
         let c = self.inner.running(id)?;
         let docker_id = c.docker_id().expect("a started container has a Docker id");
-        let cg = cgroup_settings(
-            &resources,
-            &limits,
-            self.inner.config.cfs,
-            self.inner.host.memory,
-        );
-        let update = ResourceUpdate {
-            cpu_shares: cg.cpu_shares,
-            cpu_quota: cg.cpu_quota,
-            cpu_period: cg.cpu_period,
-            memory: cg.memory,
-            memory_reservation: cg.memory_reservation,
-            // Sent with the memory so a lower limit is not refused for being above the old swap.
-            memory_swap: cg.memory.map(|m| if m == 0 { -1 } else { m }),
+        let (cfs, host_mem) = (self.inner.config.cfs, self.inner.host.memory);
+        let old = {
+            let rt = c.rt();
+            cgroup_settings(&rt.spec.resources, &rt.spec.limits, cfs, host_mem)
         };
+        let new = cgroup_settings(&resources, &limits, cfs, host_mem);
+        let update = crate::mapping::resources::resource_update(&new, &old, host_mem);
         self.inner
             .engine
             .update(&docker_id, &update)
@@ -386,15 +391,19 @@ impl Containerizer {
             }
             _ => None,
         };
-        let (sample, processes) = match local {
-            Some((sample, processes)) => {
+        let (sample, processes, enforced) = match local {
+            Some((sample, processes, enforced)) => {
                 self.inner.usage_samples[0].fetch_add(1, Ordering::Relaxed);
-                (sample, Some(processes))
+                (sample, Some(processes), Some(enforced))
             }
             None => {
                 let engine = &self.inner.engine;
-                let (sample, processes) =
-                    tokio::join!(engine.stats(&docker_id), engine.processes(&docker_id));
+                // The limits in force from Docker's HostConfig, as the cgroup files are not ours.
+                let (sample, processes, inspected) = tokio::join!(
+                    engine.stats(&docker_id),
+                    engine.processes(&docker_id),
+                    engine.inspect(&docker_id)
+                );
                 let sample = sample.map_err(|e| {
                     Error::engine(
                         format!("failed to collect statistics of container '{id}'"),
@@ -402,7 +411,7 @@ impl Containerizer {
                     )
                 })?;
                 self.inner.usage_samples[1].fetch_add(1, Ordering::Relaxed);
-                (sample, processes.ok())
+                (sample, processes.ok(), inspected.ok().map(|i| i.enforced))
             }
         };
         let mut stats = ResourceStatistics {
@@ -413,13 +422,11 @@ impl Containerizer {
             ..ResourceStatistics::default()
         };
         usage::measured(&sample, processes, &mut stats);
-        let rt = c.rt();
-        usage::limits(
-            &rt.spec.resources,
-            &rt.spec.limits,
-            self.inner.host,
-            &mut stats,
-        );
+        // Limits only from what is enforced; when that cannot be read, none are reported rather
+        // than the request.
+        if let Some(enforced) = enforced {
+            usage::limits(&enforced, self.inner.host, &mut stats);
+        }
         Ok(stats)
     }
 

@@ -169,6 +169,45 @@ fn prepare(inner: &Inner, c: &Container) -> Result<(Mapped, LogTarget), String> 
     Ok((mapped, target))
 }
 
+/// Who the sandbox belongs to: the container's user resolved on the agent host, as Mesos gives
+/// the sandbox to the task's user, with the same resolution the logger uses for the log files
+/// (a name from `/etc/passwd`, or a numeric `uid[:gid]`). `None` when no user is given.
+pub(super) fn sandbox_owner(
+    spec: &crate::spec::LaunchSpec,
+) -> Result<Option<berth_logger::Owner>, crate::mapping::SpecError> {
+    spec.effective_user()
+        .map(|user| {
+            berth_logger::resolve_user(user).map_err(|e| crate::mapping::SpecError::UnknownUser {
+                user: user.to_owned(),
+                reason: match e {
+                    berth_logger::LoggerError::UnknownUser { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            })
+        })
+        .transpose()
+}
+
+/// Gives the sandbox directory (itself; what the fetcher and logger put in it they give away
+/// themselves) to `owner`, through a handle opened without following a link. Only root can;
+/// an agent run as another user leaves it as it is.
+fn give_sandbox(sandbox: &Path, owner: berth_logger::Owner) -> Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        tracing::debug!(sandbox = %sandbox.display(), "not root: the sandbox keeps the agent's user");
+        return Ok(());
+    }
+    berth_safe_fs::Dir::open(sandbox)
+        .and_then(|d| d.set_owner(owner.uid, owner.gid))
+        .map_err(|e| {
+            format!(
+                "failed to give sandbox '{}' to uid {} gid {}: {e}",
+                sandbox.display(),
+                owner.uid,
+                owner.gid
+            )
+        })
+}
+
 pub(super) fn log_target(c: &Container, spec: &crate::spec::LaunchSpec) -> LogTarget {
     LogTarget {
         container: c.id.clone(),
@@ -203,18 +242,23 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
             return rollback(inner, c, false).await;
         }
     };
-    let (uris, sandbox, user) = {
+    let (uris, sandbox, user, owner) = {
         let rt = c.rt();
         (
             rt.spec.command.uris.clone(),
             rt.spec.sandbox.clone(),
             rt.spec.effective_user().map(str::to_owned),
+            sandbox_owner(&rt.spec),
         )
     };
     let fetch = async {
         // A few mkdirs: cheaper inline than a hop to a blocking thread and back.
         std::fs::create_dir_all(&sandbox)
             .map_err(|e| format!("failed to create sandbox '{}': {e}", sandbox.display()))?;
+        // Checked by `launch`; read again here, as the host's accounts are the operator's.
+        if let Some(owner) = owner.map_err(|e| e.to_string())? {
+            give_sandbox(&sandbox, owner)?;
+        }
         if uris.is_empty() {
             return Ok(());
         }

@@ -981,11 +981,21 @@ fn usage_update_and_remove() {
             (updates[1].1.memory, updates[1].1.cpu_shares),
             (Some(128 << 20), Some(512))
         );
+        assert_eq!(
+            (updates[1].1.cpu_quota, updates[1].1.memory_reservation),
+            (Some(-1), Some(-1)),
+            "the launch's CPU limit and memory reservation are cleared"
+        );
         let u = h.cz.usage(&id).await.unwrap();
         assert_eq!(
             u.mem_limit_bytes,
             Some(128 << 20),
             "usage reports the updated limits"
+        );
+        assert_eq!(u.mem_soft_limit_bytes, None);
+        assert_eq!(
+            u.cpus_limit, h.cz.inner.host.cpus,
+            "no quota: the host's CPUs"
         );
 
         assert!(matches!(
@@ -995,10 +1005,12 @@ fn usage_update_and_remove() {
         h.cz.destroy(&id).await.unwrap();
         let e = h.cz.usage(&id).await.unwrap_err();
         assert_eq!(e.to_string(), "Container is being removed: c1");
-        assert!(matches!(
-            h.cz.update(&id, res(64.0), Limits::default()).await,
-            Err(Error::BeingDestroyed { .. })
-        ));
+        let e =
+            h.cz.update(&id, res(64.0), Limits::default())
+                .await
+                .unwrap_err();
+        assert!(matches!(e, Error::Terminated { .. }), "{e}");
+        assert!(e.to_string().contains("has terminated"), "{e}");
         assert!(h.cz.inner.store.load(&id).unwrap().is_some());
         h.cz.remove(&id).await.unwrap();
         assert!(h.cz.inner.store.load(&id).unwrap().is_none());
@@ -2211,5 +2223,25 @@ fn a_relative_host_path_does_not_follow_links_out_of_the_sandbox() {
         );
         assert!(h.engine.calls(Op::Create).is_empty());
         h.assert_clean();
+    });
+}
+
+#[test]
+fn an_unknown_user_is_refused_before_anything_exists() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("who");
+        let mut spec = h.spec("who");
+        spec.command.user = Some("no-such-user-on-any-host".into());
+        let sandbox = spec.sandbox.clone();
+        let e = h.cz.launch(&id, spec).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("field 'command.user': user 'no-such-user-on-any-host'"),
+            "{e}"
+        );
+        assert!(h.cz.status(&id).is_err(), "no container record");
+        assert!(!sandbox.exists(), "no sandbox");
+        assert!(h.engine.state.lock().unwrap().containers.is_empty());
     });
 }

@@ -28,6 +28,15 @@ use crate::spec::{LaunchSpec, Network};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpecError {
+    /// The user to run as cannot be resolved on the agent's host, so the sandbox cannot be
+    /// given to it.
+    #[error("field 'command.user': user '{user}' cannot be resolved on the agent host ({reason}); the sandbox and its log files are given to this user, so give a name from the host's /etc/passwd or a numeric uid[:gid]")]
+    UnknownUser {
+        /// The user given.
+        user: String,
+        /// Why it cannot be resolved.
+        reason: String,
+    },
     /// A DOCKER container info without its docker part.
     #[error("No docker info found in container info")]
     NoDockerInfo,

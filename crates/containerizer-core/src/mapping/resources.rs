@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::SpecError;
+use crate::engine::ResourceUpdate;
 use crate::spec::{mb_to_bytes, Limit, Limits, Resources};
 
 /// Mesos's smallest memory limit: 32 MiB.
@@ -24,6 +25,8 @@ pub const MIN_CFS_QUOTA_US: i64 = 1_000;
 pub const MIN_CPU_SHARES: i64 = 2;
 /// Shares per CPU.
 pub const CPU_SHARES_PER_CPU: f64 = 1024.0;
+/// The kernel's cpu shares when none are set (what a container launched without `cpus` has).
+pub const DEFAULT_CPU_SHARES: i64 = 1024;
 
 /// The cgroup settings for one container, in Docker's units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -111,6 +114,43 @@ pub fn cgroup_settings(
     }
     s.oom_score_adj = oom_score_adj(request, limits.mem_mb, host_mem);
     s
+}
+
+/// The `docker update` that puts `new` in force on a container whose settings were `old` (what
+/// its launch or its last update set, from [`cgroup_settings`]).
+///
+/// Docker's update leaves every field it is not given, or given 0, as it was, so each setting is
+/// sent, and one that no longer applies is cleared explicitly: the default shares, no CFS quota
+/// (-1), no reservation (-1). Docker cannot remove a memory limit from a container (it refuses
+/// -1 and 0 is "unchanged"), so a limit that goes away becomes the host's memory (`host_mem`),
+/// which is what an unlimited container can use; a container that never had a limit is left
+/// without one. The swap limit follows the memory limit, as at launch. The OOM score adjustment
+/// cannot be changed on a live container (Docker has no such update) and stays as launched.
+pub fn resource_update(
+    new: &CgroupSettings,
+    old: &CgroupSettings,
+    host_mem: Option<u64>,
+) -> ResourceUpdate {
+    let limited = |s: &CgroupSettings| s.memory.filter(|m| *m > 0);
+    let memory = limited(new).or_else(|| {
+        limited(old).and(host_mem.map(|h| {
+            // Whole pages, as the kernel keeps it.
+            (h & !4095) as i64
+        }))
+    });
+    let (cpu_quota, cpu_period) = match new.cpu_quota {
+        Some(q) => (q, new.cpu_period.unwrap_or(CFS_PERIOD_US)),
+        None => (-1, CFS_PERIOD_US),
+    };
+    ResourceUpdate {
+        cpu_shares: Some(new.cpu_shares.unwrap_or(DEFAULT_CPU_SHARES)),
+        cpu_quota: Some(cpu_quota),
+        cpu_period: Some(cpu_period),
+        memory,
+        memory_reservation: Some(new.memory_reservation.unwrap_or(-1)),
+        // Sent with the memory so a lower limit is not refused for being above the old swap.
+        memory_swap: memory,
+    }
 }
 
 /// Mesos's `calculateOOMScoreAdj`: `1000 - 1000 x request / host memory` when the request is
@@ -218,6 +258,43 @@ mod tests {
             mem_mb: Some(Limit::Infinite),
         };
         check_memory(&res(None, Some(32.0)), &infinite).unwrap();
+    }
+
+    #[test]
+    fn an_update_sends_every_setting_and_clears_the_ones_gone() {
+        // The sequence: limits 1 CPU / 256 MiB over 0.5 / 128, then 2 / 64 and no limits.
+        let limits = Limits {
+            cpus: Some(Limit::Finite(1.0)),
+            mem_mb: Some(Limit::Finite(256.0)),
+        };
+        let old = cgroup_settings(&res(Some(0.5), Some(128.0)), &limits, false, Some(1 << 30));
+        let new = cgroup_settings(&res(Some(2.0), Some(64.0)), &Limits::default(), false, None);
+        let u = resource_update(&new, &old, Some(1 << 30));
+        assert_eq!(u.cpu_shares, Some(2048));
+        assert_eq!((u.cpu_quota, u.cpu_period), (Some(-1), Some(100_000)));
+        assert_eq!((u.memory, u.memory_swap), (Some(64 << 20), Some(64 << 20)));
+        assert_eq!(u.memory_reservation, Some(-1));
+
+        // Only limits: the request's shares go back to the default, the limit is kept in force.
+        let only_limits = Limits {
+            cpus: None,
+            mem_mb: Some(Limit::Finite(512.0)),
+        };
+        let new = cgroup_settings(&Resources::default(), &only_limits, false, None);
+        let u = resource_update(&new, &old, Some(1 << 30));
+        assert_eq!(u.cpu_shares, Some(DEFAULT_CPU_SHARES));
+        assert_eq!(u.memory, Some(512 << 20));
+        assert_eq!(u.memory_reservation, Some(-1));
+
+        // A limit that goes away becomes the host's memory; none before, none after.
+        let cpus_only = cgroup_settings(&res(Some(1.0), None), &Limits::default(), true, None);
+        let u = resource_update(&cpus_only, &old, Some((1 << 30) + 100));
+        assert_eq!(u.memory, Some(1 << 30));
+        assert_eq!((u.cpu_quota, u.cpu_period), (Some(100_000), Some(100_000)));
+        assert_eq!(
+            resource_update(&cpus_only, &cpus_only, Some(1 << 30)).memory,
+            None
+        );
     }
 
     #[test]
