@@ -414,3 +414,34 @@ async fn an_orphan_dry_run_only_logs_and_counts() {
     assert_eq!(metric(&agent, "containerizer/docker/orphans_removed").await, 0.0);
     remove_test_containers(T).await;
 }
+
+
+/// A KILL is recorded, the agent is SIGKILLed, and the Docker container is gone when it comes
+/// back (as when its own roll-back of a killed launch removed it just before the agent died:
+/// here the test removes it, which is the only way to hit that moment every time). The kill
+/// is in the checkpoint, so the answer is TASK_KILLED, as Mesos reports it — not TASK_LOST.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_container_gone_after_an_agent_sigkill_is_reported_killed_not_lost() {
+    const T: &str = "e2e-truth-kill-sigkill";
+    remove_test_containers(T).await;
+    let mut agent = Agent::start(T, &["--docker-remove-delay", "1h"]).await;
+    // PID 1 ignores SIGTERM: the kill is recorded and delivered, the process goes on.
+    let r = agent.launch_shell("k", "sleep 1000").await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", agent.logs());
+    assert_eq!(agent.kill("k", Some(15)).await.status, 200);
+    agent.sigkill().await;
+    let name = agent.docker_name("k");
+    let o = tokio::process::Command::new("docker")
+        .args(["rm", "-f", &name])
+        .output()
+        .await
+        .expect("the docker CLI runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    agent.restart().await;
+    assert_healthy(&agent).await;
+    let w = agent.wait("k").await;
+    assert_eq!(w["state"], "TASK_KILLED", "{w}\n{}", agent.logs());
+    assert_eq!(w["message"], "Container killed", "{w}");
+    assert_eq!(agent.remove("k").await.status, 200);
+    remove_test_containers(T).await;
+}

@@ -38,7 +38,8 @@ pub struct RecoveryReport {
     pub rolled_back: Vec<ContainerId>,
     /// Containers already terminated before the restart, kept until removed.
     pub terminated: Vec<ContainerId>,
-    /// Containers whose Docker container vanished while the agent was down.
+    /// Containers whose Docker container vanished while the agent was down (TASK_LOST, or
+    /// TASK_KILLED when a kill was checkpointed first).
     pub lost: Vec<ContainerId>,
     /// Checkpoints of another agent id, ignored (never adopted).
     pub foreign_checkpoints: Vec<ContainerId>,
@@ -280,11 +281,7 @@ async fn recover_one(
             pipeline::spawn_supervised(inner.clone(), c.clone(), async move {
                 pipeline::finish(&inner2, &c, None).await
             });
-            if record.killed {
-                report.rolled_back.push(id);
-            } else {
-                report.lost.push(id);
-            }
+            report.lost.push(id);
         }
         None => {
             let cause = restart_cause(&record, interrupted);

@@ -1331,7 +1331,7 @@ fn recovery_reports_a_killed_launch_whose_container_is_gone_as_killed() {
     rt().block_on(async {
         let h2 = h.restart(config);
         let report = h2.cz.recover().await.unwrap();
-        assert!(report.lost.is_empty(), "{report:?}");
+        assert_eq!(report.lost, [Harness::id("c1")], "{report:?}");
         let t = h2.cz.wait(&Harness::id("c1")).await.unwrap();
         assert_eq!(t.state, TaskState::Killed, "{t:?}");
         assert_eq!(t.message, messages::KILLED);
