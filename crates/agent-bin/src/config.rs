@@ -96,6 +96,24 @@ pub struct ServeArgs {
     /// Orphans younger than this are left alone [default: 5m].
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub docker_orphan_grace: Option<Duration>,
+    /// How often orphans are looked for after the start (Nomad's dangling-container
+    /// reconciler); 0 looks only at start [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub docker_orphan_reconcile_interval: Option<Duration>,
+    /// Only log and count the orphans that would be removed [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub docker_orphan_dry_run: Option<bool>,
+    /// How long an ended container's sandbox, termination and checkpoint are kept before
+    /// garbage collection removes them, less under disk pressure (Mesos `--gc_delay`) [default: 1w].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub gc_delay: Option<Duration>,
+    /// Fraction of the work directory's file system to keep free: at disk usage u the kept age is
+    /// gc-delay × max(0, 1 − headroom − u) (Mesos `--gc_disk_headroom`) [default: 0.1].
+    #[arg(long, value_name = "FRACTION")]
+    pub gc_disk_headroom: Option<f64>,
+    /// How often disk usage is checked and garbage collected (Mesos `--disk_watch_interval`) [default: 1m].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub disk_watch_interval: Option<Duration>,
     /// Deadline for a launch, excluding the image pull [default: 5m].
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub launch_timeout: Option<Duration>,
@@ -216,6 +234,16 @@ pub struct Config {
     pub docker_kill_orphans: bool,
     /// Orphans younger than this are not reaped.
     pub docker_orphan_grace: Duration,
+    /// Periodic orphan reconciliation; zero only at start.
+    pub docker_orphan_reconcile_interval: Duration,
+    /// Orphans are only logged and counted.
+    pub docker_orphan_dry_run: bool,
+    /// Age at which an ended container is garbage collected (without disk pressure).
+    pub gc_delay: Duration,
+    /// Free fraction garbage collection keeps.
+    pub gc_disk_headroom: f64,
+    /// Garbage collection period.
+    pub disk_watch_interval: Duration,
     /// Launch deadline (excluding the pull).
     pub launch_timeout: Duration,
     /// Pull deadline.
@@ -293,6 +321,13 @@ impl ServeArgs {
             docker_remove_delay: self.docker_remove_delay.or(other.docker_remove_delay),
             docker_kill_orphans: self.docker_kill_orphans.or(other.docker_kill_orphans),
             docker_orphan_grace: self.docker_orphan_grace.or(other.docker_orphan_grace),
+            docker_orphan_reconcile_interval: self
+                .docker_orphan_reconcile_interval
+                .or(other.docker_orphan_reconcile_interval),
+            docker_orphan_dry_run: self.docker_orphan_dry_run.or(other.docker_orphan_dry_run),
+            gc_delay: self.gc_delay.or(other.gc_delay),
+            gc_disk_headroom: self.gc_disk_headroom.or(other.gc_disk_headroom),
+            disk_watch_interval: self.disk_watch_interval.or(other.disk_watch_interval),
             launch_timeout: self.launch_timeout.or(other.launch_timeout),
             image_pull_timeout: self.image_pull_timeout.or(other.image_pull_timeout),
             image_pull_inactivity_timeout: self
@@ -482,7 +517,20 @@ impl ServeArgs {
                 "must be greater than 0",
             ));
         }
+        let gc_delay = self.gc_delay.unwrap_or(Duration::from_secs(7 * 86_400));
+        let gc_disk_headroom = self.gc_disk_headroom.unwrap_or(0.1);
+        if !(0.0..=1.0).contains(&gc_disk_headroom) {
+            return Err(ConfigError::new(
+                "--gc-disk-headroom",
+                format!("{gc_disk_headroom} is not a fraction between 0 and 1 (e.g. 0.1 keeps 10% of the disk free)"),
+            ));
+        }
+        let disk_watch_interval = self
+            .disk_watch_interval
+            .unwrap_or(Duration::from_secs(60));
         for (flag, value) in [
+            ("--gc-delay", gc_delay),
+            ("--disk-watch-interval", disk_watch_interval),
             ("--launch-timeout", launch_timeout),
             ("--image-pull-timeout", image_pull_timeout),
             (
@@ -537,6 +585,13 @@ impl ServeArgs {
                 .unwrap_or(Duration::from_secs(6 * 3600)),
             docker_kill_orphans: self.docker_kill_orphans.unwrap_or(true),
             docker_orphan_grace: self.docker_orphan_grace.unwrap_or(Duration::from_secs(300)),
+            docker_orphan_reconcile_interval: self
+                .docker_orphan_reconcile_interval
+                .unwrap_or(Duration::from_secs(300)),
+            docker_orphan_dry_run: self.docker_orphan_dry_run.unwrap_or(false),
+            gc_delay,
+            gc_disk_headroom,
+            disk_watch_interval,
             launch_timeout,
             image_pull_timeout,
             image_pull_inactivity_timeout,
@@ -723,6 +778,14 @@ impl Config {
             ("docker_remove_delay", d(self.docker_remove_delay)),
             ("docker_kill_orphans", self.docker_kill_orphans.to_string()),
             ("docker_orphan_grace", d(self.docker_orphan_grace)),
+            (
+                "docker_orphan_reconcile_interval",
+                d(self.docker_orphan_reconcile_interval),
+            ),
+            ("docker_orphan_dry_run", self.docker_orphan_dry_run.to_string()),
+            ("gc_delay", d(self.gc_delay)),
+            ("gc_disk_headroom", self.gc_disk_headroom.to_string()),
+            ("disk_watch_interval", d(self.disk_watch_interval)),
             ("launch_timeout", d(self.launch_timeout)),
             ("image_pull_timeout", d(self.image_pull_timeout)),
             (

@@ -84,6 +84,22 @@ pub struct Counters {
     pub http_open_connections: AtomicU64,
     /// API calls by type.
     calls: Mutex<BTreeMap<&'static str, u64>>,
+    /// Ended containers garbage collection removed (sandbox, termination and checkpoint).
+    pub gc_containers_removed: AtomicU64,
+    /// Sandboxes of containers no longer known that garbage collection removed.
+    pub gc_sandboxes_removed: AtomicU64,
+    /// Garbage collection removals that failed (retried on the next pass).
+    pub gc_removals_failed: AtomicU64,
+    /// The age at which ended containers are collected now, in seconds (a gauge).
+    pub gc_max_allowed_age_secs: AtomicU64,
+    /// The work directory's disk usage at the last pass, in millionths (a gauge).
+    pub gc_disk_usage_ppm: AtomicU64,
+    /// Orphan containers stopped and removed.
+    pub orphans_removed: AtomicU64,
+    /// Orphans a dry run would have removed (counted each pass that sees them).
+    pub orphans_would_remove: AtomicU64,
+    /// Orphan removals that failed.
+    pub orphans_failed: AtomicU64,
 }
 
 impl Counters {
@@ -180,6 +196,48 @@ impl Counters {
                 g(&self.http_open_connections),
             ),
         ];
+        out.extend([
+            Sample::counter(
+                "gc/containers_removed",
+                "Ended containers whose sandbox, termination and checkpoint garbage collection removed",
+                g(&self.gc_containers_removed),
+            ),
+            Sample::counter(
+                "gc/sandboxes_removed",
+                "Sandboxes of containers no longer known that garbage collection removed",
+                g(&self.gc_sandboxes_removed),
+            ),
+            Sample::counter(
+                "gc/removals_failed",
+                "Garbage collection removals that failed (retried on the next pass)",
+                g(&self.gc_removals_failed),
+            ),
+            Sample::gauge(
+                "gc/container_max_allowed_age_secs",
+                "Age since its end at which a container is garbage collected, given the disk usage",
+                g(&self.gc_max_allowed_age_secs),
+            ),
+            Sample::gauge(
+                "gc/disk_usage",
+                "Used fraction of the work directory's file system at the last garbage collection",
+                g(&self.gc_disk_usage_ppm) / 1e6,
+            ),
+            Sample::counter(
+                "containerizer/docker/orphans_removed",
+                "Orphan containers (this agent's labels, no checkpoint) stopped and removed",
+                g(&self.orphans_removed),
+            ),
+            Sample::counter(
+                "containerizer/docker/orphans_would_remove",
+                "Orphans a dry run would have removed, counted at each pass that finds them",
+                g(&self.orphans_would_remove),
+            ),
+            Sample::counter(
+                "containerizer/docker/orphans_failed",
+                "Orphan removals that failed",
+                g(&self.orphans_failed),
+            ),
+        ]);
         for (call, n) in self.calls.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             out.push(Sample::counter(
                 format!("agent/api/calls/{call}"),

@@ -24,9 +24,6 @@ use crate::error::Error;
 use crate::http::auth::Auth;
 use crate::http::server;
 
-/// How often sandboxes of containers that are gone are deleted.
-const SANDBOX_GC_INTERVAL: Duration = Duration::from_secs(60);
-
 /// How long the daemon gets to answer at startup.
 const DOCKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -241,7 +238,8 @@ pub fn build_containerizer(
     cz.orphans = OrphanPolicy {
         kill: config.docker_kill_orphans,
         grace: config.docker_orphan_grace,
-        dry_run: false,
+        dry_run: config.docker_orphan_dry_run,
+        reconcile_interval: config.docker_orphan_reconcile_interval,
     };
     let containerizer = Containerizer::new(
         cz,
@@ -358,12 +356,26 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         // shares this loopback: without a token it can call the API like any local process.
         tracing::warn!(listen = %addr, "serving without --auth-token-file: any process that can reach {addr}, including a container on the host network (the default network), can launch, kill and remove containers and read their sandboxes; give --auth-token-file when containers are not trusted (docs/security.md)");
     }
+    started.agent.count_orphans(&started.recovery.orphans);
     let gc = {
         let agent = started.agent.clone();
         tokio::spawn(async move {
             loop {
-                agent.collect_sandboxes().await;
-                tokio::time::sleep(SANDBOX_GC_INTERVAL).await;
+                agent.collect_garbage().await;
+                tokio::time::sleep(agent.config().disk_watch_interval).await;
+            }
+        })
+    };
+    let orphans = {
+        let agent = started.agent.clone();
+        let every = agent.config().docker_orphan_reconcile_interval;
+        tokio::spawn(async move {
+            if every.is_zero() {
+                return;
+            }
+            loop {
+                tokio::time::sleep(every).await;
+                agent.reconcile_orphans().await;
             }
         })
     };
@@ -385,6 +397,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     )
     .await;
     gc.abort();
+    orphans.abort();
     disk_watch.abort();
     started.agent.shutdown().await;
     Ok(())

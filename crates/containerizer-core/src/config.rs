@@ -20,6 +20,10 @@ pub struct OrphanPolicy {
     pub grace: Duration,
     /// Only report what would be done.
     pub dry_run: bool,
+    /// How often the agent looks for orphans again after recovery (Nomad's dangling-container
+    /// reconciler `period`); zero looks only at start. With periodic passes, an orphan still in
+    /// its grace period is left to the first pass after its grace ends (no timer per orphan).
+    pub reconcile_interval: Duration,
 }
 
 impl Default for OrphanPolicy {
@@ -28,6 +32,7 @@ impl Default for OrphanPolicy {
             kill: true,
             grace: Duration::from_secs(5 * 60),
             dry_run: false,
+            reconcile_interval: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -67,8 +72,11 @@ pub struct Config {
     pub launch_timeout: Duration,
     /// Image pull bounds.
     pub pull: PullConfig,
-    /// Delay between a termination and the removal of the Docker container, its checkpoint and
-    /// its runtime state (Mesos `--docker_remove_delay`, 6 hours; zero removes right away).
+    /// Delay between a termination and the removal of its Docker container (Mesos
+    /// `--docker_remove_delay`, 6 hours; zero removes right away). Only the Docker container
+    /// goes: the termination, the checkpoint and the sandbox stay until
+    /// [`Containerizer::remove`](crate::Containerizer::remove) (REMOVE_CONTAINER or the
+    /// agent's sandbox garbage collection).
     pub remove_delay: Duration,
     /// How long the logger may take to drain after the container exits.
     pub log_drain_timeout: Duration,

@@ -57,6 +57,7 @@ mod id;
 pub mod labels;
 pub mod mapping;
 pub mod pull;
+mod retry;
 mod seams;
 pub mod spec;
 pub mod state;

@@ -21,14 +21,18 @@ use crate::engine::{Engine, EngineErrorKind, PullProgress};
 /// How pulls are bounded.
 #[derive(Debug, Clone)]
 pub struct PullConfig {
-    /// The most a pull may take, retries included (Nomad's `image_pull_timeout` idea).
+    /// The most a pull may take from the start of its first attempt, retries and the waits
+    /// between them included (Nomad's `image_pull_timeout` idea). Time spent queued for a
+    /// parallel-pull slot does not count.
     pub total_deadline: Duration,
-    /// The most a pull may go without progress (bytes, layers, extraction) before it is
-    /// aborted.
+    /// The most a pull may go without progress (bytes downloaded or extracted, layers announced
+    /// or done, a new status) in any attempt. Retries do not reset it, nor does the wait before
+    /// one: a registry that stalls every attempt fails the pull this long after its last
+    /// progress, not once per attempt.
     pub inactivity_deadline: Duration,
     /// How many pulls run at once; further ones queue.
     pub max_parallel: usize,
-    /// How many times a transient failure is retried.
+    /// How many times a transient failure is retried (within the deadlines).
     pub retries: u32,
     /// The first retry delay; doubled each time.
     pub backoff: Duration,
@@ -165,8 +169,91 @@ impl Puller {
 enum Failure {
     Transient(String),
     Permanent(String),
+    /// A deadline passed: the pull ends, not retried.
+    Deadline(Fired),
 }
 
+/// The two clocks of one pull, shared by all its attempts.
+struct Clocks<'a> {
+    config: &'a PullConfig,
+    /// When the pull started (its parallel-pull slot was granted).
+    started: Instant,
+    /// The last progress of any attempt (or the start).
+    last_progress: Instant,
+}
+
+/// Which deadline ended a pull.
+enum Fired {
+    Total,
+    Inactivity,
+}
+
+impl Clocks<'_> {
+    fn total_deadline(&self) -> Instant {
+        self.started + self.config.total_deadline
+    }
+
+    fn inactivity_deadline(&self) -> Instant {
+        self.last_progress + self.config.inactivity_deadline
+    }
+
+    /// The sooner deadline.
+    fn next(&self) -> Instant {
+        self.total_deadline().min(self.inactivity_deadline())
+    }
+
+    /// The deadline that has passed at `now`, if any (the total one first).
+    fn fired(&self, now: Instant) -> Option<Fired> {
+        if now >= self.total_deadline() {
+            Some(Fired::Total)
+        } else if now >= self.inactivity_deadline() {
+            Some(Fired::Inactivity)
+        } else {
+            None
+        }
+    }
+
+    /// The error of a pull ended by `fired`: which deadline, its length, and what was reached.
+    fn message(
+        &self,
+        fired: &Fired,
+        image: &str,
+        attempts: u32,
+        last_error: Option<&str>,
+        progress: &PullProgress,
+    ) -> String {
+        let what = match fired {
+            Fired::Total => format!(
+                "did not finish within its total deadline of {} (the image pull timeout)",
+                secs(self.config.total_deadline)
+            ),
+            Fired::Inactivity => format!(
+                "made no progress for {} and hit its inactivity deadline (the image pull \
+                 inactivity timeout)",
+                secs(self.config.inactivity_deadline)
+            ),
+        };
+        let tries = if attempts > 1 {
+            format!(" after {attempts} attempts")
+        } else {
+            String::new()
+        };
+        let last = last_error
+            .map(|e| format!("; the last attempt failed: {e}"))
+            .unwrap_or_default();
+        format!("pull of image '{image}' {what}{tries} ({progress}){last}")
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// One pull, retried on transient failures with doubling backoff, all within the two deadlines:
+/// the total deadline counts from the start of the first attempt, retries and their backoff
+/// included; the inactivity deadline from the last progress of any attempt, so neither a retry
+/// nor the wait before it resets it. Whichever passes first ends the pull at once, without a
+/// further retry, with an error naming it.
 async fn run(
     engine: Arc<dyn Engine>,
     image: String,
@@ -180,22 +267,40 @@ async fn run(
         .await
         .expect("the pull semaphore is never closed");
     let started = Instant::now();
-    let deadline = started + config.total_deadline;
-    let mut backoff = config.backoff;
-    let mut attempt = 0;
+    let mut clocks = Clocks {
+        config: &config,
+        started,
+        last_progress: started,
+    };
+    let mut backoff = crate::retry::Backoff::new(config.backoff, config.backoff * 64);
+    let mut attempts = 0;
+    let mut last_error: Option<String> = None;
+    let mut last = PullProgress::default();
     tracing::info!(%image, "pulling image");
     let result = loop {
-        match once(&*engine, &image, &config, started, deadline, &progress).await {
+        attempts += 1;
+        match once(&*engine, &image, &mut clocks, &progress, &mut last).await {
             Ok(()) => break Ok(()),
             Err(Failure::Permanent(m)) => break Err(m),
+            Err(Failure::Deadline(fired)) => {
+                break Err(clocks.message(&fired, &image, attempts, last_error.as_deref(), &last))
+            }
+            Err(Failure::Transient(m)) if attempts > config.retries => break Err(m),
             Err(Failure::Transient(m)) => {
-                if attempt >= config.retries || Instant::now() + backoff >= deadline {
-                    break Err(m);
+                let retry_in = backoff.next_delay();
+                tracing::warn!(%image, attempt = attempts, error = %m, ?retry_in, "image pull failed; retrying");
+                last_error = Some(m);
+                let wake = (Instant::now() + retry_in).min(clocks.next());
+                tokio::time::sleep_until(wake).await;
+                if let Some(fired) = clocks.fired(Instant::now()) {
+                    break Err(clocks.message(
+                        &fired,
+                        &image,
+                        attempts,
+                        last_error.as_deref(),
+                        &last,
+                    ));
                 }
-                attempt += 1;
-                tracing::warn!(%image, attempt, error = %m, retry_in = ?backoff, "image pull failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
             }
         }
     };
@@ -206,34 +311,25 @@ async fn run(
     done.send_replace(Some(result));
 }
 
+/// One attempt. A deadline passing ends it (and the pull) with [`Failure::Deadline`].
 async fn once(
     engine: &dyn Engine,
     image: &str,
-    config: &PullConfig,
-    started: Instant,
-    deadline: Instant,
+    clocks: &mut Clocks<'_>,
     progress: &watch::Sender<PullProgress>,
+    latest: &mut PullProgress,
 ) -> Result<(), Failure> {
+    let config = clocks.config;
     let mut stream = engine.pull(image);
+    // This attempt's own progress: a retry starts from nothing, but its start is not progress.
     let mut last = PullProgress::default();
-    let mut idle_until = Instant::now() + config.inactivity_deadline;
     let mut next_report = Instant::now() + config.report_every;
     loop {
-        let wake = idle_until.min(deadline);
         let item = tokio::select! {
             item = stream.next() => item,
-            _ = tokio::time::sleep_until(wake) => {
-                return Err(if Instant::now() >= deadline {
-                    Failure::Permanent(format!(
-                        "pull of image '{image}' did not finish within its deadline of {}s ({last})",
-                        config.total_deadline.as_secs()
-                    ))
-                } else {
-                    Failure::Transient(format!(
-                        "pull of image '{image}' made no progress for {}s ({last})",
-                        config.inactivity_deadline.as_secs()
-                    ))
-                });
+            _ = tokio::time::sleep_until(clocks.next()) => {
+                let fired = clocks.fired(Instant::now()).unwrap_or(Fired::Inactivity);
+                return Err(Failure::Deadline(fired));
             }
         };
         match item {
@@ -241,11 +337,11 @@ async fn once(
             Some(Ok(p)) => {
                 let now = Instant::now();
                 if p.advanced_from(&last) {
-                    idle_until = now + config.inactivity_deadline;
+                    clocks.last_progress = now;
                 }
                 if now >= next_report {
                     next_report = now + config.report_every;
-                    let secs = started.elapsed().as_secs_f64().max(1e-3);
+                    let secs = clocks.started.elapsed().as_secs_f64().max(1e-3);
                     let rate = p.downloaded as f64 / secs;
                     let eta = (rate > 0.0 && p.download_total > p.downloaded)
                         .then(|| (p.download_total - p.downloaded) as f64 / rate);
@@ -262,6 +358,7 @@ async fn once(
                     );
                 }
                 progress.send_replace(p.clone());
+                latest.clone_from(&p);
                 last = p;
             }
             Some(Err(e)) => {

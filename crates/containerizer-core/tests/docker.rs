@@ -797,8 +797,10 @@ async fn two_agents_on_one_daemon_leave_each_other_alone() {
     common::cleanup(TEST).await;
 }
 
+/// The remove delay removes the Docker container only (Mesos's `--docker_remove_delay`): the
+/// termination and the checkpoint stay until `remove`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remove_delay_zero_cleans_up_right_after_the_termination() {
+async fn remove_delay_zero_removes_the_docker_container_and_keeps_the_termination() {
     const TEST: &str = "core_remove_delay";
     common::cleanup(TEST).await;
     let root = tempfile::tempdir().unwrap();
@@ -808,12 +810,22 @@ async fn remove_delay_zero_cleans_up_right_after_the_termination() {
     .await;
     let id = ContainerId::new("short").unwrap();
     a.cz.launch(&id, a.spec("short", "exit 0")).await.unwrap();
-    eventually(Duration::from_secs(20), "removal", || {
-        a.cz.containers().is_empty()
-    })
-    .await;
-    assert!(a.labelled().await.is_empty());
-    let left = berth_containerizer::checkpoint::Store::read_one(&root.path().join("work"), &id);
+    let t = a.cz.wait(&id).await.unwrap();
+    let start = std::time::Instant::now();
+    while !a.labelled().await.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the Docker container was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(a.cz.wait(&id).await.unwrap(), t, "the termination stays");
+    let work = root.path().join("work");
+    let left = berth_containerizer::checkpoint::Store::read_one(&work, &id);
+    assert!(left.unwrap().is_some(), "the checkpoint stays");
+    a.cz.remove(&id).await.unwrap();
+    assert!(a.cz.wait(&id).await.is_none());
+    let left = berth_containerizer::checkpoint::Store::read_one(&work, &id);
     assert!(left.unwrap().is_none(), "checkpoint left after removal");
 }
 

@@ -413,6 +413,8 @@ async fn orphans_are_removed_and_other_agents_containers_are_left_alone() {
     remove_test_containers(T).await;
 }
 
+/// A sandbox no container owns (left by a removal a crash interrupted, or an earlier agent's)
+/// is deleted by the next garbage collection pass, through safe-fs; a known container's is not.
 #[tokio::test(flavor = "multi_thread")]
 async fn sandboxes_of_removed_containers_are_collected() {
     const T: &str = "e2e-recovery-sandbox-gc";
@@ -426,24 +428,25 @@ async fn sandboxes_of_removed_containers_are_collected() {
     );
     let sandbox = agent.work_dir.join("sandboxes/brief");
     assert!(sandbox.is_dir());
-    // With no remove delay the containerizer forgets the container once it has ended.
-    eventually(
-        Duration::from_secs(30),
-        "the container to be removed",
-        || async { agent.container("brief").await.is_none().then_some(()) },
-    )
-    .await;
-    assert!(
-        sandbox.is_dir(),
-        "the containerizer leaves the sandbox; the agent collects it"
-    );
+    agent.wait("brief").await;
+    let stray = agent.work_dir.join("sandboxes/stray");
+    std::fs::create_dir_all(stray.join("deep/er")).unwrap();
+    std::fs::write(stray.join("deep/file"), b"x").unwrap();
+    std::os::unix::fs::symlink("/etc", stray.join("deep/link-to-etc")).unwrap();
     agent.sigterm().await;
     agent.restart().await;
     eventually(
         Duration::from_secs(10),
         "the stale sandbox to be deleted",
-        || async { (!sandbox.exists()).then_some(()) },
+        || async { (!stray.exists()).then_some(()) },
     )
     .await;
+    assert!(std::path::Path::new("/etc/passwd").exists(), "nothing followed out");
+    assert!(
+        sandbox.is_dir(),
+        "an ended container keeps its sandbox until REMOVE_CONTAINER or its gc delay"
+    );
+    assert_eq!(agent.remove("brief").await.status, 200);
+    assert!(!sandbox.exists());
     remove_test_containers(T).await;
 }

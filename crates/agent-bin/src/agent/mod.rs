@@ -5,6 +5,7 @@ mod calls;
 pub mod convert;
 pub mod disk;
 mod endpoints;
+pub mod gc;
 pub mod workdir;
 
 use std::path::PathBuf;
@@ -175,8 +176,8 @@ impl Agent {
         result.unwrap_or_else(|e| error(&e))
     }
 
-    /// Deletes sandboxes whose container the containerizer no longer knows (removed after the
-    /// remove delay, or by an earlier agent); returns how many. The directory is listed before
+    /// Deletes sandboxes whose container the containerizer no longer knows (a removal
+    /// interrupted by a crash, or an earlier agent's); returns how many. The directory is listed before
     /// the containers are, and a launch registers its container before creating its sandbox, so
     /// a launch in flight is never mistaken for a leftover.
     pub async fn collect_sandboxes(&self) -> usize {

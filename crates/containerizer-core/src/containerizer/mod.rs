@@ -223,6 +223,16 @@ impl Containerizer {
         self.inner.get(id)?.termination()
     }
 
+    /// When the container's termination was decided (kept across restarts); `None` for an
+    /// unknown container or one that has not ended. The agent's sandbox garbage collection
+    /// measures a container's age from it.
+    pub fn terminated_at(&self, id: &ContainerId) -> Option<SystemTime> {
+        let c = self.inner.get(id)?;
+        c.termination()?;
+        let at = c.rt().terminated_at;
+        at
+    }
+
     /// Destroys the container in whatever state it is and returns its termination (the same one
     /// `wait` gives); `None` for an unknown container. Idempotent.
     pub async fn destroy(&self, id: &ContainerId) -> Option<Arc<Termination>> {
@@ -305,8 +315,9 @@ impl Containerizer {
         true
     }
 
-    /// Removes a terminated container: its Docker container, its checkpoint and its runtime
-    /// state. Unknown: [`Error::UnknownContainer`]; not terminated: [`Error::NotTerminated`].
+    /// Removes a terminated container: its Docker container (if the remove delay has not
+    /// removed it already), its checkpoint and its runtime state; `wait` then answers `None`.
+    /// Unknown: [`Error::UnknownContainer`]; not terminated: [`Error::NotTerminated`].
     pub async fn remove(&self, id: &ContainerId) -> Result<()> {
         let c = self
             .inner
@@ -763,24 +774,7 @@ impl Inner {
     /// Removes a terminated container everywhere. Only the container's own Docker container is
     /// removed (by its id, or by name after checking its labels).
     pub async fn remove_terminated(&self, c: &Arc<Container>) -> Result<()> {
-        if let Some(target) = c.docker_id() {
-            self.engine.remove(&target).await.map_err(|e| {
-                Error::engine(
-                    format!("failed to remove Docker container of '{}'", c.id),
-                    e,
-                )
-            })?;
-        } else {
-            pipeline::remove_owned_by_name(self, c).await.map_err(|e| {
-                Error::engine(
-                    format!(
-                        "failed to remove Docker container '{}' of '{}'",
-                        c.name, c.id
-                    ),
-                    e,
-                )
-            })?;
-        }
+        pipeline::remove_docker_container(self, c).await?;
         let mut written = c.checkpoint_lock.lock().await;
         self.store.remove(&c.id).await?;
         written.removed = true;

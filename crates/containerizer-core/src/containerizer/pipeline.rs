@@ -24,6 +24,7 @@ use crate::checkpoint::Durability;
 use crate::engine::{EngineError, EngineErrorKind};
 use crate::labels::{ownership, Ownership};
 use crate::mapping::{map_launch, Mapped, MappingContext};
+use crate::retry::Backoff;
 use crate::seams::{FetchProgressFn, LiveOutput, LogTarget, OpenOutput};
 use crate::state::{Action, Event, ExitInfo, Phase};
 
@@ -72,7 +73,10 @@ pub(super) async fn finish(inner: &Arc<Inner>, c: &Arc<Container>, exit: Option<
     }
 }
 
-/// Removes the container `remove_delay` after its termination.
+/// Removes the container's Docker container `remove_delay` after its termination (Mesos's
+/// `--docker_remove_delay`: only `docker rm` waits for it). The termination, the checkpoint and
+/// the sandbox stay, so WAIT and the files API keep answering, until REMOVE_CONTAINER or the
+/// agent's sandbox garbage collection removes them together.
 pub(super) fn schedule_removal(inner: Arc<Inner>, c: Arc<Container>) {
     let since = c
         .rt()
@@ -84,11 +88,43 @@ pub(super) fn schedule_removal(inner: Arc<Inner>, c: Arc<Container>) {
         tokio::time::sleep(delay).await;
         let still_ours = inner.get(&c.id).is_some_and(|cur| Arc::ptr_eq(&cur, &c));
         if still_ours {
-            if let Err(e) = inner.remove_terminated(&c).await {
-                tracing::warn!(container = %c.id, error = %e, "failed to remove terminated container");
+            match remove_docker_container(&inner, &c).await {
+                Ok(()) => {
+                    tracing::info!(container = %c.id, "Docker container removed after the remove delay; the termination and the sandbox are kept until REMOVE_CONTAINER or garbage collection")
+                }
+                Err(e) => {
+                    tracing::warn!(container = %c.id, error = %e, "failed to remove terminated container")
+                }
             }
         }
     });
+}
+
+/// Removes the container's own Docker container (by its id, or by name after checking its
+/// labels); one already gone is not an error.
+pub(super) async fn remove_docker_container(
+    inner: &Inner,
+    c: &Container,
+) -> crate::error::Result<()> {
+    use crate::error::Error;
+    if let Some(target) = c.docker_id() {
+        inner.engine.remove(&target).await.map_err(|e| {
+            Error::engine(
+                format!("failed to remove Docker container of '{}'", c.id),
+                e,
+            )
+        })
+    } else {
+        remove_owned_by_name(inner, c).await.map_err(|e| {
+            Error::engine(
+                format!(
+                    "failed to remove Docker container '{}' of '{}'",
+                    c.name, c.id
+                ),
+                e,
+            )
+        })
+    }
 }
 
 /// The launch deadline, shared by every stage but the pull (which has its own clocks).
@@ -571,15 +607,14 @@ pub(super) async fn watch_exit(
     c: &Arc<Container>,
     docker_id: &str,
 ) -> Option<ExitInfo> {
-    let mut backoff = inner.config.retry_backoff;
+    let mut backoff = Backoff::new(inner.config.retry_backoff, MAX_BACKOFF);
     let code = loop {
         match inner.engine.wait(docker_id).await {
             Ok(code) => break Some(code),
             Err(e) if e.is_not_found() => break None,
             Err(e) => {
                 tracing::warn!(container = %c.id, error = %e, "waiting for the container failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(backoff.next_delay()).await;
                 // The wait may have failed because the container is already down.
                 match inner.engine.inspect(docker_id).await {
                     Ok(info) if !info.running => break Some(info.exit_code),
@@ -659,7 +694,7 @@ pub(super) async fn rollback(
     maybe_created: bool,
 ) -> Option<ExitInfo> {
     debug_assert_eq!(c.phase(), Phase::Destroying);
-    let mut backoff = inner.config.retry_backoff;
+    let mut backoff = Backoff::new(inner.config.retry_backoff, MAX_BACKOFF);
     for attempt in 0..5 {
         let result = match c.docker_id() {
             Some(id) => inner.engine.remove(&id).await,
@@ -670,8 +705,7 @@ pub(super) async fn rollback(
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(container = %c.id, attempt, error = %e, "failed to remove the half-launched container");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }
@@ -736,7 +770,7 @@ pub(super) async fn stop_until_down(
     docker_id: String,
     grace: Duration,
 ) {
-    let mut backoff = inner.config.retry_backoff;
+    let mut backoff = Backoff::new(inner.config.retry_backoff, MAX_BACKOFF);
     loop {
         if c.phase() == Phase::Terminated {
             return;
@@ -745,9 +779,9 @@ pub(super) async fn stop_until_down(
             Ok(()) => return,
             Err(e) if e.is_not_found() => return,
             Err(e) => {
-                tracing::warn!(container = %c.id, error = %e, retry_in = ?backoff, "failed to stop container; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                let retry_in = backoff.next_delay();
+                tracing::warn!(container = %c.id, error = %e, ?retry_in, "failed to stop container; retrying");
+                tokio::time::sleep(retry_in).await;
             }
         }
     }
@@ -760,7 +794,7 @@ pub(super) async fn signal_until_delivered(
     docker_id: String,
     signal: i32,
 ) {
-    let mut backoff = inner.config.retry_backoff;
+    let mut backoff = Backoff::new(inner.config.retry_backoff, MAX_BACKOFF);
     loop {
         if c.phase() == Phase::Terminated {
             return;
@@ -777,9 +811,9 @@ pub(super) async fn signal_until_delivered(
                 return
             }
             Err(e) => {
-                tracing::warn!(container = %c.id, signal, error = %e, retry_in = ?backoff, "failed to signal container; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                let retry_in = backoff.next_delay();
+                tracing::warn!(container = %c.id, signal, error = %e, ?retry_in, "failed to signal container; retrying");
+                tokio::time::sleep(retry_in).await;
             }
         }
     }

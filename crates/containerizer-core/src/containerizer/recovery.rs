@@ -38,7 +38,8 @@ pub struct RecoveryReport {
     pub rolled_back: Vec<ContainerId>,
     /// Containers already terminated before the restart, kept until removed.
     pub terminated: Vec<ContainerId>,
-    /// Containers whose Docker container vanished while the agent was down.
+    /// Containers whose Docker container vanished while the agent was down (TASK_LOST, or
+    /// TASK_KILLED when a kill was checkpointed first).
     pub lost: Vec<ContainerId>,
     /// Checkpoints of another agent id, ignored (never adopted).
     pub foreign_checkpoints: Vec<ContainerId>,
@@ -261,9 +262,16 @@ async fn recover_one(
             report.rolled_back.push(id);
         }
         None if record.docker_id.is_some() && interrupted == Phase::Running => {
+            // Killed (or destroyed) before the restart: Berth's own teardown removed the
+            // container, so it is not lost but killed, as Mesos reports it.
+            let cause = if record.killed {
+                Cause::Destroyed
+            } else {
+                Cause::Lost
+            };
             let state = State::Destroying(Teardown {
                 from: Phase::Running,
-                cause: Cause::Lost,
+                cause,
                 docker_id: None,
                 started: true,
                 killed: record.killed,
@@ -357,21 +365,25 @@ async fn handle_orphans(
             .created
             .and_then(|t| t.elapsed().ok())
             .unwrap_or(Duration::MAX);
+        // The grace applies to a dry run too: it reports what a real run would remove now.
         let action = if !policy.kill {
             OrphanAction::Kept
+        } else if age < policy.grace {
+            let wait = policy.grace - age;
+            // With periodic reconciliation the first pass after the grace removes it.
+            if policy.reconcile_interval.is_zero() && !policy.dry_run {
+                let (inner2, id2, docker_id) = (inner.clone(), id.clone(), s.id.clone());
+                inner.spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    if is_orphan(&inner2, &id2, &docker_id) {
+                        let _ = remove_orphan(&inner2, &id2, &docker_id).await;
+                    }
+                });
+            }
+            OrphanAction::Deferred(wait)
         } else if policy.dry_run {
             tracing::info!(container = %id, docker_id = %s.id, "orphan would be removed (dry run)");
             OrphanAction::WouldRemove
-        } else if age < policy.grace {
-            let wait = policy.grace - age;
-            let (inner2, id2, docker_id) = (inner.clone(), id.clone(), s.id.clone());
-            inner.spawn(async move {
-                tokio::time::sleep(wait).await;
-                if is_orphan(&inner2, &id2, &docker_id) {
-                    let _ = remove_orphan(&inner2, &id2, &docker_id).await;
-                }
-            });
-            OrphanAction::Deferred(wait)
         } else {
             match remove_orphan(inner, &id, &s.id).await {
                 Ok(()) => OrphanAction::Removed,

@@ -631,6 +631,8 @@ fn launch_deadline_bounds_everything_but_the_pull() {
     });
 }
 
+/// Issue 13 item 4: a deadline is a deadline. Each pull ends at its deadline, retries
+/// included, and the error names the deadline that fired.
 #[test]
 fn pull_deadlines_inactivity_and_total() {
     paused_rt().block_on(async {
@@ -639,40 +641,83 @@ fn pull_deadlines_inactivity_and_total() {
             let mut c = config(d);
             c.pull.inactivity_deadline = Duration::from_secs(120);
             c.pull.total_deadline = Duration::from_secs(300);
-            c.pull.retries = 0;
+            c.pull.retries = 3;
+            c.pull.backoff = Duration::from_secs(1);
             c
         });
-        h.engine.state.lock().unwrap().pull_scripts.insert(
-            "stalled:latest".into(),
-            vec![
-                PullStep::Progress(1),
-                PullStep::Sleep(Duration::from_secs(3600)),
-            ],
-        );
-        let trickle: Vec<PullStep> = (1..100)
-            .flat_map(|i| {
-                [
-                    PullStep::Progress(i),
-                    PullStep::Sleep(Duration::from_secs(60)),
-                ]
-            })
-            .collect();
-        h.engine
-            .state
-            .lock()
-            .unwrap()
-            .pull_scripts
-            .insert("trickle:latest".into(), trickle);
-        for (name, image, want) in [
+        let scripts = [
+            // Stalls for good after a first byte.
+            (
+                "stalled:latest",
+                vec![
+                    PullStep::Progress(1),
+                    PullStep::Sleep(Duration::from_secs(3600)),
+                ],
+            ),
+            // Every attempt hangs 100 s without progress, then fails transiently: retries must
+            // not reset the inactivity clock (before, 4 attempts took 407 s).
+            (
+                "flaky:latest",
+                vec![
+                    PullStep::Sleep(Duration::from_secs(100)),
+                    PullStep::Fail(transient("registry 503")),
+                ],
+            ),
+            // Progress every minute, never done: only the total deadline can end it.
+            (
+                "trickle:latest",
+                (1..100)
+                    .flat_map(|i| {
+                        [
+                            PullStep::Progress(i),
+                            PullStep::Sleep(Duration::from_secs(60)),
+                        ]
+                    })
+                    .collect(),
+            ),
+            // Fails fast every time but makes progress first: retried until the retries run
+            // out, each attempt's progress resetting the inactivity clock.
+            (
+                "failing:latest",
+                vec![
+                    PullStep::Progress(5),
+                    PullStep::Sleep(Duration::from_secs(90)),
+                    PullStep::Fail(transient("registry 503")),
+                ],
+            ),
+        ];
+        for (image, script) in scripts {
+            h.engine
+                .state
+                .lock()
+                .unwrap()
+                .pull_scripts
+                .insert(image.into(), script);
+        }
+        for (name, image, want, after) in [
             (
                 "c1",
                 "stalled",
-                "pull of image 'stalled:latest' made no progress for 120s",
+                "pull of image 'stalled:latest' made no progress for 120s and hit its inactivity deadline (the image pull inactivity timeout) (0/1 layers, 1/",
+                120,
             ),
             (
                 "c2",
+                "flaky",
+                "pull of image 'flaky:latest' made no progress for 120s and hit its inactivity deadline (the image pull inactivity timeout) after 2 attempts (",
+                120,
+            ),
+            (
+                "c3",
                 "trickle",
-                "pull of image 'trickle:latest' did not finish within its deadline of 300s",
+                "pull of image 'trickle:latest' did not finish within its total deadline of 300s (the image pull timeout) (",
+                300,
+            ),
+            (
+                "c4",
+                "failing",
+                "pull of image 'failing:latest' did not finish within its total deadline of 300s (the image pull timeout) after 4 attempts (",
+                300,
             ),
         ] {
             let mut spec = h.spec(name);
@@ -683,21 +728,28 @@ fn pull_deadlines_inactivity_and_total() {
                 .as_mut()
                 .unwrap()
                 .image = image.into();
+            let started = tokio::time::Instant::now();
             let err =
                 h.cz.launch(&Harness::id(name), spec)
                     .await
                     .unwrap_err()
                     .to_string();
+            let took = started.elapsed();
             assert!(
                 err.starts_with(&format!("Failed to launch container: {want}")),
                 "{err}"
+            );
+            assert!(
+                took >= Duration::from_secs(after) && took < Duration::from_secs(after + 1),
+                "{image}: failed after {took:?}, not at its {after}s deadline"
             );
         }
         assert_eq!(
             h.engine
                 .pulls_aborted
                 .load(std::sync::atomic::Ordering::SeqCst),
-            2
+            4,
+            "each pull's attempt in flight at its deadline is aborted in the daemon"
         );
         h.assert_clean();
     });
@@ -1044,8 +1096,10 @@ fn usage_before_running_says_so() {
     });
 }
 
+/// Issue 13 item 3: the remove delay removes the Docker container only (Mesos's
+/// `--docker_remove_delay`); the termination and the checkpoint stay until `remove`.
 #[test]
-fn remove_delay_zero_removes_right_after_the_termination() {
+fn remove_delay_zero_removes_only_the_docker_container() {
     rt().block_on(async {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let h = Harness::with(FakeEngine::new(), dir, |d| Config {
@@ -1056,14 +1110,34 @@ fn remove_delay_zero_removes_right_after_the_termination() {
         h.cz.launch(&id, h.spec("c1")).await.unwrap();
         h.cz.destroy(&id).await.unwrap();
         for _ in 0..200 {
-            if h.cz.containers().is_empty() && h.engine.container_count() == 0 {
+            if h.engine.container_count() == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        assert!(h.cz.containers().is_empty());
-        assert_eq!(h.engine.container_count(), 0);
-        assert!(h.cz.inner.store.load(&id).unwrap().is_none());
+        assert_eq!(h.engine.container_count(), 0, "the Docker container is removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(h.cz.containers().contains(&id), "the container is still known");
+        assert_eq!(
+            h.cz.wait(&id).await.unwrap().state,
+            TaskState::Killed,
+            "WAIT still answers"
+        );
+        assert!(h.cz.terminated_at(&id).is_some());
+        assert!(h.cz.inner.store.load(&id).unwrap().is_some(), "checkpoint kept");
+        // A restart keeps it too (and removing the gone Docker container again is no error).
+        let h2 = h.restart(|d| Config {
+            remove_delay: Duration::ZERO,
+            ..config(d)
+        });
+        let report = h2.cz.recover().await.unwrap();
+        assert_eq!(report.terminated, [id.clone()]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(h2.cz.wait(&id).await.unwrap().state, TaskState::Killed);
+        h2.cz.remove(&id).await.unwrap();
+        assert!(h2.cz.wait(&id).await.is_none());
+        assert!(h2.cz.inner.store.load(&id).unwrap().is_none());
+        h2.assert_clean();
     });
 }
 
@@ -1244,6 +1318,84 @@ fn recovery_reports_a_vanished_container_as_lost() {
         let t = h2.cz.wait(&Harness::id("c1")).await.unwrap();
         assert_eq!(t.state, TaskState::Lost);
         assert_eq!(t.status, None);
+    });
+}
+
+/// Issue 13 item 5: KILL during the launch, then the agent dies after its roll-back removed
+/// the Docker container but before the termination was written. Berth removed the container
+/// itself: the container was killed, not lost.
+#[test]
+fn recovery_reports_a_killed_launch_whose_container_is_gone_as_killed() {
+    let h = Harness::new();
+    crash(|| async {
+        h.engine.gates.hold(Op::Start);
+        let (cz, spec) = (h.cz.clone(), h.spec("c1"));
+        let launch = tokio::spawn(async move { cz.launch(&Harness::id("c1"), spec).await });
+        h.engine.gates.entered(Op::Start, 1).await;
+        assert!(h.cz.kill(&Harness::id("c1"), 9).await);
+        // The checkpoint says DESTROYING, killed, with the Docker id; then the roll-back
+        // removes the container and the agent dies before the termination is written.
+        h.cz.flush().await;
+        drop(launch);
+    });
+    h.engine.gates.release_all();
+    h.engine.state.lock().unwrap().containers.clear();
+    rt().block_on(async {
+        let h2 = h.restart(config);
+        let report = h2.cz.recover().await.unwrap();
+        assert_eq!(report.lost, [Harness::id("c1")], "{report:?}");
+        let t = h2.cz.wait(&Harness::id("c1")).await.unwrap();
+        assert_eq!(t.state, TaskState::Killed, "{t:?}");
+        assert_eq!(t.message, messages::KILLED);
+        h2.assert_clean();
+    });
+}
+
+/// Issue 13 item 5: with periodic reconciliation a young orphan gets no timer; a later pass
+/// after its grace removes it, and a dry run only reports it.
+#[test]
+fn periodic_orphan_passes_respect_the_grace_and_the_dry_run() {
+    rt().block_on(async {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let h = Harness::with(FakeEngine::new(), dir, |d| {
+            let mut c = config(d);
+            c.orphans.grace = Duration::from_millis(300);
+            c.orphans.reconcile_interval = Duration::from_secs(1);
+            c
+        });
+        h.cz.recover().await.unwrap();
+        let me = crate::AgentId::new("agent-1").unwrap();
+        let young = h.engine.add_container(
+            "berth-late",
+            labels::own_labels(&me, &Harness::id("late")),
+            Life::Running,
+            Duration::ZERO,
+        );
+        let first = h.cz.reap_orphans().await.unwrap();
+        assert!(
+            matches!(first[0].action, OrphanAction::Deferred(_)),
+            "{first:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            h.engine.life(&young),
+            Some(Life::Running),
+            "no timer removes it between passes"
+        );
+        let dry = h.restart(|d| {
+            let mut c = config(d);
+            c.orphans.grace = Duration::from_millis(300);
+            c.orphans.dry_run = true;
+            c
+        });
+        assert_eq!(
+            dry.cz.reap_orphans().await.unwrap()[0].action,
+            OrphanAction::WouldRemove
+        );
+        assert_eq!(h.engine.life(&young), Some(Life::Running));
+        let later = h.cz.reap_orphans().await.unwrap();
+        assert_eq!(later[0].action, OrphanAction::Removed);
+        assert_eq!(h.engine.life(&young), None);
     });
 }
 
