@@ -525,9 +525,7 @@ impl ServeArgs {
                 format!("{gc_disk_headroom} is not a fraction between 0 and 1 (e.g. 0.1 keeps 10% of the disk free)"),
             ));
         }
-        let disk_watch_interval = self
-            .disk_watch_interval
-            .unwrap_or(Duration::from_secs(60));
+        let disk_watch_interval = self.disk_watch_interval.unwrap_or(Duration::from_secs(60));
         for (flag, value) in [
             ("--gc-delay", gc_delay),
             ("--disk-watch-interval", disk_watch_interval),
@@ -782,7 +780,10 @@ impl Config {
                 "docker_orphan_reconcile_interval",
                 d(self.docker_orphan_reconcile_interval),
             ),
-            ("docker_orphan_dry_run", self.docker_orphan_dry_run.to_string()),
+            (
+                "docker_orphan_dry_run",
+                self.docker_orphan_dry_run.to_string(),
+            ),
             ("gc_delay", d(self.gc_delay)),
             ("gc_disk_headroom", self.gc_disk_headroom.to_string()),
             ("disk_watch_interval", d(self.disk_watch_interval)),
