@@ -102,7 +102,7 @@ impl Agent {
             })
             .collect();
         // Oldest first, as Mesos prunes.
-        due.sort_by(|a, b| b.0.cmp(&a.0));
+        due.sort_by_key(|b| std::cmp::Reverse(b.0));
         for (age, id) in due {
             match cz.remove(&id).await {
                 Ok(()) => {}

@@ -1141,7 +1141,7 @@ fn remove_delay_zero_removes_only_the_docker_container() {
             ..config(d)
         });
         let report = h2.cz.recover().await.unwrap();
-        assert_eq!(report.terminated, [id.clone()]);
+        assert_eq!(report.terminated, std::slice::from_ref(&id));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(h2.cz.wait(&id).await.unwrap().state, TaskState::Killed);
         h2.cz.remove(&id).await.unwrap();
