@@ -95,12 +95,14 @@ impl Agent {
             .containers()
             .into_iter()
             .filter_map(|id| {
-                let age = now.duration_since(cz.terminated_at(&id)?).unwrap_or_default();
+                let age = now
+                    .duration_since(cz.terminated_at(&id)?)
+                    .unwrap_or_default();
                 (age >= max_age).then_some((age, id))
             })
             .collect();
         // Oldest first, as Mesos prunes.
-        due.sort_by(|a, b| b.0.cmp(&a.0));
+        due.sort_by_key(|d| std::cmp::Reverse(d.0));
         for (age, id) in due {
             match cz.remove(&id).await {
                 Ok(()) => {}
@@ -108,7 +110,7 @@ impl Agent {
                 Err(berth_containerizer::Error::UnknownContainer { .. }) => continue,
                 Err(e) => {
                     counters.gc_removals_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(container = %id, error = %e, "garbage collection failed to remove an ended container; retrying at the next pass");
+                    tracing::warn!(container_id = %id, error = %e, "garbage collection failed to remove an ended container; retrying at the next pass");
                     continue;
                 }
             }
@@ -122,14 +124,14 @@ impl Agent {
                 Err(e) => {
                     // The sandbox of a container no longer known: the next pass retries it.
                     counters.gc_removals_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(container = %id, error = %e, "garbage collection failed to remove a sandbox");
+                    tracing::warn!(container_id = %id, error = %e, "garbage collection failed to remove a sandbox");
                 }
             }
             counters
                 .gc_containers_removed
                 .fetch_add(1, Ordering::Relaxed);
             report.containers_removed += 1;
-            tracing::info!(container = %id, age = ?age, max_allowed_age = ?max_age, disk_usage = usage, "garbage collected an ended container: its sandbox, termination and checkpoint are removed");
+            tracing::info!(container_id = %id, age = ?age, max_allowed_age = ?max_age, disk_usage = usage, "garbage collected an ended container: its sandbox, termination and checkpoint are removed");
         }
         report.sandboxes_removed = self.collect_sandboxes().await;
         counters
@@ -162,7 +164,9 @@ impl Agent {
                 }
                 self.count_orphans(&outcomes);
             }
-            Err(e) => tracing::warn!(error = %e, "orphan reconciliation failed; retrying at the next pass"),
+            Err(e) => {
+                tracing::warn!(error = %e, "orphan reconciliation failed; retrying at the next pass")
+            }
         }
     }
 }
