@@ -20,7 +20,8 @@ use crate::error::Error;
 use crate::http::auth::Auth;
 use crate::units::parse_size;
 
-/// Grace given to the container on the first Ctrl-C (the second one kills it).
+/// Grace given to the container on the first stop signal (Ctrl-C, SIGTERM, SIGHUP); a second one
+/// kills it.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
 
 /// `berth run` options.
