@@ -412,6 +412,8 @@ struct Prepared {
     payload: Value,
 }
 
+/// Everything before the launch: the image (the default one built if Docker lacks it), the
+/// launch request, and the agent (the given one, or an embedded one started here).
 async fn prepare(args: &RunArgs, id: &str) -> Result<Prepared, Error> {
     berth_containerizer::ContainerId::new(id).map_err(|e| bad("--name", e.to_string()))?;
     let image = match &args.image {
