@@ -1,5 +1,11 @@
-//! SIGKILL of a real agent process mid-launch, in each state that lasts long enough to catch
-//! (FETCHING, PULLING, RUNNING), then recovery by a new agent: nothing half-made, nothing leaked.
+//! SIGKILL of a real agent process in every state of a container (FETCHING, PULLING, MOUNTING,
+//! RUNNING, DESTROYING), then recovery by a new agent: nothing half-made, nothing leaked, a
+//! destroy in progress finished.
+//!
+//! FETCHING (a stalled server), PULLING (a throttled registry) and RUNNING last long enough to
+//! catch on their own. MOUNTING does not: there the killed agent's engine is the real one with
+//! its volume inspect stalled. DESTROYING is a container whose PID 1 ignores SIGTERM, destroyed
+//! with a long stop grace.
 //!
 //! This test binary is its own helper: run with `BERTH_CORE_HELPER` set, it is the agent that
 //! gets killed (it launches one container, prints each phase it reaches, and waits forever).
@@ -10,10 +16,18 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use berth_containerizer::{ContainerId, LaunchSpec, Phase, TaskState, Uri};
-use berth_docker_api as api;
+use berth_containerizer::engine::{
+    ContainerSummary, Inspected, OutputStreamBox, ResourceUpdate, StatsSample, VolumeInfo,
+};
+use berth_containerizer::mapping::CreateSpec;
+use berth_containerizer::termination::messages;
+use berth_containerizer::{
+    BoxFut, BoxStream, ContainerId, Engine, EngineError, LaunchSpec, OutputChunk, Phase,
+    PullProgress, TaskState, Uri,
+};
 use common::Agent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -31,11 +45,22 @@ fn main() {
         .build()
         .unwrap();
     let mut failed = 0;
-    for (name, scenario) in [
-        ("fetching", Scenario::Fetching),
-        ("pulling", Scenario::Pulling),
-        ("running", Scenario::Running),
+    // Like libtest: `cargo test --test sigkill -- destroying` runs the scenarios so named.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    for scenario in [
+        Scenario::Fetching,
+        Scenario::Pulling,
+        Scenario::Mounting,
+        Scenario::Running,
+        Scenario::Destroying,
     ] {
+        let name = scenario.name();
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(run(scenario))));
         match result {
@@ -57,33 +82,158 @@ fn main() {
 enum Scenario {
     Fetching,
     Pulling,
+    Mounting,
     Running,
+    Destroying,
 }
 
-/// The agent to be killed: `<root>\n<spec json>`.
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Fetching => "fetching",
+            Scenario::Pulling => "pulling",
+            Scenario::Mounting => "mounting",
+            Scenario::Running => "running",
+            Scenario::Destroying => "destroying",
+        }
+    }
+}
+
+/// The real engine with every named-volume inspect stalled forever: a launch that has one
+/// stays in MOUNTING (the stage that inspects them) until its agent dies.
+struct StalledVolumes(Arc<dyn Engine>);
+
+impl Engine for StalledVolumes {
+    fn image_present<'a>(&'a self, image: &'a str) -> BoxFut<'a, Result<bool, EngineError>> {
+        self.0.image_present(image)
+    }
+    fn pull(&self, image: &str) -> BoxStream<'static, Result<PullProgress, EngineError>> {
+        self.0.pull(image)
+    }
+    fn create<'a>(
+        &'a self,
+        name: &'a str,
+        spec: &'a CreateSpec,
+    ) -> BoxFut<'a, Result<String, EngineError>> {
+        self.0.create(name, spec)
+    }
+    fn start<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), EngineError>> {
+        self.0.start(id)
+    }
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<Inspected, EngineError>> {
+        self.0.inspect(id)
+    }
+    fn wait<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<i64, EngineError>> {
+        self.0.wait(id)
+    }
+    fn kill<'a>(&'a self, id: &'a str, signal: i32) -> BoxFut<'a, Result<(), EngineError>> {
+        self.0.kill(id, signal)
+    }
+    fn stop<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFut<'a, Result<(), EngineError>> {
+        self.0.stop(id, grace)
+    }
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), EngineError>> {
+        self.0.remove(id)
+    }
+    fn list_labelled<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFut<'a, Result<Vec<ContainerSummary>, EngineError>> {
+        self.0.list_labelled(key)
+    }
+    fn logs(
+        &self,
+        id: &str,
+        tty: bool,
+        since: Option<SystemTime>,
+        follow: bool,
+    ) -> BoxStream<'static, Result<OutputChunk, EngineError>> {
+        self.0.logs(id, tty, since, follow)
+    }
+    fn attach_output<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFut<'a, Result<OutputStreamBox, EngineError>> {
+        self.0.attach_output(id)
+    }
+    fn stats<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<StatsSample, EngineError>> {
+        self.0.stats(id)
+    }
+    fn processes<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<u64, EngineError>> {
+        self.0.processes(id)
+    }
+    fn update<'a>(
+        &'a self,
+        id: &'a str,
+        update: &'a ResourceUpdate,
+    ) -> BoxFut<'a, Result<(), EngineError>> {
+        self.0.update(id, update)
+    }
+    fn volume<'a>(&'a self, _name: &'a str) -> BoxFut<'a, Result<Option<VolumeInfo>, EngineError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// The stop grace of the agent that is killed while destroying: far longer than the test, so
+/// only the recovered agent can have finished the destroy.
+const DYING_AGENT_GRACE: Duration = Duration::from_secs(600);
+
+/// The agent to be killed: `<scenario>\n<root>\n<spec json>`. It prints `PHASE <phase>` for each
+/// phase the container reaches (`PHASE PULLING progress <total bytes>` once bytes arrive) and,
+/// in the destroying scenario, destroys the container once its launch returned (it runs).
 fn helper(job: &str) -> ! {
-    let (root, spec) = job.split_once('\n').expect("root and spec");
-    let spec: LaunchSpec = serde_json::from_str(spec).expect("a launch spec");
+    let mut parts = job.splitn(3, '\n');
+    let (scenario, root, spec) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(s), Some(r), Some(j)) => (s.to_owned(), r.to_owned(), j.to_owned()),
+        _ => panic!("a helper job is scenario, root and spec: {job:?}"),
+    };
+    let spec: LaunchSpec = serde_json::from_str(&spec).expect("a launch spec");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let a = Agent::new(TEST, AGENT, Path::new(root), |_| {}).await;
+        let root = Path::new(&root);
+        let a = match scenario.as_str() {
+            "mounting" => {
+                Agent::with_engine(
+                    TEST,
+                    AGENT,
+                    root,
+                    |_| {},
+                    |real| Arc::new(StalledVolumes(real)),
+                )
+                .await
+            }
+            "destroying" => {
+                Agent::new(TEST, AGENT, root, |c| c.kill_grace = DYING_AGENT_GRACE).await
+            }
+            _ => Agent::new(TEST, AGENT, root, |_| {}).await,
+        };
         a.cz.recover().await.unwrap();
         let id = ContainerId::new("victim").unwrap();
         let cz = a.cz.clone();
         let id2 = id.clone();
-        tokio::spawn(async move { cz.launch(&id2, spec).await });
+        let launch = tokio::spawn(async move { cz.launch(&id2, spec).await });
         let mut last = None;
+        let mut destroying = false;
         loop {
             if let Ok(s) = a.cz.status(&id) {
-                let progressed = s.pull.as_ref().is_some_and(|p| p.downloaded > 0);
-                let phase = (s.phase, progressed);
+                let total = s
+                    .pull
+                    .as_ref()
+                    .filter(|p| p.downloaded > 0)
+                    .map(|p| p.download_total);
+                let phase = (s.phase, total.is_some());
                 if last != Some(phase) {
                     last = Some(phase);
-                    println!(
-                        "PHASE {} {}",
-                        s.phase,
-                        if progressed { "progress" } else { "" }
-                    );
+                    match total {
+                        Some(total) => println!("PHASE {} progress {total}", s.phase),
+                        None => println!("PHASE {}", s.phase),
+                    }
+                }
+                // Once the launch returned, the process runs (RUNNING begins at the create).
+                if scenario == "destroying" && launch.is_finished() && !destroying {
+                    destroying = true;
+                    let (cz, id) = (a.cz.clone(), id.clone());
+                    tokio::spawn(async move { cz.destroy(&id).await });
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -110,9 +260,14 @@ async fn stalling_server() -> std::net::SocketAddr {
     addr
 }
 
-fn spawn_helper(root: &Path, spec: &LaunchSpec) -> (Child, std::sync::mpsc::Receiver<String>) {
+fn spawn_helper(
+    scenario: Scenario,
+    root: &Path,
+    spec: &LaunchSpec,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
     let job = format!(
-        "{}\n{}",
+        "{}\n{}\n{}",
+        scenario.name(),
         root.display(),
         serde_json::to_string(spec).unwrap()
     );
@@ -136,7 +291,8 @@ fn spawn_helper(root: &Path, spec: &LaunchSpec) -> (Child, std::sync::mpsc::Rece
     (child, rx)
 }
 
-fn await_line(rx: &std::sync::mpsc::Receiver<String>, want: &str, limit: Duration) {
+/// Waits for the helper's first line starting with `want`, and returns it.
+fn await_line(rx: &std::sync::mpsc::Receiver<String>, want: &str, limit: Duration) -> String {
     let start = Instant::now();
     loop {
         let left = limit
@@ -146,9 +302,20 @@ fn await_line(rx: &std::sync::mpsc::Receiver<String>, want: &str, limit: Duratio
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("the helper never printed '{want}'"));
         if line.starts_with(want) {
-            return;
+            return line;
         }
     }
+}
+
+/// The names in `dir` that start with the fetcher's staging prefix (its partial downloads).
+fn staging_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".berth-fetch-") || n.contains("big.bin"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 async fn run(scenario: Scenario) {
@@ -164,8 +331,10 @@ async fn run(scenario: Scenario) {
         &sandbox,
     );
     let mut _lock = None;
-    let mut _proxy = None;
+    let mut proxy = None;
     let mut pulled_image = None;
+    // A named volume only the mounting scenario uses; unique to the run, never created.
+    let volume = format!("berth-test-sigkill-{}", common::run_id());
     let wait_for = match scenario {
         Scenario::Fetching => {
             let addr = stalling_server().await;
@@ -177,18 +346,10 @@ async fn run(scenario: Scenario) {
         }
         Scenario::Pulling => {
             _lock = Some(berth_testbed::exclusive("large-image"));
-            let proxy = berth_testbed::ThrottledProxy::start(tb.registry.parse().unwrap(), 2 << 20);
-            let image = format!("{}/{}", proxy.addr(), tb.images.large);
-            let _ = docker
-                .images()
-                .remove(
-                    &image,
-                    api::RemoveImageOptions {
-                        force: true,
-                        ..Default::default()
-                    },
-                )
-                .await;
+            let p = berth_testbed::ThrottledProxy::start(tb.registry.parse().unwrap(), 2 << 20);
+            let image = format!("{}/{}", p.addr(), tb.images.large);
+            // Only an absent image is pulled, and only absent layers move bytes.
+            berth_testbed::remove_pulled_copies(&tb.images.large).await;
             spec.container
                 .as_mut()
                 .unwrap()
@@ -197,32 +358,77 @@ async fn run(scenario: Scenario) {
                 .unwrap()
                 .image = image.clone();
             pulled_image = Some(image);
-            _proxy = Some(proxy);
+            proxy = Some(p);
             "PHASE PULLING progress"
         }
+        Scenario::Mounting => {
+            let _ = docker.volumes().remove(&volume, true).await;
+            spec.container
+                .as_mut()
+                .unwrap()
+                .volumes
+                .push(berth_containerizer::Volume {
+                    container_path: "/scratch".into(),
+                    host_path: None,
+                    mode: berth_containerizer::spec::VolumeMode::Rw,
+                    source: Some(berth_containerizer::spec::VolumeSource::DockerVolume {
+                        name: volume.clone(),
+                        driver: Some("local".into()),
+                        driver_options: Default::default(),
+                    }),
+                });
+            "PHASE MOUNTING"
+        }
         Scenario::Running => "PHASE RUNNING",
+        Scenario::Destroying => "PHASE DESTROYING",
     };
-    let (mut child, rx) = spawn_helper(&root, &spec);
-    await_line(&rx, wait_for, Duration::from_secs(60));
+    let (mut child, rx) = spawn_helper(scenario, &root, &spec);
+    let line = await_line(&rx, wait_for, Duration::from_secs(60));
     // Let the phase's checkpoint land, then SIGKILL.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    if scenario == Scenario::Fetching {
+        // The check below looks where partial downloads live: here is one.
+        assert!(
+            staging_entries(&sandbox)
+                .iter()
+                .any(|n| n.starts_with(".berth-fetch-")),
+            "no partial download in the sandbox to leak: {:?}",
+            std::fs::read_dir(&sandbox).map(|rd| rd.count())
+        );
+    }
     child.kill().expect("SIGKILL the helper agent");
     child.wait().unwrap();
+    // The daemon aborted the pull when the killed agent's connection closed: nothing more comes
+    // through the registry's proxy.
+    let pulled = match (&pulled_image, &proxy) {
+        (Some(image), Some(proxy)) => {
+            let total: u64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("a progress line with the total: {line}"));
+            assert!(total > 100 << 20, "the large image's size: {line}");
+            let moved = proxy.assert_download_stopped(total).await;
+            Some((image.clone(), proxy, moved, proxy.connections()))
+        }
+        _ => None,
+    };
 
     let b = Agent::new(TEST, AGENT, &root, |_| {}).await;
+    let recovered_at = Instant::now();
     let report = b.cz.recover().await.unwrap();
     match scenario {
-        Scenario::Fetching | Scenario::Pulling => {
+        Scenario::Fetching | Scenario::Pulling | Scenario::Mounting => {
             assert_eq!(
                 report.rolled_back.as_slice(),
                 std::slice::from_ref(&id),
                 "{scenario:?}: {report:?}"
             );
             let t = b.cz.wait(&id).await.unwrap();
-            let doing = if scenario == Scenario::Fetching {
-                "fetching"
-            } else {
-                "pulling the image"
+            let doing = match scenario {
+                Scenario::Fetching => "fetching",
+                Scenario::Pulling => "pulling the image",
+                _ => "mounting volumes",
             };
             assert_eq!(
                 t.message,
@@ -244,26 +450,59 @@ async fn run(scenario: Scenario) {
             let t = b.cz.destroy(&id).await.unwrap();
             assert_eq!(t.state, TaskState::Killed);
         }
+        Scenario::Destroying => {
+            // Still running (PID 1 ignores the dying agent's SIGTERM): re-attached, and the
+            // destroy the checkpoint records is finished with this agent's short grace.
+            let t = tokio::time::timeout(Duration::from_secs(30), b.cz.wait(&id))
+                .await
+                .expect("the recovered agent finishes the destroy")
+                .unwrap();
+            assert_eq!(
+                report.reattached.as_slice(),
+                std::slice::from_ref(&id),
+                "{report:?} {t:?}"
+            );
+            assert_eq!(t.state, TaskState::Killed, "{t:?}");
+            assert_eq!(t.message, messages::KILLED, "{t:?}");
+            let took = recovered_at.elapsed();
+            assert!(
+                took < DYING_AGENT_GRACE / 10,
+                "finished only after {took:?}: by the dead agent's stop, not the recovery"
+            );
+            let state = docker
+                .containers()
+                .inspect(&b.name("victim"))
+                .await
+                .unwrap()
+                .state;
+            assert!(!state.running, "{state:?}");
+            assert_eq!(state.exit_code, 137, "SIGKILLed after the grace: {state:?}");
+        }
     }
     assert!(report.orphans.is_empty(), "{report:?}");
     if scenario == Scenario::Fetching {
-        let left: Vec<_> = std::fs::read_dir(&sandbox)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let left = staging_entries(&sandbox);
+        assert!(left.is_empty(), "partial download left: {left:?}");
+    }
+    if scenario == Scenario::Mounting {
+        // Docker makes a named volume when it creates the container: none was created.
+        let found = docker.volumes().inspect(&volume).await;
         assert!(
-            left.iter().all(|n| !n.to_string_lossy().contains("big.bin")
-                && !n.to_string_lossy().starts_with(".berth-fetch")),
-            "partial download left: {left:?}"
+            matches!(&found, Err(e) if e.is_not_found()),
+            "the volume of a launch rolled back in MOUNTING exists: {found:?}"
         );
     }
-    if let Some(image) = pulled_image {
-        // The daemon aborted the pull when the killed agent's connection closed.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+    if let Some((image, proxy, moved, connections)) = pulled {
+        // The recovered agent rolled the launch back without pulling again.
+        assert_eq!(
+            (proxy.delivered(), proxy.connections()),
+            (moved, connections),
+            "the recovered agent went back to the registry"
+        );
         let found = docker.images().inspect(&image).await;
         assert!(
             matches!(&found, Err(e) if e.is_not_found()),
-            "the pull survived the agent: {found:?}"
+            "the pull survived the agent ({moved} bytes moved): {found:?}"
         );
     }
     b.cz.remove(&id).await.unwrap();

@@ -1,10 +1,12 @@
 //! A slow pull of a large image through the real agent: its progress is visible in
-//! `GET_CONTAINERS`, and a kill during the pull destroys the container and aborts the pull.
+//! `GET_CONTAINERS`, and a kill during the pull destroys the container and aborts the pull: the
+//! registry's proxy counts the bytes it delivers, and they stop.
 
 use std::time::{Duration, Instant};
 
-use berth_docker_api::{Docker, RemoveImageOptions};
+use berth_docker_api::Docker;
 use berth_e2e::{eventually, exclusive, remove_test_containers, testbed, Agent, ThrottledProxy};
+use berth_testbed::remove_pulled_copies;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -16,17 +18,9 @@ async fn kill_during_a_pull_destroys_the_container_and_aborts_the_pull() {
     let proxy = ThrottledProxy::start(tb.registry.parse().expect("registry address"), 2 << 20);
     let image = format!("{}/{}", proxy.addr(), tb.images.large);
     let docker = Docker::from_env().await.unwrap();
-    // Only an absent image is pulled; a previous run may have left it.
-    let _ = docker
-        .images()
-        .remove(
-            &image,
-            RemoveImageOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    // Only an absent image is pulled, and only absent layers move bytes; a previous run (under
+    // another proxy port) may have left it.
+    remove_pulled_copies(&tb.images.large).await;
 
     let agent = Agent::start(T, &["--image-pull-inactivity-timeout", "60s"]).await;
     let body = agent.launch_body("big", json!({"value": "true"}), Some(&image));
@@ -55,13 +49,10 @@ async fn kill_during_a_pull_destroys_the_container_and_aborts_the_pull() {
     )
     .await;
     assert_eq!(progress["berth"]["image"], image.as_str());
-    assert!(
-        progress["berth"]["pull"]["download_total_bytes"]
-            .as_u64()
-            .unwrap()
-            > 100 << 20,
-        "{progress}"
-    );
+    let total = progress["berth"]["pull"]["download_total_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(total > 100 << 20, "{progress}");
 
     let killed_at = Instant::now();
     assert_eq!(agent.kill("big", None).await.status, 200);
@@ -85,9 +76,11 @@ async fn kill_during_a_pull_destroys_the_container_and_aborts_the_pull() {
         "the pull was not cut short: {:?}",
         killed_at.elapsed()
     );
+    // The daemon-side pull was aborted: nothing more comes through the registry's proxy.
+    let moved = proxy.assert_download_stopped(total).await;
     assert!(
         docker.images().inspect(&image).await.is_err(),
-        "the aborted pull left no image"
+        "the aborted pull left no image ({moved} bytes moved)"
     );
     assert_eq!(agent.remove("big").await.status, 200);
     remove_test_containers(T).await;

@@ -16,7 +16,7 @@ mod proxy;
 mod rootfs;
 mod state;
 
-pub use cleanup::{remove_test_containers, TEST_LABEL};
+pub use cleanup::{remove_pulled_copies, remove_test_containers, TEST_LABEL};
 pub use lock::{exclusive, ExclusiveGuard};
 pub use proxy::ThrottledProxy;
 pub use rootfs::{busybox_rootfs, BUSYBOX};

@@ -2,6 +2,10 @@
 //!
 //! Tests put it in front of a registry to catch a pull in flight: the daemon sees an ordinary
 //! registry on 127.0.0.1 (an insecure registry by default), only a slow one.
+//!
+//! It counts what it moves ([`ThrottledProxy::delivered`], [`ThrottledProxy::requested`],
+//! [`ThrottledProxy::connections`]): whether a pull is still running, or ever started, is read
+//! off the wire, not guessed from what the daemon shows afterwards.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,12 +22,24 @@ use tokio::sync::watch;
 pub struct ThrottledProxy {
     addr: SocketAddr,
     rate: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
 /// Bytes moved per write; small enough that a low rate still flows smoothly.
 const CHUNK: usize = 16 * 1024;
+
+/// What the proxy has moved since it started, over all connections.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Upstream to client (the registry's answers: manifests, layers).
+    delivered: AtomicU64,
+    /// Client to upstream (the daemon's requests).
+    requested: AtomicU64,
+    /// Connections accepted.
+    connections: AtomicU64,
+}
 
 impl ThrottledProxy {
     /// Listens on an ephemeral 127.0.0.1 port and forwards to `upstream`, delivering at most
@@ -41,6 +57,8 @@ impl ThrottledProxy {
         let rate = Arc::new(AtomicU64::new(bytes_per_sec.max(1)));
         let (stop, stopped) = watch::channel(false);
         let thread_rate = rate.clone();
+        let counts = Arc::new(Counts::default());
+        let thread_counts = counts.clone();
         let thread = std::thread::Builder::new()
             .name(format!("throttled-proxy-{addr}"))
             .spawn(move || {
@@ -48,12 +66,19 @@ impl ThrottledProxy {
                     .enable_all()
                     .build()
                     .expect("proxy runtime");
-                rt.block_on(serve(std_listener, upstream, thread_rate, stopped));
+                rt.block_on(serve(
+                    std_listener,
+                    upstream,
+                    thread_rate,
+                    thread_counts,
+                    stopped,
+                ));
             })
             .unwrap_or_else(|e| panic!("throttled proxy: cannot start thread: {e}"));
         ThrottledProxy {
             addr,
             rate,
+            counts,
             stop,
             thread: Some(thread),
         }
@@ -67,6 +92,50 @@ impl ThrottledProxy {
     /// Changes the rate for every open and future connection (e.g. to let a caught pull finish).
     pub fn set_rate(&self, bytes_per_sec: u64) {
         self.rate.store(bytes_per_sec.max(1), Ordering::Relaxed);
+    }
+
+    /// Bytes delivered from upstream to clients so far: a pull that goes on after it should have
+    /// been aborted shows here as a count that keeps growing.
+    pub fn delivered(&self) -> u64 {
+        self.counts.delivered.load(Ordering::SeqCst)
+    }
+
+    /// Bytes forwarded from clients to upstream so far (requests).
+    pub fn requested(&self) -> u64 {
+        self.counts.requested.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far: zero means no client (no daemon pull) ever came.
+    pub fn connections(&self) -> u64 {
+        self.counts.connections.load(Ordering::SeqCst)
+    }
+
+    /// Asserts that the download through this proxy stopped for good (an aborted pull), and
+    /// returns the bytes delivered in all.
+    ///
+    /// The throttle is lifted first: a download still going would now move megabytes a second.
+    /// After two seconds for the cancellation to reach the daemon, nothing may move for five
+    /// more; and the total must be far below `image_bytes` (the image's download size), since a
+    /// pull that went on at full speed could have finished within those two seconds.
+    ///
+    /// # Panics
+    /// When bytes still flow or nearly the whole image went through.
+    pub async fn assert_download_stopped(&self, image_bytes: u64) -> u64 {
+        self.set_rate(u64::MAX / 4);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = self.delivered();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = self.delivered();
+        assert!(
+            after - before < 256 * 1024,
+            "the download went on after the abort: {} bytes in 5 s ({after} in all)",
+            after - before
+        );
+        assert!(
+            after < image_bytes / 4,
+            "most of the image went through: {after} of {image_bytes} bytes"
+        );
+        after
     }
 }
 
@@ -83,6 +152,7 @@ async fn serve(
     listener: std::net::TcpListener,
     upstream: SocketAddr,
     rate: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let listener = TcpListener::from_std(listener).expect("tokio listener");
@@ -92,7 +162,8 @@ async fn serve(
             _ = stopped.changed() => break,
             accepted = listener.accept() => {
                 let Ok((client, _)) = accepted else { continue };
-                conns.spawn(relay(client, upstream, rate.clone()));
+                counts.connections.fetch_add(1, Ordering::SeqCst);
+                conns.spawn(relay(client, upstream, rate.clone(), counts.clone()));
             }
         }
     }
@@ -100,14 +171,24 @@ async fn serve(
     conns.abort_all();
 }
 
-async fn relay(client: TcpStream, upstream: SocketAddr, rate: Arc<AtomicU64>) {
+async fn relay(client: TcpStream, upstream: SocketAddr, rate: Arc<AtomicU64>, counts: Arc<Counts>) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
     let (mut client_rd, mut client_wr) = client.into_split();
     let (mut server_rd, mut server_wr) = server.into_split();
     let up = async {
-        let _ = tokio::io::copy(&mut client_rd, &mut server_wr).await;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = match client_rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if server_wr.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            counts.requested.fetch_add(n as u64, Ordering::SeqCst);
+        }
         let _ = server_wr.shutdown().await;
     };
     let down = async {
@@ -121,6 +202,7 @@ async fn relay(client: TcpStream, upstream: SocketAddr, rate: Arc<AtomicU64>) {
             if client_wr.write_all(&buf[..n]).await.is_err() {
                 break;
             }
+            counts.delivered.fetch_add(n as u64, Ordering::SeqCst);
             let secs = n as f64 / rate.load(Ordering::Relaxed) as f64;
             tokio::time::sleep(Duration::from_secs_f64(secs)).await;
         }
@@ -157,6 +239,9 @@ mod tests {
         let took = start.elapsed();
         assert_eq!(got.len(), 64 * 1024);
         assert!(got.iter().all(|b| *b == 7));
+        assert_eq!(proxy.delivered(), 64 * 1024);
+        assert_eq!(proxy.requested(), 4);
+        assert_eq!(proxy.connections(), 1);
         assert!(
             took >= Duration::from_millis(350),
             "proxy did not throttle: {took:?}"

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_containerizer::{
-    log_config_spec, AgentId, CommandInfo, Config, Containerizer, DockerEngine, FetcherAdapter,
-    LaunchSpec, LoggerAdapter,
+    log_config_spec, AgentId, CommandInfo, Config, Containerizer, DockerEngine, Engine,
+    FetcherAdapter, LaunchSpec, LoggerAdapter,
 };
 use berth_docker_api as api;
 use berth_logger::{ContainerLogger, LoggerConfig, SandboxLogger};
@@ -102,6 +102,18 @@ impl Agent {
         root: &Path,
         tweak: impl FnOnce(&mut Config),
     ) -> Agent {
+        Agent::with_engine(test, agent, root, tweak, |engine| engine).await
+    }
+
+    /// [`Agent::new`] whose containerizer talks to the daemon through `wrap(the real engine)`:
+    /// a test that must stop the agent inside one Docker call wraps the engine to stall it.
+    pub async fn with_engine(
+        test: &str,
+        agent: &str,
+        root: &Path,
+        tweak: impl FnOnce(&mut Config),
+        wrap: impl FnOnce(Arc<dyn Engine>) -> Arc<dyn Engine>,
+    ) -> Agent {
         let docker = docker().await;
         let agent_id = agent_id(agent);
         let label = run_label(test);
@@ -120,7 +132,7 @@ impl Agent {
         let fetcher = berth_fetcher::Fetcher::builder().build().unwrap();
         let cz = Containerizer::new(
             config,
-            Arc::new(DockerEngine::new(docker.clone())),
+            wrap(Arc::new(DockerEngine::new(docker.clone()))),
             Arc::new(FetcherAdapter::new(Arc::new(fetcher))),
             Arc::new(LoggerAdapter::new(Arc::new(logger))),
         )
