@@ -179,8 +179,9 @@ impl Engine for StalledVolumes {
 const DYING_AGENT_GRACE: Duration = Duration::from_secs(600);
 
 /// The agent to be killed: `<scenario>\n<root>\n<spec json>`. It prints `PHASE <phase>` for each
-/// phase the container reaches (`PHASE PULLING progress <total bytes>` once bytes arrive) and,
-/// in the destroying scenario, destroys the container once its launch returned (it runs).
+/// phase the container reaches (`PHASE PULLING progress <total bytes>` once bytes arrive) and
+/// `LAUNCHED` when its launch returned (the process runs); in the destroying scenario it then
+/// destroys the container.
 fn helper(job: &str) -> ! {
     let mut parts = job.splitn(3, '\n');
     let (scenario, root, spec) = match (parts.next(), parts.next(), parts.next()) {
@@ -213,7 +214,7 @@ fn helper(job: &str) -> ! {
         let id2 = id.clone();
         let launch = tokio::spawn(async move { cz.launch(&id2, spec).await });
         let mut last = None;
-        let mut destroying = false;
+        let mut launched = false;
         loop {
             if let Ok(s) = a.cz.status(&id) {
                 let total = s
@@ -229,11 +230,15 @@ fn helper(job: &str) -> ! {
                         None => println!("PHASE {}", s.phase),
                     }
                 }
-                // Once the launch returned, the process runs (RUNNING begins at the create).
-                if scenario == "destroying" && launch.is_finished() && !destroying {
-                    destroying = true;
-                    let (cz, id) = (a.cz.clone(), id.clone());
-                    tokio::spawn(async move { cz.destroy(&id).await });
+                // Once the launch returned, the process runs (RUNNING begins at the create, so
+                // the phase alone does not tell).
+                if launch.is_finished() && !launched {
+                    launched = true;
+                    println!("LAUNCHED");
+                    if scenario == "destroying" {
+                        let (cz, id) = (a.cz.clone(), id.clone());
+                        tokio::spawn(async move { cz.destroy(&id).await });
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -379,7 +384,7 @@ async fn run(scenario: Scenario) {
                 });
             "PHASE MOUNTING"
         }
-        Scenario::Running => "PHASE RUNNING",
+        Scenario::Running => "LAUNCHED",
         Scenario::Destroying => "PHASE DESTROYING",
     };
     let (mut child, rx) = spawn_helper(scenario, &root, &spec);

@@ -7,11 +7,13 @@
 //!   starts when a slot frees.
 //! - Networks `NONE` and `USER`: what Docker and the container's own view say.
 //!
-//! A pull is caught in flight with the test bed's throttling proxy at one byte a second: the
-//! daemon connects, sends its first request and waits. Each proxy counts the connections it
-//! accepts, so which pulls reached the registry is read off the wire.
+//! A pull is caught in flight with the test bed's throttling proxy holding the registry's
+//! answers: the daemon connects, sends its first request and waits. Each proxy counts the
+//! connections it accepts, so which pulls reached the registry is read off the wire. (Docker
+//! 20.10 tries TLS first on a 127.0.0.1 registry: a held pull keeps its one connection until the
+//! TLS handshake times out after 10 s, then falls back to plain HTTP on a second one.)
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth_e2e::{eventually, remove_test_containers, test_label, testbed, Agent, ThrottledProxy};
 use serde_json::{json, Value};
@@ -79,13 +81,20 @@ async fn two_launches_of_one_uncached_image_share_one_daemon_pull() {
     const T: &str = "e2e-daemon-pull-dedupe";
     remove_test_containers(T).await;
     let tb = testbed();
-    // One byte a second: a daemon pull connects, asks, and hangs on the answer.
+    // A daemon pull connects, asks, and hangs on the answer.
     let proxy = ThrottledProxy::start(tb.registry.parse().expect("registry address"), 1);
+    proxy.hold();
     // A name under the proxy's fresh port is not in the daemon: it must be pulled.
     let image = format!("{}/{}", proxy.addr(), tb.images.busybox);
     let agent = Agent::start(T, &["--image-pull-inactivity-timeout", "60s"]).await;
     let first = spawn_launch(&agent, "first", "echo first", &image);
     let second = spawn_launch(&agent, "second", "echo second", &image);
+    let connected = eventually(
+        Duration::from_secs(30),
+        "a pull to reach the registry",
+        || async { (proxy.connections() > 0).then(Instant::now) },
+    )
+    .await;
     eventually(
         Duration::from_secs(30),
         "both launches in PULLING",
@@ -96,10 +105,17 @@ async fn two_launches_of_one_uncached_image_share_one_daemon_pull() {
         },
     )
     .await;
-    // Time for a second daemon pull, if one was asked for, to reach the registry.
+    // Time for a second daemon pull, if one was asked for, to reach the registry; and before
+    // the first one's TLS handshake times out (10 s) and it opens its own second connection.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let connections = proxy.connections();
+    assert!(
+        connected.elapsed() < Duration::from_secs(8),
+        "too slow to tell one pull from two: {:?} since the first connection",
+        connected.elapsed()
+    );
     assert_eq!(
-        proxy.connections(),
+        connections,
         1,
         "two launches of one image must share one daemon pull ({} bytes asked)\n{}",
         proxy.requested(),
@@ -139,6 +155,9 @@ async fn pulls_beyond_the_parallel_limit_wait_for_a_slot() {
     let proxies: Vec<ThrottledProxy> = (0..=LIMIT)
         .map(|_| ThrottledProxy::start(upstream, 1))
         .collect();
+    for p in &proxies {
+        p.hold();
+    }
     let images: Vec<String> = proxies
         .iter()
         .map(|p| format!("{}/{}", p.addr(), tb.images.busybox))

@@ -94,6 +94,13 @@ impl ThrottledProxy {
         self.rate.store(bytes_per_sec.max(1), Ordering::Relaxed);
     }
 
+    /// Delivers nothing more from upstream on open and future connections until the next
+    /// [`set_rate`](Self::set_rate): requests reach upstream, answers wait. A daemon pull
+    /// through a held proxy hangs on its first connection until its own timeouts give up.
+    pub fn hold(&self) {
+        self.rate.store(0, Ordering::Relaxed);
+    }
+
     /// Bytes delivered from upstream to clients so far: a pull that goes on after it should have
     /// been aborted shows here as a count that keeps growing.
     pub fn delivered(&self) -> u64 {
@@ -194,7 +201,13 @@ async fn relay(client: TcpStream, upstream: SocketAddr, rate: Arc<AtomicU64>, co
     let down = async {
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let want = (rate.load(Ordering::Relaxed) as usize / 10).clamp(1, CHUNK);
+            let rate = rate.load(Ordering::Relaxed);
+            if rate == 0 {
+                // Held: upstream's answer waits in the socket.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            let want = (rate as usize / 10).clamp(1, CHUNK);
             let n = match server_rd.read(&mut buf[..want]).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
@@ -203,7 +216,7 @@ async fn relay(client: TcpStream, upstream: SocketAddr, rate: Arc<AtomicU64>, co
                 break;
             }
             counts.delivered.fetch_add(n as u64, Ordering::SeqCst);
-            let secs = n as f64 / rate.load(Ordering::Relaxed) as f64;
+            let secs = n as f64 / rate as f64;
             tokio::time::sleep(Duration::from_secs_f64(secs)).await;
         }
         let _ = client_wr.shutdown().await;
