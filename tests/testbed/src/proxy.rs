@@ -260,4 +260,39 @@ mod tests {
             "proxy did not throttle: {took:?}"
         );
     }
+
+    /// A held proxy passes the request on and delivers nothing until its rate is set again.
+    #[test]
+    fn holds_answers_until_released() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream = server.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in server.incoming().take(1) {
+                let mut s = stream.unwrap();
+                let mut req = [0u8; 4];
+                s.read_exact(&mut req).unwrap();
+                s.write_all(b"pong").unwrap();
+            }
+        });
+        let proxy = ThrottledProxy::start(upstream, 1 << 20);
+        proxy.hold();
+        let mut c = std::net::TcpStream::connect(proxy.addr()).unwrap();
+        c.write_all(b"ping").unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut got = [0u8; 4];
+        assert!(c.read(&mut got).is_err(), "a held proxy delivered");
+        assert_eq!((proxy.requested(), proxy.delivered()), (4, 0));
+        proxy.set_rate(1 << 20);
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"pong");
+        // Counted just after the write the client already read.
+        let counted = Instant::now();
+        while proxy.delivered() < 4 && counted.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(proxy.delivered(), 4);
+        assert_eq!(proxy.connections(), 1);
+    }
 }
