@@ -382,6 +382,17 @@ async fn run(scenario: Scenario) {
                         driver_options: Default::default(),
                     }),
                 });
+            // And a sandbox directory, which MOUNTING creates before it inspects the volume.
+            spec.container
+                .as_mut()
+                .unwrap()
+                .volumes
+                .push(berth_containerizer::Volume {
+                    container_path: "/data".into(),
+                    host_path: Some("vol/inner".into()),
+                    mode: berth_containerizer::spec::VolumeMode::Rw,
+                    source: None,
+                });
             "PHASE MOUNTING"
         }
         Scenario::Running => "LAUNCHED",
@@ -399,6 +410,12 @@ async fn run(scenario: Scenario) {
                 .any(|n| n.starts_with(".berth-fetch-")),
             "no partial download in the sandbox to leak: {:?}",
             std::fs::read_dir(&sandbox).map(|rd| rd.count())
+        );
+    }
+    if scenario == Scenario::Mounting {
+        assert!(
+            sandbox.join("vol/inner").is_dir(),
+            "MOUNTING made the volume directory before it stalled"
         );
     }
     child.kill().expect("SIGKILL the helper agent");
@@ -490,6 +507,11 @@ async fn run(scenario: Scenario) {
         assert!(left.is_empty(), "partial download left: {left:?}");
     }
     if scenario == Scenario::Mounting {
+        // The roll-back removed the directories MOUNTING made.
+        assert!(
+            !sandbox.join("vol").exists(),
+            "a volume directory of the rolled-back launch is left"
+        );
         // Docker makes a named volume when it creates the container: none was created.
         let found = docker.volumes().inspect(&volume).await;
         assert!(
