@@ -452,7 +452,9 @@ async fn destroy_while_fetching_and_fetch_failure() {
     .await;
     let t = a.cz.destroy(&id).await.unwrap();
     assert_eq!(t.message, "Container destroyed while fetching");
-    assert_eq!(t.state, TaskState::Failed);
+    // As Mesos reports a task killed during its launch.
+    assert_eq!(t.state, TaskState::Killed);
+    assert_eq!(t.reason, Some(Reason::TaskKilledDuringLaunch));
     assert!(matches!(
         launch.await.unwrap(),
         Err(Error::DestroyedDuringLaunch { .. })
@@ -633,7 +635,9 @@ async fn destroy_while_pulling_aborts_the_pull() {
     );
     let t = a.cz.destroy(&id).await.unwrap();
     assert_eq!(t.message, "Container destroyed while pulling image");
-    assert_eq!(t.state, TaskState::Failed);
+    // As Mesos reports a task killed during its launch.
+    assert_eq!(t.state, TaskState::Killed);
+    assert_eq!(t.reason, Some(Reason::TaskKilledDuringLaunch));
     assert!(launch.await.unwrap().is_err());
     // The daemon-side pull was aborted: nothing more comes through the proxy.
     let moved = proxy.assert_download_stopped(progress.download_total).await;
