@@ -335,6 +335,11 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         for dir in &mapped.volumes.sandbox_dirs {
             create_dirs(c, &sandbox, dir)?;
         }
+        if !mapped.volumes.sandbox_dirs.is_empty() {
+            // The directories made are in the checkpoint, so a roll-back after a restart removes
+            // them too (not only the one that happened to be written after them).
+            inner.persist_soon(c, Durability::Lazy);
+        }
         check_named_volumes(inner, &mapped.volumes.named_volumes).await?;
         pin_host_paths(inner, c, &mut mapped).await
     };
