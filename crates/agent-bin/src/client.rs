@@ -37,6 +37,7 @@ pub struct AgentClient {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    connect_hint: Option<&'static str>,
 }
 
 impl AgentClient {
@@ -61,7 +62,19 @@ impl AgentClient {
                 url: base.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(AgentClient { base, token, http })
+        Ok(AgentClient {
+            base,
+            token,
+            http,
+            connect_hint: None,
+        })
+    }
+
+    /// This client with `hint` added to the message when the agent cannot be reached (e.g.
+    /// `berth run`'s "or omit --agent to run an embedded agent", which only `run` can do).
+    pub fn with_connect_hint(mut self, hint: &'static str) -> AgentClient {
+        self.connect_hint = Some(hint);
+        self
     }
 
     /// The agent's base URL.
@@ -79,7 +92,12 @@ impl AgentClient {
 
     fn transport(&self, e: reqwest::Error) -> Error {
         let reason = if e.is_connect() {
-            "cannot connect; is `berth serve` running there? (or omit --agent to run an embedded agent)".to_owned()
+            match self.connect_hint {
+                Some(hint) => format!("cannot connect; is `berth serve` running there? ({hint})"),
+                None => "cannot connect; is `berth serve` running there? (start it, or name the \
+                         right agent with --agent or BERTH_AGENT)"
+                    .to_owned(),
+            }
         } else {
             e.to_string()
         };

@@ -525,9 +525,7 @@ impl ServeArgs {
                 format!("{gc_disk_headroom} is not a fraction between 0 and 1 (e.g. 0.1 keeps 10% of the disk free)"),
             ));
         }
-        let disk_watch_interval = self
-            .disk_watch_interval
-            .unwrap_or(Duration::from_secs(60));
+        let disk_watch_interval = self.disk_watch_interval.unwrap_or(Duration::from_secs(60));
         for (flag, value) in [
             ("--gc-delay", gc_delay),
             ("--disk-watch-interval", disk_watch_interval),
@@ -701,7 +699,75 @@ fn allowances(
     Ok(out)
 }
 
-/// Parses a TOML config file's text into [`ServeArgs`].
+/// Keys of a config file that set the process rather than `serve` (the global flags): read by
+/// [`ProcessSettings::read`] before logging and the runtime start.
+const PROCESS_KEYS: [&str; 3] = ["log-level", "log-format", "worker-threads"];
+
+/// The global flags a config file may set: `log-level`, `log-format`, `worker-threads`. The
+/// command line (and `BERTH_WORKER_THREADS`) wins over them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessSettings {
+    /// `log-level`: a log filter.
+    pub log_level: Option<String>,
+    /// `log-format`: `text` or `json`.
+    pub log_format: Option<crate::logging::LogFormat>,
+    /// `worker-threads`: threads of the async runtime (0: one).
+    pub worker_threads: Option<usize>,
+}
+
+impl ProcessSettings {
+    /// Reads the process settings of the config file at `path` (its other keys are
+    /// [`parse_config_text`]'s).
+    pub fn read(path: &Path) -> Result<ProcessSettings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("--config", format!("cannot read '{}': {e}", path.display()))
+        })?;
+        ProcessSettings::parse(path, &text)
+    }
+
+    /// The process settings of config text `text` read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<ProcessSettings, ConfigError> {
+        let in_file =
+            |reason: String| ConfigError::new("--config", format!("{}: {reason}", path.display()));
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| in_file(e.message().to_owned()))?;
+        let mut settings = ProcessSettings::default();
+        if let Some(v) = table.get("log-level") {
+            let level = v
+                .as_str()
+                .ok_or_else(|| in_file(format!("key `log-level`: expected a string like \"info\" or \"info,berth=debug\", found {}", v.type_str())))?;
+            settings.log_level = Some(level.to_owned());
+        }
+        if let Some(v) = table.get("log-format") {
+            let format = match v.as_str() {
+                Some("text") => crate::logging::LogFormat::Text,
+                Some("json") => crate::logging::LogFormat::Json,
+                _ => {
+                    return Err(in_file(format!(
+                        "key `log-format`: expected \"text\" or \"json\", found {v}"
+                    )))
+                }
+            };
+            settings.log_format = Some(format);
+        }
+        if let Some(v) = table.get("worker-threads") {
+            let n = v
+                .as_integer()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    in_file(format!(
+                        "key `worker-threads`: expected a number of threads (0 or more), found {v}"
+                    ))
+                })?;
+            settings.worker_threads = Some(n);
+        }
+        Ok(settings)
+    }
+}
+
+/// Parses config file text (read from `path`, named in errors) into `serve` settings; the
+/// process settings ([`PROCESS_KEYS`]) are skipped here, [`ProcessSettings`] reads them.
 pub fn parse_config_text(path: &Path, text: &str) -> Result<ServeArgs, ConfigError> {
     let in_file =
         |reason: String| ConfigError::new("--config", format!("{}: {reason}", path.display()));
@@ -710,6 +776,9 @@ pub fn parse_config_text(path: &Path, text: &str) -> Result<ServeArgs, ConfigErr
         .map_err(|e: toml::de::Error| in_file(e.message().to_owned()))?;
     let mut argv = Vec::new();
     for (key, value) in &table {
+        if PROCESS_KEYS.contains(&key.as_str()) {
+            continue;
+        }
         if matches!(key.as_str(), "config") {
             return Err(in_file(
                 "`config` cannot be set inside a config file".into(),
@@ -782,7 +851,10 @@ impl Config {
                 "docker_orphan_reconcile_interval",
                 d(self.docker_orphan_reconcile_interval),
             ),
-            ("docker_orphan_dry_run", self.docker_orphan_dry_run.to_string()),
+            (
+                "docker_orphan_dry_run",
+                self.docker_orphan_dry_run.to_string(),
+            ),
             ("gc_delay", d(self.gc_delay)),
             ("gc_disk_headroom", self.gc_disk_headroom.to_string()),
             ("disk_watch_interval", d(self.disk_watch_interval)),
@@ -1297,6 +1369,36 @@ mod tests {
         assert_eq!(merged.allowed_host_paths.len(), 2);
         assert!(merged.allow_privileged);
         assert_eq!(merged.max_parallel_pulls, 2);
+    }
+
+    #[test]
+    fn config_file_takes_the_global_settings_too() {
+        let path = Path::new("/etc/berth.toml");
+        let text = "log-level = \"info,berth=debug\"\nlog-format = \"json\"\nworker-threads = 2\nmax-parallel-pulls = 3\n";
+        assert_eq!(
+            ProcessSettings::parse(path, text).unwrap(),
+            ProcessSettings {
+                log_level: Some("info,berth=debug".into()),
+                log_format: Some(crate::logging::LogFormat::Json),
+                worker_threads: Some(2),
+            }
+        );
+        // `serve`'s own reading of the same file skips them instead of refusing them.
+        assert_eq!(
+            parse_config_text(path, text).unwrap().max_parallel_pulls,
+            Some(3)
+        );
+        for (bad, key) in [
+            ("log-format = \"xml\"", "log-format"),
+            ("worker-threads = -1", "worker-threads"),
+            ("log-level = 3", "log-level"),
+        ] {
+            let e = ProcessSettings::parse(path, bad).unwrap_err().to_string();
+            assert!(
+                e.contains("/etc/berth.toml") && e.contains(key),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -3,22 +3,39 @@
 use clap::Parser;
 
 use berth::cli::{Cli, Command};
+use berth::config::ProcessSettings;
 
 fn main() {
     let cli = Cli::parse();
+    // `serve --config` may set the process's own settings (logging, threads); they take effect
+    // before anything else, the command line (or its environment variable) winning.
+    let file = match &cli.command {
+        Command::Serve(args) => match args.config.as_deref().map(ProcessSettings::read) {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                eprintln!("berth: error: {e}");
+                std::process::exit(1);
+            }
+            None => ProcessSettings::default(),
+        },
+        _ => ProcessSettings::default(),
+    };
     let default_level = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {
         "warn"
     };
-    if let Err(e) = berth::logging::init(
-        cli.log_format,
-        cli.log_level.as_deref().unwrap_or(default_level),
-    ) {
+    let log_format = cli.log_format.or(file.log_format).unwrap_or_default();
+    let log_level = cli
+        .log_level
+        .clone()
+        .or(file.log_level)
+        .unwrap_or_else(|| default_level.to_owned());
+    if let Err(e) = berth::logging::init(log_format, &log_level) {
         eprintln!("berth: error: {e}");
         std::process::exit(2);
     }
-    let mut builder = match cli.worker_threads {
+    let mut builder = match cli.worker_threads.or(file.worker_threads).unwrap_or(0) {
         0 => tokio::runtime::Builder::new_current_thread(),
         n => {
             let mut b = tokio::runtime::Builder::new_multi_thread();

@@ -69,8 +69,9 @@ fn bad_values_name_the_flag_and_exit_non_zero() {
         "{}",
         stderr(&o)
     );
+    // `run` could not launch: 125, as `docker run` answers a bad value.
     let o = berth(&["run", "--name", "bad name", "--", "true"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(
         stderr(&o).contains("--name") && stderr(&o).contains("' '"),
         "{}",
@@ -87,7 +88,7 @@ fn bad_values_name_the_flag_and_exit_non_zero() {
         "--",
         "true",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("--env"), "{}", stderr(&o));
     let o = berth(&["--log-level", "info,[", "version"]);
     assert_eq!(o.status.code(), Some(2));

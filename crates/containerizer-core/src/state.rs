@@ -446,18 +446,20 @@ fn conclude(t: &Teardown, exit: Option<&ExitInfo>) -> Termination {
             Some(Reason::ContainerLaunchFailed),
             format!("{}{cause}", messages::LAUNCH_FAILED_PREFIX),
         ),
+        // Killed, as Mesos's agent reports a task killed before it was launched (slave.cpp,
+        // `killPendingTask`: TASK_KILLED with REASON_TASK_KILLED_DURING_LAUNCH).
         (Cause::Destroyed, Phase::Fetching) => (
-            TaskState::Failed,
+            TaskState::Killed,
             Some(Reason::TaskKilledDuringLaunch),
             messages::DESTROYED_WHILE_FETCHING.to_owned(),
         ),
         (Cause::Destroyed, Phase::Pulling) => (
-            TaskState::Failed,
+            TaskState::Killed,
             Some(Reason::TaskKilledDuringLaunch),
             messages::DESTROYED_WHILE_PULLING.to_owned(),
         ),
         (Cause::Destroyed, Phase::Mounting) => (
-            TaskState::Failed,
+            TaskState::Killed,
             Some(Reason::TaskKilledDuringLaunch),
             messages::DESTROYED_WHILE_MOUNTING.to_owned(),
         ),
@@ -626,17 +628,17 @@ mod tests {
             (
                 State::Fetching,
                 "Container destroyed while fetching",
-                TaskState::Failed,
+                TaskState::Killed,
             ),
             (
                 State::Pulling,
                 "Container destroyed while pulling image",
-                TaskState::Failed,
+                TaskState::Killed,
             ),
             (
                 State::Mounting,
                 "Container destroyed while mounting volumes",
-                TaskState::Failed,
+                TaskState::Killed,
             ),
             (creating(), "Container killed", TaskState::Killed),
             (starting(), "Container killed", TaskState::Killed),

@@ -276,3 +276,49 @@ fn local_sources_as_root_need_an_allowed_directory() {
         assert!(listing(sb.path()).is_empty());
     }
 }
+
+/// Mesos's fetcher creates the sandbox (and its parents) when it does not exist yet; so does
+/// berth-fetch, entering each directory it made without following a link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_sandbox_and_its_parents_are_created() {
+    let srv = Server::start().await;
+    let url = srv.route("/a.txt", Behavior::Ok(b"made".to_vec()));
+    let base = sandbox();
+    let sb = base.path().join("new/deeper/sandbox");
+    let out = run(
+        vec![
+            "--sandbox".into(),
+            sb.display().to_string(),
+            "--no-extract".into(),
+            url.clone(),
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(sb.join("a.txt")).unwrap(), b"made");
+
+    // A missing path below a dangling link is not created through it: the link's target (here a
+    // path that must stay absent) is never made.
+    let target = base.path().join("elsewhere");
+    std::os::unix::fs::symlink(&target, base.path().join("link")).unwrap();
+    let through = base.path().join("link/sandbox");
+    let out = run(
+        vec![
+            "--sandbox".into(),
+            through.display().to_string(),
+            "--no-extract".into(),
+            url,
+        ],
+        None,
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot create sandbox"), "{err}");
+    assert!(!target.exists(), "nothing is created through a link");
+}

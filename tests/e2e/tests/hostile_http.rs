@@ -623,13 +623,16 @@ fn fill(file: &Path) -> u64 {
 /// The work directory's file system is full when the agent restarts (on 51e1117 it refused to
 /// start: "work directory is not writable: No space left on device"). It starts degraded:
 /// `/health` and `GET_HEALTH` say so and why, launches get 503 naming the cause, reads, KILL and
-/// REMOVE work, REMOVE frees the space, and launches work again.
+/// REMOVE work, an end is recorded on the full disk, REMOVE frees the space, and launches work
+/// again. Every container is still running at the restart: garbage collection (which under a full
+/// disk collects every ended container at once, Mesos's rule) has nothing to take, so what frees
+/// the space here is the REMOVE; `--disk-watch-interval 1h` keeps the collector to its pass at start.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_starts_degraded_and_remove_frees_it() {
     const T: &str = "e2e-hostile-http-full";
     remove_test_containers(T).await;
     // The default remove delay keeps ended containers (and their sandboxes) until REMOVE.
-    let mut agent = Agent::start(T, &[]).await;
+    let mut agent = Agent::start(T, &["--disk-watch-interval", "1h"]).await;
     agent.sigterm().await;
     // The agent's work directory becomes a fresh 32 MiB tmpfs (declared first: dropped last).
     let mnt = agent.dir().join("small");
@@ -638,8 +641,7 @@ async fn a_full_disk_starts_degraded_and_remove_frees_it() {
     agent.restart().await;
     assert_eq!(health_now(&agent).await["status"], "ok");
     assert_eq!(agent.launch_shell("sleeper", "sleep 600").await.status, 200);
-    // Ends while the agent is down, once the test creates `go`: its end is recovered (and
-    // checkpointed) on the full disk.
+    // Ends once the test creates `go`, after the restart: its end is checkpointed on the full disk.
     let r = agent
         .launch_shell(
             "ender",
@@ -650,29 +652,22 @@ async fn a_full_disk_starts_degraded_and_remove_frees_it() {
     let r = agent
         .launch_shell(
             "filler",
-            "echo filling; sleep 1; dd if=/dev/zero of=$MESOS_SANDBOX/fill bs=1M count=64; echo done",
+            "echo filling; sleep 1; dd if=/dev/zero of=$MESOS_SANDBOX/fill bs=1M count=64; echo done; sleep 600",
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
-    agent.wait("filler").await;
+    berth_e2e::eventually(
+        Duration::from_secs(30),
+        "filler to fill its sandbox",
+        || {
+            let fill = agent.work_dir.join("sandboxes/filler/fill");
+            async move { (std::fs::metadata(fill).ok()?.len() > 0).then_some(()) }
+        },
+    )
+    .await;
     // Whatever the container left, the host fills the rest.
     fill(&agent.work_dir.join("sandboxes/filler/host-fill"));
     agent.sigterm().await;
-    // An empty file needs no data block: it can be made on the full tmpfs.
-    std::fs::write(agent.work_dir.join("sandboxes/ender/go"), b"").unwrap();
-    let name = agent.docker_name("ender");
-    berth_e2e::eventually(Duration::from_secs(30), "ender to exit", || {
-        let name = name.clone();
-        async move {
-            let out = tokio::process::Command::new("docker")
-                .args(["inspect", "-f", "{{.State.Running}}", &name])
-                .output()
-                .await
-                .ok()?;
-            (String::from_utf8_lossy(&out.stdout).trim() == "false").then_some(())
-        }
-    })
-    .await;
     agent.restart().await;
 
     let watch = HealthWatch::start(&agent.url);
@@ -694,6 +689,21 @@ async fn a_full_disk_starts_degraded_and_remove_frees_it() {
         .read_text("/containers/filler/stdout")
         .await
         .starts_with("filling\n"));
+    // An empty file needs no data block: it can be made on the full tmpfs.
+    std::fs::write(agent.work_dir.join("sandboxes/ender/go"), b"").unwrap();
+    let name = agent.docker_name("ender");
+    berth_e2e::eventually(Duration::from_secs(30), "ender to exit", || {
+        let name = name.clone();
+        async move {
+            let out = tokio::process::Command::new("docker")
+                .args(["inspect", "-f", "{{.State.Running}}", &name])
+                .output()
+                .await
+                .ok()?;
+            (String::from_utf8_lossy(&out.stdout).trim() == "false").then_some(())
+        }
+    })
+    .await;
     let ended = agent.wait("ender").await;
     assert_eq!(ended["exit_status"], 3 << 8, "{ended}");
     // Launches are refused, saying why.
@@ -706,6 +716,8 @@ async fn a_full_disk_starts_degraded_and_remove_frees_it() {
     // KILL works.
     assert_eq!(agent.kill("sleeper", Some(9)).await.status, 200);
     assert_eq!(agent.wait("sleeper").await["state"], "TASK_KILLED");
+    assert_eq!(agent.kill("filler", Some(9)).await.status, 200);
+    assert_eq!(agent.wait("filler").await["state"], "TASK_KILLED");
     // REMOVE frees the space; the agent notices and launches again.
     let r = agent.remove("filler").await;
     assert_eq!(r.status, 200, "{r:?}\n{}", agent.logs());

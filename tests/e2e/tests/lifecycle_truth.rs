@@ -79,7 +79,9 @@ async fn the_remove_delay_removes_the_docker_container_and_keeps_the_history() {
         agent.read_text("/containers/kept/stdout").await,
         "kept-output\n"
     );
-    let r = agent.get("/files/read?path=/containers/kept/note&offset=0").await;
+    let r = agent
+        .get("/files/read?path=/containers/kept/note&offset=0")
+        .await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains("data"), "{r:?}");
     let sandbox = agent.work_dir.join("sandboxes/kept");
@@ -141,10 +143,14 @@ async fn garbage_collection_removes_the_sandbox_and_the_history_together() {
     )
     .await;
     // gc-delay × (1 − 0 − usage): the kept age shrinks with the disk's use, as in Mesos.
-    let usage = eventually(Duration::from_secs(10), "the first collection pass", || async {
-        let u = metric(&agent, "gc/disk_usage").await;
-        (u > 0.0).then_some(u)
-    })
+    let usage = eventually(
+        Duration::from_secs(10),
+        "the first collection pass",
+        || async {
+            let u = metric(&agent, "gc/disk_usage").await;
+            (u > 0.0).then_some(u)
+        },
+    )
     .await;
     let kept_for = Duration::from_secs_f64(3.0 * (1.0 - usage));
     let r = agent.launch_shell("old", "echo old").await;
@@ -203,7 +209,9 @@ async fn disk_pressure_shortens_the_kept_age_to_nothing() {
     eventually(
         Duration::from_secs(10),
         "garbage collection under disk pressure",
-        || async { (!sandbox.exists() && wait_status(&agent, "pressed").await == 404).then_some(()) },
+        || async {
+            (!sandbox.exists() && wait_status(&agent, "pressed").await == 404).then_some(())
+        },
     )
     .await;
     assert_eq!(
@@ -396,7 +404,10 @@ async fn an_orphan_dry_run_only_logs_and_counts() {
         },
     )
     .await;
-    assert!(docker_container_exists(&name).await, "a dry run removes nothing");
+    assert!(
+        docker_container_exists(&name).await,
+        "a dry run removes nothing"
+    );
     let inspect: Value = {
         let o = tokio::process::Command::new("docker")
             .args(["inspect", "--format", "{{json .State}}", &name])
@@ -411,10 +422,12 @@ async fn an_orphan_dry_run_only_logs_and_counts() {
         "{}",
         agent.logs()
     );
-    assert_eq!(metric(&agent, "containerizer/docker/orphans_removed").await, 0.0);
+    assert_eq!(
+        metric(&agent, "containerizer/docker/orphans_removed").await,
+        0.0
+    );
     remove_test_containers(T).await;
 }
-
 
 /// A KILL is recorded, the agent is SIGKILLed, and the Docker container is gone when it comes
 /// back (as when its own roll-back of a killed launch removed it just before the agent died:

@@ -441,7 +441,10 @@ async fn sandboxes_of_removed_containers_are_collected() {
         || async { (!stray.exists()).then_some(()) },
     )
     .await;
-    assert!(std::path::Path::new("/etc/passwd").exists(), "nothing followed out");
+    assert!(
+        std::path::Path::new("/etc/passwd").exists(),
+        "nothing followed out"
+    );
     assert!(
         sandbox.is_dir(),
         "an ended container keeps its sandbox until REMOVE_CONTAINER or its gc delay"

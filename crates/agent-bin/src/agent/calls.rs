@@ -114,11 +114,11 @@ impl Agent {
                 let sandbox = self.sandbox_of(&id);
                 if let Err(e) = remove_sandbox(sandbox.clone()).await {
                     if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(container = %id, sandbox = %sandbox.display(), error = %e, "failed to remove the sandbox");
+                        tracing::warn!(container_id = %id, sandbox = %sandbox.display(), error = %e, "failed to remove the sandbox");
                     }
                 }
                 self.counters.removes.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(container = %id, "container removed");
+                tracing::info!(container_id = %id, "container removed");
                 Ok(empty(StatusCode::OK))
             }
             Call::UpdateContainer {
@@ -135,7 +135,7 @@ impl Agent {
                     .await
                     .map_err(cz_error)?;
                 self.counters.updates.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(container = %id, "container resources updated");
+                tracing::info!(container_id = %id, "container resources updated");
                 Ok(empty(StatusCode::OK))
             }
             Call::ListFiles { path } => {
@@ -216,7 +216,7 @@ impl Agent {
                 self.counters
                     .launches_failed
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(container = %id, error = %e, "launch failed");
+                tracing::warn!(container_id = %id, error = %e, "launch failed");
                 Err(cz_error(e))
             }
         }
@@ -242,7 +242,7 @@ impl Agent {
             )));
         }
         self.counters.kills.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(container = %id, signal = first, grace = ?grace, "kill delivered");
+        tracing::info!(container_id = %id, signal = first, grace = ?grace, "kill delivered");
         Ok(empty(StatusCode::OK))
     }
 }

@@ -169,6 +169,11 @@ impl Agent {
                     m.names_replaced as f64,
                 ),
                 Sample::counter(
+                    "containerizer/logger/timestamp_regressions",
+                    "Output chunks stamped before output already written from their stream (a source repeating output, or a clock step): written anyway",
+                    m.timestamp_regressions as f64,
+                ),
+                Sample::counter(
                     "containerizer/logger/replays_short",
                     "Replays of Docker's copy from its start that ended before the bytes already written (the copy had lost its beginning)",
                     m.replays_short as f64,
@@ -275,7 +280,7 @@ impl Agent {
                 match self.containerizer.usage(&id).await {
                     Ok(u) => Some(u),
                     Err(e) => {
-                        tracing::debug!(container = %id, error = %e, "no usage for GET_CONTAINERS");
+                        tracing::debug!(container_id = %id, error = %e, "no usage for GET_CONTAINERS");
                         None
                     }
                 }

@@ -95,12 +95,14 @@ impl Agent {
             .containers()
             .into_iter()
             .filter_map(|id| {
-                let age = now.duration_since(cz.terminated_at(&id)?).unwrap_or_default();
+                let age = now
+                    .duration_since(cz.terminated_at(&id)?)
+                    .unwrap_or_default();
                 (age >= max_age).then_some((age, id))
             })
             .collect();
         // Oldest first, as Mesos prunes.
-        due.sort_by(|a, b| b.0.cmp(&a.0));
+        due.sort_by_key(|b| std::cmp::Reverse(b.0));
         for (age, id) in due {
             match cz.remove(&id).await {
                 Ok(()) => {}
@@ -162,7 +164,9 @@ impl Agent {
                 }
                 self.count_orphans(&outcomes);
             }
-            Err(e) => tracing::warn!(error = %e, "orphan reconciliation failed; retrying at the next pass"),
+            Err(e) => {
+                tracing::warn!(error = %e, "orphan reconciliation failed; retrying at the next pass")
+            }
         }
     }
 }

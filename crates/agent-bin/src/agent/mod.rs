@@ -207,11 +207,11 @@ impl Agent {
             match removed_one {
                 Ok(()) => {
                     removed += 1;
-                    tracing::info!(container = %id, "removed the sandbox of a container that is gone");
+                    tracing::info!(container_id = %id, "removed the sandbox of a container that is gone");
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    tracing::warn!(container = %id, error = %e, "failed to remove a stale sandbox")
+                    tracing::warn!(container_id = %id, error = %e, "failed to remove a stale sandbox")
                 }
             }
         }

@@ -20,9 +20,9 @@ use crate::units::parse_duration;
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log format on stderr [default: text].
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// Log filter, e.g. `info` or `berth=debug` [default: info for serve, warn otherwise; RUST_LOG wins].
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -30,14 +30,9 @@ pub struct Cli {
     /// least CPU per container (no hand-offs between threads for every Docker request; file
     /// work still runs on blocking threads). N: a work-stealing runtime with N threads, for
     /// hosts where the agent's own CPU use is the bottleneck.
-    #[arg(
-        long,
-        global = true,
-        value_name = "N",
-        env = "BERTH_WORKER_THREADS",
-        default_value_t = 0
-    )]
-    pub worker_threads: usize,
+    /// [default: 0]
+    #[arg(long, global = true, value_name = "N", env = "BERTH_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -265,7 +260,7 @@ mod tests {
             "127.0.0.1:1",
         ])
         .unwrap();
-        assert_eq!(cli.log_format, LogFormat::Json);
+        assert_eq!(cli.log_format, Some(LogFormat::Json));
         let e = Cli::try_parse_from(["berth", "serve", "--launch-timeout", "soon"])
             .unwrap_err()
             .to_string();

@@ -20,7 +20,8 @@ use crate::error::Error;
 use crate::http::auth::Auth;
 use crate::units::parse_size;
 
-/// Grace given to the container on the first Ctrl-C (the second one kills it).
+/// Grace given to the container on the first stop signal (Ctrl-C, SIGTERM, SIGHUP); a second one
+/// kills it.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
 
 /// `berth run` options.
@@ -74,6 +75,10 @@ pub struct RunArgs {
     /// The embedded agent's work directory [default: $XDG_STATE_HOME/berth, else ~/.local/state/berth].
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// The Docker daemon of the embedded agent (and of the default image's build): a socket
+    /// path, `unix:///path` or `tcp://host:port` [default: $DOCKER_HOST, else /var/run/docker.sock].
+    #[arg(long, value_name = "ENDPOINT")]
+    pub docker_socket: Option<String>,
     /// The command and its arguments [default: the image's].
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -295,6 +300,7 @@ async fn start_embedded(args: &RunArgs) -> Result<Embedded, Error> {
         // Containers of this slot's agent that no checkpoint knows can only be leftovers of a
         // `berth run` that died; nobody else uses the slot.
         docker_orphan_grace: Some(Duration::ZERO),
+        docker_socket: args.docker_socket.clone(),
         allowed_host_paths: allowed,
         ..ServeArgs::default()
     };
@@ -311,7 +317,7 @@ async fn start_embedded(args: &RunArgs) -> Result<Embedded, Error> {
     let cz = started.agent.containerizer().clone();
     // Leftovers of an earlier run in this slot that died before cleaning up.
     for id in cz.containers() {
-        tracing::info!(container = %id, "removing a leftover container of an earlier berth run");
+        tracing::info!(container_id = %id, "removing a leftover container of an earlier berth run");
         cz.destroy(&id).await;
         let _ = cz.remove(&id).await;
         let _ = tokio::fs::remove_dir_all(started.agent.sandbox_of(&id)).await;
@@ -366,21 +372,60 @@ async fn show_progress(
     display.finish();
 }
 
-/// Runs the container; returns the exit code for the process.
-pub async fn run(args: RunArgs) -> Result<i32, Error> {
-    let id = args
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("run-{:08x}", rand::random::<u32>()));
-    berth_containerizer::ContainerId::new(id.as_str()).map_err(|e| bad("--name", e.to_string()))?;
+/// The signals that stop a `berth run` as Ctrl-C does: SIGINT (Ctrl-C), SIGTERM (a supervisor,
+/// `kill`) and SIGHUP (the terminal went away). Registered when created — before the image
+/// build, the agent's start and the launch — so a signal at any later moment stops the
+/// container instead of ending this process by the default action and leaving it running.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<StopSignals, Error> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind: SignalKind| {
+            signal(kind).map_err(|e| Error::io("install a signal handler", "(signals)", e))
+        };
+        Ok(StopSignals {
+            int: install(SignalKind::interrupt())?,
+            term: install(SignalKind::terminate())?,
+            hup: install(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next stop signal: its name and number.
+    async fn recv(&mut self) -> (&'static str, i32) {
+        tokio::select! {
+            _ = self.int.recv() => ("SIGINT", 2),
+            _ = self.term.recv() => ("SIGTERM", 15),
+            _ = self.hup.recv() => ("SIGHUP", 1),
+        }
+    }
+}
+
+/// What `run` needs before it can launch: the agent to launch on and the launch.
+struct Prepared {
+    client: AgentClient,
+    embedded: Option<Embedded>,
+    payload: Value,
+}
+
+/// Everything before the launch: the image (the default one built if Docker lacks it), the
+/// launch request, and the agent (the given one, or an embedded one started here).
+async fn prepare(args: &RunArgs, id: &str) -> Result<Prepared, Error> {
+    berth_containerizer::ContainerId::new(id).map_err(|e| bad("--name", e.to_string()))?;
     let image = match &args.image {
         Some(i) => i.clone(),
         None => {
-            let docker_host = std::env::var("DOCKER_HOST")
-                .ok()
-                .filter(|v| !v.trim().is_empty());
+            let endpoint = args.docker_socket.clone().or_else(|| {
+                std::env::var("DOCKER_HOST")
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+            });
             let docker = crate::runtime::connect_docker(
-                docker_host
+                endpoint
                     .as_deref()
                     .unwrap_or(berth_docker_api::DEFAULT_SOCKET),
             )
@@ -388,24 +433,80 @@ pub async fn run(args: RunArgs) -> Result<i32, Error> {
             crate::image::ensure_default_image(&docker).await?
         }
     };
-    let payload = launch_payload(&args, &id, &image)?;
-    let (client, embedded) = match &args.agent {
-        Some(url) => (
-            AgentClient::new(url, super::token(args.token_file.as_deref())?)?,
-            None,
-        ),
+    let payload = launch_payload(args, id, &image)?;
+    Ok(match &args.agent {
+        Some(url) => Prepared {
+            client: AgentClient::new(url, super::token(args.token_file.as_deref())?)?
+                .with_connect_hint("or omit --agent to run an embedded agent"),
+            embedded: None,
+            payload,
+        },
         None => {
-            let e = start_embedded(&args).await?;
-            (e.client.clone(), Some(e))
+            let e = start_embedded(args).await?;
+            Prepared {
+                client: e.client.clone(),
+                embedded: Some(e),
+                payload,
+            }
+        }
+    })
+}
+
+/// Runs the container; returns the exit code for the process: the container's, or 125 when it
+/// could not be launched (as `docker run`: a bad flag, no Docker daemon, a failed launch).
+pub async fn run(args: RunArgs) -> Result<i32, Error> {
+    let id = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("run-{:08x}", rand::random::<u32>()));
+    let mut signals = match StopSignals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth: error: {e}");
+            return Ok(125);
         }
     };
-    let code = run_on(&client, &id, payload, embedded.is_some() || args.rm).await;
+    let prepared = tokio::select! {
+        p = prepare(&args, &id) => p,
+        (name, n) = signals.recv() => {
+            // Nothing was launched yet: there is no container to stop.
+            eprintln!("berth: {name} received before container {id} was launched; nothing runs");
+            return Ok(128 + n);
+        }
+    };
+    let Prepared {
+        client,
+        embedded,
+        payload,
+    } = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("berth: error: {e}");
+            return Ok(125);
+        }
+    };
+    let code = run_on(
+        &client,
+        &id,
+        payload,
+        embedded.is_some() || args.rm,
+        &mut signals,
+    )
+    .await;
     if code.is_err() && embedded.is_some() {
         // E.g. stdout closed under us: the embedded agent goes away with this process, so its
         // container must not outlive it.
         let _ = client.kill(&id, Some(9), None).await;
         let _ = tokio::time::timeout(Duration::from_secs(30), client.wait(&id)).await;
         let _ = client.remove(&id).await;
+    } else if code.is_err() {
+        // A hangup also closes the terminal, so writing the output can fail before the loop
+        // sees the SIGHUP: honour a stop signal that is already pending.
+        if let Ok((name, _)) =
+            tokio::time::timeout(Duration::from_millis(100), signals.recv()).await
+        {
+            request_stop(&client, &id, 1, name).await;
+        }
     }
     if let Some(e) = embedded {
         let _ = e.stop.send(());
@@ -414,11 +515,30 @@ pub async fn run(args: RunArgs) -> Result<i32, Error> {
     code
 }
 
+/// Asks the agent to stop container `id` after the `nth` stop signal: the first stops it
+/// gracefully (SIGTERM, then SIGKILL after [`INTERRUPT_GRACE`]), a later one kills it. A
+/// container still launching is destroyed by the agent either way.
+async fn request_stop(client: &AgentClient, id: &str, nth: u32, signal: &str) {
+    let (kill_signal, grace) = if nth == 1 {
+        (None, Some(INTERRUPT_GRACE))
+    } else {
+        (Some(9), None)
+    };
+    eprintln!(
+        "berth: {signal}: stopping container {id}{}",
+        if nth == 1 { " (again to kill)" } else { "" }
+    );
+    if let Err(e) = client.kill(id, kill_signal, grace).await {
+        tracing::debug!(container_id = %id, error = %e, "stop request not taken (yet)");
+    }
+}
+
 async fn run_on(
     client: &AgentClient,
     id: &str,
     payload: Value,
     remove: bool,
+    signals: &mut StopSignals,
 ) -> Result<i32, Error> {
     let display: Box<dyn Display> = if std::io::stderr().is_terminal() {
         Box::new(Bars::new())
@@ -432,7 +552,20 @@ async fn run_on(
         display,
         launch_answered,
     ));
-    let launched = client.launch(payload).await;
+    let mut interrupts = 0;
+    let launched = {
+        let launch = client.launch(payload);
+        tokio::pin!(launch);
+        loop {
+            tokio::select! {
+                r = &mut launch => break r,
+                (name, _) = signals.recv() => {
+                    interrupts += 1;
+                    request_stop(client, id, interrupts, name).await;
+                }
+            }
+        }
+    };
     let _ = done.send(());
     // One last look (it finishes the fetch lines), bounded so a stuck agent cannot hold us.
     let _ = tokio::time::timeout(Duration::from_secs(2), progress).await;
@@ -444,6 +577,11 @@ async fn run_on(
         eprintln!("berth: {e}");
         return Ok(125);
     }
+    if interrupts > 0 {
+        // A stop that reached the agent before it knew the container found nothing to stop
+        // (404): ask again now that it runs.
+        request_stop(client, id, interrupts, "stop requested during the launch").await;
+    }
     let mut out = Tail::new(id, "stdout");
     let mut err = Tail::new(id, "stderr");
     let mut stdout = tokio::io::stdout();
@@ -454,9 +592,6 @@ async fn run_on(
         tokio::spawn(async move { client.wait(&id).await })
     };
     tokio::pin!(waiter);
-    let mut interrupts = 0;
-    let signals = crate::runtime::termination_signal;
-    let mut interrupted = Box::pin(signals());
     let wait = loop {
         out.poll(client, &mut stdout).await?;
         err.poll(client, &mut stderr).await?;
@@ -466,12 +601,9 @@ async fn run_on(
                 err.poll(client, &mut stderr).await?;
                 break ended.map_err(|e| Error::Containerizer(format!("wait task failed: {e}")))??;
             }
-            () = &mut interrupted => {
+            (name, _) = signals.recv() => {
                 interrupts += 1;
-                let (signal, grace) = if interrupts == 1 { (None, Some(INTERRUPT_GRACE)) } else { (Some(9), None) };
-                eprintln!("berth: stopping container {id}{}", if interrupts == 1 { " (again to kill)" } else { "" });
-                let _ = client.kill(id, signal, grace).await;
-                interrupted = Box::pin(signals());
+                request_stop(client, id, interrupts, name).await;
             }
             () = tokio::time::sleep(POLL) => {}
         }

@@ -81,7 +81,7 @@ impl Fetch for FetcherAdapter {
             request = request.on_progress(move |ev| progress(fetch_progress(ev)));
             match self.fetcher.fetch(request).await {
                 Ok(report) => {
-                    tracing::info!(container = %container, uris = report.fetched.len(), "fetched URIs");
+                    tracing::info!(container_id = %container, uris = report.fetched.len(), "fetched URIs");
                     Ok(())
                 }
                 // One line per failed URI, joined so the launch failure stays one line.

@@ -150,9 +150,9 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
                         let since = resume_point(&sandbox);
                         metrics.record(since);
                         match since {
-                            Some(since) => tracing::warn!(container = %id, error = %e, since = ?since,
+                            Some(since) => tracing::warn!(container_id = %id, error = %e, since = ?since,
                                 "cannot resume the log from its checkpoint; continuing after the newest output in the sandbox files (output stamped shortly before the restart may be missing)"),
-                            None => tracing::warn!(container = %id, error = %e,
+                            None => tracing::warn!(container_id = %id, error = %e,
                                 "cannot resume the log from its checkpoint; the sandbox files hold no output, so it is read from the start"),
                         }
                         fallback_since = since;
@@ -177,7 +177,7 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
                     .map(to_logger_chunk);
                 match log.consume(stream).await {
                     Ok(()) => from_copy = false,
-                    Err(e) => tracing::warn!(container = %id, error = %e,
+                    Err(e) => tracing::warn!(container_id = %id, error = %e,
                         "the container's attached output broke; reading the rest from Docker's copy of it"),
                 }
             }
@@ -196,13 +196,13 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
                                 .ok()
                                 .flatten();
                             metrics.record(since);
-                            tracing::warn!(container = %id, since = ?since,
+                            tracing::warn!(container_id = %id, since = ?since,
                                 "Docker's copy of the output no longer starts at its first byte (it rotated past its cap while the agent was away); continuing after the newest output in the sandbox files (output written just before the restart may be missing)");
                             log.give_up_offsets();
                             fallback_since = since;
                         }
                         Err(e) => {
-                            tracing::warn!(container = %id, error = %e, "cannot check the start of Docker's copy of the output; replaying it as it is");
+                            tracing::warn!(container_id = %id, error = %e, "cannot check the start of Docker's copy of the output; replaying it as it is");
                         }
                     }
                 }
@@ -230,14 +230,14 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
                     }
                     Err(e) if attempt < reconnects && !stop.is_cancelled() => {
                         attempt += 1;
-                        tracing::warn!(container = %id, error = %e, attempt, "container output stream broke; reopening");
+                        tracing::warn!(container_id = %id, error = %e, attempt, "container output stream broke; reopening");
                         tokio::select! {
                             () = tokio::time::sleep(Duration::from_millis(200) * attempt) => {}
                             () = stop.cancelled() => break,
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(container = %id, error = %e, "container output stream keeps breaking; giving up");
+                        tracing::warn!(container_id = %id, error = %e, "container output stream keeps breaking; giving up");
                         break;
                     }
                 }
@@ -249,16 +249,16 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
                 // What the follow did deliver is skipped.
                 let stream = open(since(&log), false).map(to_logger_chunk);
                 if let Err(e) = log.consume(stream).await {
-                    tracing::warn!(container = %id, error = %e, "the final read of the container's output failed; its last output may be missing");
+                    tracing::warn!(container_id = %id, error = %e, "the final read of the container's output failed; its last output may be missing");
                 }
             }
             // Also on a stop: the files are synced and the checkpoint holds the exact position,
             // so the next agent resumes without a gap or a repeat.
             let report = log.finish().await.map_err(|e| e.to_string())?;
             if stop.is_cancelled() {
-                tracing::debug!(container = %id, ?report, "container log flushed for an agent restart");
+                tracing::debug!(container_id = %id, ?report, "container log flushed for an agent restart");
             } else {
-                tracing::debug!(container = %id, ?report, "container log finished");
+                tracing::debug!(container_id = %id, ?report, "container log finished");
             }
             Ok(())
         })
@@ -266,7 +266,7 @@ impl<L: ContainerLogger + 'static> Logs for LoggerAdapter<L> {
 
     fn forget(&self, container: &ContainerId) {
         if let Err(e) = self.logger.forget(&logger_key(container)) {
-            tracing::warn!(container = %container, error = %e, "failed to forget the container's log state");
+            tracing::warn!(container_id = %container, error = %e, "failed to forget the container's log state");
         }
     }
 }

@@ -191,7 +191,7 @@ impl Container {
                     rt.terminated_at = Some(SystemTime::now());
                     rt.pid = None;
                     drop(rt);
-                    tracing::info!(container = %self.id, state = t.state.as_str(), message = %t.message, "container terminated");
+                    tracing::info!(container_id = %self.id, state = t.state.as_str(), message = %t.message, "container terminated");
                     self.terminated.send_replace(Some(t.clone()));
                     let t = t.clone();
                     self.launched.send_if_modified(|s| {
@@ -206,7 +206,7 @@ impl Container {
                 (action, false)
             }
             Err(e) => {
-                tracing::error!(container = %self.id, error = %e, "state machine refused an event (bug)");
+                tracing::error!(container_id = %self.id, error = %e, "state machine refused an event (bug)");
                 (Action::None, true)
             }
         }

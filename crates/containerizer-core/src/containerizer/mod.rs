@@ -198,7 +198,7 @@ impl Containerizer {
             map.insert(id.clone(), c.clone());
             c
         };
-        tracing::info!(container = %id, "launching container");
+        tracing::info!(container_id = %id, "launching container");
         pipeline::spawn_launch(self.inner.clone(), c.clone());
         let status = tokio::select! {
             s = c.wait_launched() => s,
@@ -237,7 +237,7 @@ impl Containerizer {
     /// `wait` gives); `None` for an unknown container. Idempotent.
     pub async fn destroy(&self, id: &ContainerId) -> Option<Arc<Termination>> {
         let Some(c) = self.inner.get(id) else {
-            tracing::warn!(container = %id, "Attempted to destroy unknown container");
+            tracing::warn!(container_id = %id, "Attempted to destroy unknown container");
             return None;
         };
         let action = self.inner.apply(&c, Event::Destroy);
@@ -306,7 +306,7 @@ impl Containerizer {
         if self.inner.persist(&c, Durability::Durable).await == Some(false) {
             // Logged by `persist`; the kill still goes ahead (refusing it would be worse), but
             // only this agent's timer will send SIGKILL.
-            tracing::warn!(container = %c.id, "graceful kill not checkpointed; a restart before its deadline would forget it");
+            tracing::warn!(container_id = %c.id, "graceful kill not checkpointed; a restart before its deadline would forget it");
         }
         self.inner.clone().send_first_signal(&c, action);
         if sooner {
@@ -391,11 +391,11 @@ impl Containerizer {
                 {
                     Ok(Ok(s)) => Some(s),
                     Ok(Err(e)) => {
-                        tracing::debug!(container = %id, error = %e, "cgroup files unusable; asking Docker for stats");
+                        tracing::debug!(container_id = %id, error = %e, "cgroup files unusable; asking Docker for stats");
                         None
                     }
                     Err(e) => {
-                        tracing::debug!(container = %id, error = %e, "cgroup sampling task failed");
+                        tracing::debug!(container_id = %id, error = %e, "cgroup sampling task failed");
                         None
                     }
                 }
@@ -696,7 +696,7 @@ impl Inner {
                 () = tokio::time::sleep(left) => {}
             }
             if c.phase() != Phase::Terminated {
-                tracing::info!(container = %c.id, grace = ?deadline.grace, "grace period over; sending SIGKILL");
+                tracing::info!(container_id = %c.id, grace = ?deadline.grace, "grace period over; sending SIGKILL");
                 let action = inner.apply(&c, Event::Kill(SIGKILL));
                 inner.clone().carry_out(&c, action);
             }
@@ -750,7 +750,7 @@ impl Inner {
                 Some(true)
             }
             Err(e) => {
-                tracing::error!(container = %c.id, error = %e, "failed to write checkpoint");
+                tracing::error!(container_id = %c.id, error = %e, "failed to write checkpoint");
                 Some(false)
             }
         }
@@ -787,7 +787,7 @@ impl Inner {
         {
             map.remove(&c.id);
         }
-        tracing::info!(container = %c.id, "container removed");
+        tracing::info!(container_id = %c.id, "container removed");
         Ok(())
     }
 }

@@ -53,7 +53,7 @@ pub(super) fn spawn_supervised(
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            tracing::error!(container = %c.id, panic = %what, "container task panicked");
+            tracing::error!(container_id = %c.id, panic = %what, "container task panicked");
             if let Action::Resolved(_) =
                 inner.apply(&c, Event::Abandoned(format!("internal error: {what}")))
             {
@@ -90,10 +90,10 @@ pub(super) fn schedule_removal(inner: Arc<Inner>, c: Arc<Container>) {
         if still_ours {
             match remove_docker_container(&inner, &c).await {
                 Ok(()) => {
-                    tracing::info!(container = %c.id, "Docker container removed after the remove delay; the termination and the sandbox are kept until REMOVE_CONTAINER or garbage collection")
+                    tracing::info!(container_id = %c.id, "Docker container removed after the remove delay; the termination and the sandbox are kept until REMOVE_CONTAINER or garbage collection")
                 }
                 Err(e) => {
-                    tracing::warn!(container = %c.id, error = %e, "failed to remove terminated container")
+                    tracing::warn!(container_id = %c.id, error = %e, "failed to remove terminated container")
                 }
             }
         }
@@ -390,7 +390,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     let live = match attached {
         Ok(stream) => Some(stream),
         Err(e) => {
-            tracing::warn!(container = %c.id, error = %e, "attaching to the container's output failed; its log is read from Docker's copy instead (a partial line appears at its newline)");
+            tracing::warn!(container_id = %c.id, error = %e, "attaching to the container's output failed; its log is read from Docker's copy instead (a partial line appears at its newline)");
             None
         }
     };
@@ -432,7 +432,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
             info.tty
         }
         Err(e) => {
-            tracing::warn!(container = %c.id, error = %e, "failed to inspect the started container");
+            tracing::warn!(container_id = %c.id, error = %e, "failed to inspect the started container");
             false
         }
     };
@@ -441,7 +441,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     // restarted agent would not know (it would be reaped as an orphan).
     inner.persist(c, Durability::Durable).await;
     c.set_running();
-    tracing::info!(container = %c.id, docker_id = %docker_id, "container running");
+    tracing::info!(container_id = %c.id, docker_id = %docker_id, "container running");
     watch_exit(inner, c, &docker_id).await
 }
 
@@ -613,7 +613,7 @@ pub(super) async fn watch_exit(
             Ok(code) => break Some(code),
             Err(e) if e.is_not_found() => break None,
             Err(e) => {
-                tracing::warn!(container = %c.id, error = %e, "waiting for the container failed; retrying");
+                tracing::warn!(container_id = %c.id, error = %e, "waiting for the container failed; retrying");
                 tokio::time::sleep(backoff.next_delay()).await;
                 // The wait may have failed because the container is already down.
                 match inner.engine.inspect(docker_id).await {
@@ -634,7 +634,7 @@ pub(super) async fn watch_exit(
                 memory_limit: info.memory_limit,
             },
             Err(e) => {
-                tracing::warn!(container = %c.id, error = %e, "inspect after exit failed; OOM state unknown");
+                tracing::warn!(container_id = %c.id, error = %e, "inspect after exit failed; OOM state unknown");
                 ExitInfo {
                     exit_code: code,
                     oom_killed: false,
@@ -677,10 +677,10 @@ async fn drain_logger(inner: &Inner, c: &Container) {
     if let Some(task) = task {
         match tokio::time::timeout(inner.config.log_drain_timeout, task).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(container = %c.id, error = %e, "logger failed"),
-            Ok(Err(e)) => tracing::warn!(container = %c.id, error = %e, "logger task failed"),
+            Ok(Ok(Err(e))) => tracing::warn!(container_id = %c.id, error = %e, "logger failed"),
+            Ok(Err(e)) => tracing::warn!(container_id = %c.id, error = %e, "logger task failed"),
             Err(_) => {
-                tracing::warn!(container = %c.id, "logger did not drain in time; reporting the termination anyway")
+                tracing::warn!(container_id = %c.id, "logger did not drain in time; reporting the termination anyway")
             }
         }
     }
@@ -704,7 +704,7 @@ pub(super) async fn rollback(
         match result {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(container = %c.id, attempt, error = %e, "failed to remove the half-launched container");
+                tracing::warn!(container_id = %c.id, attempt, error = %e, "failed to remove the half-launched container");
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
@@ -734,14 +734,14 @@ pub(super) async fn rollback(
                     .map_err(std::io::Error::other)
                     .and_then(|rel| root.remove_dir(rel));
                 if let Err(e) = removed {
-                    tracing::debug!(container = %id, dir = %dir.display(), error = %e, "volume directory left in place");
+                    tracing::debug!(container_id = %id, dir = %dir.display(), error = %e, "volume directory left in place");
                 }
             }
             Ok::<(), std::io::Error>(())
         })
         .await;
         if let Ok(Err(e)) = removed {
-            tracing::debug!(container = %c.id, error = %e, "volume directories left in place");
+            tracing::debug!(container_id = %c.id, error = %e, "volume directories left in place");
         }
     }
     None
@@ -753,7 +753,7 @@ pub(super) async fn remove_owned_by_name(inner: &Inner, c: &Container) -> Result
         Ok(info) => match ownership(&info.labels, &inner.config.agent_id) {
             Ownership::Ours(id) if id == c.id => inner.engine.remove(&info.id).await,
             _ => {
-                tracing::warn!(container = %c.id, name = %c.name, "a Docker container with this name is not ours; leaving it");
+                tracing::warn!(container_id = %c.id, name = %c.name, "a Docker container with this name is not ours; leaving it");
                 Ok(())
             }
         },
@@ -780,7 +780,7 @@ pub(super) async fn stop_until_down(
             Err(e) if e.is_not_found() => return,
             Err(e) => {
                 let retry_in = backoff.next_delay();
-                tracing::warn!(container = %c.id, error = %e, ?retry_in, "failed to stop container; retrying");
+                tracing::warn!(container_id = %c.id, error = %e, ?retry_in, "failed to stop container; retrying");
                 tokio::time::sleep(retry_in).await;
             }
         }
@@ -812,7 +812,7 @@ pub(super) async fn signal_until_delivered(
             }
             Err(e) => {
                 let retry_in = backoff.next_delay();
-                tracing::warn!(container = %c.id, signal, error = %e, ?retry_in, "failed to signal container; retrying");
+                tracing::warn!(container_id = %c.id, signal, error = %e, ?retry_in, "failed to signal container; retrying");
                 tokio::time::sleep(retry_in).await;
             }
         }

@@ -111,7 +111,7 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<RecoveryReport> {
 
     for record in records {
         if record.agent_id != inner.config.agent_id {
-            tracing::warn!(container = %record.container_id, agent = %record.agent_id, "checkpoint of another agent; not adopted");
+            tracing::warn!(container_id = %record.container_id, agent = %record.agent_id, "checkpoint of another agent; not adopted");
             report.foreign_checkpoints.push(record.container_id);
             continue;
         }
@@ -192,7 +192,7 @@ async fn recover_one(
             Err(e) if e.is_not_found() => None,
             Err(e) => {
                 // Cannot tell its state: treat it as running and let wait sort it out.
-                tracing::warn!(container = %id, error = %e, "inspect failed during recovery");
+                tracing::warn!(container_id = %id, error = %e, "inspect failed during recovery");
                 Some(crate::engine::Inspected {
                     id: s.id.clone(),
                     running: true,
@@ -236,7 +236,7 @@ async fn recover_one(
                 // agent (the intent is written before the signal): send it again while the grace
                 // lasts. Then SIGKILL at the deadline, or now if it passed.
                 if !kill.delivered && !destroying && kill.deadline > SystemTime::now() {
-                    tracing::info!(container = %id, signal = kill.signal, "resending the first signal of a graceful kill interrupted by the restart");
+                    tracing::info!(container_id = %id, signal = kill.signal, "resending the first signal of a graceful kill interrupted by the restart");
                     let action = inner.apply(&c, Event::Kill(kill.signal));
                     inner.clone().send_first_signal(&c, action);
                 }
@@ -382,7 +382,7 @@ async fn handle_orphans(
             }
             OrphanAction::Deferred(wait)
         } else if policy.dry_run {
-            tracing::info!(container = %id, docker_id = %s.id, "orphan would be removed (dry run)");
+            tracing::info!(container_id = %id, docker_id = %s.id, "orphan would be removed (dry run)");
             OrphanAction::WouldRemove
         } else {
             match remove_orphan(inner, &id, &s.id).await {
@@ -404,14 +404,14 @@ async fn remove_orphan(
     id: &ContainerId,
     docker_id: &str,
 ) -> std::result::Result<(), String> {
-    tracing::info!(container = %id, docker_id, "stopping and removing orphan container");
+    tracing::info!(container_id = %id, docker_id, "stopping and removing orphan container");
     if let Err(e) = inner.engine.stop(docker_id, inner.config.kill_grace).await {
         if !e.is_not_found() {
-            tracing::warn!(container = %id, docker_id, error = %e, "failed to stop orphan; removing it by force");
+            tracing::warn!(container_id = %id, docker_id, error = %e, "failed to stop orphan; removing it by force");
         }
     }
     inner.engine.remove(docker_id).await.map_err(|e| {
-        tracing::warn!(container = %id, docker_id, error = %e, "failed to remove orphan");
+        tracing::warn!(container_id = %id, docker_id, error = %e, "failed to remove orphan");
         e.to_string()
     })
 }

@@ -1115,23 +1115,33 @@ fn remove_delay_zero_removes_only_the_docker_container() {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        assert_eq!(h.engine.container_count(), 0, "the Docker container is removed");
+        assert_eq!(
+            h.engine.container_count(),
+            0,
+            "the Docker container is removed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(h.cz.containers().contains(&id), "the container is still known");
+        assert!(
+            h.cz.containers().contains(&id),
+            "the container is still known"
+        );
         assert_eq!(
             h.cz.wait(&id).await.unwrap().state,
             TaskState::Killed,
             "WAIT still answers"
         );
         assert!(h.cz.terminated_at(&id).is_some());
-        assert!(h.cz.inner.store.load(&id).unwrap().is_some(), "checkpoint kept");
+        assert!(
+            h.cz.inner.store.load(&id).unwrap().is_some(),
+            "checkpoint kept"
+        );
         // A restart keeps it too (and removing the gone Docker container again is no error).
         let h2 = h.restart(|d| Config {
             remove_delay: Duration::ZERO,
             ..config(d)
         });
         let report = h2.cz.recover().await.unwrap();
-        assert_eq!(report.terminated, [id.clone()]);
+        assert_eq!(report.terminated, std::slice::from_ref(&id));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(h2.cz.wait(&id).await.unwrap().state, TaskState::Killed);
         h2.cz.remove(&id).await.unwrap();

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[command(name = "berth-fetch", version)]
 #[command(group(ArgGroup::new("what").required(true).args(["uri", "info"])))]
 struct Args {
-    /// Directory to fetch into (must exist).
+    /// Directory to fetch into; it and its missing parents are created (mode 755), as Mesos's
+    /// fetcher creates them.
     #[arg(long, value_name = "DIR")]
     sandbox: PathBuf,
     /// Cache directory; with it the URI is cached (with --info, each entry's `cache` decides).
@@ -206,6 +207,57 @@ impl Display {
     }
 }
 
+/// Creates the sandbox and its missing parents, as Mesos's fetcher does (a recursive
+/// `os::mkdir` of the output's directory). The existing part of the path is the caller's and is
+/// resolved as usual; each missing component is made with `mkdirat` beneath the one before and
+/// entered without following a link, so a name swapped for a link meanwhile is refused, never
+/// followed somewhere else.
+fn create_sandbox(path: &Path) -> Result<(), String> {
+    let fail =
+        |e: &dyn std::fmt::Display| format!("cannot create sandbox '{}': {e}", path.display());
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| fail(&format!("cannot read the current directory: {e}")))?
+            .join(path)
+    };
+    let mut existing = abs.as_path();
+    let mut missing = Vec::new();
+    loop {
+        match std::fs::symlink_metadata(existing) {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fail(&format!("'{}': {e}", existing.display()))),
+        }
+        match existing.components().next_back() {
+            Some(Component::Normal(name)) => missing.push(name),
+            _ => {
+                return Err(fail(
+                    &"a missing component is `.` or `..`; give a plain path",
+                ))
+            }
+        }
+        existing = existing.parent().unwrap_or(Path::new("/"));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut dir = berth_safe_fs::Dir::open(existing)
+        .map_err(|e| fail(&format!("'{}': {e}", existing.display())))?;
+    for name in missing.into_iter().rev() {
+        match dir.create_dir(name, 0o755) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail(&format!("'{}': {e}", dir.path().join(name).display()))),
+        }
+        dir = dir
+            .open_dir(name)
+            .map_err(|e| fail(&format!("'{}': {e}", dir.path().join(name).display())))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if std::env::var_os("RUST_LOG").is_some() {
@@ -221,6 +273,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = create_sandbox(&args.sandbox) {
+        eprintln!("berth-fetch: {e}");
+        return ExitCode::FAILURE;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
