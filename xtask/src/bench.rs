@@ -92,6 +92,14 @@ pub fn run(names: &[&str], short: bool) -> Result<()> {
     if selected.iter().any(|b| b.needs_testbed) {
         crate::testbed::up()?;
     }
+    // The docker-api and fetcher benchmarks measure `curl` as a baseline.
+    if selected
+        .iter()
+        .any(|b| ["docker-api", "fetcher"].contains(&b.name))
+        && !util::have("curl")
+    {
+        util::apt_install(&["curl"])?;
+    }
     for bench in selected {
         let name = bench.name;
         let source = root

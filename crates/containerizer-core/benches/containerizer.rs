@@ -279,7 +279,7 @@ async fn main() {
         .containers()
         .list(&api::ListContainersOptions {
             all: true,
-            filters: api::Filters::new().label(&format!("{}={TEST}", berth_testbed::TEST_LABEL)),
+            filters: api::Filters::new().label(format!("{}={TEST}", berth_testbed::TEST_LABEL)),
             ..Default::default()
         })
         .await
