@@ -475,6 +475,7 @@ async fn main() {
     let mut bollard_cpu_secs = 0.0;
     for round in 0..rounds {
         // The peer goes first in every other round too.
+        let peer_first = round % 2 == 0;
         let peer = || async {
             let (wall, cpu) = bollard.round(n, &image).await;
             println!(
@@ -483,19 +484,14 @@ async fn main() {
             );
             (wall, cpu)
         };
-        let (wall, cpu) = if round % 2 == 0 {
-            peer().await
-        } else {
-            (0.0, 0.0)
+        let mut record = |(wall, cpu): (f64, f64)| {
+            bollard_wall.push(wall);
+            bollard_cpu_ms.push(cpu * 1000.0 / n as f64);
+            bollard_cpu_secs += cpu;
         };
-        let mut record = |wall: f64, cpu: f64| {
-            if wall > 0.0 {
-                bollard_wall.push(wall);
-                bollard_cpu_ms.push(cpu * 1000.0 / n as f64);
-                bollard_cpu_secs += cpu;
-            }
-        };
-        record(wall, cpu);
+        if peer_first {
+            record(peer().await);
+        }
         // The baseline goes first in every other round, so neither gains from its place.
         if let Some(a) = baseline.as_ref().filter(|_| round % 2 == 1) {
             let b = base.round(a, n, round, &image).await;
@@ -507,9 +503,8 @@ async fn main() {
             let b = base.round(a, n, round, &image).await;
             println!("  round {round}: baseline  {}", base.describe(n, b));
         }
-        if round % 2 == 1 {
-            let (wall, cpu) = peer().await;
-            record(wall, cpu);
+        if !peer_first {
+            record(peer().await);
         }
         let d = docker_round(n, &image).await;
         println!("  round {round}: docker run CLI {d:.2} s");
