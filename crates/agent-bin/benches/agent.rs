@@ -6,7 +6,15 @@
 //! their ratio, the agent's CPU per container lifecycle (utime + stime from /proc), and its peak
 //! memory (VmHWM).
 //!
-//! Environment: `BERTH_BENCH_CONTAINERS` (default 50), `BERTH_BENCH_ROUNDS` (default 3).
+//! The peer line: the same N lifecycles, bare, through `bollard` (a dev-dependency used only
+//! here) — create, start, wait, remove, on a one-thread runtime as the agent's — in rounds
+//! alternating with the agent's. The bench process's own CPU during those rounds is bollard's
+//! cost; the agent's CPU per lifecycle is printed as a ratio to it (target <= 2).
+//!
+//! Environment: `BERTH_BENCH_CONTAINERS` (default 50), `BERTH_BENCH_ROUNDS` (default 3);
+//! `BERTH_BENCH_SHORT=1` (CI) makes them 5 and 2. In every mode each lifecycle checks its
+//! answers (TASK_FINISHED, exit code 0), and at the end the agent must know no container and
+//! Docker must hold none of the benchmark's.
 //! `BERTH_BENCH_BASELINE=/path/to/berth` also runs that binary (say, a build of the previous
 //! commit) as a second agent, its rounds alternating with this build's, and prints the ratio of
 //! their CPU: on a VM whose speed drifts by tens of percent over minutes, comparing runs made
@@ -22,11 +30,113 @@ use tokio::process::Command;
 
 const LABEL: &str = "io.berth.bench=agent";
 
-fn env_usize(name: &str, default: usize) -> usize {
+/// `name` from the environment, else `full` (or `small` with `BERTH_BENCH_SHORT=1`).
+fn env_usize(name: &str, full: usize, small: usize) -> usize {
+    let short = std::env::var("BERTH_BENCH_SHORT").is_ok_and(|v| v == "1");
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .unwrap_or(if short { small } else { full })
+}
+
+/// CPU seconds of this process (all threads, user + system), to the nanosecond.
+fn own_cpu_secs() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// The peer: bollard on a runtime of its own with one thread, as the agent runs its async work
+/// on one thread by default (a second thread would add cross-thread wake-ups to bollard's
+/// side, and flatter the ratio).
+struct Bollard {
+    runtime: std::sync::Arc<tokio::runtime::Runtime>,
+    docker: bollard::Docker,
+}
+
+impl Bollard {
+    async fn connect() -> Bollard {
+        // Its runtime is driven from a blocking thread: a runtime cannot block in another's.
+        tokio::task::spawn_blocking(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for bollard");
+            let host = std::env::var("DOCKER_HOST")
+                .unwrap_or_else(|_| format!("unix://{}", berth_docker_api::DEFAULT_SOCKET));
+            let docker = runtime
+                .block_on(async {
+                    bollard::Docker::connect_with_unix(&host, 120, bollard::API_DEFAULT_VERSION)?
+                        .negotiate_version()
+                        .await
+                })
+                .expect("bollard connects to the Docker daemon");
+            Bollard {
+                runtime: std::sync::Arc::new(runtime),
+                docker,
+            }
+        })
+        .await
+        .expect("bollard's runtime")
+    }
+
+    /// N bare lifecycles at once; returns the wall time and this process's CPU seconds.
+    async fn round(&self, n: usize, image: &str) -> (f64, f64) {
+        let (runtime, docker, image) =
+            (self.runtime.clone(), self.docker.clone(), image.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let cpu0 = own_cpu_secs();
+            let started = Instant::now();
+            runtime.block_on(async {
+                let tasks: Vec<_> = (0..n)
+                    .map(|_| tokio::spawn(bollard_lifecycle(docker.clone(), image.clone())))
+                    .collect();
+                for t in tasks {
+                    t.await.expect("bollard lifecycle task");
+                }
+            });
+            (started.elapsed().as_secs_f64(), own_cpu_secs() - cpu0)
+        })
+        .await
+        .expect("bollard round")
+    }
+}
+
+/// create, start, wait, remove: what any client needs to run a container to its end.
+async fn bollard_lifecycle(docker: bollard::Docker, image: String) {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use futures_util::StreamExt;
+    let (key, value) = LABEL.split_once('=').expect("a key=value label");
+    let body = ContainerCreateBody {
+        image: Some(image),
+        cmd: Some(vec!["true".into()]),
+        labels: Some([(key.to_owned(), value.to_owned())].into()),
+        // The agent's default, and the CLI's here.
+        host_config: Some(HostConfig {
+            network_mode: Some("host".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = docker
+        .create_container(None, body)
+        .await
+        .expect("bollard create")
+        .id;
+    docker
+        .start_container(&id, None)
+        .await
+        .expect("bollard start");
+    let exit = docker
+        .wait_container(&id, None)
+        .next()
+        .await
+        .expect("a wait answer")
+        .expect("bollard wait (an exit code other than 0 is an error)");
+    assert_eq!(exit.status_code, 0, "bollard wait {id}");
+    docker
+        .remove_container(&id, None)
+        .await
+        .expect("bollard remove");
 }
 
 /// What the agent has spent so far: CPU split into user and kernel time, and how often its
@@ -226,16 +336,24 @@ async fn docker_round(n: usize, image: &str) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-async fn cleanup() {
+/// The benchmark's containers in Docker, running or not.
+async fn leftovers() -> Vec<String> {
     let out = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label={LABEL}")])
         .output()
         .await;
-    if let Ok(out) = out {
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .map(str::to_owned)
-            .collect();
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn cleanup() {
+    {
+        let ids = leftovers().await;
         if !ids.is_empty() {
             let _ = Command::new("docker")
                 .arg("rm")
@@ -317,8 +435,8 @@ async fn main() {
     if !args.is_empty() && !args.iter().any(|a| "agent".contains(a.as_str())) {
         return;
     }
-    let n = env_usize("BERTH_BENCH_CONTAINERS", 50);
-    let rounds = env_usize("BERTH_BENCH_ROUNDS", 3);
+    let n = env_usize("BERTH_BENCH_CONTAINERS", 50, 5);
+    let rounds = env_usize("BERTH_BENCH_ROUNDS", 3, 2);
     cleanup().await;
     let docker = berth::runtime::connect_docker(
         &std::env::var("DOCKER_HOST")
@@ -346,12 +464,34 @@ async fn main() {
         .await;
     }
     docker_round(1, &image).await;
+    let bollard = Bollard::connect().await;
+    bollard.round(1, &image).await;
 
     println!("agent benchmark: {n} containers at once, `true` to completion and removed; {rounds} rounds");
     let mut this = Measured::default();
     let mut base = Measured::default();
     let mut docker_times = Vec::new();
+    let (mut bollard_wall, mut bollard_cpu_ms) = (Vec::new(), Vec::new());
+    let mut bollard_cpu_secs = 0.0;
     for round in 0..rounds {
+        // The peer goes first in every other round too.
+        let peer_first = round % 2 == 0;
+        let peer = || async {
+            let (wall, cpu) = bollard.round(n, &image).await;
+            println!(
+                "  round {round}: bollard   {wall:.2} s, client CPU {:.3} ms/container",
+                cpu * 1000.0 / n as f64
+            );
+            (wall, cpu)
+        };
+        let mut record = |(wall, cpu): (f64, f64)| {
+            bollard_wall.push(wall);
+            bollard_cpu_ms.push(cpu * 1000.0 / n as f64);
+            bollard_cpu_secs += cpu;
+        };
+        if peer_first {
+            record(peer().await);
+        }
         // The baseline goes first in every other round, so neither gains from its place.
         if let Some(a) = baseline.as_ref().filter(|_| round % 2 == 1) {
             let b = base.round(a, n, round, &image).await;
@@ -362,6 +502,9 @@ async fn main() {
         if let Some(a) = baseline.as_ref().filter(|_| round % 2 == 0) {
             let b = base.round(a, n, round, &image).await;
             println!("  round {round}: baseline  {}", base.describe(n, b));
+        }
+        if !peer_first {
+            record(peer().await);
         }
         let d = docker_round(n, &image).await;
         println!("  round {round}: docker run CLI {d:.2} s");
@@ -393,15 +536,49 @@ async fn main() {
             this.mean_cpu_ms() / base.mean_cpu_ms()
         );
     }
+    // Means over every round for the ratio: the agent's CPU comes in 10 ms ticks.
+    let bollard_mean = bollard_cpu_secs * 1000.0 / (n * rounds) as f64;
+    let berth_mean = this.mean_cpu_ms();
+    println!(
+        "peer: bollard create/start/wait/remove, median wall {:.2} s, client CPU {:.3} ms/container (median), {bollard_mean:.3} ms (mean)",
+        median(&mut bollard_wall),
+        median(&mut bollard_cpu_ms),
+    );
+    println!(
+        "agent CPU per lifecycle / bollard's (means over all rounds): {berth_mean:.3} / {bollard_mean:.3} ms = {:.2}x (target <= 2x)",
+        berth_mean / bollard_mean
+    );
     println!("agent peak memory (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
     println!(
         "verdict: {} as fast as the CLI; {} the 1 ms CPU target",
         if b <= d { "at least" } else { "NOT" },
         if c < 1.0 { "within" } else { "ABOVE" }
     );
+    // Every lifecycle removed what it made: the agent knows no container, Docker holds none.
+    let (status, text) = call(
+        &reqwest::Client::new(),
+        &agent.url,
+        json!({"type": "GET_CONTAINERS"}),
+    )
+    .await;
+    assert_eq!(status, 200, "GET_CONTAINERS: {text}");
+    let known: serde_json::Value = serde_json::from_str(&text).expect("GET_CONTAINERS JSON");
+    assert_eq!(
+        known["get_containers"]["containers"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "containers the agent still knows after every REMOVE: {text}"
+    );
+    let left = leftovers().await;
+    assert!(left.is_empty(), "Docker still holds {left:?}");
     if let Some(a) = baseline.as_mut() {
         let _ = a.child.kill().await;
     }
     let _ = agent.child.kill().await;
+    // A runtime may not be dropped where blocking is not allowed.
+    tokio::task::spawn_blocking(move || drop(bollard))
+        .await
+        .expect("drop bollard's runtime");
     cleanup().await;
 }

@@ -8,7 +8,9 @@
 //!    each; Mesos attaches a `docker run` CLI and an executor, 25+ MiB, per container).
 //!
 //! `BERTH_BENCH_ROUNDS` (default 15), `BERTH_BENCH_CONCURRENT` (100) and `BERTH_BENCH_TRACKED`
-//! (200) scale the three parts.
+//! (200) scale the three parts; `BERTH_BENCH_SHORT=1` (CI) makes them 2, 5 and 5. In every mode
+//! the outcomes are checked: each launched container RUNNING with a pid, each destroyed one
+//! terminated as killed, none left known or in Docker after removal, no illegal transition.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 use berth_containerizer::mapping::{map_launch, MappingContext};
 use berth_containerizer::{
     create_body, log_config_spec, AgentId, CommandInfo, Config, ContainerId, Containerizer,
-    DockerEngine, FetcherAdapter, LaunchSpec, LoggerAdapter,
+    DockerEngine, FetcherAdapter, LaunchSpec, LoggerAdapter, Phase, TaskState,
 };
 use berth_docker_api as api;
 use berth_logger::{ContainerLogger, LoggerConfig, SandboxLogger};
@@ -26,11 +28,26 @@ use berth_logger::{ContainerLogger, LoggerConfig, SandboxLogger};
 const TEST: &str = "core_bench";
 const AGENT: &str = "bench-agent";
 
-fn env_usize(name: &str, default: usize) -> usize {
+/// `name` from the environment, else `full` (or `small` with `BERTH_BENCH_SHORT=1`).
+fn env_usize(name: &str, full: usize, small: usize) -> usize {
+    let short = std::env::var("BERTH_BENCH_SHORT").is_ok_and(|v| v == "1");
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .unwrap_or(if short { small } else { full })
+}
+
+/// Every container of `ids` is RUNNING with a host pid.
+fn assert_running(cz: &Containerizer, ids: &[ContainerId]) {
+    for id in ids {
+        let status = cz.status(id).expect("a launched container is known");
+        assert!(
+            status.phase == Phase::Running && status.pid.is_some(),
+            "{id} after its launch: {} with pid {:?}",
+            status.phase,
+            status.pid
+        );
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -112,7 +129,7 @@ async fn main() {
     cz.recover().await.unwrap();
 
     // 1. Launch latency vs raw create+start of the same body, interleaved.
-    let rounds = env_usize("BERTH_BENCH_ROUNDS", 15);
+    let rounds = env_usize("BERTH_BENCH_ROUNDS", 15, 2);
     let agent = AgentId::new(AGENT).unwrap();
     let labels = BTreeMap::from([(berth_testbed::TEST_LABEL.to_owned(), TEST.to_owned())]);
     let log = cz.config().docker_log.clone();
@@ -180,7 +197,7 @@ async fn main() {
     );
 
     // 2. Many containers at once.
-    let n = env_usize("BERTH_BENCH_CONCURRENT", 100);
+    let n = env_usize("BERTH_BENCH_CONCURRENT", 100, 5);
     let ids: Vec<ContainerId> = (0..n)
         .map(|i| ContainerId::new(format!("many-{i}")).unwrap())
         .collect();
@@ -197,6 +214,7 @@ async fn main() {
         l.await.unwrap();
     }
     let up = t.elapsed();
+    assert_running(&cz, &ids);
     let destroys: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -205,7 +223,12 @@ async fn main() {
         })
         .collect();
     for d in destroys {
-        d.await.unwrap();
+        let termination = d.await.unwrap();
+        assert_eq!(
+            termination.state,
+            TaskState::Killed,
+            "a destroyed container ends killed: {termination:?}"
+        );
     }
     let total = t.elapsed();
     let cpu = cpu_secs() - cpu0;
@@ -218,7 +241,7 @@ async fn main() {
     }
 
     // 3. Memory per tracked running container.
-    let n = env_usize("BERTH_BENCH_TRACKED", 200);
+    let n = env_usize("BERTH_BENCH_TRACKED", 200, 5);
     let ids: Vec<ContainerId> = (0..n)
         .map(|i| ContainerId::new(format!("mem-{i}")).unwrap())
         .collect();
@@ -235,6 +258,7 @@ async fn main() {
             l.await.unwrap();
         }
     }
+    assert_running(&cz, &ids);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss1 = status_kib("VmRSS:");
     let per = (rss1.saturating_sub(rss0)) as f64 / n as f64;
@@ -245,5 +269,25 @@ async fn main() {
     );
     println!("  memory per tracked container {per:8.1} KiB (target < 64 KiB; Mesos: 25+ MiB)");
     cleanup(&cz, &ids).await;
+    assert!(
+        cz.containers().is_empty(),
+        "containers still known after their removal: {:?}",
+        cz.containers()
+    );
+    assert_eq!(cz.illegal_transitions(), 0, "illegal state transitions");
+    let left = docker
+        .containers()
+        .list(&api::ListContainersOptions {
+            all: true,
+            filters: api::Filters::new().label(format!("{}={TEST}", berth_testbed::TEST_LABEL)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "Docker containers left after every removal: {:?}",
+        left.iter().map(|c| &c.names).collect::<Vec<_>>()
+    );
     berth_testbed::remove_test_containers(TEST).await;
 }

@@ -508,6 +508,7 @@ impl Engine for DockerEngine {
     fn attach_output<'a>(
         &'a self,
         id: &'a str,
+        tty: bool,
     ) -> BoxFut<'a, Result<crate::engine::OutputStreamBox, EngineError>> {
         Box::pin(async move {
             let options = api::AttachOptions {
@@ -515,6 +516,8 @@ impl Engine for DockerEngine {
                 stdout: true,
                 stderr: true,
                 logs: false,
+                // Known from the spec it was created with: saves an inspect per launch.
+                tty: Some(tty),
             };
             let attached = self
                 .docker

@@ -319,9 +319,13 @@ pub trait Engine: Send + Sync + 'static {
     /// Attaches to the container's stdout and stderr (the console of a TTY container): once the
     /// future resolves every byte the container writes from then on is in the stream, raw and
     /// untimed, as it is written; the stream ends when the container's output ends (it exited).
-    /// Attach before starting the container to get all of it.
-    fn attach_output<'a>(&'a self, id: &'a str)
-        -> BoxFut<'a, Result<OutputStreamBox, EngineError>>;
+    /// Attach before starting the container to get all of it. `tty`: whether it was created
+    /// with a TTY (its output is then one raw stream, not multiplexed).
+    fn attach_output<'a>(
+        &'a self,
+        id: &'a str,
+        tty: bool,
+    ) -> BoxFut<'a, Result<OutputStreamBox, EngineError>>;
     /// One-shot statistics.
     fn stats<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<StatsSample, EngineError>>;
     /// Number of processes in the container.

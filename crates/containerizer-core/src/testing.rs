@@ -637,6 +637,7 @@ impl Engine for FakeEngine {
     fn attach_output<'a>(
         &'a self,
         id: &'a str,
+        _tty: bool,
     ) -> BoxFut<'a, Result<crate::engine::OutputStreamBox, EngineError>> {
         Box::pin(async move {
             self.find(id)?;

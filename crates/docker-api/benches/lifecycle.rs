@@ -12,6 +12,10 @@
 //! from `/proc/self/stat` (utime+stime for this process, cutime+cstime for the curl and docker
 //! children; 10 ms ticks), refined for the in-process methods by `/proc/self/sched`
 //! (nanoseconds). Needs the test bed (`cargo xtask testbed up`) for the busybox image.
+//!
+//! `BERTH_BENCH_SHORT=1` (CI) makes the default 3 iterations. Every lifecycle checks the exit
+//! code, every inspect the id, and at the end no container of the benchmark but the probe may
+//! be left: each method removed all it created.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -313,10 +317,11 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
+    let short = std::env::var("BERTH_BENCH_SHORT").is_ok_and(|v| v == "1");
     let n: usize = std::env::var("BERTH_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(if short { 3 } else { 30 });
     let tb = berth_testbed::testbed();
     let image = tb.images.busybox.clone();
     let socket: PathBuf = match Endpoint::parse(&tb.docker_host).expect("test bed DOCKER_HOST") {
@@ -408,6 +413,21 @@ fn main() {
             }
         }
     }
+    let left: Vec<String> = runtime
+        .block_on(docker.containers().list(&ListContainersOptions {
+            all: true,
+            filters: Filters::new().label(LABEL),
+            ..Default::default()
+        }))
+        .expect("list")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![probe.id.clone()],
+        "every lifecycle removes its container; only the probe may be left"
+    );
     runtime.block_on(cleanup(&docker));
 
     println!("container lifecycle of `true` (create, start, wait, remove), {n} iterations each, interleaved");

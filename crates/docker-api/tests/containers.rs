@@ -844,6 +844,57 @@ async fn attach_with_stdin() {
     common::cleanup(TEST).await;
 }
 
+/// Attached before the start with the mode given by the caller (as the containerizer does,
+/// from its create body): every byte arrives, framed as the container was created.
+#[tokio::test]
+async fn attach_with_a_known_tty_mode() {
+    const TEST: &str = "attach_with_a_known_tty_mode";
+    common::cleanup(TEST).await;
+    let docker = common::docker().await;
+    let c = docker.containers();
+    for tty in [false, true] {
+        let config = ContainerConfig {
+            tty: Some(tty),
+            ..common::busybox(TEST, &["sh", "-c", "echo out; echo err >&2"])
+        };
+        let created = c.create(None, &config).await.unwrap();
+        let attached = c
+            .attach(
+                &created.id,
+                AttachOptions {
+                    tty: Some(tty),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        c.start(&created.id).await.unwrap();
+        let frames: Vec<LogFrame> = tokio::time::timeout(
+            Duration::from_secs(20),
+            attached.output.map(|f| f.unwrap()).collect(),
+        )
+        .await
+        .unwrap();
+        let text = |stream: LogStream| -> String {
+            frames
+                .iter()
+                .filter(|f| f.stream == stream)
+                .map(|f| String::from_utf8_lossy(&f.data).to_string())
+                .collect()
+        };
+        if tty {
+            assert_eq!(text(LogStream::Console), "out\r\nerr\r\n", "{frames:?}");
+        } else {
+            assert_eq!(
+                (text(LogStream::Stdout), text(LogStream::Stderr)),
+                ("out\n".to_owned(), "err\n".to_owned()),
+                "{frames:?}"
+            );
+        }
+    }
+    common::cleanup(TEST).await;
+}
+
 #[tokio::test]
 async fn stats_one_shot_and_streaming() {
     const TEST: &str = "stats_one_shot_and_streaming";

@@ -490,6 +490,41 @@ async fn logs_follow_the_tty_setting_and_surface_error_frames() {
 }
 
 #[tokio::test]
+async fn attach_with_a_known_tty_mode_skips_the_inspect() {
+    // The body after the upgrade would be a frame header if it were read as multiplexed.
+    let raw = b"\x01\x00\x00\x00\x00\x00\x00\x02hi";
+    let daemon = FakeDaemon::start(move |line| {
+        if line.contains("/attach") {
+            let mut out = b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".to_vec();
+            out.extend_from_slice(raw);
+            Reply::SendAndClose(out)
+        } else {
+            // An inspect would say the opposite of what the caller knows.
+            Reply::Send(json("200 OK", r#"{"Id":"c1","Config":{"Tty":false}}"#))
+        }
+    });
+    let docker = daemon.client(Duration::from_secs(5)).await;
+    let attached = docker
+        .containers()
+        .attach(
+            "c1",
+            AttachOptions {
+                tty: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let frames: Vec<LogFrame> = attached.output.map(|f| f.unwrap()).collect().await;
+    let data: Vec<u8> = frames.iter().flat_map(|f| f.data.to_vec()).collect();
+    assert!(frames.iter().all(|f| f.stream == LogStream::Console));
+    assert_eq!(data, raw, "framed as the caller said: raw");
+    let requests = daemon.requests();
+    assert_eq!(requests.len(), 1, "only the attach: {requests:?}");
+    assert!(requests[0].starts_with("POST /v1.41/containers/c1/attach?"));
+}
+
+#[tokio::test]
 async fn dropping_a_stream_closes_its_connection() {
     let mut daemon = FakeDaemon::start(|line| {
         if line.contains("/events") {

@@ -9,6 +9,10 @@
 //! sampled from /proc while it runs). Targets: extraction at most 1.0x the pipeline's wall time,
 //! a cache hit under 5% of the cold fetch, peak memory under 32 MiB.
 //! `BERTH_BENCH_RUNS` sets the number of runs per case (default 5).
+//!
+//! `BERTH_BENCH_SHORT=1` (CI): a ~12 MiB archive, an 8 MiB plain file, one run per case. In
+//! every mode the outputs are checked: the same tree (names and sizes) from both extractors,
+//! the pipeline's checksum, the plain file's size after a miss and after a hit.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,29 +25,60 @@ use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1 << 20;
 
+/// What the archive holds: `blobs` incompressible and `texts` compressible files of
+/// `piece_mib` MiB each.
+#[derive(Clone, Copy)]
+struct Shape {
+    blobs: usize,
+    texts: usize,
+    piece_mib: u64,
+}
+
 fn main() {
+    let short = std::env::var("BERTH_BENCH_SHORT").is_ok_and(|v| v == "1");
     let runs: usize = std::env::var("BERTH_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(if short { 1 } else { 5 });
+    let (shape, plain_len) = if short {
+        let shape = Shape {
+            blobs: 4,
+            texts: 4,
+            piece_mib: 2,
+        };
+        (shape, 8 * MIB)
+    } else {
+        let shape = Shape {
+            blobs: 56,
+            texts: 32,
+            piece_mib: 4,
+        };
+        (shape, 256 * MIB)
+    };
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-fetch-bench");
     fs::create_dir_all(&work).unwrap();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_berth-fetch"));
 
-    let archive = work.join("payload.tar.gz");
-    let plain = work.join("plain.bin");
-    ensure_archive(&archive);
-    ensure_plain(&plain, 256 * MIB);
+    // Named by shape, so a short run never reuses the full run's files or the other way round.
+    let archive = work.join(format!(
+        "payload-{}x{}x{}.tar.gz",
+        shape.blobs, shape.texts, shape.piece_mib
+    ));
+    let archive_name = archive.file_name().unwrap().to_str().unwrap().to_owned();
+    let plain_name = format!("plain-{}.bin", plain_len / MIB);
+    let plain = work.join(&plain_name);
+    ensure_archive(&archive, shape);
+    ensure_plain(&plain, plain_len);
     let archive_sum = sha256_file(&archive);
     let archive_len = fs::metadata(&archive).unwrap().len();
 
     let addr = serve(work.clone());
-    let url_tgz = format!("http://{addr}/payload.tar.gz");
-    let url_plain = format!("http://{addr}/plain.bin");
+    let url_tgz = format!("http://{addr}/{archive_name}");
+    let url_plain = format!("http://{addr}/{plain_name}");
     println!(
         "fetch bench: archive {:.1} MiB, plain {:.1} MiB, {runs} runs per case",
         archive_len as f64 / MIB as f64,
-        256.0
+        plain_len as f64 / MIB as f64
     );
 
     // --- 1. extract with checksum vs the shell pipeline ------------------------------------
@@ -87,7 +122,11 @@ fn main() {
                 assert!(archive_sum.ends_with(got.split_whitespace().next().unwrap()));
             }
         }
-        check_same_tree(&work.join("dest-0"), &work.join("dest-1"));
+        check_same_tree(
+            &work.join("dest-0"),
+            &work.join("dest-1"),
+            shape.blobs + shape.texts,
+        );
     }
     reset_dir(&work.join("dest-0"));
     reset_dir(&work.join("dest-1"));
@@ -116,8 +155,8 @@ fn main() {
             peak = peak.max(hwm);
             list.push(t);
             assert_eq!(
-                fs::metadata(dest.join("plain.bin")).unwrap().len(),
-                256 * MIB
+                fs::metadata(dest.join(&plain_name)).unwrap().len(),
+                plain_len
             );
         }
     }
@@ -143,13 +182,15 @@ fn main() {
         verdict(r1 <= 1.0)
     );
     println!(
-        "cold fetch 256 MiB (cache miss)        {:>8.3} s",
+        "cold fetch {:>3} MiB (cache miss)        {:>8.3} s",
+        plain_len / MIB,
         mc.as_secs_f64()
     );
     // A hit is a copy into the sandbox (copy_file_range: a reflink where the file system has
     // them, an in-kernel copy elsewhere), never a hard link a container could write through.
     println!(
-        "cache hit 256 MiB                      {:>8.3} s   {:>6.3}x   < 0.5x   {}",
+        "cache hit {:>3} MiB                      {:>8.3} s   {:>6.3}x   < 0.5x   {}",
+        plain_len / MIB,
         mh.as_secs_f64(),
         r2,
         verdict(r2 < 0.5)
@@ -269,12 +310,10 @@ fn fill_noise(buf: &mut [u8], seed: &mut u64) {
     }
 }
 
-/// A realistic mix: incompressible blobs plus compressible text, about 256 MiB compressed.
-fn ensure_archive(path: &Path) {
-    if fs::metadata(path)
-        .map(|m| m.len() > 200 * MIB)
-        .unwrap_or(false)
-    {
+/// A realistic mix: incompressible blobs plus compressible text (the full shape is about
+/// 256 MiB compressed). Written to a temporary name and renamed, so one that exists is whole.
+fn ensure_archive(path: &Path, shape: Shape) {
+    if path.exists() {
         return;
     }
     eprintln!("generating {} (once)...", path.display());
@@ -283,8 +322,9 @@ fn ensure_archive(path: &Path) {
     let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::new(6));
     let mut tar = tar::Builder::new(gz);
     let mut seed = 0x9e3779b97f4a7c15u64;
-    let mut buf = vec![0u8; 4 * MIB as usize];
-    for i in 0..56 {
+    let piece = (shape.piece_mib * MIB) as usize;
+    let mut buf = vec![0u8; piece];
+    for i in 0..shape.blobs {
         fill_noise(&mut buf, &mut seed);
         append(&mut tar, &format!("blobs/blob-{i:03}.bin"), &buf);
     }
@@ -305,9 +345,9 @@ fn ensure_archive(path: &Path) {
         "layer ",
         "digest ",
     ];
-    for i in 0..32 {
-        let mut text = Vec::with_capacity(4 * MIB as usize);
-        while text.len() < 4 * MIB as usize {
+    for i in 0..shape.texts {
+        let mut text = Vec::with_capacity(piece);
+        while text.len() < piece {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
@@ -360,8 +400,8 @@ fn sha256_file(path: &Path) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
-/// Both tools must produce the same files.
-fn check_same_tree(a: &Path, b: &Path) {
+/// Both tools must produce the same files, `files` of them.
+fn check_same_tree(a: &Path, b: &Path, files: usize) {
     fn sizes(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
         for e in fs::read_dir(dir).unwrap().flatten() {
             let p = e.path();
@@ -378,7 +418,7 @@ fn check_same_tree(a: &Path, b: &Path) {
     sizes(b, b, &mut y);
     x.sort();
     y.sort();
-    assert_eq!(x.len(), 88);
+    assert_eq!(x.len(), files, "files extracted by berth-fetch");
     assert_eq!(
         x, y,
         "berth-fetch and the pipeline extracted different trees"

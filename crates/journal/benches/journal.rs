@@ -12,7 +12,12 @@
 //!
 //! Prints the median wall time and process CPU (user + system) per record for both, their
 //! ratio, and how many fsyncs each did. Environment: `BERTH_BENCH_WRITERS`,
-//! `BERTH_BENCH_RECORDS`, `BERTH_BENCH_ROUNDS` (default 5).
+//! `BERTH_BENCH_RECORDS`, `BERTH_BENCH_ROUNDS` (default 5). `BERTH_BENCH_SHORT=1` (CI) makes
+//! the defaults 8 writers, 3 records, 2 rounds.
+//!
+//! Every round checks its outcome, whatever the sizes: every record written, the journal empty
+//! when read back after the removals, at least one and at most one fsync per durable write
+//! (the files scheme exactly two), and no file left behind.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -23,11 +28,24 @@ use std::time::Instant;
 
 use berth_journal::{Durability, Journal};
 
-fn env_usize(name: &str, default: usize) -> usize {
+/// `BERTH_BENCH_SHORT=1`: small sizes and few rounds, to check the benchmark still works.
+fn short() -> bool {
+    std::env::var("BERTH_BENCH_SHORT").is_ok_and(|v| v == "1")
+}
+
+/// `name` from the environment, else `full` (or `small` in the short mode).
+fn env_usize(name: &str, full: usize, small: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .unwrap_or(if short() { small } else { full })
+}
+
+/// How many of a writer's `records` are durable.
+fn durable_count(records: usize) -> u64 {
+    (0..records)
+        .filter(|i| durability(*i) == Durability::Durable)
+        .count() as u64
 }
 
 /// CPU seconds of this process (all threads, user + system), to the nanosecond.
@@ -103,9 +121,27 @@ async fn journal_round(dir: &Path, writers: usize, records: usize) -> (f64, f64,
         t.await.expect("writer task");
     }
     let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_secs() - cpu0);
-    let syncs = journal.stats().syncs;
+    let stats = journal.stats();
     journal.close().expect("close");
-    (wall, cpu, syncs)
+    // What was measured must have happened: every record appended, every key gone when the
+    // file is read back, and the durable writes fsynced (shared, so at most one each).
+    let appended = (writers * (records + 1)) as u64;
+    assert_eq!(stats.records, appended, "records appended to the journal");
+    let replay = Journal::read(dir.join("bench.journal")).expect("read the journal back");
+    assert!(
+        replay.entries.is_empty(),
+        "keys left in the journal after every writer removed its own: {:?}",
+        replay.entries.keys().collect::<Vec<_>>()
+    );
+    let durable = writers as u64 * durable_count(records);
+    // A reserve's fsync also makes the records before it durable, so it may stand in for one.
+    assert!(
+        stats.syncs <= durable && stats.syncs + stats.reserves >= 1,
+        "{} fsyncs and {} reserves for {durable} durable writes",
+        stats.syncs,
+        stats.reserves
+    );
+    (wall, cpu, stats.syncs)
 }
 
 async fn files_round(dir: &Path, writers: usize, records: usize) -> (f64, f64, u64) {
@@ -144,7 +180,16 @@ async fn files_round(dir: &Path, writers: usize, records: usize) -> (f64, f64, u
         t.await.expect("writer task");
     }
     let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_secs() - cpu0);
-    (wall, cpu, fsyncs.load(Ordering::Relaxed))
+    let fsyncs = fsyncs.load(Ordering::Relaxed);
+    // File and directory fsync for each durable write, and every file removed.
+    assert_eq!(fsyncs, 2 * writers as u64 * durable_count(records));
+    let left: Vec<_> = fs::read_dir(&*root)
+        .expect("read the files directory")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    (wall, cpu, fsyncs)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -157,9 +202,9 @@ async fn main() {
     if !args.is_empty() && !args.iter().any(|a| "journal".contains(a.as_str())) {
         return;
     }
-    let writers = env_usize("BERTH_BENCH_WRITERS", 50);
-    let records = env_usize("BERTH_BENCH_RECORDS", 6);
-    let rounds = env_usize("BERTH_BENCH_ROUNDS", 5);
+    let writers = env_usize("BERTH_BENCH_WRITERS", 50, 8);
+    let records = env_usize("BERTH_BENCH_RECORDS", 6, 3);
+    let rounds = env_usize("BERTH_BENCH_ROUNDS", 5, 2);
     let n = (writers * (records + 1)) as f64;
     let base: PathBuf = std::env::temp_dir();
     println!(

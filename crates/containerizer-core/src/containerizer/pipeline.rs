@@ -387,7 +387,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         .bound("attaching to the container's output", async {
             inner
                 .engine
-                .attach_output(&docker_id)
+                .attach_output(&docker_id, mapped.create.tty)
                 .await
                 .map_err(|e| e.to_string())
         })

@@ -27,6 +27,9 @@ pub struct AttachOptions {
     pub stderr: bool,
     /// Replay the output logged so far before the live output.
     pub logs: bool,
+    /// The container's `Config.Tty` when the caller knows it (from the create body), which
+    /// saves the inspect otherwise made first to learn how the output is framed.
+    pub tty: Option<bool>,
 }
 
 impl Default for AttachOptions {
@@ -36,6 +39,7 @@ impl Default for AttachOptions {
             stdout: true,
             stderr: true,
             logs: false,
+            tty: None,
         }
     }
 }

@@ -219,9 +219,13 @@ impl Containers<'_> {
     }
 
     /// Attaches to a running container's stdio (`POST /containers/{id}/attach`, upgraded).
-    /// Output framing follows the container's `Config.Tty`. Untimed once attached.
+    /// Output framing follows the container's `Config.Tty`: from [`AttachOptions::tty`] when
+    /// given, else from one inspect before the attach. Untimed once attached.
     pub async fn attach(&self, id: &str, options: AttachOptions) -> Result<Attached> {
-        let tty = self.inspect(id).await?.tty();
+        let tty = match options.tty {
+            Some(tty) => tty,
+            None => self.inspect(id).await?.tty(),
+        };
         let path = container_path(id, "/attach")
             .flag("stream", true)
             .flag("stdin", options.stdin)
