@@ -1158,15 +1158,19 @@ async fn top_and_exec() {
 async fn short_call_deadline_applies_and_wait_is_untimed() {
     const TEST: &str = "short_call_deadline";
     common::cleanup(TEST).await;
+    // Create and start (which can take over a second on a loaded machine) go through a client
+    // with the default deadlines; the calls under test through one whose short calls get 500 ms.
+    let setup = common::docker().await;
+    let setup = setup.containers();
     let docker = common::docker()
         .await
         .with_timeout(Duration::from_millis(500));
     let c = docker.containers();
-    let created = c
+    let created = setup
         .create(None, &common::busybox(TEST, &["sleep", "2"]))
         .await
         .unwrap();
-    c.start(&created.id).await.unwrap();
+    setup.start(&created.id).await.unwrap();
     // wait takes ~2 s, longer than the 500 ms deadline of short calls: it must not time out.
     let exit = c
         .wait(&created.id, WaitCondition::NotRunning)
@@ -1174,11 +1178,11 @@ async fn short_call_deadline_applies_and_wait_is_untimed() {
         .unwrap();
     assert_eq!(exit.status_code, 0);
     // A short call that takes longer than its deadline (a two-sample stats call takes ~1 s).
-    let running = c
+    let running = setup
         .create(None, &common::busybox(TEST, &["sleep", "60"]))
         .await
         .unwrap();
-    c.start(&running.id).await.unwrap();
+    setup.start(&running.id).await.unwrap();
     let started = std::time::Instant::now();
     let err = c.stats(&running.id).await.unwrap_err();
     assert!(
@@ -1269,8 +1273,10 @@ async fn stop_without_grace_waits_out_the_containers_stop_timeout() {
         &["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
     );
     config.stop_timeout = Some(12);
-    let created = docker.containers().create(None, &config).await.unwrap();
-    docker.containers().start(&created.id).await.unwrap();
+    // Create and start can take over a second on a loaded machine: default deadlines for them.
+    let setup = common::docker().await;
+    let created = setup.containers().create(None, &config).await.unwrap();
+    setup.containers().start(&created.id).await.unwrap();
     let started = std::time::Instant::now();
     docker
         .containers()
