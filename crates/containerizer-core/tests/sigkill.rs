@@ -153,8 +153,9 @@ impl Engine for StalledVolumes {
     fn attach_output<'a>(
         &'a self,
         id: &'a str,
+        tty: bool,
     ) -> BoxFut<'a, Result<OutputStreamBox, EngineError>> {
-        self.0.attach_output(id)
+        self.0.attach_output(id, tty)
     }
     fn stats<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<StatsSample, EngineError>> {
         self.0.stats(id)
