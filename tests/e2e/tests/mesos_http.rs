@@ -209,6 +209,10 @@ async fn files_read_and_jsonp_follow_mesos() {
             "{path}: {r:?}"
         );
     }
+    for q in ["/files/browse?path=", "/files/read?path="] {
+        let r = agent.get(q).await;
+        assert!(r.status == 400 && r.body.contains("'path'"), "{q}: {r:?}");
+    }
     // An error is not wrapped.
     let r = agent
         .get("/files/read?path=/containers/f/nope&jsonp=cb")

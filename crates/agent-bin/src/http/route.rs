@@ -149,10 +149,17 @@ fn jsonp(params: &[(String, String)]) -> Result<Option<Callback>, ApiError> {
     param(params, "jsonp").map(Callback::parse).transpose()
 }
 
+/// A parameter that must be given and not empty (Mesos answers 400 to an empty `path` too).
 fn required(params: &[(String, String)], name: &str) -> Result<String, ApiError> {
-    param(params, name)
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::bad_request(format!("missing query parameter '{name}'")))
+    match param(params, name) {
+        None => Err(ApiError::bad_request(format!(
+            "missing query parameter '{name}'"
+        ))),
+        Some("") => Err(ApiError::bad_request(format!(
+            "query parameter '{name}' is empty"
+        ))),
+        Some(v) => Ok(v.to_owned()),
+    }
 }
 
 /// Builds a route from the query parameters.
@@ -207,9 +214,6 @@ pub fn resolve(method: &Method, path: &str, query: Option<&str>) -> Result<Route
         }),
         "/files/read" => (Method::GET, |p| {
             let path = required(p, "path")?;
-            if path.is_empty() {
-                return Err(ApiError::bad_request("query parameter 'path' is empty"));
-            }
             // As Mesos: no offset means -1, which answers the file's size and no data.
             let offset = match param(p, "offset") {
                 None => -1,
@@ -454,10 +458,15 @@ mod tests {
             .unwrap_err()
             .error;
         assert!(e.status == 400 && e.message.contains("'length'"));
-        let e = resolve(&Method::GET, "/files/browse", None)
-            .unwrap_err()
-            .error;
-        assert!(e.status == 400 && e.message.contains("'path'"));
+        for q in [None, Some("path="), Some("path=&jsonp=cb")] {
+            for endpoint in ["/files/browse", "/files/read", "/files/download"] {
+                let e = resolve(&Method::GET, endpoint, q).unwrap_err().error;
+                assert!(
+                    e.status == 400 && e.message.contains("'path'"),
+                    "{endpoint}"
+                );
+            }
+        }
     }
 
     fn h(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
