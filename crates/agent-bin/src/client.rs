@@ -218,7 +218,10 @@ impl AgentClient {
     pub async fn container(&self, id: &str) -> Result<Value, Error> {
         let state = self.get_json("/state").await?;
         find(
-            state["containers"].as_array().cloned().unwrap_or_default(),
+            state["berth"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
             id,
         )
     }

@@ -25,8 +25,15 @@ use berth_containerizer::ContainerId;
 
 use crate::error::ApiError;
 
-/// The most bytes one read returns; larger files are read in pages (the answer carries the size).
+/// The most bytes one `READ_FILE` returns; larger files are read in pages (the answer carries
+/// the size).
 pub const MAX_READ: u64 = 4 << 20;
+
+/// The most bytes one `/files/read` returns: 16 memory pages, Mesos's own cap for that endpoint
+/// (64 KiB with 4 KiB pages). Its web UI pages through logs in steps of this size.
+pub fn files_read_cap() -> u64 {
+    16 * rustix::param::page_size() as u64
+}
 
 /// A virtual path split into the container and the path inside its sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,10 +283,21 @@ pub fn read(
     offset: u64,
     length: Option<u64>,
 ) -> Result<(u64, Vec<u8>), ApiError> {
+    read_capped(sandbox, at, offset, length, MAX_READ)
+}
+
+/// [`read`] with another cap (`/files/read` follows Mesos's, [`files_read_cap`]).
+pub fn read_capped(
+    sandbox: &Path,
+    at: &SandboxPath,
+    offset: u64,
+    length: Option<u64>,
+    cap: u64,
+) -> Result<(u64, Vec<u8>), ApiError> {
     let open = open_file(sandbox, at)?;
     let want = length
-        .unwrap_or(MAX_READ)
-        .min(MAX_READ)
+        .unwrap_or(cap)
+        .min(cap)
         .min(open.size.saturating_sub(offset));
     let mut buf = vec![0u8; want as usize];
     let mut filled = 0usize;
@@ -370,6 +388,11 @@ mod tests {
             read(&sb, &p("/containers/c1/stdout"), 100, Some(5)).unwrap(),
             (11, vec![])
         );
+        assert_eq!(
+            read_capped(&sb, &p("/containers/c1/stdout"), 2, None, 4).unwrap(),
+            (11, b"llo ".to_vec())
+        );
+        assert_eq!(files_read_cap() % 4096, 0);
         assert_eq!(
             read(&sb, &p("/containers/c1/sub/inner"), 0, None)
                 .unwrap()

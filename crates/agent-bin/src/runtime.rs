@@ -309,7 +309,10 @@ pub async fn start_locked(config: Config, lock: WorkDirLock) -> Result<Started, 
     for e in &recovery.checkpoint_errors {
         tracing::warn!(error = %e, "unreadable checkpoint skipped");
     }
+    // The address really bound (`--listen` may name port 0), for `/state`'s `pid`.
+    let bound = listener.local_addr().unwrap_or(config.listen);
     let agent = Agent::new(AgentParts {
+        bound,
         config,
         agent_id,
         containerizer,

@@ -137,7 +137,11 @@ async fn metrics_count_what_happened_in_both_formats() {
     );
 
     let state = agent.get("/state").await.json();
-    assert_eq!(state["containers"].as_array().unwrap().len(), 2, "{state}");
+    assert_eq!(
+        state["berth"]["containers"].as_array().unwrap().len(),
+        2,
+        "{state}"
+    );
     assert_eq!(state["flags"]["docker_remove_delay"], "30m");
     assert!(state["id"].as_str().unwrap().len() > 8);
     agent.kill("run", None).await;

@@ -72,13 +72,7 @@ impl Agent {
                 StatusCode::OK,
                 &response::flags(&self.flags()),
             )),
-            Call::GetVersion => Ok(json_response(
-                StatusCode::OK,
-                &typed(
-                    "GET_VERSION",
-                    json!({ "version_info": self.version_info() }),
-                ),
-            )),
+            Call::GetVersion => Ok(json_response(StatusCode::OK, &self.get_version())),
             Call::GetMetrics => {
                 let samples: Vec<(String, f64)> = self
                     .samples()

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::calls::blocking;
 use super::convert;
 use super::Agent;
-use crate::api::response::file_info_browse;
+use crate::api::response::{self, file_info_browse};
 use crate::error::ApiError;
 use crate::files::{self, SandboxPath};
 use crate::http::body::{json as json_response, Body};
@@ -33,16 +33,28 @@ impl Agent {
         flags
     }
 
-    pub(super) fn version_info(&self) -> Value {
-        json!({
-            "version": VERSION,
-            "docker_version": self.docker_version,
-            "docker_api_version": self.docker_api_version,
-        })
+    /// `GET_VERSION`: Mesos's `VersionInfo` holds Berth's version; the Docker versions go in
+    /// the `berth` object beside it (a Mesos message carries only Mesos's fields).
+    pub(super) fn get_version(&self) -> Value {
+        response::version(
+            VERSION,
+            json!({
+                "docker_version": self.docker_version,
+                "docker_api_version": self.docker_api_version,
+            }),
+        )
     }
 
+    /// `GET /version`: Berth's own endpoint (flat, with the Docker versions).
     pub(super) fn version(&self) -> Response<Body> {
-        json_response(StatusCode::OK, &self.version_info())
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "version": VERSION,
+                "docker_version": self.docker_version,
+                "docker_api_version": self.docker_api_version,
+            }),
+        )
     }
 
     /// Every sample: counters, the agent process, and the containers by state.
@@ -300,36 +312,6 @@ impl Agent {
             .collect()
     }
 
-    pub(super) async fn state(&self) -> Response<Body> {
-        let containers = self.container_entries(false).await;
-        let flags: serde_json::Map<String, Value> = self
-            .flags()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), Value::String(v)))
-            .collect();
-        let start = self
-            .started
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        json_response(
-            StatusCode::OK,
-            &json!({
-                "id": self.agent_id.as_str(),
-                "version": VERSION,
-                "start_time": start,
-                "uptime_secs": self.uptime().as_secs_f64(),
-                "docker": {
-                    "endpoint": self.config.docker_socket,
-                    "version": self.docker_version,
-                    "api_version": self.docker_api_version,
-                },
-                "flags": flags,
-                "containers": containers,
-            }),
-        )
-    }
-
     pub(super) async fn files_browse(&self, path: &str) -> Result<Response<Body>, ApiError> {
         let at = SandboxPath::parse(path)?;
         self.known(&at.container_id)?;
@@ -357,7 +339,11 @@ impl Agent {
                 &json!({ "data": "", "offset": size }),
             ));
         }
-        let (_, data) = blocking(move || files::read(&sandbox, &at, offset as u64, length)).await?;
+        // Up to the end when no length is given, capped as Mesos caps it (16 pages): a caller
+        // pages on from `offset` + the bytes it got.
+        let cap = files::files_read_cap();
+        let (_, data) =
+            blocking(move || files::read_capped(&sandbox, &at, offset as u64, length, cap)).await?;
         Ok(json_response(
             StatusCode::OK,
             &json!({ "data": String::from_utf8_lossy(&data), "offset": offset }),

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod disk;
 mod endpoints;
 pub mod gc;
+mod mesos_endpoints;
 pub mod workdir;
 
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ use workdir::WorkDirLock;
 pub struct AgentParts {
     /// The settings.
     pub config: Config,
+    /// The address the HTTP listener is bound to.
+    pub bound: std::net::SocketAddr,
     /// This agent's id.
     pub agent_id: AgentId,
     /// The containerizer, already recovered.
@@ -55,6 +58,7 @@ pub struct Observed {
 /// A running agent. Shared by every connection.
 pub struct Agent {
     config: Config,
+    bound: std::net::SocketAddr,
     agent_id: AgentId,
     containerizer: Containerizer,
     docker_version: String,
@@ -81,6 +85,7 @@ impl Agent {
         let disk = disk::DiskState::new(parts.config.work_dir.clone());
         Arc::new(Agent {
             config: parts.config,
+            bound: parts.bound,
             agent_id: parts.agent_id,
             containerizer: parts.containerizer,
             docker_version: parts.docker_version,
@@ -158,22 +163,30 @@ impl Agent {
         body: Bytes,
     ) -> Response<Body> {
         let _ = headers;
+        let jsonp = route.jsonp().cloned();
         let result = match route {
             Route::Api => self.api(body).await,
             Route::Health => Ok(self.health()),
-            Route::Version => Ok(self.version()),
-            Route::State => Ok(self.state().await),
-            Route::MetricsSnapshot => Ok(self.metrics_snapshot()),
+            Route::Version { .. } => Ok(self.version()),
+            Route::State { .. } => Ok(self.state().await),
+            Route::Flags { .. } => Ok(self.flags_endpoint()),
+            Route::Containers { container_id, .. } => {
+                Ok(self.containers_endpoint(container_id.as_deref()).await)
+            }
+            Route::MonitorStatistics { .. } => Ok(self.monitor_statistics().await),
+            Route::MetricsSnapshot { .. } => Ok(self.metrics_snapshot()),
             Route::Prometheus => Ok(self.prometheus()),
-            Route::FilesBrowse { path } => self.files_browse(&path).await,
+            Route::FilesBrowse { path, .. } => self.files_browse(&path).await,
             Route::FilesRead {
                 path,
                 offset,
                 length,
+                ..
             } => self.files_read(&path, offset, length).await,
             Route::FilesDownload { path } => self.files_download(&path).await,
         };
-        result.unwrap_or_else(|e| error(&e))
+        let response = result.unwrap_or_else(|e| error(&e));
+        crate::jsonp::wrap(jsonp.as_ref(), response).await
     }
 
     /// Deletes sandboxes whose container the containerizer no longer knows (a removal

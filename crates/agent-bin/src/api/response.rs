@@ -15,6 +15,17 @@ pub fn health(healthy: bool) -> Value {
     typed("GET_HEALTH", json!({ "healthy": healthy }))
 }
 
+/// `GET_VERSION`: Mesos's `VersionInfo` with only its own fields (`version`), and Berth's
+/// additions (the Docker versions) in the `berth` object beside the payload.
+pub fn version(version: &str, berth: Value) -> Value {
+    let mut v = typed(
+        "GET_VERSION",
+        json!({ "version_info": { "version": version } }),
+    );
+    v["berth"] = berth;
+    v
+}
+
 /// `GET_FLAGS`: `[{name, value}]`.
 pub fn flags(flags: &[(&str, String)]) -> Value {
     let list: Vec<Value> = flags
@@ -139,6 +150,50 @@ mod tests {
             flags(&[("listen", "127.0.0.1:5051".into())]),
             json!({"type": "GET_FLAGS", "get_flags": {"flags": [{"name": "listen", "value": "127.0.0.1:5051"}]}})
         );
+    }
+
+    /// Every answer built here, checked strictly against Mesos's field tables.
+    #[test]
+    fn answers_are_valid_mesos_responses() {
+        use crate::mesos_schema::check;
+        let v = version(
+            "0.1.0",
+            json!({"docker_version": "20.10.24", "docker_api_version": "1.41"}),
+        );
+        check("agent.Response", &v).unwrap();
+        assert_eq!(
+            v["get_version"]["version_info"],
+            json!({"version": "0.1.0"})
+        );
+        assert_eq!(v["berth"]["docker_version"], "20.10.24");
+        // The shape before the fix fails the check.
+        let old = json!({"type": "GET_VERSION", "get_version": {"version_info":
+            {"version": "0.1.0", "docker_version": "20.10.24"}}});
+        assert!(check("agent.Response", &old).is_err());
+        for v in [
+            health(true),
+            flags(&[("listen", "127.0.0.1:5051".into())]),
+            metrics(&[("agent/uptime_secs".into(), 1.0)]),
+            wait(&TerminationView {
+                exit_status: Some(9),
+                state: "TASK_FAILED".into(),
+                reason: Some("REASON_CONTAINER_LIMITATION_MEMORY".into()),
+                limitation: Some("mem".into()),
+                message: "Memory limit exceeded".into(),
+            }),
+            read_file(5, b"hi"),
+            list_files(&[FileInfo {
+                path: "/containers/c/stdout".into(),
+                nlink: 1,
+                size: 2,
+                mtime_nanos: 1,
+                mode: 0o100644,
+                uid: "root".into(),
+                gid: "root".into(),
+            }]),
+        ] {
+            check("agent.Response", &v).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
     }
 
     #[test]

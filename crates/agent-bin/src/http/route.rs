@@ -4,6 +4,7 @@
 use http::{header, HeaderMap, Method, StatusCode};
 
 use crate::error::ApiError;
+use crate::jsonp::Callback;
 
 /// Largest request body accepted (larger ones get 413).
 pub const MAX_BODY: usize = 1 << 20;
@@ -16,26 +17,56 @@ pub enum Route {
     /// `GET /health` (no authentication).
     Health,
     /// `GET /version`.
-    Version,
-    /// `GET /state`.
-    State,
+    Version {
+        /// `?jsonp=`.
+        jsonp: Option<Callback>,
+    },
+    /// `GET /state` (Mesos's agent state).
+    State {
+        /// `?jsonp=`.
+        jsonp: Option<Callback>,
+    },
+    /// `GET /flags`.
+    Flags {
+        /// `?jsonp=`.
+        jsonp: Option<Callback>,
+    },
+    /// `GET /containers[?container_id=]`.
+    Containers {
+        /// Only this container.
+        container_id: Option<String>,
+        /// `?jsonp=`.
+        jsonp: Option<Callback>,
+    },
+    /// `GET /monitor/statistics`.
+    MonitorStatistics {
+        /// `?jsonp=`.
+        jsonp: Option<Callback>,
+    },
     /// `GET /metrics/snapshot`.
-    MetricsSnapshot,
+    MetricsSnapshot {
+        /// `?jsonp=`.
+        jsonp: Option<Callback>,
+    },
     /// `GET /metrics` (Prometheus text).
     Prometheus,
     /// `GET /files/browse?path=`.
     FilesBrowse {
         /// Virtual path.
         path: String,
+        /// `?jsonp=`.
+        jsonp: Option<Callback>,
     },
     /// `GET /files/read?path=&offset=&length=`.
     FilesRead {
         /// Virtual path.
         path: String,
-        /// Offset; -1 asks for the size only.
+        /// Offset; -1 (also when absent, as in Mesos) asks for the size only.
         offset: i64,
-        /// Bytes wanted.
+        /// Bytes wanted; `None` (absent, or -1 as in Mesos) reads to the end, capped.
         length: Option<u64>,
+        /// `?jsonp=`.
+        jsonp: Option<Callback>,
     },
     /// `GET /files/download?path=`.
     FilesDownload {
@@ -57,13 +88,31 @@ impl Route {
         match self {
             Route::Api => "api",
             Route::Health => "health",
-            Route::Version => "version",
-            Route::State => "state",
-            Route::MetricsSnapshot => "metrics_snapshot",
+            Route::Version { .. } => "version",
+            Route::State { .. } => "state",
+            Route::Flags { .. } => "flags",
+            Route::Containers { .. } => "containers",
+            Route::MonitorStatistics { .. } => "monitor_statistics",
+            Route::MetricsSnapshot { .. } => "metrics_snapshot",
             Route::Prometheus => "metrics",
             Route::FilesBrowse { .. } => "files_browse",
             Route::FilesRead { .. } => "files_read",
             Route::FilesDownload { .. } => "files_download",
+        }
+    }
+
+    /// The `?jsonp=` callback of a route that has one (the JSON endpoints Mesos wraps).
+    pub fn jsonp(&self) -> Option<&Callback> {
+        match self {
+            Route::Version { jsonp }
+            | Route::State { jsonp }
+            | Route::Flags { jsonp }
+            | Route::Containers { jsonp, .. }
+            | Route::MonitorStatistics { jsonp }
+            | Route::MetricsSnapshot { jsonp }
+            | Route::FilesBrowse { jsonp, .. }
+            | Route::FilesRead { jsonp, .. } => jsonp.as_ref(),
+            _ => None,
         }
     }
 }
@@ -96,10 +145,21 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+fn jsonp(params: &[(String, String)]) -> Result<Option<Callback>, ApiError> {
+    param(params, "jsonp").map(Callback::parse).transpose()
+}
+
+/// A parameter that must be given and not empty (Mesos answers 400 to an empty `path` too).
 fn required(params: &[(String, String)], name: &str) -> Result<String, ApiError> {
-    param(params, name)
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::bad_request(format!("missing query parameter '{name}'")))
+    match param(params, name) {
+        None => Err(ApiError::bad_request(format!(
+            "missing query parameter '{name}'"
+        ))),
+        Some("") => Err(ApiError::bad_request(format!(
+            "query parameter '{name}' is empty"
+        ))),
+        Some(v) => Ok(v.to_owned()),
+    }
 }
 
 /// Builds a route from the query parameters.
@@ -116,13 +176,35 @@ pub fn resolve(method: &Method, path: &str, query: Option<&str>) -> Result<Route
     let (expected, route): (Method, RouteFn) = match path {
         "/api/v1" => (Method::POST, |_| Ok(Route::Api)),
         "/health" => (Method::GET, |_| Ok(Route::Health)),
-        "/version" => (Method::GET, |_| Ok(Route::Version)),
-        "/state" => (Method::GET, |_| Ok(Route::State)),
-        "/metrics/snapshot" => (Method::GET, |_| Ok(Route::MetricsSnapshot)),
+        "/version" => (Method::GET, |p| Ok(Route::Version { jsonp: jsonp(p)? })),
+        "/state" => (Method::GET, |p| Ok(Route::State { jsonp: jsonp(p)? })),
+        "/flags" => (Method::GET, |p| Ok(Route::Flags { jsonp: jsonp(p)? })),
+        "/containers" => (Method::GET, |p| {
+            // Berth's containers belong to no framework or executor, so of Mesos's filters
+            // only `container_id` can select anything; the others are refused by name.
+            for unsupported in ["framework_id", "executor_id"] {
+                if param(p, unsupported).is_some() {
+                    return Err(ApiError::bad_request(format!(
+                        "query parameter '{unsupported}': Berth's containers are standalone (no framework or executor); filter by 'container_id'"
+                    )));
+                }
+            }
+            Ok(Route::Containers {
+                container_id: param(p, "container_id").map(str::to_owned),
+                jsonp: jsonp(p)?,
+            })
+        }),
+        "/monitor/statistics" => (Method::GET, |p| {
+            Ok(Route::MonitorStatistics { jsonp: jsonp(p)? })
+        }),
+        "/metrics/snapshot" => (Method::GET, |p| {
+            Ok(Route::MetricsSnapshot { jsonp: jsonp(p)? })
+        }),
         "/metrics" => (Method::GET, |_| Ok(Route::Prometheus)),
         "/files/browse" => (Method::GET, |p| {
             Ok(Route::FilesBrowse {
                 path: required(p, "path")?,
+                jsonp: jsonp(p)?,
             })
         }),
         "/files/download" => (Method::GET, |p| {
@@ -132,8 +214,9 @@ pub fn resolve(method: &Method, path: &str, query: Option<&str>) -> Result<Route
         }),
         "/files/read" => (Method::GET, |p| {
             let path = required(p, "path")?;
+            // As Mesos: no offset means -1, which answers the file's size and no data.
             let offset = match param(p, "offset") {
-                None | Some("") => 0,
+                None => -1,
                 Some(o) => match o.parse::<i64>() {
                     Ok(n) if n >= -1 => n,
                     _ => {
@@ -143,18 +226,24 @@ pub fn resolve(method: &Method, path: &str, query: Option<&str>) -> Result<Route
                     }
                 },
             };
+            // As Mesos: -1 (its web UI's log pailer sends it) is the same as no length.
             let length = match param(p, "length") {
-                None | Some("") => None,
-                Some(l) => Some(l.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "query parameter 'length': \"{l}\" is not a number >= 0"
-                    ))
-                })?),
+                None => None,
+                Some(l) => match l.parse::<i64>() {
+                    Ok(-1) => None,
+                    Ok(n) if n >= 0 => Some(n as u64),
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "query parameter 'length': \"{l}\" is not a length (a number >= 0, or -1 for up to the end)"
+                        )))
+                    }
+                },
             };
             Ok(Route::FilesRead {
                 path,
                 offset,
                 length,
+                jsonp: jsonp(p)?,
             })
         }),
         other => return Err(ApiError::not_found(format!("no endpoint at '{other}'")).into()),
@@ -291,7 +380,8 @@ mod tests {
             Route::FilesRead {
                 path: "/containers/c/stdout".into(),
                 offset: -1,
-                length: None
+                length: None,
+                jsonp: None
             }
         );
         assert_eq!(
@@ -304,8 +394,61 @@ mod tests {
             Route::FilesRead {
                 path: "/x".into(),
                 offset: 5,
-                length: Some(10)
+                length: Some(10),
+                jsonp: None
             }
+        );
+        // Mesos's defaults: no offset is -1 (the size), length -1 is "to the end".
+        assert_eq!(
+            resolve(&Method::GET, "/files/read", Some("path=/x")).unwrap(),
+            Route::FilesRead {
+                path: "/x".into(),
+                offset: -1,
+                length: None,
+                jsonp: None
+            }
+        );
+        assert_eq!(
+            resolve(
+                &Method::GET,
+                "/files/read",
+                Some("path=/x&offset=0&length=-1&jsonp=cb")
+            )
+            .unwrap(),
+            Route::FilesRead {
+                path: "/x".into(),
+                offset: 0,
+                length: None,
+                jsonp: Some(Callback::parse("cb").unwrap())
+            }
+        );
+        for bad in ["length=-2", "offset=", "length="] {
+            let e = resolve(&Method::GET, "/files/read", Some(&format!("path=/x&{bad}")))
+                .unwrap_err()
+                .error;
+            assert_eq!(e.status, 400, "{bad}");
+        }
+        let e = resolve(&Method::GET, "/files/read", Some("path=/x&jsonp=alert(1)"))
+            .unwrap_err()
+            .error;
+        assert!(e.status == 400 && e.message.contains("'jsonp'"), "{e}");
+        let e = resolve(&Method::GET, "/state", Some("jsonp=%3Cscript%3E"))
+            .unwrap_err()
+            .error;
+        assert!(e.status == 400 && e.message.contains("'jsonp'"), "{e}");
+        assert_eq!(
+            resolve(&Method::GET, "/containers", Some("container_id=c1")).unwrap(),
+            Route::Containers {
+                container_id: Some("c1".into()),
+                jsonp: None
+            }
+        );
+        let e = resolve(&Method::GET, "/containers", Some("framework_id=f"))
+            .unwrap_err()
+            .error;
+        assert!(
+            e.status == 400 && e.message.contains("'framework_id'"),
+            "{e}"
         );
         let e = resolve(&Method::GET, "/files/read", Some("path=/x&offset=-2"))
             .unwrap_err()
@@ -315,10 +458,15 @@ mod tests {
             .unwrap_err()
             .error;
         assert!(e.status == 400 && e.message.contains("'length'"));
-        let e = resolve(&Method::GET, "/files/browse", None)
-            .unwrap_err()
-            .error;
-        assert!(e.status == 400 && e.message.contains("'path'"));
+        for q in [None, Some("path="), Some("path=&jsonp=cb")] {
+            for endpoint in ["/files/browse", "/files/read", "/files/download"] {
+                let e = resolve(&Method::GET, endpoint, q).unwrap_err().error;
+                assert!(
+                    e.status == 400 && e.message.contains("'path'"),
+                    "{endpoint}"
+                );
+            }
+        }
     }
 
     fn h(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
