@@ -157,9 +157,8 @@ impl Agent {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Response<Body> {
-        let _ = headers;
         let result = match route {
-            Route::Api => self.api(body).await,
+            Route::Api => self.api(body, headers).await,
             Route::Health => Ok(self.health()),
             Route::Version => Ok(self.version()),
             Route::State => Ok(self.state().await),
