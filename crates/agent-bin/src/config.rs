@@ -62,7 +62,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address of the HTTP API [default: 127.0.0.1:5051]. A non-loopback address needs
-    /// --auth-token-file (or --insecure-no-auth).
+    /// --auth-token-file or --http-credentials (or --insecure-no-auth).
     #[arg(long, value_name = "IP:PORT", value_parser = listen_arg)]
     pub listen: Option<SocketAddr>,
     /// Directory for checkpoints, sandboxes and the fetch cache [default: /var/lib/berth].
@@ -193,6 +193,10 @@ pub struct ServeArgs {
     /// File holding the bearer token every request except /health must carry.
     #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
+    /// Mesos credentials file (JSON `{"credentials":[{"principal":..,"secret":..}]}`): HTTP Basic
+    /// with one of its principals passes where the bearer token does (either one, if both).
+    #[arg(long, value_name = "FILE")]
+    pub http_credentials: Option<PathBuf>,
     /// Serve a non-loopback address without authentication.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub insecure_no_auth: Option<bool>,
@@ -287,6 +291,8 @@ pub struct Config {
     pub cgroups_enable_cfs: bool,
     /// Bearer token file.
     pub auth_token_file: Option<PathBuf>,
+    /// Mesos credentials file for HTTP Basic.
+    pub http_credentials: Option<PathBuf>,
     /// Serve without authentication even on a non-loopback address.
     pub insecure_no_auth: bool,
     /// The HTTP server's limits.
@@ -374,6 +380,7 @@ impl ServeArgs {
             allowed_volumes: or_list(self.allowed_volumes, other.allowed_volumes),
             cgroups_enable_cfs: self.cgroups_enable_cfs.or(other.cgroups_enable_cfs),
             auth_token_file: self.auth_token_file.or(other.auth_token_file),
+            http_credentials: self.http_credentials.or(other.http_credentials),
             insecure_no_auth: self.insecure_no_auth.or(other.insecure_no_auth),
             http: self.http.or(other.http),
         }
@@ -543,11 +550,19 @@ impl ServeArgs {
         }
         let insecure_no_auth = self.insecure_no_auth.unwrap_or(false);
         let auth_token_file = self.auth_token_file.map(absolute);
-        if auth_token_file.is_some() && insecure_no_auth {
-            return Err(ConfigError::new(
-                "--insecure-no-auth",
-                "conflicts with --auth-token-file; give one or the other",
-            ));
+        let http_credentials = self.http_credentials.map(absolute);
+        if insecure_no_auth {
+            for (given, flag) in [
+                (auth_token_file.is_some(), "--auth-token-file"),
+                (http_credentials.is_some(), "--http-credentials"),
+            ] {
+                if given {
+                    return Err(ConfigError::new(
+                        "--insecure-no-auth",
+                        format!("conflicts with {flag}; give one or the other"),
+                    ));
+                }
+            }
         }
         let listen = match self.listen {
             Some(l) => l,
@@ -555,13 +570,18 @@ impl ServeArgs {
                 .parse()
                 .expect("the default listen address parses"),
         };
-        if !listen.ip().is_loopback() && auth_token_file.is_none() && !insecure_no_auth {
+        if !listen.ip().is_loopback()
+            && auth_token_file.is_none()
+            && http_credentials.is_none()
+            && !insecure_no_auth
+        {
             return Err(ConfigError::new(
                 "--listen",
                 format!(
                     "{listen} is not a loopback address, so the API needs authentication: pass \
-                     --auth-token-file FILE (a file holding a secret token), or --insecure-no-auth \
-                     to serve it without authentication"
+                     --auth-token-file FILE (a file holding a secret token), --http-credentials \
+                     FILE (Mesos credentials for HTTP Basic), or --insecure-no-auth to serve it \
+                     without authentication"
                 ),
             ));
         }
@@ -614,6 +634,7 @@ impl ServeArgs {
             allowances,
             cgroups_enable_cfs: self.cgroups_enable_cfs.unwrap_or(false),
             auth_token_file,
+            http_credentials,
             insecure_no_auth,
             http: self.http.resolve()?,
         })
@@ -925,6 +946,13 @@ impl Config {
             (
                 "auth_token_file",
                 self.auth_token_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "http_credentials",
+                self.http_credentials
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
@@ -1347,6 +1375,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("conflicts"), "{e}");
+        // Mesos credentials alone are authentication enough for a non-loopback address.
+        let c = cli(&["--listen=0.0.0.0:5051", "--http-credentials=/c"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(c.http_credentials, Some(PathBuf::from("/c")));
+        let e = cli(&["--http-credentials=/c", "--insecure-no-auth"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conflicts with --http-credentials"), "{e}");
+        let e = cli(&["--listen=0.0.0.0:5051"])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--http-credentials FILE"), "{e}");
     }
 
     #[test]

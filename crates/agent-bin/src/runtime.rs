@@ -271,10 +271,10 @@ pub async fn start(config: Config) -> Result<Started, Error> {
 
 /// [`start`] with the work directory already locked.
 pub async fn start_locked(config: Config, lock: WorkDirLock) -> Result<Started, Error> {
-    let auth = match &config.auth_token_file {
-        Some(path) => Auth::from_file(path)?,
-        None => Auth::none(),
-    };
+    let auth = Auth::from_files(
+        config.auth_token_file.as_deref(),
+        config.http_credentials.as_deref(),
+    )?;
     // Bind before the slow parts, so a taken port fails at once.
     let listener = server::bind(config.listen).await?;
     let agent_id = workdir::agent_id(&config.work_dir, config.agent_id.as_deref())?;
@@ -357,7 +357,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     if !started.auth.required() {
         // Host networking is the default network (as in Mesos), and a host-network container
         // shares this loopback: without a token it can call the API like any local process.
-        tracing::warn!(listen = %addr, "serving without --auth-token-file: any process that can reach {addr}, including a container on the host network (the default network), can launch, kill and remove containers and read their sandboxes; give --auth-token-file when containers are not trusted (docs/security.md)");
+        tracing::warn!(listen = %addr, "serving without --auth-token-file or --http-credentials: any process that can reach {addr}, including a container on the host network (the default network), can launch, kill and remove containers and read their sandboxes; give --auth-token-file or --http-credentials when containers are not trusted (docs/security.md)");
     }
     started.agent.count_orphans(&started.recovery.orphans);
     let gc = {

@@ -721,7 +721,7 @@ mod tests {
         };
         assert_eq!(t.state, TaskState::Killed);
         assert_eq!(t.message, "Container killed");
-        assert_eq!(t.signaled_by(), Some(15));
+        assert_eq!(t.exited_with(), Some(143));
     }
 
     #[test]

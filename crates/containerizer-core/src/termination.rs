@@ -96,8 +96,8 @@ pub mod messages {
 /// How a container ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Termination {
-    /// The raw wait(2) status: `exit_code << 8` for an exit, the signal number for a death by
-    /// signal; `None` when the container never ran.
+    /// The raw wait(2) status as Mesos reports it for a Docker container: Docker's exit code
+    /// `<< 8` (see [`wait_status`]); `None` when the container never ran.
     pub status: Option<i32>,
     /// Docker's exit code as reported (128 + N for a death by signal N).
     pub exit_code: Option<i64>,
@@ -130,27 +130,19 @@ impl Termination {
         let s = self.status?;
         (s & 0x7f == 0).then_some((s >> 8) & 0xff)
     }
-
-    /// The signal that ended the process, if it was one.
-    pub fn signaled_by(&self) -> Option<i32> {
-        let s = self.status?;
-        let sig = s & 0x7f;
-        (sig != 0).then_some(sig)
-    }
 }
 
-/// Highest real-time signal number on Linux.
-const MAX_SIGNAL: i64 = 64;
-
-/// Converts Docker's exit code to a wait(2) status. Docker reports a death by signal N as exit
-/// code 128 + N, so codes 129..=192 become a signal status; a process that really called
-/// `exit(137)` is indistinguishable from one killed by SIGKILL (Docker does not say).
+/// Converts Docker's exit code to the wait(2) status Mesos reports: always a normal exit,
+/// `(code & 0xff) << 8`, never a death by signal.
+///
+/// Why: Mesos's Docker executor runs the container through an attached `docker run` and takes
+/// the wait status of that CLI process (`Docker::run` returns the subprocess's status; the
+/// executor's `_reaped` turns it into the task's state and "Container exited with status N").
+/// The CLI itself exits normally with the container's code, so a container killed by SIGKILL
+/// (Docker: 137) or ended by SIGTERM (143) is reported as exited with 137 or 143. Docker cannot
+/// tell `exit(137)` from SIGKILL either, so this loses nothing Docker knew.
 pub fn wait_status(exit_code: i64) -> i32 {
-    if exit_code > 128 && exit_code <= 128 + MAX_SIGNAL {
-        (exit_code - 128) as i32
-    } else {
-        ((exit_code & 0xff) as i32) << 8
-    }
+    ((exit_code & 0xff) as i32) << 8
 }
 
 #[cfg(test)]
@@ -158,25 +150,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wait_status_encodes_exits_and_signals() {
-        assert_eq!(wait_status(0), 0);
-        assert_eq!(wait_status(1), 256);
-        assert_eq!(wait_status(42), 42 << 8);
-        assert_eq!(wait_status(137), 9);
-        assert_eq!(wait_status(143), 15);
-        assert_eq!(wait_status(128), 128 << 8);
-        let t = Termination {
-            status: Some(wait_status(3)),
-            ..Termination::launch_failed("x")
-        };
-        assert_eq!(t.exited_with(), Some(3));
-        assert_eq!(t.signaled_by(), None);
-        let t = Termination {
-            status: Some(wait_status(137)),
-            ..t
-        };
-        assert_eq!(t.exited_with(), None);
-        assert_eq!(t.signaled_by(), Some(9));
+    fn wait_status_is_always_a_normal_exit_with_dockers_code() {
+        // Docker's code for an exit, a SIGKILL (137), a SIGTERM (143), the top of the signal
+        // range (192) and beyond it: each is an exit with that code, as `docker run` reports.
+        for code in [0, 1, 42, 128, 129, 137, 143, 192, 193, 255] {
+            let s = wait_status(code);
+            assert_eq!(s, (code as i32) << 8, "code {code}");
+            let t = Termination {
+                status: Some(s),
+                ..Termination::launch_failed("x")
+            };
+            assert_eq!(t.exited_with(), Some(code as i32), "code {code}");
+            // WIFSIGNALED is false: the low 7 bits are 0.
+            assert_eq!(s & 0x7f, 0, "code {code}");
+        }
+        // Only the low byte survives, as for any exit status.
+        assert_eq!(wait_status(256 + 3), 3 << 8);
     }
 
     #[test]

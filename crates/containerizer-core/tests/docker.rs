@@ -119,7 +119,7 @@ async fn kill_and_destroy_report_killed_even_with_exit_zero() {
     assert!(a.cz.kill(&id, 9).await);
     let t = a.cz.wait(&id).await.unwrap();
     assert_eq!(t.state, TaskState::Killed);
-    assert_eq!(t.signaled_by(), Some(9));
+    assert_eq!(t.exited_with(), Some(137));
     assert!(!a.cz.kill(&id, 9).await, "already terminated");
     common::cleanup(TEST).await;
 }

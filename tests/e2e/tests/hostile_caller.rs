@@ -690,7 +690,7 @@ async fn graceful_kill_survives_an_agent_sigkill() {
     let w = agent.wait("short").await;
     assert_eq!(
         (w["state"].as_str(), w["exit_status"].as_i64()),
-        (Some("TASK_KILLED"), Some(9)),
+        (Some("TASK_KILLED"), Some(137 << 8)),
         "{w}"
     );
     // The long grace is honoured, then SIGKILL.
@@ -723,7 +723,7 @@ async fn graceful_kill_survives_an_agent_sigkill() {
     let w = agent.wait("long").await;
     assert_eq!(
         (w["state"].as_str(), w["exit_status"].as_i64()),
-        (Some("TASK_KILLED"), Some(9)),
+        (Some("TASK_KILLED"), Some(137 << 8)),
         "{w}"
     );
     assert_healthy(&agent).await;

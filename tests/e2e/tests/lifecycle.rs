@@ -103,13 +103,44 @@ async fn kill_stops_a_running_container_and_remove_refuses_until_then() {
     assert_eq!(r.status, 200, "{r:?}");
     let w = agent.wait("sleeper").await;
     assert_eq!(w["state"], "TASK_KILLED", "{w}");
-    assert_eq!(w["exit_status"], 9, "SIGKILL by default: {w}");
+    assert_eq!(
+        w["exit_status"],
+        137 << 8,
+        "SIGKILL by default: Docker says 137, reported as an exit with 137 as Mesos does: {w}"
+    );
     let r = agent.kill("sleeper", None).await;
     assert_eq!(r.status, 404, "killing an ended container: {r:?}");
     assert!(r.body.contains("cannot be found"), "{r:?}");
 
     assert_eq!(agent.remove("sleeper").await.status, 200);
     assert!(!docker_container_exists(&docker_id).await);
+    remove_test_containers(T).await;
+}
+
+/// exit_status as Mesos's Docker executor reports it: the wait status of the `docker run` CLI,
+/// which exits normally with the container's code. So a code above 128 (what Docker reports for
+/// a death by signal, and what `exit 143` gives too) is an exit with that code, never a signal.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_status_is_dockers_code_as_a_normal_exit_as_mesos_reports_it() {
+    const T: &str = "e2e-lifecycle-exit-status";
+    remove_test_containers(T).await;
+    let agent = Agent::start(T, &[]).await;
+    for (id, script, code) in [
+        ("c3", "exit 3", 3),
+        ("c143", "exit 143", 143),
+        ("c192", "exit 192", 192),
+    ] {
+        let r = agent.launch_shell(id, script).await;
+        assert_eq!(r.status, 200, "{r:?}\n{}", agent.logs());
+        let w = agent.wait(id).await;
+        let s = w["exit_status"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{id}: {w}"));
+        assert_eq!(s, code << 8, "{id}: {w}");
+        assert_eq!(s & 0x7f, 0, "{id}: WIFSIGNALED must be false: {w}");
+        assert_eq!((s >> 8) & 0xff, code, "{id}: WEXITSTATUS: {w}");
+        assert_eq!(w["state"], "TASK_FAILED", "{id}: {w}");
+    }
     remove_test_containers(T).await;
 }
 
@@ -137,8 +168,9 @@ async fn a_kill_policy_grace_sends_sigterm_then_sigkill() {
     let took = started.elapsed();
     assert_eq!(w["state"], "TASK_KILLED", "{w}");
     assert_eq!(
-        w["exit_status"], 9,
-        "ended by the SIGKILL after the grace: {w}"
+        w["exit_status"],
+        137 << 8,
+        "ended by the SIGKILL after the grace (Docker: 137): {w}"
     );
     assert!(
         took >= Duration::from_millis(1400),

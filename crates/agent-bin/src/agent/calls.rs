@@ -57,8 +57,14 @@ impl Agent {
     pub(super) async fn api(
         self: &Arc<Self>,
         body: bytes::Bytes,
+        headers: &http::HeaderMap,
     ) -> Result<Response<Body>, ApiError> {
+        // The call is parsed before a streaming `Accept` is refused, as in Mesos: a malformed or
+        // unsupported call (the streaming ones included) gets its own answer, not 406.
         let call = parse_call(&body)?;
+        if crate::api::negotiate::wants_stream_only(headers) {
+            return Err(crate::api::negotiate::refuse_stream(call.type_name()));
+        }
         // The body's share of the server's body-memory budget goes back now, not when a launch
         // that pulls for minutes ends.
         drop(body);

@@ -382,7 +382,7 @@ mod tests {
     #[test]
     fn terminations_map_to_wait_views() {
         let t = Termination {
-            status: Some(9),
+            status: Some(137 << 8),
             exit_code: Some(137),
             state: TaskState::Failed,
             reason: Some(Reason::ContainerLimitationMemory),
@@ -393,7 +393,7 @@ mod tests {
             }),
         };
         let v = termination(&t);
-        assert_eq!(v.exit_status, Some(9));
+        assert_eq!(v.exit_status, Some(137 << 8));
         assert_eq!(v.state, "TASK_FAILED");
         assert_eq!(
             v.reason.as_deref(),

@@ -162,10 +162,9 @@ impl Agent {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Response<Body> {
-        let _ = headers;
         let jsonp = route.jsonp().cloned();
         let result = match route {
-            Route::Api => self.api(body).await,
+            Route::Api => self.api(body, headers).await,
             Route::Health => Ok(self.health()),
             Route::Version { .. } => Ok(self.version()),
             Route::State { .. } => Ok(self.state().await),

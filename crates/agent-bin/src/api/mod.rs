@@ -4,6 +4,7 @@
 pub mod call;
 pub mod json;
 pub mod launch;
+pub mod negotiate;
 pub mod response;
 
 pub use call::{parse_call, Call, SUPPORTED_CALLS};

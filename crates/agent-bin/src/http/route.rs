@@ -296,6 +296,8 @@ pub fn check_api_headers(headers: &HeaderMap) -> Result<(), ApiError> {
                 || m == "*/*"
                 || m == "application/*"
                 || m.eq_ignore_ascii_case("application/json")
+                // Decided once the call is known (`api::negotiate`), as Mesos does.
+                || m.eq_ignore_ascii_case(crate::api::negotiate::RECORDIO)
         });
         if !ok {
             return Err(ApiError::new(

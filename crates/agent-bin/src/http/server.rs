@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-use super::auth::{unauthorized, Auth};
+use super::auth::Auth;
 use super::body::{error, Body};
 use super::route::{check_api_headers, resolve, too_large, Route, MAX_BODY};
 use crate::agent::Agent;
@@ -173,7 +173,7 @@ async fn dispatch(
     // hyper then closes the connection instead of reading it.
     if !is_public(parts.uri.path()) {
         if let Err(denied) = auth.check(&parts.headers) {
-            return unauthorized(denied);
+            return auth.unauthorized(denied, parts.uri.path());
         }
     }
     let route = match resolve(&parts.method, parts.uri.path(), parts.uri.query()) {

@@ -401,7 +401,7 @@ fn destroy_running_container_stops_it_and_reports_killed() {
         assert_eq!(t.state, TaskState::Killed);
         assert_eq!(t.message, messages::KILLED);
         assert_eq!(t.status, Some(wait_status(143)));
-        assert_eq!(t.signaled_by(), Some(15));
+        assert_eq!(t.exited_with(), Some(143));
         assert_eq!(h.engine.calls(Op::Stop).len(), 1);
         assert!(h.logs.drained.lock().unwrap().contains(&id));
         // Containers are never auto-removed: it exists until the remove delay.
@@ -439,7 +439,7 @@ fn destroy_during_a_grace_period_can_be_cut_short_with_sigkill() {
         assert!(h.cz.kill(&id, 9).await);
         let t = destroy.await.unwrap().unwrap();
         assert_eq!(t.state, TaskState::Killed);
-        assert_eq!(t.signaled_by(), Some(9));
+        assert_eq!(t.exited_with(), Some(137));
         h.assert_clean();
     });
 }
@@ -456,7 +456,7 @@ fn kill_signals_and_a_kill_that_fails_is_retried() {
         let t = h.cz.wait(&id).await.unwrap();
         assert_eq!(t.state, TaskState::Killed);
         assert_eq!(t.message, messages::KILLED);
-        assert_eq!(t.signaled_by(), Some(15));
+        assert_eq!(t.exited_with(), Some(143));
         assert_eq!(h.engine.calls(Op::Kill).len(), 3, "retried until delivered");
         assert!(!h.cz.kill(&id, 15).await, "already terminated");
         h.assert_clean();
@@ -2157,7 +2157,7 @@ fn a_graceful_kill_survives_an_agent_restart() {
             .await
             .expect("the passed deadline is honoured at once")
             .unwrap();
-        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        assert_eq!((t.state, t.exited_with()), (TaskState::Killed, Some(137)));
         assert_eq!(
             h2.engine.life("berth-slow"),
             Some(Life::Running),
@@ -2168,7 +2168,7 @@ fn a_graceful_kill_survives_an_agent_restart() {
             .expect("SIGKILL at the deadline")
             .unwrap();
         assert!(asked.elapsed() >= Duration::from_millis(600));
-        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        assert_eq!((t.state, t.exited_with()), (TaskState::Killed, Some(137)));
         let rec = h2.cz.inner.store.load(&slow).unwrap().unwrap();
         assert_eq!(rec.kill_deadline, None, "done with once terminated");
         let kills = h2.engine.calls(Op::Kill);
@@ -2220,7 +2220,7 @@ fn repeated_graceful_kills_keep_one_timer_and_the_soonest_deadline() {
             .expect("SIGKILL at the soonest deadline, not an hour later")
             .unwrap();
         assert!(asked.elapsed() >= Duration::from_millis(1_800));
-        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        assert_eq!((t.state, t.exited_with()), (TaskState::Killed, Some(137)));
         h.assert_clean();
     });
 }
@@ -2274,7 +2274,7 @@ fn a_graceful_kills_first_signal_is_resent_if_the_agent_died_before_it() {
             .expect("SIGKILL at the deadline")
             .unwrap();
         assert!(asked.elapsed() >= Duration::from_millis(700));
-        assert_eq!((t.state, t.signaled_by()), (TaskState::Killed, Some(9)));
+        assert_eq!((t.state, t.exited_with()), (TaskState::Killed, Some(137)));
         assert_eq!(
             h2.engine.calls(Op::Kill),
             [format!("{docker_id}:15"), format!("{docker_id}:9")]
