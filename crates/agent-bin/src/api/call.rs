@@ -256,6 +256,7 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
 /// containerizer's one id rule ([`ContainerId::new`]).
 fn container_id(o: &mut Obj<'_>) -> Result<ContainerId, ApiError> {
     let mut id = o.req_obj("container_id")?;
+    id.schema(&super::schema::CONTAINER_ID);
     let value_path = id.field_path("value");
     let value = id.req_str("value")?;
     if id.get("parent").is_some() {
@@ -269,6 +270,7 @@ fn container_id(o: &mut Obj<'_>) -> Result<ContainerId, ApiError> {
 }
 
 fn parse_launch(mut o: Obj<'_>) -> Result<LaunchRequest, ApiError> {
+    o.schema(&super::schema::LAUNCH_CONTAINER);
     let container_id = container_id(&mut o)?;
     let command = match o.opt_obj("command")? {
         Some(c) => Some(parse_command(c)?),

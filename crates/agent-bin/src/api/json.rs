@@ -6,6 +6,7 @@
 
 use serde_json::{Map, Value};
 
+use super::schema::{Disposition, Message};
 use crate::error::ApiError;
 
 /// What a JSON value is, for error messages ("found a string").
@@ -26,6 +27,7 @@ pub struct Obj<'a> {
     path: String,
     map: &'a Map<String, Value>,
     known: Vec<&'static str>,
+    schema: Option<&'static Message>,
 }
 
 /// `parent.child`, or `child` at the top.
@@ -53,6 +55,7 @@ impl<'a> Obj<'a> {
                 path,
                 map,
                 known: Vec::new(),
+                schema: None,
             }),
             other if path.is_empty() => Err(ApiError::bad_request(format!(
                 "the request body must be a JSON object (a Call), found {}",
@@ -60,6 +63,40 @@ impl<'a> Obj<'a> {
             ))),
             other => Err(wrong_type(&path, "an object", other)),
         }
+    }
+
+    /// Declares which Mesos message this object is: [`Obj::finish`] then answers fields the
+    /// parser did not read by their disposition in `message` (accepted, or refused with the
+    /// reason) rather than as unknown.
+    pub fn schema(&mut self, message: &'static Message) {
+        self.schema = Some(message);
+    }
+
+    /// [`Obj::new`] with [`Obj::schema`].
+    pub fn of(
+        path: impl Into<String>,
+        value: &'a Value,
+        message: &'static Message,
+    ) -> Result<Obj<'a>, ApiError> {
+        let mut o = Obj::new(path, value)?;
+        o.schema(message);
+        Ok(o)
+    }
+
+    /// Refuses the field `key` if present, saying Berth does not support it and why.
+    pub fn refuse(&mut self, key: &'static str, why: &str) -> Result<(), ApiError> {
+        match self.get(key) {
+            None => Ok(()),
+            Some(_) => Err(self.unsupported(key, why)),
+        }
+    }
+
+    fn unsupported(&self, key: &str, why: &str) -> ApiError {
+        let message = self.schema.map(|m| m.name).unwrap_or("this message");
+        ApiError::bad_request(format!(
+            "field '{}': Berth does not support Mesos's {message}.{key}: {why}",
+            self.field_path(key)
+        ))
     }
 
     /// This object's path.
@@ -74,6 +111,12 @@ impl<'a> Obj<'a> {
 
     /// The raw value of `key`, if present and not null; marks the key known.
     pub fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        // A parser reading a field its message's table does not list is a bug in the table.
+        debug_assert!(
+            self.schema.is_none_or(|m| m.field(key).is_some()),
+            "{key} is missing from the schema of {}",
+            self.schema.map(|m| m.name).unwrap_or_default()
+        );
         self.known.push(key);
         match self.map.get(key) {
             None | Some(Value::Null) => None,
@@ -175,7 +218,9 @@ impl<'a> Obj<'a> {
         }
     }
 
-    /// Fails on the first field that no reader asked for, naming it.
+    /// Fails on the first field that no reader asked for, naming it: with a [`Obj::schema`],
+    /// a field Mesos defines is accepted or refused by its disposition, and only a field Mesos
+    /// does not define is "unknown".
     pub fn finish(self) -> Result<(), ApiError> {
         let mut unknown: Vec<&String> = self
             .map
@@ -183,10 +228,30 @@ impl<'a> Obj<'a> {
             .filter(|k| !self.known.contains(&k.as_str()))
             .collect();
         unknown.sort();
+        if let Some(schema) = self.schema {
+            let mut rest = Vec::new();
+            for k in unknown {
+                let null = matches!(self.map.get(k.as_str()), Some(Value::Null));
+                match schema.field(k).map(|f| f.disposition) {
+                    // protobuf-JSON: null is the field's absence.
+                    Some(_) if null => {}
+                    Some(Disposition::Ignored(_)) => {}
+                    Some(Disposition::Refused(why)) => return Err(self.unsupported(k, why)),
+                    Some(Disposition::Honoured) => {
+                        debug_assert!(false, "{} reads no honoured field '{k}'", schema.name);
+                    }
+                    None => rest.push(k),
+                }
+            }
+            unknown = rest;
+        }
         match unknown.first() {
             None => Ok(()),
             Some(k) => {
-                let mut known = self.known.clone();
+                let mut known: Vec<&str> = match self.schema {
+                    Some(m) => m.fields.iter().map(|f| f.name).collect(),
+                    None => self.known.clone(),
+                };
                 known.sort_unstable();
                 known.dedup();
                 Err(ApiError::bad_request(format!(

@@ -7,7 +7,8 @@
 
 use serde_json::Value;
 
-use super::json::{float_value, str_value, Obj};
+use super::json::{float_value, int_value, str_value, Obj};
+use super::schema;
 use crate::error::ApiError;
 
 /// Mesos `CommandInfo`.
@@ -94,6 +95,9 @@ pub struct DockerSpec {
     pub parameters: Vec<(String, String)>,
     /// Pull even when present.
     pub force_pull_image: bool,
+    /// Mesos's `volume_driver`: moved onto the named volumes by [`parse_container`], so always
+    /// `None` in a parsed request.
+    pub volume_driver: Option<String>,
 }
 
 /// A named Docker volume of a `Volume.source`.
@@ -179,6 +183,7 @@ fn enum_value<'a>(path: &str, v: &'a str, allowed: &[&'a str]) -> Result<&'a str
 
 /// Parses a `CommandInfo` object.
 pub fn parse_command(mut o: Obj<'_>) -> Result<Command, ApiError> {
+    o.schema(&schema::COMMAND_INFO);
     let value = o.opt_str("value")?.map(str::to_owned);
     let shell = o.opt_bool("shell")?.unwrap_or(true);
     let mut arguments = Vec::new();
@@ -187,8 +192,9 @@ pub fn parse_command(mut o: Obj<'_>) -> Result<Command, ApiError> {
     }
     let mut environment = Vec::new();
     if let Some(mut env) = o.opt_obj("environment")? {
+        env.schema(&schema::ENVIRONMENT);
         for (path, v) in env.arr("variables")? {
-            let mut var = Obj::new(path, v)?;
+            let mut var = Obj::of(path, v, &schema::VARIABLE)?;
             let name = var.req_str("name")?;
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 return Err(ApiError::bad_request(format!(
@@ -214,7 +220,7 @@ pub fn parse_command(mut o: Obj<'_>) -> Result<Command, ApiError> {
     }
     let mut uris = Vec::new();
     for (path, v) in o.arr("uris")? {
-        uris.push(parse_uri(Obj::new(path, v)?)?);
+        uris.push(parse_uri(Obj::of(path, v, &schema::URI)?)?);
     }
     let user = o.opt_str("user")?.map(str::to_owned);
     if shell && value.is_none() {
@@ -276,38 +282,58 @@ fn parse_uri(mut o: Obj<'_>) -> Result<UriInfo, ApiError> {
 
 /// Parses a `ContainerInfo` object.
 pub fn parse_container(mut o: Obj<'_>) -> Result<ContainerSpec, ApiError> {
+    o.schema(&schema::CONTAINER_INFO);
     let type_path = o.field_path("type");
     let kind = match enum_value(&type_path, o.req_str("type")?, &["DOCKER", "MESOS"])? {
         "DOCKER" => ContainerType::Docker,
         _ => ContainerType::Mesos,
     };
-    // Mesos's own containerizer settings: accepted so the type check below gives the answer.
-    let _ = o.get("mesos");
     let hostname = o.opt_str("hostname")?.map(str::to_owned);
     let mut network_names = Vec::new();
     for (path, v) in o.arr("network_infos")? {
-        let mut ni = Obj::new(path, v)?;
+        let mut ni = Obj::of(path, v, &schema::NETWORK_INFO)?;
         network_names.push((
             ni.field_path("name"),
             ni.opt_str("name")?.map(str::to_owned),
         ));
-        // Addresses and labels are outputs or Mesos-CNI settings Docker does not use.
-        let _ = (
-            ni.get("ip_addresses"),
-            ni.get("labels"),
-            ni.get("groups"),
-            ni.get("port_mappings"),
-        );
         ni.finish()?;
     }
     let mut volumes = Vec::new();
     for (path, v) in o.arr("volumes")? {
-        volumes.push(parse_volume(Obj::new(path, v)?)?);
+        volumes.push(parse_volume(Obj::of(path, v, &schema::VOLUME)?)?);
     }
-    let docker = match o.opt_obj("docker")? {
+    let mut docker = match o.opt_obj("docker")? {
         Some(d) => Some(parse_docker(d, &network_names)?),
         None => None,
     };
+    // Mesos's Linux, rlimit and TTY settings reach Docker as the docker-run parameters that say
+    // the same thing, after the caller's own: one place (the parameter mapping) applies the
+    // operator's policy to both.
+    let mut extra = Vec::new();
+    if let Some(l) = o.opt_obj("linux_info")? {
+        extra.extend(parse_linux_info(l)?);
+    }
+    if let Some(r) = o.opt_obj("rlimit_info")? {
+        extra.extend(parse_rlimit_info(r)?);
+    }
+    if let Some(mut t) = o.opt_obj("tty_info")? {
+        t.schema(&schema::TTY_INFO);
+        t.finish()?;
+        extra.push(("tty".to_owned(), "true".to_owned()));
+    }
+    let volume_driver = docker.as_mut().and_then(|d| d.volume_driver.take());
+    if let Some(d) = docker.as_mut() {
+        d.parameters.extend(extra);
+    }
+    // Mesos's deprecated `DockerInfo.volume_driver`: the driver of the container's named volumes
+    // that do not name their own.
+    if let Some(driver) = volume_driver {
+        for v in volumes.iter_mut() {
+            if let Some(dv) = v.docker_volume.as_mut() {
+                dv.driver.get_or_insert_with(|| driver.clone());
+            }
+        }
+    }
     if kind == ContainerType::Docker && docker.is_none() {
         return Err(ApiError::bad_request(format!(
             "missing required field '{}' (an object with at least 'image') for a DOCKER container",
@@ -327,6 +353,7 @@ fn parse_docker(
     mut o: Obj<'_>,
     network_names: &[(String, Option<String>)],
 ) -> Result<DockerSpec, ApiError> {
+    o.schema(&schema::DOCKER_INFO);
     let image = o.req_str("image")?.trim().to_owned();
     if image.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -360,7 +387,7 @@ fn parse_docker(
     };
     let mut port_mappings = Vec::new();
     for (path, v) in o.arr("port_mappings")? {
-        let mut pm = Obj::new(path, v)?;
+        let mut pm = Obj::of(path, v, &schema::DOCKER_PORT_MAPPING)?;
         let host = pm.req_int("host_port", 1, 65535)? as u16;
         let container = pm.req_int("container_port", 1, 65535)? as u16;
         let proto_path = pm.field_path("protocol");
@@ -375,13 +402,18 @@ fn parse_docker(
     }
     let mut parameters = Vec::new();
     for (path, v) in o.arr("parameters")? {
-        let mut p = Obj::new(path, v)?;
+        let mut p = Obj::of(path, v, &schema::PARAMETER)?;
         let key = p.req_str("key")?.to_owned();
         let value = p.req_str("value")?.to_owned();
         p.finish()?;
         parameters.push((key, value));
     }
+    let volume_driver = match o.opt_str("volume_driver")? {
+        Some(d) if d.trim().is_empty() => None,
+        d => d.map(|d| d.trim().to_owned()),
+    };
     let spec = DockerSpec {
+        volume_driver,
         image,
         network,
         port_mappings,
@@ -403,6 +435,7 @@ fn parse_volume(mut o: Obj<'_>) -> Result<VolumeSpec, ApiError> {
     };
     let mut docker_volume = None;
     if let Some(mut source) = o.opt_obj("source")? {
+        source.schema(&schema::VOLUME_SOURCE);
         let type_path = source.field_path("type");
         let kind = source.req_str("type")?;
         if kind != "DOCKER_VOLUME" {
@@ -411,12 +444,14 @@ fn parse_volume(mut o: Obj<'_>) -> Result<VolumeSpec, ApiError> {
             )));
         }
         let mut dv = source.req_obj("docker_volume")?;
+        dv.schema(&schema::DOCKER_VOLUME);
         let name = dv.req_str("name")?.to_owned();
         let driver = dv.opt_str("driver")?.map(str::to_owned);
         let mut options = Vec::new();
         if let Some(mut opts) = dv.opt_obj("driver_options")? {
+            opts.schema(&schema::PARAMETERS);
             for (path, v) in opts.arr("parameter")? {
-                let mut p = Obj::new(path, v)?;
+                let mut p = Obj::of(path, v, &schema::PARAMETER)?;
                 options.push((p.req_str("key")?.to_owned(), p.req_str("value")?.to_owned()));
                 p.finish()?;
             }
@@ -449,23 +484,23 @@ fn parse_volume(mut o: Obj<'_>) -> Result<VolumeSpec, ApiError> {
 pub fn parse_resources(items: Vec<(String, &Value)>) -> Result<ResourceSpec, ApiError> {
     let mut out = ResourceSpec::default();
     for (path, v) in items {
-        let mut r = Obj::new(path, v)?;
+        let mut r = Obj::of(path, v, &schema::RESOURCE)?;
         let name_path = r.field_path("name");
         let name = r.req_str("name")?;
         let kind = r.opt_str("type")?;
-        // Reservation bookkeeping of a Mesos master: meaningless on a standalone agent.
-        let _ = (
-            r.get("role"),
-            r.get("allocation_info"),
-            r.get("reservations"),
-            r.get("reservation"),
-        );
+        if let Some(mut disk) = r.opt_obj("disk")? {
+            // An empty DiskInfo is the agent's own disk, which is what Berth has; its parts are
+            // refused by the table.
+            disk.schema(&schema::DISK_INFO);
+            disk.finish()?;
+        }
         match name {
             "cpus" | "mem" | "disk" => {
                 if kind.is_some_and(|k| k != "SCALAR") {
                     return Err(ApiError::bad_request(format!("field '{}': '{name}' must be SCALAR", r.field_path("type"))));
                 }
                 let mut scalar = r.req_obj("scalar")?;
+                scalar.schema(&schema::SCALAR);
                 let value = scalar.opt_f64("value")?.ok_or_else(|| {
                     ApiError::bad_request(format!("missing required field '{}' (a number)", scalar.field_path("value")))
                 })?;
@@ -488,8 +523,9 @@ pub fn parse_resources(items: Vec<(String, &Value)>) -> Result<ResourceSpec, Api
                     return Err(ApiError::bad_request(format!("field '{}': 'ports' must be RANGES", r.field_path("type"))));
                 }
                 let mut ranges = r.req_obj("ranges")?;
+                ranges.schema(&schema::RANGES);
                 for (rpath, rv) in ranges.arr("range")? {
-                    let mut range = Obj::new(rpath, rv)?;
+                    let mut range = Obj::of(rpath, rv, &schema::RANGE)?;
                     let begin = range.req_int("begin", 1, 65535)? as u16;
                     let end = range.req_int("end", 1, 65535)? as u16;
                     if end < begin {
@@ -531,7 +567,7 @@ pub fn parse_limits(o: Option<Obj<'_>>, raw: Option<&Value>) -> Result<LimitSpec
                 )))
             }
         };
-        let mut scalar = Obj::new(path.clone(), v)?;
+        let mut scalar = Obj::of(path.clone(), v, &schema::SCALAR)?;
         let value = match scalar.get("value") {
             None => {
                 return Err(ApiError::bad_request(format!(
@@ -560,3 +596,180 @@ pub fn parse_duration_info(mut o: Obj<'_>) -> Result<std::time::Duration, ApiErr
     o.finish()?;
     Ok(std::time::Duration::from_nanos(n as u64))
 }
+
+/// Mesos `CapabilityInfo.Capability` names (without `CAP_`; Docker takes the same names).
+const CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+fn parse_capabilities(mut o: Obj<'_>) -> Result<Vec<String>, ApiError> {
+    o.schema(&schema::CAPABILITY_INFO);
+    let mut caps = Vec::new();
+    for (path, v) in o.arr("capabilities")? {
+        let name = str_value(&path, v)?;
+        if !CAPABILITIES.contains(&name) {
+            return Err(ApiError::bad_request(format!(
+                "field '{path}': unknown value \"{name}\" (expected a Mesos capability name such as \
+                 NET_ADMIN or CHOWN)"
+            )));
+        }
+        if !caps.iter().any(|c| c == name) {
+            caps.push(name.to_owned());
+        }
+    }
+    o.finish()?;
+    Ok(caps)
+}
+
+/// Mesos `LinuxInfo` as docker-run parameters. The container's capabilities become exactly the
+/// effective set (else the bounding set): `cap-drop ALL` and a `cap-add` per capability, so the
+/// operator's capability allow-list judges each one. Docker has one set per container, so a
+/// bounding set wider than the effective one cannot be kept; one narrower is refused.
+fn parse_linux_info(mut o: Obj<'_>) -> Result<Vec<(String, String)>, ApiError> {
+    o.schema(&schema::LINUX_INFO);
+    let deprecated = o
+        .opt_obj("capability_info")?
+        .map(parse_capabilities)
+        .transpose()?;
+    let bounding = o
+        .opt_obj("bounding_capabilities")?
+        .map(parse_capabilities)
+        .transpose()?;
+    let mut effective = o
+        .opt_obj("effective_capabilities")?
+        .map(parse_capabilities)
+        .transpose()?;
+    if effective.is_some() && deprecated.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "field '{}': give either 'capability_info' (deprecated) or 'effective_capabilities', not both",
+            o.field_path("capability_info")
+        )));
+    }
+    effective = effective.or(deprecated);
+    if let (Some(e), Some(b)) = (&effective, &bounding) {
+        if let Some(c) = e.iter().find(|c| !b.contains(c)) {
+            return Err(ApiError::bad_request(format!(
+                "field '{}': effective capability {c} is not in the bounding set",
+                o.field_path("effective_capabilities")
+            )));
+        }
+    }
+    o.finish()?;
+    let Some(caps) = effective.or(bounding) else {
+        return Ok(Vec::new());
+    };
+    let mut out = vec![("cap-drop".to_owned(), "ALL".to_owned())];
+    out.extend(caps.into_iter().map(|c| ("cap-add".to_owned(), c)));
+    Ok(out)
+}
+
+/// Mesos `RLimitInfo` as docker-run `ulimit` parameters (so the operator's ulimit policy applies).
+/// Mesos: both limits or neither (unlimited), and `soft <= hard`.
+fn parse_rlimit_info(mut o: Obj<'_>) -> Result<Vec<(String, String)>, ApiError> {
+    o.schema(&schema::RLIMIT_INFO);
+    let mut out = Vec::new();
+    for (path, v) in o.arr("rlimits")? {
+        let mut r = Obj::of(path, v, &schema::RLIMIT)?;
+        let type_path = r.field_path("type");
+        let kind = r.req_str("type")?;
+        let name = kind
+            .strip_prefix("RLMT_")
+            .map(str::to_ascii_lowercase)
+            .filter(|n| RLIMITS.contains(&n.as_str()))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "field '{type_path}': unknown value \"{kind}\" (expected one of RLMT_{})",
+                    RLIMITS.join(", RLMT_").to_ascii_uppercase()
+                ))
+            })?;
+        // uint64 in Mesos; Docker's limits are int64, where -1 is unlimited.
+        let limit = |r: &mut Obj<'_>, key: &'static str| -> Result<Option<i64>, ApiError> {
+            match r.get(key) {
+                None => Ok(None),
+                Some(v) => int_value(&r.field_path(key), v, 0, i64::MAX).map(Some),
+            }
+        };
+        let hard = limit(&mut r, "hard")?;
+        let soft = limit(&mut r, "soft")?;
+        let (soft, hard) = match (soft, hard) {
+            (None, None) => (-1, -1),
+            (Some(s), Some(h)) if s <= h => (s, h),
+            (Some(s), Some(h)) => {
+                return Err(ApiError::bad_request(format!(
+                    "field '{}': the soft limit {s} is above the hard limit {h}",
+                    r.field_path("soft")
+                )))
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "field '{}': give both 'soft' and 'hard', or neither for unlimited",
+                    r.path()
+                )))
+            }
+        };
+        r.finish()?;
+        out.push(("ulimit".to_owned(), format!("{name}={soft}:{hard}")));
+    }
+    o.finish()?;
+    Ok(out)
+}
+
+/// Mesos `RLimitInfo.RLimit.Type` names, lowercased and without `RLMT_` (Docker's ulimit names).
+const RLIMITS: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];

@@ -6,6 +6,7 @@ pub mod json;
 pub mod launch;
 pub mod negotiate;
 pub mod response;
+pub mod schema;
 
 pub use call::{parse_call, Call, SUPPORTED_CALLS};
 pub use launch::{
