@@ -455,6 +455,8 @@ mod tests {
         }
     }
 
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+
     fn params(l: &LaunchRequest) -> Vec<(String, String)> {
         l.container
             .as_ref()
@@ -472,7 +474,7 @@ mod tests {
 
     #[test]
     fn refused_mesos_fields_are_named_with_the_reason_never_unknown() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>)> = vec![
+        let cases: Vec<(&str, Edit)> = vec![
             (
                 "launch_container.resources[0].shared",
                 Box::new(|l| l["resources"][0]["shared"] = json!({})),
