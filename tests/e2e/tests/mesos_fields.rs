@@ -1,0 +1,178 @@
+//! Issue 14, item 1: Mesos's own fields for rlimits, TTYs, capabilities and the volume driver
+//! reach Docker with their Mesos meaning (the oracle is `docker inspect`), under the same
+//! operator policy as the docker parameters that say the same thing; fields Berth cannot honour
+//! are refused by name with the reason, and no container is made.
+
+use std::time::Duration;
+
+use berth_e2e::{remove_test_containers, Agent, Resp};
+use serde_json::{json, Value};
+
+/// `docker inspect` of a container or volume as JSON; `None` when there is none.
+async fn inspect(kind: &str, name: &str) -> Option<Value> {
+    let out = tokio::process::Command::new("docker")
+        .args(["inspect", "--type", kind, name])
+        .output()
+        .await
+        .expect("the docker CLI (the oracle) runs");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("No such"), "docker inspect {name}: {err}");
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).expect("docker inspect prints JSON");
+    Some(v[0].clone())
+}
+
+async fn launch(agent: &Agent, id: &str, edit: impl FnOnce(&mut Value)) -> Resp {
+    let mut body = agent.launch_body(id, json!({"value": "true"}), None);
+    edit(&mut body["container"]);
+    agent
+        .call(json!({"type": "LAUNCH_CONTAINER", "launch_container": body}))
+        .await
+}
+
+/// A 400 containing every one of `wanted`, with no Docker container made, and the agent healthy.
+async fn assert_refused(agent: &Agent, id: &str, r: &Resp, wanted: &[&str]) {
+    assert_eq!(r.status, 400, "{id}: {r:?}");
+    for w in wanted {
+        assert!(r.body.contains(w), "{id}: {w:?} not in {:?}", r.body);
+    }
+    assert!(
+        inspect("container", &agent.docker_name(id)).await.is_none(),
+        "{id}: a refused launch left a Docker container"
+    );
+    let h = tokio::time::timeout(Duration::from_secs(1), agent.get("/health"))
+        .await
+        .expect("/health answers within 1s");
+    assert_eq!(h.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mesos_linux_rlimit_tty_and_volume_driver_fields_reach_docker() {
+    const T: &str = "e2e-mesos-fields";
+    let volume = "berth-e2e-mesos-fields-vol";
+    remove_test_containers(T).await;
+    let _ = tokio::process::Command::new("docker")
+        .args(["volume", "rm", "-f", volume])
+        .output()
+        .await;
+    let agent = Agent::start(T, &[]).await;
+
+    let r = launch(&agent, "all", |c| {
+        c["rlimit_info"] = json!({"rlimits": [
+            {"type": "RLMT_NOFILE", "soft": 1024, "hard": 2048},
+            {"type": "RLMT_CORE", "soft": "0", "hard": "0"}
+        ]});
+        c["tty_info"] = json!({});
+        c["linux_info"] = json!({
+            "effective_capabilities": {"capabilities": ["CHOWN", "NET_BIND_SERVICE"]},
+            "bounding_capabilities": {"capabilities": ["CHOWN", "NET_BIND_SERVICE", "KILL"]}
+        });
+        c["docker"]["volume_driver"] = json!("local");
+        c["volumes"] = json!([{"container_path": "/data", "mode": "RW",
+            "source": {"type": "DOCKER_VOLUME", "docker_volume": {"name": volume}}}]);
+    })
+    .await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", agent.logs());
+    let i = inspect("container", &agent.docker_name("all"))
+        .await
+        .expect("the launched container exists");
+    let host = &i["HostConfig"];
+    assert_eq!(
+        host["Ulimits"],
+        json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048},
+               {"Name": "core", "Soft": 0, "Hard": 0}]),
+        "{host}"
+    );
+    assert_eq!(host["CapDrop"], json!(["ALL"]), "{host}");
+    assert_eq!(
+        host["CapAdd"],
+        json!(["CHOWN", "NET_BIND_SERVICE"]),
+        "{host}"
+    );
+    assert_eq!(i["Config"]["Tty"], json!(true));
+    let mount = i["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/data")
+        .unwrap_or_else(|| panic!("no /data mount: {}", i["Mounts"]));
+    assert_eq!(
+        (&mount["Name"], &mount["Driver"]),
+        (&json!(volume), &json!("local"))
+    );
+    let v = inspect("volume", volume)
+        .await
+        .expect("Docker made the volume");
+    assert_eq!(v["Driver"], "local");
+
+    // The operator's policy judges the Mesos fields as it judges the parameters.
+    let r = launch(&agent, "rtprio", |c| {
+        c["rlimit_info"] = json!({"rlimits": [{"type": "RLMT_RTPRIO", "soft": 5, "hard": 5}]});
+    })
+    .await;
+    assert_refused(
+        &agent,
+        "rtprio",
+        &r,
+        &["ulimit=rtprio=5:5", "--allow-privileged"],
+    )
+    .await;
+    let r = launch(&agent, "sysadmin", |c| {
+        c["linux_info"] = json!({"effective_capabilities": {"capabilities": ["SYS_ADMIN"]}});
+    })
+    .await;
+    assert_refused(
+        &agent,
+        "sysadmin",
+        &r,
+        &["SYS_ADMIN", "--allowed-capability SYS_ADMIN"],
+    )
+    .await;
+    let r = launch(&agent, "driver", |c| {
+        c["docker"]["volume_driver"] = json!("berth-e2e-no-such-driver");
+        c["volumes"] = json!([{"container_path": "/data", "mode": "RW",
+            "source": {"type": "DOCKER_VOLUME", "docker_volume": {"name": "berth-e2e-fields-other"}}}]);
+    })
+    .await;
+    assert_refused(
+        &agent,
+        "driver",
+        &r,
+        &["berth-e2e-no-such-driver", "--allowed-volume-driver"],
+    )
+    .await;
+
+    // Mesos fields Berth cannot honour: named, with the reason; never "unknown field".
+    for (id, field, value, path) in [
+        (
+            "pidns",
+            "linux_info",
+            json!({"share_pid_namespace": true}),
+            "launch_container.container.linux_info.share_pid_namespace",
+        ),
+        (
+            "winsize",
+            "tty_info",
+            json!({"window_size": {"rows": 24, "columns": 80}}),
+            "launch_container.container.tty_info.window_size",
+        ),
+    ] {
+        let r = launch(&agent, id, |c| c[field] = value).await;
+        assert_refused(
+            &agent,
+            id,
+            &r,
+            &[&format!("field '{path}': Berth does not support Mesos's")],
+        )
+        .await;
+        assert!(!r.body.contains("unknown field"), "{r:?}");
+    }
+
+    remove_test_containers(T).await;
+    let _ = tokio::process::Command::new("docker")
+        .args(["volume", "rm", "-f", volume])
+        .output()
+        .await;
+}
