@@ -237,8 +237,14 @@ impl<'a> Obj<'a> {
                     Some(_) if null => {}
                     Some(Disposition::Ignored(_)) => {}
                     Some(Disposition::Refused(why)) => return Err(self.unsupported(k, why)),
+                    // Read only in some forms of the message (`ranges` of a SCALAR resource).
                     Some(Disposition::Honoured) => {
-                        debug_assert!(false, "{} reads no honoured field '{k}'", schema.name);
+                        return Err(ApiError::bad_request(format!(
+                            "field '{}': does not apply here (Mesos's {}.{k} is not used with \
+                             the other fields given)",
+                            self.field_path(k),
+                            schema.name
+                        )))
                     }
                     None => rest.push(k),
                 }

@@ -591,6 +591,12 @@ mod tests {
             err.contains("unknown field 'launch_container.resources[0].revokable'"),
             "{err}"
         );
+        // A Mesos field of another form of the message: named, not dropped.
+        let err = launch(|l| l["resources"][0]["ranges"] = json!({"range": []})).unwrap_err();
+        assert!(
+            err.contains("field 'launch_container.resources[0].ranges': does not apply here"),
+            "{err}"
+        );
     }
 
     #[test]
