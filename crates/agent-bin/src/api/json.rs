@@ -83,12 +83,18 @@ impl<'a> Obj<'a> {
         Ok(o)
     }
 
-    /// Refuses the field `key` if present, saying Berth does not support it and why.
-    pub fn refuse(&mut self, key: &'static str, why: &str) -> Result<(), ApiError> {
-        match self.get(key) {
-            None => Ok(()),
-            Some(_) => Err(self.unsupported(key, why)),
-        }
+    /// The 400 refusing `key` with the reason its message's table gives (for fields refused
+    /// only with some values, such as `share_pid_namespace: true`).
+    pub fn refusal(&self, key: &str) -> ApiError {
+        let why = match self
+            .schema
+            .and_then(|m| m.field(key))
+            .map(|f| f.disposition)
+        {
+            Some(Disposition::Refused(why)) => why,
+            _ => "not supported",
+        };
+        self.unsupported(key, why)
     }
 
     fn unsupported(&self, key: &str, why: &str) -> ApiError {

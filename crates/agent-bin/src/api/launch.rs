@@ -686,6 +686,14 @@ fn parse_linux_info(mut o: Obj<'_>) -> Result<Vec<(String, String)>, ApiError> {
         )));
     }
     effective = effective.or(deprecated);
+    // Mesos's defaults are what Docker does (own PID namespace, own cgroups); only the other
+    // value asks for something Berth does not give.
+    if o.opt_bool("share_pid_namespace")? == Some(true) {
+        return Err(o.refusal("share_pid_namespace"));
+    }
+    if o.opt_bool("share_cgroups")? == Some(false) {
+        return Err(o.refusal("share_cgroups"));
+    }
     if let (Some(e), Some(b)) = (&effective, &bounding) {
         if let Some(c) = e.iter().find(|c| !b.contains(c)) {
             return Err(ApiError::bad_request(format!(

@@ -258,8 +258,9 @@ pub static LINUX_INFO: Message = Message {
             "share_pid_namespace",
             4,
             Refused(
-                "for a top-level container it means the agent's PID namespace, which Berth \
-                 does not give callers (Docker's --pid host is the host's, not a parent's)",
+                "true is refused (false, the default, is accepted): for a top-level container \
+                 it means the agent's PID namespace, which Berth does not give callers \
+                 (Docker's --pid host is the host's, not a parent's)",
             ),
         ),
         f(
@@ -280,7 +281,10 @@ pub static LINUX_INFO: Message = Message {
         f(
             "share_cgroups",
             8,
-            Refused("it concerns nested containers, which are not supported"),
+            Refused(
+                "false is refused (true, the default, is accepted): it concerns nested \
+                 containers, which are not supported",
+            ),
         ),
     ],
 };
@@ -569,8 +573,9 @@ mod tests {
             l["container"]["mesos"] = json!({"image": {"type": "DOCKER"}});
             l["container"]["network_infos"] = json!([{"groups": ["g"], "labels": {"labels": []},
                 "ip_addresses": [{"protocol": "IPv4"}], "port_mappings": []}]);
-            // protobuf-JSON null is absence, even for a refused field.
-            l["container"]["linux_info"] = json!({"share_pid_namespace": null});
+            // Mesos's defaults are Docker's; protobuf-JSON null is absence, even for a refused field.
+            l["container"]["linux_info"] =
+                json!({"share_pid_namespace": false, "share_cgroups": true, "seccomp": null});
         })
         .unwrap();
         assert_eq!(l.resources.cpus, Some(0.5));
