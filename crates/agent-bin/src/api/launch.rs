@@ -5,6 +5,8 @@
 //! containerizer's launch spec. Everything a request can get wrong is caught here, with the path
 //! of the offending field.
 
+// Mesos's `RLimitInfo.RLimit.Type` names, lowercased and without `RLMT_`, are Docker's ulimit names.
+use berth_containerizer::mapping::ULIMITS as RLIMITS;
 use serde_json::Value;
 
 use super::json::{float_value, int_value, str_value, Obj};
@@ -761,23 +763,3 @@ fn parse_rlimit_info(mut o: Obj<'_>) -> Result<Vec<(String, String)>, ApiError> 
     o.finish()?;
     Ok(out)
 }
-
-/// Mesos `RLimitInfo.RLimit.Type` names, lowercased and without `RLMT_` (Docker's ulimit names).
-const RLIMITS: &[&str] = &[
-    "as",
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-];

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub use create::{
     CreateSpec, DeviceSpec, HostSpec, LogConfigSpec, MountKind, MountSpec, UlimitSpec,
 };
-pub use params::SUPPORTED_PARAMETERS;
+pub use params::{SUPPORTED_PARAMETERS, ULIMITS};
 pub use policy::Allowances;
 pub use resources::{cgroup_settings, check_memory, CgroupSettings};
 pub use volumes::VolumePlan;

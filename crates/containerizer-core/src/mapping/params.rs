@@ -229,8 +229,9 @@ pub(crate) fn size(v: &str) -> Result<i64, String> {
     Ok((n * mult as f64) as i64)
 }
 
-/// The ulimit names Docker knows (`RLIMIT_*` in lower case).
-const ULIMITS: &[&str] = &[
+/// The ulimit names Docker knows (`RLIMIT_*` in lower case; Mesos's `RLMT_*` types name the same
+/// limits).
+pub const ULIMITS: &[&str] = &[
     "as",
     "core",
     "cpu",
