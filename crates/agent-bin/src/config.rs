@@ -195,8 +195,18 @@ pub struct ServeArgs {
     pub auth_token_file: Option<PathBuf>,
     /// Mesos credentials file (JSON `{"credentials":[{"principal":..,"secret":..}]}`): HTTP Basic
     /// with one of its principals passes where the bearer token does (either one, if both).
-    #[arg(long, value_name = "FILE")]
+    /// `--credentials` is the same flag (the issue's and Mesos master's name).
+    #[arg(long, alias = "credentials", value_name = "FILE")]
     pub http_credentials: Option<PathBuf>,
+    /// Whether /api/v1 (Mesos's read-write realm) needs authentication (Mesos
+    /// `--authenticate_http_readwrite`) [default: true when a token or credentials are given].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub authenticate_http_readwrite: Option<bool>,
+    /// Whether the read-only endpoints (/state, /flags, /containers, /monitor/statistics,
+    /// /files/*, /metrics, /metrics/snapshot, /version) need authentication (Mesos
+    /// `--authenticate_http_readonly`) [default: true when a token or credentials are given].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub authenticate_http_readonly: Option<bool>,
     /// Serve a non-loopback address without authentication.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub insecure_no_auth: Option<bool>,
@@ -293,6 +303,10 @@ pub struct Config {
     pub auth_token_file: Option<PathBuf>,
     /// Mesos credentials file for HTTP Basic.
     pub http_credentials: Option<PathBuf>,
+    /// Whether /api/v1 needs authentication.
+    pub authenticate_http_readwrite: bool,
+    /// Whether the read-only endpoints need authentication.
+    pub authenticate_http_readonly: bool,
     /// Serve without authentication even on a non-loopback address.
     pub insecure_no_auth: bool,
     /// The HTTP server's limits.
@@ -381,6 +395,12 @@ impl ServeArgs {
             cgroups_enable_cfs: self.cgroups_enable_cfs.or(other.cgroups_enable_cfs),
             auth_token_file: self.auth_token_file.or(other.auth_token_file),
             http_credentials: self.http_credentials.or(other.http_credentials),
+            authenticate_http_readwrite: self
+                .authenticate_http_readwrite
+                .or(other.authenticate_http_readwrite),
+            authenticate_http_readonly: self
+                .authenticate_http_readonly
+                .or(other.authenticate_http_readonly),
             insecure_no_auth: self.insecure_no_auth.or(other.insecure_no_auth),
             http: self.http.or(other.http),
         }
@@ -551,40 +571,20 @@ impl ServeArgs {
         let insecure_no_auth = self.insecure_no_auth.unwrap_or(false);
         let auth_token_file = self.auth_token_file.map(absolute);
         let http_credentials = self.http_credentials.map(absolute);
-        if insecure_no_auth {
-            for (given, flag) in [
-                (auth_token_file.is_some(), "--auth-token-file"),
-                (http_credentials.is_some(), "--http-credentials"),
-            ] {
-                if given {
-                    return Err(ConfigError::new(
-                        "--insecure-no-auth",
-                        format!("conflicts with {flag}; give one or the other"),
-                    ));
-                }
-            }
-        }
         let listen = match self.listen {
             Some(l) => l,
             None => DEFAULT_LISTEN
                 .parse()
                 .expect("the default listen address parses"),
         };
-        if !listen.ip().is_loopback()
-            && auth_token_file.is_none()
-            && http_credentials.is_none()
-            && !insecure_no_auth
-        {
-            return Err(ConfigError::new(
-                "--listen",
-                format!(
-                    "{listen} is not a loopback address, so the API needs authentication: pass \
-                     --auth-token-file FILE (a file holding a secret token), --http-credentials \
-                     FILE (Mesos credentials for HTTP Basic), or --insecure-no-auth to serve it \
-                     without authentication"
-                ),
-            ));
-        }
+        let (authenticate_http_readwrite, authenticate_http_readonly) = auth_realms(
+            listen,
+            auth_token_file.is_some(),
+            http_credentials.is_some(),
+            self.authenticate_http_readwrite,
+            self.authenticate_http_readonly,
+            insecure_no_auth,
+        )?;
         Ok(Config {
             listen,
             fetcher_cache_dir: absolute(
@@ -635,10 +635,74 @@ impl ServeArgs {
             cgroups_enable_cfs: self.cgroups_enable_cfs.unwrap_or(false),
             auth_token_file,
             http_credentials,
+            authenticate_http_readwrite,
+            authenticate_http_readonly,
             insecure_no_auth,
             http: self.http.resolve()?,
         })
     }
+}
+
+/// Decides which realms need authentication and checks the auth flags against each other and
+/// the listen address. Mesos defaults both `--authenticate_http_*` flags to false; Berth defaults
+/// each to whether a token or credentials were given, so configuring a secret protects every
+/// endpoint but /health unless a realm is opened on purpose. Answers (readwrite, readonly).
+fn auth_realms(
+    listen: SocketAddr,
+    token: bool,
+    credentials: bool,
+    readwrite: Option<bool>,
+    readonly: Option<bool>,
+    insecure_no_auth: bool,
+) -> Result<(bool, bool), ConfigError> {
+    let configured = token || credentials;
+    for (flag, asked) in [
+        ("--authenticate-http-readwrite", readwrite),
+        ("--authenticate-http-readonly", readonly),
+    ] {
+        if asked == Some(true) && !configured {
+            // Mesos refuses this too: its `basic` authenticator has no credentials to check.
+            return Err(ConfigError::new(
+                flag,
+                "is true but nothing to authenticate against was given: pass --auth-token-file \
+                 FILE or --http-credentials FILE",
+            ));
+        }
+    }
+    let readwrite = readwrite.unwrap_or(configured);
+    let readonly = readonly.unwrap_or(configured);
+    if insecure_no_auth && readwrite {
+        // --insecure-no-auth acknowledges an open /api/v1; with /api/v1 protected it would
+        // say something untrue.
+        let flag = if token {
+            "--auth-token-file"
+        } else {
+            "--http-credentials"
+        };
+        return Err(ConfigError::new(
+            "--insecure-no-auth",
+            format!("conflicts with {flag}; give one or the other"),
+        ));
+    }
+    if !listen.ip().is_loopback() && !readwrite && !insecure_no_auth {
+        let message = if configured {
+            format!(
+                "{listen} is not a loopback address and --authenticate-http-readwrite=false \
+                 leaves /api/v1 (launch, kill and remove containers) open to anyone who can \
+                 reach it: drop --authenticate-http-readwrite=false, listen on a loopback \
+                 address, or pass --insecure-no-auth to serve it so on purpose"
+            )
+        } else {
+            format!(
+                "{listen} is not a loopback address, so the API needs authentication: pass \
+                 --auth-token-file FILE (a file holding a secret token), --http-credentials \
+                 FILE (Mesos credentials for HTTP Basic), or --insecure-no-auth to serve it \
+                 without authentication"
+            )
+        };
+        return Err(ConfigError::new("--listen", message));
+    }
+    Ok((readwrite, readonly))
 }
 
 // --- Caller allowances (issue 11): the flags letting callers past Docker's default confinement.
@@ -956,6 +1020,14 @@ impl Config {
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
+            ),
+            (
+                "authenticate_http_readwrite",
+                self.authenticate_http_readwrite.to_string(),
+            ),
+            (
+                "authenticate_http_readonly",
+                self.authenticate_http_readonly.to_string(),
             ),
             ("insecure_no_auth", self.insecure_no_auth.to_string()),
         ];
@@ -1393,6 +1465,124 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--http-credentials FILE"), "{e}");
+    }
+
+    #[test]
+    fn authenticate_http_flags_default_to_protecting_both_realms_when_a_secret_is_given() {
+        let realms = |args: &[&str]| {
+            let c = cli(args).unwrap().resolve().unwrap();
+            (c.authenticate_http_readwrite, c.authenticate_http_readonly)
+        };
+        // Nothing configured: nothing to authenticate against, both realms open (loopback).
+        assert_eq!(realms(&[]), (false, false));
+        // A token or credentials: both realms protected (Mesos would default both to false).
+        assert_eq!(realms(&["--auth-token-file=/t"]), (true, true));
+        assert_eq!(realms(&["--http-credentials=/c"]), (true, true));
+        assert_eq!(
+            realms(&[
+                "--http-credentials=/c",
+                "--authenticate-http-readonly=false"
+            ]),
+            (true, false)
+        );
+        assert_eq!(
+            realms(&[
+                "--auth-token-file=/t",
+                "--authenticate-http-readwrite=false"
+            ]),
+            (false, true)
+        );
+        assert_eq!(
+            realms(&["--auth-token-file=/t", "--authenticate-http-readonly"]),
+            (true, true)
+        );
+        // Monitoring on another host may read without credentials: allowed off loopback.
+        assert_eq!(
+            realms(&[
+                "--listen=0.0.0.0:5051",
+                "--http-credentials=/c",
+                "--authenticate-http-readonly=false"
+            ]),
+            (true, false)
+        );
+        // /api/v1 open off loopback: refused unless acknowledged with --insecure-no-auth.
+        let e = cli(&[
+            "--listen=0.0.0.0:5051",
+            "--http-credentials=/c",
+            "--authenticate-http-readwrite=false",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("--listen")
+                && e.contains("--authenticate-http-readwrite=false leaves /api/v1")
+                && e.contains("--insecure-no-auth"),
+            "{e}"
+        );
+        assert_eq!(
+            realms(&[
+                "--listen=0.0.0.0:5051",
+                "--http-credentials=/c",
+                "--authenticate-http-readwrite=false",
+                "--insecure-no-auth"
+            ]),
+            (false, true)
+        );
+        // On loopback an open /api/v1 needs no acknowledgement (as without any secret).
+        assert_eq!(
+            realms(&[
+                "--http-credentials=/c",
+                "--authenticate-http-readwrite=false"
+            ]),
+            (false, true)
+        );
+        // Asking for authentication with nothing to check it against: refused, as Mesos does.
+        for flag in [
+            "--authenticate-http-readwrite",
+            "--authenticate-http-readonly=true",
+        ] {
+            let e = cli(&[flag]).unwrap().resolve().unwrap_err().to_string();
+            assert!(
+                e.starts_with(flag.split('=').next().unwrap())
+                    && e.contains("--auth-token-file FILE or --http-credentials FILE"),
+                "{flag}: {e}"
+            );
+        }
+        let e = cli(&["--authenticate-http-readwrite=maybe"]).unwrap_err();
+        assert!(e.contains("--authenticate-http-readwrite"), "{e}");
+        // The flags show in /flags; the config file takes them too.
+        let c = cli(&["--auth-token-file=/t", "--authenticate-http-readonly=false"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        let flags = c.flags();
+        assert!(flags.contains(&("authenticate_http_readwrite", "true".to_owned())));
+        assert!(flags.contains(&("authenticate_http_readonly", "false".to_owned())));
+        let file = parse_config_text(
+            Path::new("/etc/berth.toml"),
+            "http-credentials = \"/c\"\nauthenticate-http-readonly = false\n",
+        )
+        .unwrap();
+        let c = cli(&[]).unwrap().or(file).resolve().unwrap();
+        assert!(c.authenticate_http_readwrite && !c.authenticate_http_readonly);
+    }
+
+    #[test]
+    fn credentials_is_another_name_for_http_credentials() {
+        let c = cli(&["--credentials=/etc/berth/credentials.json"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            c.http_credentials,
+            Some(PathBuf::from("/etc/berth/credentials.json"))
+        );
+        let file =
+            parse_config_text(Path::new("/etc/berth.toml"), "credentials = \"/c\"\n").unwrap();
+        let c = cli(&[]).unwrap().or(file).resolve().unwrap();
+        assert_eq!(c.http_credentials, Some(PathBuf::from("/c")));
     }
 
     #[test]

@@ -274,7 +274,11 @@ pub async fn start_locked(config: Config, lock: WorkDirLock) -> Result<Started, 
     let auth = Auth::from_files(
         config.auth_token_file.as_deref(),
         config.http_credentials.as_deref(),
-    )?;
+    )?
+    .with_realms(
+        config.authenticate_http_readwrite,
+        config.authenticate_http_readonly,
+    );
     // Bind before the slow parts, so a taken port fails at once.
     let listener = server::bind(config.listen).await?;
     let agent_id = workdir::agent_id(&config.work_dir, config.agent_id.as_deref())?;
@@ -358,6 +362,18 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         // Host networking is the default network (as in Mesos), and a host-network container
         // shares this loopback: without a token it can call the API like any local process.
         tracing::warn!(listen = %addr, "serving without --auth-token-file or --http-credentials: any process that can reach {addr}, including a container on the host network (the default network), can launch, kill and remove containers and read their sandboxes; give --auth-token-file or --http-credentials when containers are not trusted (docs/security.md)");
+    }
+    let (readwrite, readonly) = {
+        let c = started.agent.config();
+        (c.authenticate_http_readwrite, c.authenticate_http_readonly)
+    };
+    if started.auth.required() && !readwrite {
+        tracing::warn!(listen = %addr, "--authenticate-http-readwrite=false: /api/v1 needs no authentication, so any process that can reach {addr} can launch, kill and remove containers");
+    }
+    if started.auth.required() && !readonly {
+        // The read-only realm holds /files/*: container output and sandbox files, which may
+        // hold secrets.
+        tracing::warn!(listen = %addr, "--authenticate-http-readonly=false: /state, /flags, /containers, /monitor/statistics, /metrics, /version and /files/* (containers' sandboxes and output) need no authentication");
     }
     started.agent.count_orphans(&started.recovery.orphans);
     let gc = {

@@ -1,7 +1,9 @@
 //! Mesos's HTTP authentication against a real `berth serve`: HTTP Basic with a Mesos credentials
 //! file (`--http-credentials`), as `curl -u` and Mesos's own tooling send it, alone and next to
-//! the bearer token, on every endpoint the token protects; and a credentials file others can
-//! read stops the start.
+//! the bearer token, on every endpoint the token protects; `--authenticate-http-readonly=false`
+//! and `--authenticate-http-readwrite=false` each opening one of Mesos's two realms; and the
+//! starts that are refused (a credentials file others can read, /api/v1 left open on a
+//! non-loopback address).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -236,10 +238,15 @@ async fn bearer_and_basic_together_either_passes() {
 
 /// `berth serve` with `args`, expected to refuse to start: its stderr.
 async fn refused_start(dir: &Path, args: &[&str]) -> String {
+    refused_start_on(dir, "127.0.0.1:0", args).await
+}
+
+/// [`refused_start`] listening on `listen`.
+async fn refused_start_on(dir: &Path, listen: &str, args: &[&str]) -> String {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::process::Command::new(berth_e2e::berth_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--work-dir"])
+            .args(["serve", "--listen", listen, "--work-dir"])
             .arg(dir.join("work"))
             .args(args)
             .env("RUST_LOG", "info")
@@ -292,4 +299,222 @@ async fn a_credentials_file_others_can_read_or_not_in_mesos_json_stops_the_start
     )
     .await;
     assert!(err.contains("conflicts with --http-credentials"), "{err}");
+}
+
+/// A `Call` to `/api/v1` with HTTP Basic as `user` (principal, secret), or with no credentials:
+/// the status and the JSON answer (`null` when the answer is not JSON).
+async fn api(
+    agent: &Agent,
+    call: serde_json::Value,
+    user: Option<(&str, &str)>,
+) -> (u16, serde_json::Value) {
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/api/v1", agent.url))
+        .header("content-type", "application/json")
+        .body(call.to_string());
+    if let Some((principal, secret)) = user {
+        r = r.basic_auth(principal, Some(secret));
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Launches `echo <line>` as `id` and waits for it to end, with Basic as `user` (or none).
+async fn run_echo(agent: &Agent, id: &str, line: &str, user: Option<(&str, &str)>) {
+    let body = agent.launch_body(id, json!({"value": format!("echo {line}")}), None);
+    let (status, v) = api(
+        agent,
+        json!({"type": "LAUNCH_CONTAINER", "launch_container": body}),
+        user,
+    )
+    .await;
+    assert_eq!(status, 200, "launch {id}: {v}\n{}", agent.logs());
+    let wait = api(
+        agent,
+        json!({"type": "WAIT_CONTAINER", "wait_container": {"container_id": {"value": id}}}),
+        user,
+    );
+    let (status, v) = tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .expect("the container ends");
+    assert_eq!(status, 200, "wait {id}: {v}");
+    assert_eq!(v["wait_container"]["exit_status"], 0, "{v}");
+}
+
+/// The status and body of `GET path` with no credentials at all.
+async fn anonymous_get(agent: &Agent, path: &str) -> (u16, String) {
+    let r = reqwest::get(format!("{}{path}", agent.url)).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authenticate_http_readonly_false_opens_the_read_only_endpoints_and_not_api_v1() {
+    const T: &str = "e2e-mesos-auth-readonly-open";
+    let dir = tempfile::tempdir().unwrap();
+    let creds = private_file(dir.path(), "credentials.json", CREDENTIALS);
+    // `--credentials` (the name for the flag) is `--http-credentials`.
+    let agent = Agent::start(
+        T,
+        &[
+            "--credentials",
+            creds.to_str().unwrap(),
+            "--authenticate-http-readonly=false",
+        ],
+    )
+    .await;
+    // /api/v1 still needs credentials, and says which realm.
+    let (status, challenges, body) = challenge(&agent, "POST", "/api/v1").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(challenges, ["Basic realm=\"mesos-agent-readwrite\""]);
+    let ops = Some(("ops", "s3cr:et-ops"));
+    assert_eq!(api(&agent, json!({"type": "GET_HEALTH"}), ops).await.0, 200);
+    run_echo(&agent, "ro-open", "read-by-anyone", ops).await;
+    // The read-only realm answers anyone, as a Mesos agent with the same flag does.
+    let (status, body) = anonymous_get(
+        &agent,
+        "/files/read?path=/containers/ro-open/stdout&offset=0",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"], "read-by-anyone\n", "{v}");
+    let (status, body) = anonymous_get(&agent, "/state").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("ro-open"),
+        "/state shows the container: {body}"
+    );
+    for path in [
+        "/flags",
+        "/containers",
+        "/monitor/statistics",
+        "/metrics/snapshot",
+        "/metrics",
+        "/version",
+        "/files/browse?path=/containers/ro-open",
+    ] {
+        let (status, body) = anonymous_get(&agent, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    // /flags reports the flags under Mesos's names.
+    let (_, flags) = anonymous_get(&agent, "/flags").await;
+    let flags: serde_json::Value = serde_json::from_str(&flags).unwrap();
+    assert_eq!(
+        flags["flags"]["authenticate_http_readonly"], "false",
+        "{flags}"
+    );
+    assert_eq!(
+        flags["flags"]["authenticate_http_readwrite"], "true",
+        "{flags}"
+    );
+    // Removing the container is read-write: refused without credentials.
+    let remove = json!({"type": "REMOVE_CONTAINER", "remove_container": {"container_id": {"value": "ro-open"}}});
+    assert_eq!(api(&agent, remove.clone(), None).await.0, 401);
+    assert_eq!(api(&agent, remove, Some(("ops", "wrong"))).await.0, 401);
+    assert!(
+        agent.logs().contains("--authenticate-http-readonly=false"),
+        "the start warns about the open realm:\n{}",
+        agent.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authenticate_http_readwrite_false_opens_api_v1_and_not_the_read_only_endpoints() {
+    const T: &str = "e2e-mesos-auth-readwrite-open";
+    let dir = tempfile::tempdir().unwrap();
+    let creds = private_file(dir.path(), "credentials.json", CREDENTIALS);
+    let agent = Agent::start(
+        T,
+        &[
+            "--http-credentials",
+            creds.to_str().unwrap(),
+            "--authenticate-http-readwrite=false",
+        ],
+    )
+    .await;
+    // /api/v1 answers anyone: launching and waiting need no credentials.
+    run_echo(&agent, "rw-open", "needs-a-principal", None).await;
+    let path = "/files/read?path=/containers/rw-open/stdout&offset=0";
+    for (method, path) in [
+        ("GET", path),
+        ("GET", "/state"),
+        ("GET", "/files/browse?path=/containers/rw-open"),
+        ("GET", "/metrics/snapshot"),
+        ("GET", "/version"),
+    ] {
+        let (status, challenges, body) = challenge(&agent, method, path).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(
+            challenges,
+            ["Basic realm=\"mesos-agent-readonly\""],
+            "{path}"
+        );
+    }
+    let url = format!("{}{path}", agent.url);
+    assert_eq!(
+        curl("GET", &url, Some("monitor:m0n-secret"), &[]).await,
+        200
+    );
+    assert_eq!(curl("GET", &url, Some("monitor:wrong"), &[]).await, 401);
+    let r = reqwest::Client::new()
+        .get(&url)
+        .basic_auth("monitor", Some("m0n-secret"))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["data"], "needs-a-principal\n", "{v}");
+    let remove = json!({"type": "REMOVE_CONTAINER", "remove_container": {"container_id": {"value": "rw-open"}}});
+    assert_eq!(api(&agent, remove, None).await.0, 200);
+    assert_eq!(
+        curl("GET", &format!("{}/health", agent.url), None, &[]).await,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_api_v1_off_loopback_or_authentication_without_a_secret_stops_the_start() {
+    berth_e2e::testbed();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = private_file(dir.path(), "credentials.json", CREDENTIALS);
+    let arg = creds.to_str().unwrap();
+    let err = refused_start_on(
+        dir.path(),
+        "0.0.0.0:0",
+        &[
+            "--http-credentials",
+            arg,
+            "--authenticate-http-readwrite=false",
+        ],
+    )
+    .await;
+    assert!(
+        err.contains("--authenticate-http-readwrite=false leaves /api/v1")
+            && err.contains("--insecure-no-auth"),
+        "{err}"
+    );
+    // With nothing configured, off loopback: refused as before.
+    let err = refused_start_on(dir.path(), "0.0.0.0:0", &[]).await;
+    assert!(
+        err.contains("--auth-token-file FILE") && err.contains("--insecure-no-auth"),
+        "{err}"
+    );
+    // Asking for authentication without a token or credentials to check it against.
+    for flag in [
+        "--authenticate-http-readwrite",
+        "--authenticate-http-readonly=true",
+    ] {
+        let err = refused_start(dir.path(), &[flag]).await;
+        assert!(
+            err.contains(flag.split('=').next().unwrap())
+                && err.contains("--auth-token-file FILE or --http-credentials FILE"),
+            "{flag}: {err}"
+        );
+    }
 }

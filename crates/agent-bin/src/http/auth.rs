@@ -1,6 +1,10 @@
 //! Authentication: a bearer token (`--auth-token-file`) and HTTP Basic against a Mesos
 //! credentials file (`--http-credentials`, Mesos's default `basic` HTTP authenticator). Either
 //! scheme passes when both are configured.
+//!
+//! Which endpoints need it follows Mesos's two realms: `--authenticate-http-readwrite` governs
+//! `/api/v1` ([`READWRITE_REALM`]), `--authenticate-http-readonly` every other endpoint but
+//! `/health` ([`READONLY_REALM`]); see [`realm_of`].
 
 use std::path::Path;
 
@@ -18,6 +22,31 @@ pub const MIN_TOKEN_LEN: usize = 16;
 pub const READWRITE_REALM: &str = "mesos-agent-readwrite";
 /// Mesos's realm for the agent's read-only endpoints (`/state`, `/files/*`, `/metrics/snapshot`).
 pub const READONLY_REALM: &str = "mesos-agent-readonly";
+
+/// Which of Mesos's authentication realms a path belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Realm {
+    /// `/api/v1`: launches, kills and removes containers (`--authenticate-http-readwrite`).
+    ReadWrite,
+    /// Every other path, including ones no route answers, so that a caller without
+    /// credentials learns nothing of the routes (`--authenticate-http-readonly`).
+    ReadOnly,
+    /// `/health`: never authenticated, as in Mesos.
+    Open,
+}
+
+/// The realm of a request path. `/version` is open in Mesos; Berth keeps it in the read-only
+/// realm because its answer names the Docker daemon's version, which tells an attacker which
+/// daemon bugs to try.
+pub fn realm_of(path: &str) -> Realm {
+    if super::server::is_public(path) {
+        Realm::Open
+    } else if path == "/api/v1" || path.starts_with("/api/v1/") {
+        Realm::ReadWrite
+    } else {
+        Realm::ReadOnly
+    }
+}
 
 /// One principal and its secret from the credentials file.
 #[derive(Clone, PartialEq, Eq)]
@@ -42,6 +71,10 @@ impl std::fmt::Debug for Credential {
 pub struct Auth {
     token: Option<String>,
     credentials: Vec<Credential>,
+    /// Whether [`Realm::ReadWrite`] needs authentication (when any is configured).
+    readwrite: bool,
+    /// Whether [`Realm::ReadOnly`] needs authentication (when any is configured).
+    readonly: bool,
 }
 
 impl std::fmt::Debug for Auth {
@@ -49,6 +82,8 @@ impl std::fmt::Debug for Auth {
         f.debug_struct("Auth")
             .field("bearer", &self.token.is_some())
             .field("basic_principals", &self.credentials.len())
+            .field("readwrite", &self.readwrite)
+            .field("readonly", &self.readonly)
             .finish()
     }
 }
@@ -70,6 +105,8 @@ impl Auth {
         Auth {
             token: None,
             credentials: Vec::new(),
+            readwrite: true,
+            readonly: true,
         }
     }
 
@@ -78,6 +115,8 @@ impl Auth {
         Auth {
             token: Some(token.into()),
             credentials: Vec::new(),
+            readwrite: true,
+            readonly: true,
         }
     }
 
@@ -85,6 +124,35 @@ impl Auth {
     pub fn with_credentials(mut self, credentials: Vec<Credential>) -> Auth {
         self.credentials = credentials;
         self
+    }
+
+    /// Sets which realms need authentication (both do unless told otherwise):
+    /// `--authenticate-http-readwrite` and `--authenticate-http-readonly`.
+    pub fn with_realms(mut self, readwrite: bool, readonly: bool) -> Auth {
+        self.readwrite = readwrite;
+        self.readonly = readonly;
+        self
+    }
+
+    /// Whether a request to `path` must authenticate: something to authenticate against is
+    /// configured and the path's realm is protected.
+    pub fn protects(&self, path: &str) -> bool {
+        self.required()
+            && match realm_of(path) {
+                Realm::ReadWrite => self.readwrite,
+                Realm::ReadOnly => self.readonly,
+                Realm::Open => false,
+            }
+    }
+
+    /// [`Auth::check`] for a request to `path`, or `Ok` when its realm is open. As in Mesos, an
+    /// open realm ignores the `Authorization` header (no authenticator is installed for it).
+    pub fn check_path(&self, path: &str, headers: &HeaderMap) -> Result<(), Denied> {
+        if self.protects(path) {
+            self.check(headers)
+        } else {
+            Ok(())
+        }
     }
 
     /// Reads `--auth-token-file` and `--http-credentials`, whichever are given.
@@ -199,7 +267,7 @@ impl Auth {
         };
         let mut r = text(StatusCode::UNAUTHORIZED, &message);
         if !self.credentials.is_empty() {
-            let realm = if path == "/api/v1" || path.starts_with("/api/v1/") {
+            let realm = if realm_of(path) == Realm::ReadWrite {
                 READWRITE_REALM
             } else {
                 READONLY_REALM
@@ -605,6 +673,57 @@ mod tests {
                 "Bearer realm=\"berth\""
             ]
         );
+    }
+
+    #[test]
+    fn each_path_falls_in_mesos_realm_and_the_flags_open_one_realm_at_a_time() {
+        assert_eq!(realm_of("/api/v1"), Realm::ReadWrite);
+        assert_eq!(realm_of("/api/v1/executor"), Realm::ReadWrite);
+        for p in [
+            "/state",
+            "/flags",
+            "/containers",
+            "/monitor/statistics",
+            "/files/read",
+            "/files/browse",
+            "/files/download",
+            "/metrics",
+            "/metrics/snapshot",
+            "/version",
+            "/api/v1x",
+            "/no-such-path",
+            "/",
+        ] {
+            assert_eq!(realm_of(p), Realm::ReadOnly, "{p}");
+        }
+        assert_eq!(realm_of("/health"), Realm::Open);
+        let token = "Bearer s3cret-s3cret-s3cret";
+        let both = Auth::token("s3cret-s3cret-s3cret");
+        let readonly_open = both.clone().with_realms(true, false);
+        let readwrite_open = both.clone().with_realms(false, true);
+        for (path, protected_by) in [
+            ("/api/v1", [true, true, false]),
+            ("/state", [true, false, true]),
+            ("/files/read", [true, false, true]),
+            ("/metrics/snapshot", [true, false, true]),
+            ("/health", [false, false, false]),
+        ] {
+            for (auth, protected) in [&both, &readonly_open, &readwrite_open]
+                .into_iter()
+                .zip(protected_by)
+            {
+                assert_eq!(auth.protects(path), protected, "{path} {auth:?}");
+                let anonymous = auth.check_path(path, &headers(None));
+                assert_eq!(anonymous.is_err(), protected, "{path} {auth:?}");
+                // The right token passes everywhere; a wrong one is ignored where the realm is
+                // open (as in Mesos, which installs no authenticator for it).
+                assert_eq!(auth.check_path(path, &headers(Some(token))), Ok(()));
+                let wrong = auth.check_path(path, &headers(Some("Bearer wrong")));
+                assert_eq!(wrong.is_err(), protected, "{path} {auth:?}");
+            }
+        }
+        // Without anything configured no realm is protected, whatever the flags.
+        assert!(!Auth::none().with_realms(true, true).protects("/api/v1"));
     }
 
     #[test]

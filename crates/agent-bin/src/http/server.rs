@@ -171,10 +171,9 @@ async fn dispatch(
     // The token first, before routing says which paths exist and before a byte of the body is
     // read: a caller without it learns nothing and costs nothing. The body is dropped unread;
     // hyper then closes the connection instead of reading it.
-    if !is_public(parts.uri.path()) {
-        if let Err(denied) = auth.check(&parts.headers) {
-            return auth.unauthorized(denied, parts.uri.path());
-        }
+    // Which paths need it: the path's realm and the --authenticate-http-* flags.
+    if let Err(denied) = auth.check_path(parts.uri.path(), &parts.headers) {
+        return auth.unauthorized(denied, parts.uri.path());
     }
     let route = match resolve(&parts.method, parts.uri.path(), parts.uri.query()) {
         Ok(r) => r,
