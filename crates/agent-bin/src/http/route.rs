@@ -76,9 +76,10 @@ pub enum Route {
 }
 
 impl Route {
-    /// Whether the route needs a bearer token (all but `/health`). The server checks the token
-    /// before routing, by path ([`super::server::is_public`]), so that a caller without it
-    /// learns nothing of the routes; this says the same per route.
+    /// Whether the route can be protected (all but `/health`; whether it is depends on its
+    /// realm's `--authenticate-http-*` flag). The server checks credentials before routing, by
+    /// path ([`super::server::is_public`]), so that a caller without them learns nothing of the
+    /// routes; this says the same per route.
     pub fn needs_auth(&self) -> bool {
         !matches!(self, Route::Health)
     }
