@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 
 use crate::engine::*;
 use crate::mapping::{CreateSpec, MountKind, MountSpec};
+use crate::spec::WindowSize;
 
 /// The Docker Engine API behind the [`Engine`] seam.
 #[derive(Debug, Clone)]
@@ -367,6 +368,24 @@ impl Engine for DockerEngine {
                 Err(e) if e.is_not_modified() => Ok(()),
                 Err(e) => Err(convert("start", e)),
             }
+        })
+    }
+
+    fn resize_tty<'a>(
+        &'a self,
+        id: &'a str,
+        size: WindowSize,
+    ) -> BoxFut<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let size = api::TtySize {
+                rows: size.rows,
+                columns: size.columns,
+            };
+            self.docker
+                .containers()
+                .resize(id, size)
+                .await
+                .map_err(|e| convert("resizing the TTY", e))
         })
     }
 

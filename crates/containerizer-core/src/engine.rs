@@ -15,6 +15,7 @@ use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::mapping::CreateSpec;
+use crate::spec::WindowSize;
 
 /// A boxed, sendable future.
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -338,6 +339,12 @@ pub trait Engine: Send + Sync + 'static {
     ) -> BoxFut<'a, Result<(), EngineError>>;
     /// The named volume `name`, or `None` when it does not exist.
     fn volume<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Option<VolumeInfo>, EngineError>>;
+    /// Sets the window size of a running TTY container's terminal.
+    fn resize_tty<'a>(
+        &'a self,
+        id: &'a str,
+        size: WindowSize,
+    ) -> BoxFut<'a, Result<(), EngineError>>;
 }
 
 /// An existing named volume, as far as the caller policy needs it.

@@ -85,7 +85,7 @@ pub use seams::{
 };
 pub use spec::{
     CommandInfo, ContainerInfo, DockerInfo, LaunchSpec, Limit, Limits, Network, Resources, Uri,
-    Volume,
+    Volume, WindowSize,
 };
 pub use state::Phase;
 pub use termination::{Reason, TaskState, Termination};

@@ -225,6 +225,18 @@ pub struct ContainerInfo {
     /// The container's hostname (not allowed with host networking).
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Mesos `TTYInfo.window_size`: the size the container's TTY starts with (only with a TTY).
+    #[serde(default)]
+    pub tty_window_size: Option<WindowSize>,
+}
+
+/// Mesos `TTYInfo.WindowSize`, in character cells (each 1..=65535).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    /// Height.
+    pub rows: u16,
+    /// Width.
+    pub columns: u16,
 }
 
 impl ContainerInfo {
@@ -235,6 +247,7 @@ impl ContainerInfo {
             docker: Some(docker),
             volumes: Vec::new(),
             hostname: None,
+            tty_window_size: None,
         }
     }
 }

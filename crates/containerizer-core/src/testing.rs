@@ -18,7 +18,7 @@ use crate::engine::*;
 use crate::id::ContainerId;
 use crate::mapping::CreateSpec;
 use crate::seams::{Fetch, LogTarget, Logs, OpenOutput};
-use crate::spec::Uri;
+use crate::spec::{Uri, WindowSize};
 
 /// An operation a test can hold or fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +37,7 @@ pub enum Op {
     Inspect,
     Update,
     Stats,
+    Resize,
     /// A test's own marker: a destroy or kill was applied.
     Destroy,
 }
@@ -146,6 +147,8 @@ pub struct FakeState {
     pub failures: HashMap<Op, Vec<EngineError>>,
     pub ignores_sigterm: HashSet<String>,
     pub updates: Vec<(String, ResourceUpdate)>,
+    /// TTY resizes, by the id they were asked for.
+    pub resizes: Vec<(String, WindowSize)>,
     /// Named volumes that exist, by name.
     pub volumes: BTreeMap<String, VolumeInfo>,
 }
@@ -665,6 +668,33 @@ impl Engine for FakeEngine {
 
     fn processes<'a>(&'a self, _id: &'a str) -> BoxFut<'a, Result<u64, EngineError>> {
         Box::pin(async move { Ok(1) })
+    }
+
+    fn resize_tty<'a>(
+        &'a self,
+        id: &'a str,
+        size: WindowSize,
+    ) -> BoxFut<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            self.gates.pass(Op::Resize).await;
+            if let Some(e) = self.take_failure(Op::Resize) {
+                return Err(e);
+            }
+            let (_, life) = self.find(id)?;
+            // Docker's rule: only a running container has a TTY to size.
+            if *life.borrow() != Life::Running {
+                return Err(EngineError::new(
+                    EngineErrorKind::Conflict,
+                    format!("Container {id} is not running"),
+                ));
+            }
+            self.state
+                .lock()
+                .unwrap()
+                .resizes
+                .push((id.to_owned(), size));
+            Ok(())
+        })
     }
 
     fn update<'a>(

@@ -26,7 +26,7 @@ use berth_containerizer::mapping::CreateSpec;
 use berth_containerizer::termination::messages;
 use berth_containerizer::{
     BoxFut, BoxStream, ContainerId, Engine, EngineError, LaunchSpec, OutputChunk, Phase,
-    PullProgress, TaskState, Uri,
+    PullProgress, TaskState, Uri, WindowSize,
 };
 use common::Agent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -169,6 +169,13 @@ impl Engine for StalledVolumes {
         update: &'a ResourceUpdate,
     ) -> BoxFut<'a, Result<(), EngineError>> {
         self.0.update(id, update)
+    }
+    fn resize_tty<'a>(
+        &'a self,
+        id: &'a str,
+        size: WindowSize,
+    ) -> BoxFut<'a, Result<(), EngineError>> {
+        self.0.resize_tty(id, size)
     }
     fn volume<'a>(&'a self, _name: &'a str) -> BoxFut<'a, Result<Option<VolumeInfo>, EngineError>> {
         Box::pin(std::future::pending())

@@ -1297,3 +1297,48 @@ async fn stop_without_grace_waits_out_the_containers_stop_timeout() {
     assert_eq!(state.exit_code, 137);
     common::cleanup(TEST).await;
 }
+
+#[tokio::test]
+async fn resize_sets_the_kernels_tty_size() {
+    const TEST: &str = "resize_sets_the_kernels_tty_size";
+    common::cleanup(TEST).await;
+    let docker = common::docker().await;
+    let c = docker.containers();
+    // The sleep lets the resize land before the shell asks the kernel for the size.
+    let config = ContainerConfig {
+        tty: Some(true),
+        ..common::busybox(TEST, &["sh", "-c", "sleep 1; stty size"])
+    };
+    let created = c.create(None, &config).await.unwrap();
+    c.start(&created.id).await.unwrap();
+    c.resize(
+        &created.id,
+        TtySize {
+            rows: 42,
+            columns: 123,
+        },
+    )
+    .await
+    .unwrap();
+    let exit = c
+        .wait(&created.id, WaitCondition::NotRunning)
+        .await
+        .unwrap();
+    assert_eq!(exit.status_code, 0);
+    let (out, _) = output(&docker, &created.id).await;
+    assert_eq!(out, "42 123\r\n");
+
+    // A stopped container has no TTY to resize.
+    let err = c
+        .resize(
+            &created.id,
+            TtySize {
+                rows: 1,
+                columns: 1,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    common::cleanup(TEST).await;
+}

@@ -1,5 +1,6 @@
 //! Issue 14, item 1: Mesos's own fields for rlimits, TTYs, capabilities and the volume driver
-//! reach Docker with their Mesos meaning (the oracle is `docker inspect`), under the same
+//! reach Docker with their Mesos meaning (the oracle is `docker inspect`, and for the TTY's
+//! window size the kernel inside the container), under the same
 //! operator policy as the docker parameters that say the same thing; fields Berth cannot honour
 //! are refused by name with the reason, and no container is made.
 
@@ -145,20 +146,12 @@ async fn mesos_linux_rlimit_tty_and_volume_driver_fields_reach_docker() {
     .await;
 
     // Mesos fields Berth cannot honour: named, with the reason; never "unknown field".
-    for (id, field, value, path) in [
-        (
-            "pidns",
-            "linux_info",
-            json!({"share_pid_namespace": true}),
-            "launch_container.container.linux_info.share_pid_namespace",
-        ),
-        (
-            "winsize",
-            "tty_info",
-            json!({"window_size": {"rows": 24, "columns": 80}}),
-            "launch_container.container.tty_info.window_size",
-        ),
-    ] {
+    for (id, field, value, path) in [(
+        "pidns",
+        "linux_info",
+        json!({"share_pid_namespace": true}),
+        "launch_container.container.linux_info.share_pid_namespace",
+    )] {
         let r = launch(&agent, id, |c| c[field] = value).await;
         assert_refused(
             &agent,
@@ -175,4 +168,51 @@ async fn mesos_linux_rlimit_tty_and_volume_driver_fields_reach_docker() {
         .args(["volume", "rm", "-f", volume])
         .output()
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mesos_tty_window_size_is_the_terminals_size_inside() {
+    const T: &str = "e2e-mesos-winsize";
+    remove_test_containers(T).await;
+    let agent = Agent::start(T, &[]).await;
+
+    // The sleep lets the resize (right after the start) land before busybox's stty asks the
+    // kernel; 42x123 is nobody's default.
+    let mut body = agent.launch_body("winsize", json!({"value": "sleep 1; stty size"}), None);
+    body["container"]["tty_info"] = json!({"window_size": {"rows": 42, "columns": 123}});
+    let r = agent
+        .call(json!({"type": "LAUNCH_CONTAINER", "launch_container": body}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", agent.logs());
+    let w = agent.wait("winsize").await;
+    assert_eq!(w["exit_status"], 0, "{w}\n{}", agent.logs());
+    let out = agent.read_text("/containers/winsize/stdout").await;
+    assert!(out.contains("42 123"), "stty size printed {out:?}");
+
+    // Out of range: named, and nothing made.
+    for (id, ws, field) in [
+        (
+            "rows0",
+            json!({"rows": 0, "columns": 80}),
+            "window_size.rows",
+        ),
+        (
+            "cols-big",
+            json!({"rows": 24, "columns": 65536}),
+            "window_size.columns",
+        ),
+    ] {
+        let r = launch(&agent, id, |c| c["tty_info"] = json!({"window_size": ws})).await;
+        assert_refused(
+            &agent,
+            id,
+            &r,
+            &[&format!(
+                "field 'launch_container.container.tty_info.{field}'"
+            )],
+        )
+        .await;
+    }
+
+    remove_test_containers(T).await;
 }

@@ -135,6 +135,7 @@ fn container(c: &ContainerSpec) -> ContainerInfo {
             })
             .collect(),
         hostname: c.hostname.clone(),
+        tty_window_size: c.tty_window_size,
     }
 }
 

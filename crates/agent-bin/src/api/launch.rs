@@ -7,6 +7,7 @@
 
 // Mesos's `RLimitInfo.RLimit.Type` names, lowercased and without `RLMT_`, are Docker's ulimit names.
 use berth_containerizer::mapping::ULIMITS as RLIMITS;
+use berth_containerizer::WindowSize;
 use serde_json::Value;
 
 use super::json::{float_value, int_value, str_value, Obj};
@@ -67,6 +68,8 @@ pub struct ContainerSpec {
     pub volumes: Vec<VolumeSpec>,
     /// Hostname.
     pub hostname: Option<String>,
+    /// `tty_info.window_size`: the size the TTY is set to once the container runs.
+    pub tty_window_size: Option<WindowSize>,
 }
 
 /// Mesos `DockerInfo.Network`, with the user network's name (from `network_infos[0].name`).
@@ -318,9 +321,23 @@ pub fn parse_container(mut o: Obj<'_>) -> Result<ContainerSpec, ApiError> {
     if let Some(r) = o.opt_obj("rlimit_info")? {
         extra.extend(parse_rlimit_info(r)?);
     }
+    let mut tty_window_size = None;
     if let Some(mut t) = o.opt_obj("tty_info")? {
         t.schema(&schema::TTY_INFO);
+        if let Some(mut w) = t.opt_obj("window_size")? {
+            w.schema(&schema::WINDOW_SIZE);
+            // Linux keeps each dimension in 16 bits; 0 would be no terminal at all.
+            let mut dim = |key| {
+                w.req_int(key, 1, i64::from(u16::MAX))
+                    .map(|v| u16::try_from(v).expect("checked range"))
+            };
+            let rows = dim("rows")?;
+            let columns = dim("columns")?;
+            w.finish()?;
+            tty_window_size = Some(WindowSize { rows, columns });
+        }
         t.finish()?;
+        // Pushed after the caller's parameters, so the TTY the window size needs is always there.
         extra.push(("tty".to_owned(), "true".to_owned()));
     }
     let volume_driver = docker.as_mut().and_then(|d| d.volume_driver.take());
@@ -348,6 +365,7 @@ pub fn parse_container(mut o: Obj<'_>) -> Result<ContainerSpec, ApiError> {
         docker,
         volumes,
         hostname,
+        tty_window_size,
     })
 }
 

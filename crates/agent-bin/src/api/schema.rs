@@ -310,13 +310,13 @@ pub static RLIMIT: Message = Message {
 /// `TTYInfo`.
 pub static TTY_INFO: Message = Message {
     name: "TTYInfo",
-    fields: &[f(
-        "window_size",
-        1,
-        Refused(
-            "Berth cannot yet resize a container's terminal; omit it for Docker's default size",
-        ),
-    )],
+    fields: &[f("window_size", 1, H)],
+};
+
+/// `TTYInfo.WindowSize`.
+pub static WINDOW_SIZE: Message = Message {
+    name: "TTYInfo.WindowSize",
+    fields: &[f("rows", 1, H), f("columns", 2, H)],
 };
 
 /// `Resource`.
@@ -420,6 +420,7 @@ pub static ALL: &[&Message] = &[
     &RLIMIT_INFO,
     &RLIMIT,
     &TTY_INFO,
+    &WINDOW_SIZE,
     &RESOURCE,
     &DISK_INFO,
     &SCALAR,
@@ -472,6 +473,10 @@ mod tests {
             .clone()
     }
 
+    fn container(l: &LaunchRequest) -> &super::super::launch::ContainerSpec {
+        l.container.as_ref().unwrap()
+    }
+
     fn p(k: &str, v: &str) -> (String, String) {
         (k.to_owned(), v.to_owned())
     }
@@ -520,12 +525,6 @@ mod tests {
             (
                 "launch_container.container.linux_info.share_cgroups",
                 Box::new(|l| l["container"]["linux_info"] = json!({"share_cgroups": false})),
-            ),
-            (
-                "launch_container.container.tty_info.window_size",
-                Box::new(|l| {
-                    l["container"]["tty_info"] = json!({"window_size": {"rows": 24, "columns": 80}})
-                }),
             ),
             (
                 "launch_container.container.volumes[0].image",
@@ -657,6 +656,44 @@ mod tests {
     fn tty_info_asks_for_a_tty() {
         let l = launch(|l| l["container"]["tty_info"] = json!({})).unwrap();
         assert_eq!(params(&l), [p("tty", "true")]);
+        assert_eq!(container(&l).tty_window_size, None);
+    }
+
+    #[test]
+    fn window_size_is_carried_with_the_tty() {
+        let l = launch(|l| {
+            l["container"]["tty_info"] = json!({"window_size": {"rows": 42, "columns": "123"}})
+        })
+        .unwrap();
+        assert_eq!(params(&l), [p("tty", "true")]);
+        assert_eq!(
+            container(&l).tty_window_size,
+            Some(berth_containerizer::WindowSize {
+                rows: 42,
+                columns: 123
+            })
+        );
+        for (ws, want) in [
+            (
+                json!({"rows": 0, "columns": 80}),
+                "field 'launch_container.container.tty_info.window_size.rows': 0 is out of range",
+            ),
+            (
+                json!({"rows": 24, "columns": 65536}),
+                "field 'launch_container.container.tty_info.window_size.columns': 65536 is out of range",
+            ),
+            (
+                json!({"rows": 24}),
+                "missing required field 'launch_container.container.tty_info.window_size.columns'",
+            ),
+            (
+                json!({"rows": 24, "columns": 80, "pixels": 1}),
+                "launch_container.container.tty_info.window_size.pixels",
+            ),
+        ] {
+            let err = launch(|l| l["container"]["tty_info"] = json!({"window_size": ws})).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        }
     }
 
     #[test]

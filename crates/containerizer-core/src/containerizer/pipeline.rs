@@ -428,6 +428,14 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     if !proceed {
         return rollback(inner, c, true).await;
     }
+    if let Some(size) = mapped.tty_window_size {
+        // Docker takes no size at create, so the TTY starts at its default for the moment
+        // between start and here. A failed resize leaves that default: not worth failing a
+        // launch whose process already runs.
+        if let Err(e) = inner.engine.resize_tty(&docker_id, size).await {
+            tracing::warn!(container_id = %c.id, rows = size.rows, columns = size.columns, error = %e, "failed to set the container's TTY window size; it keeps Docker's default");
+        }
+    }
 
     let tty = match inner.engine.inspect(&docker_id).await {
         Ok(info) => {

@@ -11,7 +11,7 @@ use tokio::runtime::Runtime;
 use super::*;
 use crate::engine::{EngineError, EngineErrorKind};
 use crate::labels;
-use crate::spec::{CommandInfo, Uri, Volume, VolumeMode};
+use crate::spec::{CommandInfo, Uri, Volume, VolumeMode, WindowSize};
 use crate::termination::{messages, wait_status, Reason, TaskState};
 use crate::testing::{FakeEngine, FakeFetch, FakeLogs, Gates, Life, Op, PullStep};
 
@@ -604,6 +604,86 @@ fn create_and_start_failures_roll_back() {
             h.engine.container_count(),
             0,
             "the created container was removed"
+        );
+        h.assert_clean();
+    });
+}
+
+/// Mesos's `TTYInfo.window_size`: set on the running container right after the start; a failed
+/// resize does not fail the launch; without a TTY it is a spec error naming the field.
+#[test]
+fn tty_window_size_is_set_after_the_start() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let tty_spec = |name: &str, size: Option<WindowSize>| {
+            let mut spec = h.spec(name);
+            let c = spec.container.as_mut().unwrap();
+            c.tty_window_size = size;
+            c.docker
+                .as_mut()
+                .unwrap()
+                .parameters
+                .push(crate::spec::Parameter {
+                    key: "tty".into(),
+                    value: "true".into(),
+                });
+            spec
+        };
+        let size = WindowSize {
+            rows: 42,
+            columns: 123,
+        };
+        h.cz.launch(&Harness::id("c1"), tty_spec("c1", Some(size)))
+            .await
+            .unwrap();
+        let resizes = h.engine.state.lock().unwrap().resizes.clone();
+        assert_eq!(resizes.len(), 1, "{resizes:?}");
+        assert_eq!(resizes[0].1, size);
+
+        // No size asked: no resize.
+        h.cz.launch(&Harness::id("c2"), tty_spec("c2", None))
+            .await
+            .unwrap();
+        assert_eq!(h.engine.state.lock().unwrap().resizes.len(), 1);
+
+        h.engine.fail_next(
+            Op::Resize,
+            EngineError::new(EngineErrorKind::Transient, "connection reset"),
+        );
+        h.cz.launch(&Harness::id("c3"), tty_spec("c3", Some(size)))
+            .await
+            .unwrap();
+        assert_eq!(
+            h.cz.status(&Harness::id("c3")).unwrap().phase,
+            Phase::Running
+        );
+
+        let mut no_tty = h.spec("c4");
+        no_tty.container.as_mut().unwrap().tty_window_size = Some(size);
+        let err =
+            h.cz.launch(&Harness::id("c4"), no_tty)
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("field 'container.tty_info.window_size': a window size needs a TTY"),
+            "{err}"
+        );
+        let zero = tty_spec(
+            "c5",
+            Some(WindowSize {
+                rows: 24,
+                columns: 0,
+            }),
+        );
+        let err =
+            h.cz.launch(&Harness::id("c5"), zero)
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("field 'container.tty_info.window_size.columns': 0 is out of range"),
+            "{err}"
         );
         h.assert_clean();
     });

@@ -22,7 +22,7 @@ pub use volumes::VolumePlan;
 
 use crate::id::{AgentId, ContainerId};
 use crate::labels;
-use crate::spec::{LaunchSpec, Network};
+use crate::spec::{LaunchSpec, Network, WindowSize};
 
 /// A launch spec that cannot be mapped onto Docker.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +101,14 @@ pub enum SpecError {
     /// A hostname with host networking.
     #[error("Unable to set hostname with host network mode")]
     HostnameWithHostNetwork,
+    /// A TTY window size without a TTY, or with a zero dimension.
+    #[error("field 'container.tty_info.{field}': {reason}")]
+    BadWindowSize {
+        /// `window_size`, `window_size.rows` or `window_size.columns`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// Port mappings with host or none networking.
     #[error("Port mappings are only supported for bridge and user-defined networks (the network is '{network}')")]
     PortMappingNetwork {
@@ -214,6 +222,9 @@ pub struct Mapped {
     pub create: CreateSpec,
     /// What MOUNTING prepares.
     pub volumes: VolumePlan,
+    /// The size the container's TTY is set to right after it starts (Docker cannot take it at
+    /// create).
+    pub tty_window_size: Option<WindowSize>,
 }
 
 /// Maps `spec` onto Docker. The spec must be a Docker launch.
@@ -307,6 +318,27 @@ pub fn map_launch(spec: &LaunchSpec, ctx: &MappingContext<'_>) -> Result<Mapped,
     if network == Network::Host && create.hostname.is_some() {
         return Err(SpecError::HostnameWithHostNetwork);
     }
+    let tty_window_size = container.tty_window_size;
+    if let Some(ws) = tty_window_size {
+        for (field, v) in [
+            ("window_size.rows", ws.rows),
+            ("window_size.columns", ws.columns),
+        ] {
+            if v == 0 {
+                return Err(SpecError::BadWindowSize {
+                    field,
+                    reason: "0 is out of range (1..=65535)".into(),
+                });
+            }
+        }
+        // Checked after the parameters: a `tty=false` parameter leaves nothing to size.
+        if !create.tty {
+            return Err(SpecError::BadWindowSize {
+                field: "window_size",
+                reason: "a window size needs a TTY, and the container has none".into(),
+            });
+        }
+    }
     if !docker.port_mappings.is_empty() && matches!(network, Network::Host | Network::None) {
         return Err(SpecError::PortMappingNetwork {
             network: network.docker_mode().to_owned(),
@@ -363,7 +395,11 @@ pub fn map_launch(spec: &LaunchSpec, ctx: &MappingContext<'_>) -> Result<Mapped,
             m.volume_labels = volume_labels.clone();
         }
     }
-    Ok(Mapped { create, volumes })
+    Ok(Mapped {
+        create,
+        volumes,
+        tty_window_size,
+    })
 }
 
 /// The Docker container name for `id`: `<prefix>-<id>`.

@@ -1,5 +1,5 @@
 //! Container calls: create, start, inspect, list, wait, kill, stop, restart, remove, logs,
-//! attach, stats, update, top.
+//! attach, stats, update, top, resize.
 
 mod attach;
 mod config;
@@ -280,6 +280,16 @@ impl Containers<'_> {
             .await
     }
 
+    /// Sets the window size of a running container's TTY (the kernel's `TIOCSWINSZ`; the
+    /// processes get SIGWINCH). Not running: [`Error::Conflict`](crate::Error::Conflict).
+    pub async fn resize(&self, id: &str, size: TtySize) -> Result<()> {
+        let path = container_path(id, "/resize")
+            .param("h", size.rows)
+            .param("w", size.columns)
+            .into_string();
+        self.docker.unit(Call::post(path).target(target(id))).await
+    }
+
     /// The processes in a running container; `ps_args` defaults to `-ef`.
     pub async fn top(&self, id: &str, ps_args: Option<&str>) -> Result<Top> {
         let path = container_path(id, "/top")
@@ -287,4 +297,13 @@ impl Containers<'_> {
             .into_string();
         self.docker.json(Call::get(path).target(target(id))).await
     }
+}
+
+/// A TTY window size, in character cells (what [`Containers::resize`] sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtySize {
+    /// Height (Docker's `h`).
+    pub rows: u16,
+    /// Width (Docker's `w`).
+    pub columns: u16,
 }
