@@ -355,6 +355,25 @@ impl Agent {
         self.send(self.authorize(r)).await
     }
 
+    /// Starts `LAUNCH_CONTAINER` of `sh -c <line>` in `image` in the background (a launch that
+    /// waits on a pull or a fetch the test holds); the task answers the status code and body.
+    pub fn spawn_launch(
+        &self,
+        id: &str,
+        line: &str,
+        image: &str,
+    ) -> tokio::task::JoinHandle<(u16, String)> {
+        let body = self.launch_body(id, json!({"value": line}), Some(image));
+        let request = self
+            .authorize(reqwest::Client::new().post(format!("{}/api/v1", self.url)))
+            .header("content-type", "application/json")
+            .body(json!({"type": "LAUNCH_CONTAINER", "launch_container": body}).to_string());
+        tokio::spawn(async move {
+            let r = request.send().await.expect("the launch is answered");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        })
+    }
+
     /// A `launch_container` payload: `command` in `image` (the test bed's busybox when `None`),
     /// labelled for cleanup.
     pub fn launch_body(&self, id: &str, command: Value, image: Option<&str>) -> Value {
@@ -505,4 +524,21 @@ pub async fn docker_container_exists(name: &str) -> bool {
         Err(e) if e.is_not_found() => false,
         Err(e) => panic!("inspect {name}: {e}"),
     }
+}
+
+/// `docker inspect --type <kind> <name>` through the docker CLI (the oracle outside Berth) as
+/// JSON; `None` when there is no such object.
+pub async fn docker_inspect(kind: &str, name: &str) -> Option<Value> {
+    let out = tokio::process::Command::new("docker")
+        .args(["inspect", "--type", kind, name])
+        .output()
+        .await
+        .expect("the docker CLI (the oracle) runs");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("No such"), "docker inspect {name}: {err}");
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).expect("docker inspect prints JSON");
+    Some(v[0].clone())
 }

@@ -18,28 +18,6 @@ use std::time::{Duration, Instant};
 use berth_e2e::{eventually, remove_test_containers, test_label, testbed, Agent, ThrottledProxy};
 use serde_json::{json, Value};
 
-/// Starts `LAUNCH_CONTAINER` of `sh -c <line>` in `image` in the background; the task answers
-/// the status code and body.
-fn spawn_launch(
-    agent: &Agent,
-    id: &str,
-    line: &str,
-    image: &str,
-) -> tokio::task::JoinHandle<(u16, String)> {
-    let body = agent.launch_body(id, json!({"value": line}), Some(image));
-    let url = format!("{}/api/v1", agent.url);
-    tokio::spawn(async move {
-        let r = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(json!({"type": "LAUNCH_CONTAINER", "launch_container": body}).to_string())
-            .send()
-            .await
-            .expect("the launch is answered");
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
-    })
-}
-
 /// The Berth state (`PULLING`, `RUNNING`, ...) of container `id`, if the agent knows it.
 async fn state(agent: &Agent, id: &str) -> Option<String> {
     let c = agent.container(id).await?;
@@ -87,8 +65,8 @@ async fn two_launches_of_one_uncached_image_share_one_daemon_pull() {
     // A name under the proxy's fresh port is not in the daemon: it must be pulled.
     let image = format!("{}/{}", proxy.addr(), tb.images.busybox);
     let agent = Agent::start(T, &["--image-pull-inactivity-timeout", "60s"]).await;
-    let first = spawn_launch(&agent, "first", "echo first", &image);
-    let second = spawn_launch(&agent, "second", "echo second", &image);
+    let first = agent.spawn_launch("first", "echo first", &image);
+    let second = agent.spawn_launch("second", "echo second", &image);
     let connected = eventually(
         Duration::from_secs(30),
         "a pull to reach the registry",
@@ -176,7 +154,7 @@ async fn pulls_beyond_the_parallel_limit_wait_for_a_slot() {
     let launches: Vec<_> = ids
         .iter()
         .zip(&images)
-        .map(|(id, image)| spawn_launch(&agent, id, "true", image))
+        .map(|(id, image)| agent.spawn_launch(id, "true", image))
         .collect();
     eventually(
         Duration::from_secs(30),

@@ -16,20 +16,9 @@ use std::time::{Duration, Instant};
 use berth_e2e::{remove_test_containers, run_label, Agent, Resp, TEST_LABEL};
 use serde_json::{json, Value};
 
-/// `docker inspect <name>` as JSON; `None` when no such container exists.
+/// `docker inspect <name>` of a container as JSON; `None` when there is none.
 async fn docker_inspect(name: &str) -> Option<Value> {
-    let out = tokio::process::Command::new("docker")
-        .args(["inspect", "--type", "container", name])
-        .output()
-        .await
-        .expect("the docker CLI (the oracle) runs");
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("No such"), "docker inspect {name}: {err}");
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).expect("docker inspect prints JSON");
-    Some(v[0].clone())
+    berth_e2e::docker_inspect("container", name).await
 }
 
 /// Runs the docker CLI (for what the daemon holds besides containers).

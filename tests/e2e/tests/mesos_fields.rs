@@ -6,24 +6,8 @@
 
 use std::time::Duration;
 
-use berth_e2e::{remove_test_containers, Agent, Resp};
+use berth_e2e::{docker_inspect as inspect, remove_test_containers, Agent, Resp};
 use serde_json::{json, Value};
-
-/// `docker inspect` of a container or volume as JSON; `None` when there is none.
-async fn inspect(kind: &str, name: &str) -> Option<Value> {
-    let out = tokio::process::Command::new("docker")
-        .args(["inspect", "--type", kind, name])
-        .output()
-        .await
-        .expect("the docker CLI (the oracle) runs");
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("No such"), "docker inspect {name}: {err}");
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).expect("docker inspect prints JSON");
-    Some(v[0].clone())
-}
 
 async fn launch(agent: &Agent, id: &str, edit: impl FnOnce(&mut Value)) -> Resp {
     let mut body = agent.launch_body(id, json!({"value": "true"}), None);

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use berth_docker_api::Docker;
 use berth_e2e::{eventually, exclusive, remove_test_containers, testbed, Agent, ThrottledProxy};
 use berth_testbed::remove_pulled_copies;
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_during_a_pull_destroys_the_container_and_aborts_the_pull() {
@@ -23,20 +22,7 @@ async fn kill_during_a_pull_destroys_the_container_and_aborts_the_pull() {
     remove_pulled_copies(&tb.images.large).await;
 
     let agent = Agent::start(T, &["--image-pull-inactivity-timeout", "60s"]).await;
-    let body = agent.launch_body("big", json!({"value": "true"}), Some(&image));
-    let launch = {
-        let url = format!("{}/api/v1", agent.url);
-        tokio::spawn(async move {
-            let r = reqwest::Client::new()
-                .post(url)
-                .header("content-type", "application/json")
-                .body(json!({"type": "LAUNCH_CONTAINER", "launch_container": body}).to_string())
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        })
-    };
+    let launch = agent.spawn_launch("big", "true", &image);
     let progress = eventually(
         Duration::from_secs(60),
         "pull progress in GET_CONTAINERS",
