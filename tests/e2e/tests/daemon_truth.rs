@@ -39,11 +39,11 @@ async fn docker_cli(args: &[&str]) -> String {
     String::from_utf8(o.stdout).expect("UTF-8 output")
 }
 
-/// `docker inspect` of a container, as JSON.
+/// `docker inspect` of a container that must exist, as JSON.
 async fn inspect(name: &str) -> Value {
-    let text = docker_cli(&["inspect", "--type", "container", name]).await;
-    let v: Value = serde_json::from_str(&text).expect("inspect JSON");
-    v[0].clone()
+    berth_e2e::docker_inspect("container", name)
+        .await
+        .unwrap_or_else(|| panic!("container {name} exists"))
 }
 
 /// Removes image `name` from the daemon if it is there (a tag a test pulled through a proxy).
