@@ -31,6 +31,20 @@ pub enum LaunchOutcome {
     AlreadyExists,
 }
 
+/// What a client sends to a session's stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionInput {
+    /// Bytes for the command.
+    Data(bytes::Bytes),
+    /// The terminal's new size.
+    Resize {
+        /// Rows.
+        rows: u16,
+        /// Columns.
+        columns: u16,
+    },
+}
+
 /// A connection to one agent.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
@@ -107,6 +121,20 @@ impl AgentClient {
         }
     }
 
+    /// The answer when it is a success, else the agent's error (its status and message).
+    async fn succeeded(&self, resp: reqwest::Response) -> Result<reqwest::Response, Error> {
+        let status = StatusCode::from_u16(resp.status().as_u16())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.bytes().await.map_err(|e| self.transport(e))?;
+        Err(Error::Api(ApiError::new(
+            status,
+            String::from_utf8_lossy(&body).trim().to_owned(),
+        )))
+    }
+
     /// Posts a `Call`; returns the status and body of a success, or the agent's error.
     pub async fn call(&self, call: &Value) -> Result<(StatusCode, Vec<u8>), Error> {
         let resp = self
@@ -128,6 +156,137 @@ impl AgentClient {
                 String::from_utf8_lossy(&body).trim().to_owned(),
             )))
         }
+    }
+
+    /// Opens a `SUBSCRIBE` stream: its events (protobuf-JSON), as they come. The stream ends
+    /// when the agent ends it; a record that is not an event is an error.
+    pub async fn subscribe(
+        &self,
+        heartbeat: Option<Duration>,
+    ) -> Result<impl futures_util::Stream<Item = Result<Value, Error>> + use<>, Error> {
+        let mut call = serde_json::json!({"type": "SUBSCRIBE"});
+        if let Some(h) = heartbeat {
+            call["subscribe"] =
+                serde_json::json!({"heartbeat_interval": {"nanoseconds": h.as_nanos() as u64}});
+        }
+        self.stream_call(&call).await
+    }
+
+    /// Starts session `id` running `argv` in container `parent`
+    /// (`LAUNCH_NESTED_CONTAINER_SESSION`), on a TTY of `tty` rows and columns when given: its
+    /// `ProcessIO` records, as they come, ending with the command.
+    pub async fn launch_session(
+        &self,
+        parent: &str,
+        id: &str,
+        argv: &[String],
+        tty: Option<(u16, u16)>,
+    ) -> Result<impl futures_util::Stream<Item = Result<Value, Error>> + use<>, Error> {
+        let mut call = serde_json::json!({"type": "LAUNCH_NESTED_CONTAINER_SESSION",
+            "launch_nested_container_session": {
+                "container_id": {"value": id, "parent": {"value": parent}},
+                "command": {"shell": false, "value": argv.first(), "arguments": argv}}});
+        if let Some((rows, columns)) = tty {
+            call["launch_nested_container_session"]["container"] = serde_json::json!({
+                "type": "DOCKER",
+                "tty_info": {"window_size": {"rows": rows, "columns": columns}}});
+        }
+        self.stream_call(&call).await
+    }
+
+    /// Feeds the stdin of session `id` of `parent`, or of container `id` (launched with a TTY),
+    /// with `input` as it comes — bytes, and TTY resizes — then end-of-file
+    /// (`ATTACH_CONTAINER_INPUT`); returns once the agent has taken it all.
+    pub async fn attach_input(
+        &self,
+        parent: Option<&str>,
+        id: &str,
+        input: impl futures_util::Stream<Item = std::io::Result<SessionInput>> + Send + 'static,
+    ) -> Result<(), Error> {
+        use base64::Engine as _;
+        use futures_util::StreamExt as _;
+        let frame = |v: Value| {
+            Ok::<_, std::io::Error>(crate::api::recordio::frame(v.to_string().as_bytes()))
+        };
+        let process_io = |pio: Value| {
+            serde_json::json!({"type": "ATTACH_CONTAINER_INPUT", "attach_container_input": {
+                "type": "PROCESS_IO", "process_io": pio}})
+        };
+        let data = move |b: &[u8]| {
+            process_io(serde_json::json!({"type": "DATA", "data": {
+                "type": "STDIN",
+                "data": base64::engine::general_purpose::STANDARD.encode(b)}}))
+        };
+        let mut container_id = serde_json::json!({"value": id});
+        if let Some(p) = parent {
+            container_id["parent"] = serde_json::json!({"value": p});
+        }
+        let first = frame(serde_json::json!({"type": "ATTACH_CONTAINER_INPUT",
+            "attach_container_input": {"type": "CONTAINER_ID", "container_id": container_id}}));
+        let body = futures_util::stream::once(async move { first })
+            .chain(input.map(move |event| {
+                event.and_then(|e| {
+                    frame(match e {
+                        SessionInput::Data(b) => data(&b),
+                        SessionInput::Resize { rows, columns } => process_io(serde_json::json!({
+                            "type": "CONTROL", "control": {"type": "TTY_INFO", "tty_info": {
+                                "window_size": {"rows": rows, "columns": columns}}}})),
+                    })
+                })
+            }))
+            // Empty data: end-of-file, as Mesos's clients send it.
+            .chain(futures_util::stream::once(async move { frame(data(b"")) }));
+        let resp = self
+            .request(reqwest::Method::POST, "/api/v1")
+            .header("content-type", "application/recordio")
+            .header("message-content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.succeeded(resp).await.map(drop)
+    }
+
+    /// Follows container `id`'s output from now on (`ATTACH_CONTAINER_OUTPUT`): its
+    /// `ProcessIO` records, as they come, ending when the container ends.
+    pub async fn attach_output(
+        &self,
+        id: &str,
+    ) -> Result<impl futures_util::Stream<Item = Result<Value, Error>> + use<>, Error> {
+        self.stream_call(&serde_json::json!({"type": "ATTACH_CONTAINER_OUTPUT",
+            "attach_container_output": {"container_id": {"value": id}}}))
+            .await
+    }
+
+    /// Posts a call whose answer is a stream of JSON records (RecordIO).
+    async fn stream_call(
+        &self,
+        call: &Value,
+    ) -> Result<impl futures_util::Stream<Item = Result<Value, Error>> + use<>, Error> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        let resp = self
+            .request(reqwest::Method::POST, "/api/v1")
+            .header("content-type", "application/json")
+            .header("accept", "application/recordio")
+            .header("message-accept", "application/json")
+            .body(call.to_string())
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let resp = self.succeeded(resp).await?;
+        let url = self.base.clone();
+        let bytes = resp.bytes_stream().map_err(std::io::Error::other);
+        let reader = tokio_util::io::StreamReader::new(bytes);
+        let records =
+            tokio_util::codec::FramedRead::new(reader, crate::api::recordio::RecordIo::default());
+        Ok(records.map(move |r| {
+            let bad = |reason: String| Error::Agent {
+                url: url.clone(),
+                reason,
+            };
+            let record = r.map_err(|e| bad(format!("the stream broke: {e}")))?;
+            serde_json::from_slice(&record).map_err(|e| bad(format!("a record is not JSON: {e}")))
+        }))
     }
 
     /// Posts a `Call` and parses the JSON answer.

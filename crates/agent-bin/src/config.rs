@@ -103,6 +103,10 @@ pub struct ServeArgs {
     /// Only log and count the orphans that would be removed [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub docker_orphan_dry_run: Option<bool>,
+    /// A session (exec) with neither output nor input for this long is ended; 0 never
+    /// [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub session_idle_timeout: Option<Duration>,
     /// How long an ended container's sandbox, termination and checkpoint are kept before
     /// garbage collection removes them, less under disk pressure (Mesos `--gc_delay`) [default: 1w].
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
@@ -252,6 +256,8 @@ pub struct Config {
     pub docker_orphan_reconcile_interval: Duration,
     /// Orphans are only logged and counted.
     pub docker_orphan_dry_run: bool,
+    /// Sessions idle this long are ended; zero never.
+    pub session_idle_timeout: Duration,
     /// Age at which an ended container is garbage collected (without disk pressure).
     pub gc_delay: Duration,
     /// Free fraction garbage collection keeps.
@@ -344,6 +350,7 @@ impl ServeArgs {
             docker_orphan_reconcile_interval: self
                 .docker_orphan_reconcile_interval
                 .or(other.docker_orphan_reconcile_interval),
+            session_idle_timeout: self.session_idle_timeout.or(other.session_idle_timeout),
             docker_orphan_dry_run: self.docker_orphan_dry_run.or(other.docker_orphan_dry_run),
             gc_delay: self.gc_delay.or(other.gc_delay),
             gc_disk_headroom: self.gc_disk_headroom.or(other.gc_disk_headroom),
@@ -607,6 +614,9 @@ impl ServeArgs {
                 .docker_orphan_reconcile_interval
                 .unwrap_or(Duration::from_secs(300)),
             docker_orphan_dry_run: self.docker_orphan_dry_run.unwrap_or(false),
+            session_idle_timeout: self
+                .session_idle_timeout
+                .unwrap_or(Duration::from_secs(3600)),
             gc_delay,
             gc_disk_headroom,
             disk_watch_interval,
@@ -936,6 +946,7 @@ impl Config {
                 "docker_orphan_reconcile_interval",
                 d(self.docker_orphan_reconcile_interval),
             ),
+            ("session_idle_timeout", d(self.session_idle_timeout)),
             (
                 "docker_orphan_dry_run",
                 self.docker_orphan_dry_run.to_string(),

@@ -43,6 +43,10 @@ pub const MESSAGES: &[(&str, Table)] = &[
             ("get_metrics", Msg("agent.Response.GetMetrics")),
             ("get_containers", Msg("agent.Response.GetContainers")),
             ("wait_container", Msg("agent.Response.WaitContainer")),
+            (
+                "wait_nested_container",
+                Msg("agent.Response.WaitNestedContainer"),
+            ),
             ("list_files", Msg("agent.Response.ListFiles")),
             ("read_file", Msg("agent.Response.ReadFile")),
             ("berth", Berth),
@@ -70,6 +74,16 @@ pub const MESSAGES: &[(&str, Table)] = &[
             ("resource_statistics", Msg("ResourceStatistics")),
             // Documented in docs/api.md (GET_CONTAINERS): the container's Berth state.
             ("berth", Berth),
+        ],
+    ),
+    (
+        "agent.Response.WaitNestedContainer",
+        &[
+            ("exit_status", Scalar),
+            ("state", Scalar),
+            ("reason", Scalar),
+            ("limitation", Msg("TaskResourceLimitation")),
+            ("message", Scalar),
         ],
     ),
     (
@@ -306,6 +320,20 @@ pub const MESSAGES: &[(&str, Table)] = &[
     (
         "endpoint./files/read",
         &[("data", Scalar), ("offset", Scalar)],
+    ),
+    (
+        "endpoint./version",
+        &[
+            ("version", Scalar),
+            ("build_date", Scalar),
+            ("build_time", Scalar),
+            ("build_user", Scalar),
+            ("git_sha", Scalar),
+            ("git_branch", Scalar),
+            ("git_tag", Scalar),
+            // Documented in docs/api.md (`/version`): the Docker daemon's versions.
+            ("berth", Berth),
+        ],
     ),
     (
         "endpoint./files/browse",

@@ -82,6 +82,8 @@ pub struct Counters {
     pub http_connections_refused: AtomicU64,
     /// Connections being served (a gauge).
     pub http_open_connections: AtomicU64,
+    /// `SUBSCRIBE` streams open (a gauge).
+    pub subscribers: AtomicU64,
     /// API calls by type.
     calls: Mutex<BTreeMap<&'static str, u64>>,
     /// Ended containers garbage collection removed (sandbox, termination and checkpoint).
@@ -194,6 +196,11 @@ impl Counters {
                 "agent/http/open_connections",
                 "Connections being served",
                 g(&self.http_open_connections),
+            ),
+            Sample::gauge(
+                "agent/event_subscribers",
+                "SUBSCRIBE streams open",
+                g(&self.subscribers),
             ),
         ];
         out.extend([

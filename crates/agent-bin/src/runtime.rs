@@ -228,6 +228,7 @@ pub fn build_containerizer(
     cz.docker_log = docker_log;
     cz.kill_grace = config.docker_stop_timeout;
     cz.launch_timeout = config.launch_timeout;
+    cz.session_idle_timeout = config.session_idle_timeout;
     cz.pull = PullConfig {
         total_deadline: config.image_pull_timeout,
         inactivity_deadline: config.image_pull_inactivity_timeout,
@@ -408,11 +409,18 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             }
         })
     };
+    let stopping = {
+        let agent = started.agent.clone();
+        async move {
+            termination_signal().await;
+            agent.end_streams();
+        }
+    };
     server::serve(
         started.listener,
         started.agent.clone(),
         started.auth,
-        termination_signal(),
+        stopping,
     )
     .await;
     gc.abort();

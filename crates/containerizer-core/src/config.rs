@@ -70,6 +70,9 @@ pub struct Config {
     pub kill_grace: Duration,
     /// The launch deadline for everything but the pull (fetch, volumes, create, start).
     pub launch_timeout: Duration,
+    /// A session with neither output nor input for this long is ended (its command killed);
+    /// zero never ends one for idleness.
+    pub session_idle_timeout: Duration,
     /// Image pull bounds.
     pub pull: PullConfig,
     /// Delay between a termination and the removal of its Docker container (Mesos
@@ -104,6 +107,7 @@ impl Config {
             extra_labels: BTreeMap::new(),
             kill_grace: Duration::from_secs(5),
             launch_timeout: Duration::from_secs(60),
+            session_idle_timeout: Duration::from_secs(3600),
             pull: PullConfig::default(),
             remove_delay: Duration::from_secs(6 * 3600),
             log_drain_timeout: Duration::from_secs(30),

@@ -239,7 +239,9 @@ pub fn create_body(spec: &CreateSpec) -> Result<api::ContainerConfig, EngineErro
         hostname: spec.hostname.clone(),
         stop_signal: spec.stop_signal.clone(),
         tty: Some(spec.tty),
-        open_stdin: Some(false),
+        // A TTY container's stdin is open for a client to attach to (as Mesos's I/O switchboard
+        // gives a container with a TTY); nothing writes to it until one does.
+        open_stdin: Some(spec.tty),
         attach_stdin: Some(false),
         attach_stdout: Some(false),
         attach_stderr: Some(false),
@@ -252,6 +254,36 @@ pub fn create_body(spec: &CreateSpec) -> Result<api::ContainerConfig, EngineErro
         host_config: Some(host),
         ..Default::default()
     })
+}
+
+impl DockerEngine {
+    /// Creates an exec in container `id` and starts it attached; `what` names it in errors
+    /// ("the session's exec").
+    async fn create_and_start_exec(
+        &self,
+        id: &str,
+        config: &api::ExecConfig,
+        what: &str,
+    ) -> Result<(String, api::Attached), EngineError> {
+        let execs = self.docker.exec();
+        let exec_id = execs
+            .create(id, config)
+            .await
+            .map_err(|e| convert(&format!("creating {what}"), e))?;
+        let attached = execs
+            .start(&exec_id)
+            .await
+            .map_err(|e| convert(&format!("starting {what}"), e))?;
+        Ok((exec_id, attached))
+    }
+}
+
+/// Docker's form of a terminal size.
+fn tty_size(size: WindowSize) -> api::TtySize {
+    api::TtySize {
+        rows: size.rows,
+        columns: size.columns,
+    }
 }
 
 fn non_empty(v: &[String]) -> Option<Vec<String>> {
@@ -294,7 +326,26 @@ fn inspected(i: api::ContainerInspect) -> Inspected {
         ),
         stop_signal: i.config.stop_signal.clone(),
         created: i.created.as_deref().and_then(api::time::parse_rfc3339),
+        health: state.health.as_ref().map(|h| {
+            // Docker keeps the last few runs, oldest first.
+            let last = h.log.last();
+            DockerHealth {
+                status: h.status.clone(),
+                failing_streak: h.failing_streak.max(0) as u64,
+                last_output: last.map(|r| r.output.clone()),
+                last_exit_code: last.map(|r| r.exit_code),
+                last_end: last.and_then(|r| api::time::parse_rfc3339(&r.end)),
+            }
+        }),
         id: i.id,
+    }
+}
+
+/// Keeps the last `limit` bytes of what is appended.
+fn push_tail(buf: &mut Vec<u8>, data: &[u8], limit: usize) {
+    buf.extend_from_slice(data);
+    if buf.len() > limit {
+        buf.drain(..buf.len() - limit);
     }
 }
 
@@ -377,15 +428,95 @@ impl Engine for DockerEngine {
         size: WindowSize,
     ) -> BoxFut<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            let size = api::TtySize {
-                rows: size.rows,
-                columns: size.columns,
-            };
             self.docker
                 .containers()
-                .resize(id, size)
+                .resize(id, tty_size(size))
                 .await
                 .map_err(|e| convert("resizing the TTY", e))
+        })
+    }
+
+    fn attach_input<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFut<'a, Result<crate::engine::InputBox, EngineError>> {
+        Box::pin(async move {
+            let options = api::AttachOptions {
+                stdin: true,
+                stdout: false,
+                stderr: false,
+                logs: false,
+                tty: Some(true),
+            };
+            let attached = self
+                .docker
+                .containers()
+                .attach(id, options)
+                .await
+                .map_err(|e| convert("attaching to the container's stdin", e))?;
+            Ok(Box::pin(StdinOnly {
+                input: attached.input,
+                _output: attached.output,
+            }) as crate::engine::InputBox)
+        })
+    }
+
+    fn start_exec<'a>(
+        &'a self,
+        id: &'a str,
+        exec: &'a SessionExec,
+    ) -> BoxFut<'a, Result<StartedExec, EngineError>> {
+        Box::pin(async move {
+            let config = api::ExecConfig {
+                cmd: exec.argv.clone(),
+                env: non_empty(&exec.env),
+                user: exec.user.clone(),
+                tty: exec.tty,
+                attach_stdin: exec.stdin,
+                attach_stdout: true,
+                attach_stderr: true,
+                ..Default::default()
+            };
+            let (exec_id, attached) = self
+                .create_and_start_exec(id, &config, "the session's exec")
+                .await?;
+            let input: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>> =
+                exec.stdin.then(|| Box::pin(attached.input) as _);
+            Ok(StartedExec {
+                exec_id,
+                output: output_chunks(attached.output, "reading the session's output"),
+                input,
+            })
+        })
+    }
+
+    fn exec_state<'a>(&'a self, exec_id: &'a str) -> BoxFut<'a, Result<ExecState, EngineError>> {
+        Box::pin(async move {
+            let i = self
+                .docker
+                .exec()
+                .inspect(exec_id)
+                .await
+                .map_err(|e| convert("inspecting the session's exec", e))?;
+            Ok(ExecState {
+                running: i.running,
+                exit_code: if i.running { None } else { i.exit_code },
+                pid: (i.pid > 0).then_some(i.pid as u32),
+            })
+        })
+    }
+
+    fn resize_exec<'a>(
+        &'a self,
+        exec_id: &'a str,
+        size: WindowSize,
+    ) -> BoxFut<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            self.docker
+                .exec()
+                .resize(exec_id, tty_size(size))
+                .await
+                .map_err(|e| convert("resizing the session's TTY", e))
         })
     }
 
@@ -594,6 +725,44 @@ impl Engine for DockerEngine {
         })
     }
 
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        exec: &'a ExecSpec,
+    ) -> BoxFut<'a, Result<ExecResult, EngineError>> {
+        Box::pin(async move {
+            let config = api::ExecConfig {
+                env: non_empty(&exec.env),
+                user: exec.user.clone(),
+                ..api::ExecConfig::command(exec.argv.iter().cloned())
+            };
+            let (exec_id, mut attached) = self
+                .create_and_start_exec(id, &config, "the health check's exec")
+                .await?;
+            let execs = self.docker.exec();
+            drop(attached.input);
+            // Only the tail is kept, so a check printing without end costs a bounded buffer.
+            let mut output = Vec::new();
+            while let Some(frame) = attached.output.next().await {
+                let frame = frame.map_err(|e| convert("reading the health check's output", e))?;
+                if frame.stream != api::LogStream::Stdin {
+                    push_tail(&mut output, &frame.data, EXEC_OUTPUT_LIMIT);
+                }
+            }
+            // The output can end a moment before the daemon records the exit code.
+            loop {
+                let state = execs
+                    .inspect(&exec_id)
+                    .await
+                    .map_err(|e| convert("inspecting the health check's exec", e))?;
+                if let (false, Some(exit_code)) = (state.running, state.exit_code) {
+                    return Ok(ExecResult { exit_code, output });
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    }
+
     fn processes<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<u64, EngineError>> {
         Box::pin(async move {
             let top = self
@@ -632,6 +801,37 @@ impl Engine for DockerEngine {
             }
             Ok(())
         })
+    }
+}
+
+/// A container's stdin attachment; its output half (which carries nothing: no stream was asked
+/// for) is kept only so the connection stays whole.
+struct StdinOnly {
+    input: api::AttachInput,
+    _output: api::LogFrames,
+}
+
+impl tokio::io::AsyncWrite for StdinOnly {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.input).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.input).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.input).poll_shutdown(cx)
     }
 }
 

@@ -99,7 +99,48 @@ pub struct Inspected {
     pub stop_signal: Option<String>,
     /// When it was created.
     pub created: Option<SystemTime>,
+    /// `State.Health`: the image's or the create's own Docker `HEALTHCHECK`, when it has one.
+    pub health: Option<DockerHealth>,
 }
+
+/// Docker's own health-check state of a container (`State.Health` in inspect).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DockerHealth {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    /// Consecutive failures (`FailingStreak`).
+    pub failing_streak: u64,
+    /// The output of the latest run, if Docker kept one.
+    pub last_output: Option<String>,
+    /// The latest run's exit code.
+    pub last_exit_code: Option<i64>,
+    /// When the latest run ended.
+    pub last_end: Option<SystemTime>,
+}
+
+/// A command to run inside a running container (`docker exec`), for a health check.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecSpec {
+    /// The command and its arguments.
+    pub argv: Vec<String>,
+    /// Extra environment, `NAME=value`.
+    pub env: Vec<String>,
+    /// The user to run as (Docker's `--user`, resolved in the container); the container's own
+    /// user when `None`.
+    pub user: Option<String>,
+}
+
+/// How an exec ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecResult {
+    /// Its exit code.
+    pub exit_code: i64,
+    /// The last [`EXEC_OUTPUT_LIMIT`] bytes of its stdout and stderr, interleaved as received.
+    pub output: Vec<u8>,
+}
+
+/// How much of an exec's output is kept: the tail, so a chatty check cannot grow the agent.
+pub const EXEC_OUTPUT_LIMIT: usize = 512;
 
 /// The CPU and memory limits in force for a container, as its cgroup files or Docker's
 /// `HostConfig` report them. `None` is "no such limit" (or, for the shares, not readable).
@@ -331,6 +372,14 @@ pub trait Engine: Send + Sync + 'static {
     fn stats<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<StatsSample, EngineError>>;
     /// Number of processes in the container.
     fn processes<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<u64, EngineError>>;
+    /// Runs `exec` in the running container `id` to its end: its exit code and the tail of its
+    /// output. Unbounded in time: the caller bounds it (dropping the future detaches from it;
+    /// Docker has no way to kill an exec, so a hung command keeps running in the container).
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        exec: &'a ExecSpec,
+    ) -> BoxFut<'a, Result<ExecResult, EngineError>>;
     /// Changes resources live.
     fn update<'a>(
         &'a self,
@@ -345,6 +394,75 @@ pub trait Engine: Send + Sync + 'static {
         id: &'a str,
         size: WindowSize,
     ) -> BoxFut<'a, Result<(), EngineError>>;
+    /// Attaches to the stdin of the running container `id` (created with it open: a TTY
+    /// container).
+    fn attach_input<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<InputBox, EngineError>>;
+    /// Starts `exec` in the running container `id`, attached: every byte it writes is in the
+    /// output stream.
+    fn start_exec<'a>(
+        &'a self,
+        id: &'a str,
+        exec: &'a SessionExec,
+    ) -> BoxFut<'a, Result<StartedExec, EngineError>>;
+    /// The state of the exec instance `exec_id`.
+    fn exec_state<'a>(&'a self, exec_id: &'a str) -> BoxFut<'a, Result<ExecState, EngineError>>;
+    /// Sets the window size of a running exec instance's TTY.
+    fn resize_exec<'a>(
+        &'a self,
+        exec_id: &'a str,
+        size: WindowSize,
+    ) -> BoxFut<'a, Result<(), EngineError>>;
+}
+
+/// A command to start in a running container for an interactive session (`docker exec`, for
+/// Mesos's `LAUNCH_NESTED_CONTAINER_SESSION`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionExec {
+    /// The command and its arguments.
+    pub argv: Vec<String>,
+    /// Extra environment, `NAME=value`.
+    pub env: Vec<String>,
+    /// The user to run as; the container's own when `None`.
+    pub user: Option<String>,
+    /// Run it on a TTY (its output is then one console stream).
+    pub tty: bool,
+    /// Attach its stdin (else it reads end-of-file).
+    pub stdin: bool,
+}
+
+/// A writable stdin (a session's or a container's): shutting it down sends end-of-file.
+pub type InputBox = Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
+/// A started session exec.
+pub struct StartedExec {
+    /// Docker's id of the exec instance.
+    pub exec_id: String,
+    /// Its output, as it is written; ends when the command ends.
+    pub output: OutputStreamBox,
+    /// Its stdin, when attached (shutting it down sends end-of-file).
+    pub input: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+}
+
+impl fmt::Debug for StartedExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StartedExec")
+            .field("exec_id", &self.exec_id)
+            .field("input", &self.input.is_some())
+            .finish()
+    }
+}
+
+/// An exec instance's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExecState {
+    /// Whether its command runs.
+    pub running: bool,
+    /// Its exit code once it exited (128 + the signal when a signal ended it), as Docker
+    /// reports it. Before the process starts Docker also reads "not running" (with code 0):
+    /// only a `pid` (or the end of its output) says it has started.
+    pub exit_code: Option<i64>,
+    /// Its process on the host, once started.
+    pub pid: Option<u32>,
 }
 
 /// An existing named volume, as far as the caller policy needs it.

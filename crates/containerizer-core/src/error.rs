@@ -149,6 +149,35 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A session with this id already exists in the container.
+    #[error("Session {id} already exists")]
+    SessionExists {
+        /// The session, as `parent.session`.
+        id: ContainerId,
+    },
+    /// The session's stdin is not there to attach: a client already has it, or it was not asked
+    /// for.
+    #[error("Session {id} has no stdin to attach: another client has it, or the session has none")]
+    InputTaken {
+        /// The session, as `parent.session`.
+        id: ContainerId,
+    },
+    /// The container has no open stdin: only a container launched with a TTY has one.
+    #[error("Container {id} has no open stdin: only a container launched with a TTY (container.tty_info) has one")]
+    NoStdin {
+        /// The container.
+        id: ContainerId,
+    },
+    /// The container, or the agent, has as many sessions open as it allows.
+    #[error("Container {id} has as many sessions open as Berth allows ({per_container} per container, {total} in all); end one first")]
+    TooManySessions {
+        /// The parent container.
+        id: ContainerId,
+        /// The limit per container.
+        per_container: usize,
+        /// The limit in all.
+        total: usize,
+    },
     /// The containerizer is shutting down (the agent stops); nothing new is launched.
     #[error("the agent is shutting down; launch again once it has restarted")]
     ShuttingDown,

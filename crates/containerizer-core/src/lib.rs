@@ -46,12 +46,14 @@
 
 mod adapters;
 mod cgroup;
+pub mod changes;
 pub mod checkpoint;
 mod config;
 mod containerizer;
 mod docker_engine;
 pub mod engine;
 mod error;
+pub mod health;
 mod hostpath;
 mod id;
 pub mod labels;
@@ -68,16 +70,20 @@ pub mod usage;
 mod testing;
 
 pub use adapters::{log_config_spec, FetcherAdapter, LogResumeMetrics, LoggerAdapter};
+pub use changes::{Change, ChangeKind};
 pub use config::{Config, OrphanPolicy};
 pub use containerizer::{
-    Containerizer, FlushReport, Launched, OrphanAction, OrphanOutcome, RecoveryReport,
-    ShutdownReport,
+    AttachedOutput, Containerizer, FlushReport, Launched, OrphanAction, OrphanOutcome,
+    RecoveryReport, SessionEnd, SessionInput, SessionIo, SessionOutput, SessionStatus,
+    ShutdownReport, LIVE_OUTPUT_BUFFER, MAX_SESSIONS, MAX_SESSIONS_PER_CONTAINER,
 };
 pub use docker_engine::{create_body, DockerEngine};
 pub use engine::{
-    BoxFut, BoxStream, Engine, EngineError, EngineErrorKind, OutputChunk, OutputKind, PullProgress,
+    BoxFut, BoxStream, Engine, EngineError, EngineErrorKind, ExecState, OutputChunk, OutputKind,
+    PullProgress, SessionExec, StartedExec,
 };
 pub use error::{CheckpointError, Error, IdError, Result};
+pub use health::{Check, Health, HealthCheck, HealthSource, HealthState};
 pub use id::{AgentId, ContainerId};
 pub use seams::{
     Fetch, FetchPhase, FetchProgress, FetchProgressFn, LiveOutput, LogTarget, Logs, NoFetch,

@@ -30,6 +30,9 @@ pub struct LaunchSpec {
     /// Limits above the requests (Mesos 1.9+).
     #[serde(default)]
     pub limits: Limits,
+    /// Mesos's `HealthCheck`, run once the container runs (see [`crate::health`]).
+    #[serde(default)]
+    pub health_check: Option<crate::health::HealthCheck>,
     /// The sandbox directory on the host (created if missing).
     pub sandbox: PathBuf,
     /// The user the container runs as (overrides the command's user when set).
@@ -42,6 +45,12 @@ pub struct LaunchSpec {
     /// containerizer's default when `None`.
     #[serde(default)]
     pub kill_grace: Option<Duration>,
+    /// The launch's resources as its caller named them (Mesos `Resource` objects, validated by
+    /// the API layer): roles, reservations and revocability included. The containerizer does
+    /// not read them (the amounts it enforces are in `resources`); they are checkpointed with
+    /// the launch so that they are reported the same after an agent restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reported_resources: Vec<serde_json::Value>,
 }
 
 impl LaunchSpec {
@@ -57,10 +66,12 @@ impl LaunchSpec {
             container: Some(ContainerInfo::docker(DockerInfo::new(image))),
             resources: Resources::default(),
             limits: Limits::default(),
+            health_check: None,
             sandbox: sandbox.into(),
             user: None,
             role: None,
             kill_grace: None,
+            reported_resources: Vec::new(),
         }
     }
 

@@ -482,6 +482,7 @@ fn conclude(t: &Teardown, exit: Option<&ExitInfo>) -> Termination {
         reason,
         message,
         limitation: None,
+        healthy: None,
     };
     if let Some(e) = exit.filter(|e| e.oom_killed) {
         // Read from inspect's OOMKilled, never guessed from exit code 137.

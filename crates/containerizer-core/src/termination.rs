@@ -109,6 +109,10 @@ pub struct Termination {
     pub message: String,
     /// The limit the container hit, if one killed it.
     pub limitation: Option<Limitation>,
+    /// `Some(false)` when the agent killed it for failing its health check (Mesos sets
+    /// `TaskStatus.healthy` false on the terminal update of a task its health check killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
 }
 
 impl Termination {
@@ -122,6 +126,7 @@ impl Termination {
             reason: Some(Reason::ContainerLaunchFailed),
             message: format!("{}{cause}", messages::LAUNCH_FAILED_PREFIX),
             limitation: None,
+            healthy: None,
         }
     }
 

@@ -38,6 +38,7 @@ pub enum Op {
     Update,
     Stats,
     Resize,
+    Exec,
     /// A test's own marker: a destroy or kill was applied.
     Destroy,
 }
@@ -151,6 +152,10 @@ pub struct FakeState {
     pub resizes: Vec<(String, WindowSize)>,
     /// Named volumes that exist, by name.
     pub volumes: BTreeMap<String, VolumeInfo>,
+    /// Exit codes the next execs give, in order; 0 once it is empty.
+    pub exec_codes: std::collections::VecDeque<i64>,
+    /// Docker's own health state, by container name (none: no Docker HEALTHCHECK).
+    pub docker_health: HashMap<String, DockerHealth>,
 }
 
 /// The in-memory engine (state shared with its `'static` streams).
@@ -514,6 +519,7 @@ impl Engine for FakeEngine {
                 ),
                 stop_signal: None,
                 created: Some(c.created),
+                health: st.docker_health.get(&c.name).cloned(),
             })
         })
     }
@@ -670,6 +676,53 @@ impl Engine for FakeEngine {
         Box::pin(async move { Ok(1) })
     }
 
+    // Sessions run commands in real containers: they are tested against the daemon
+    // (tests/e2e/tests/sessions.rs); the in-memory engine has no processes to run them in.
+    fn attach_input<'a>(
+        &'a self,
+        _id: &'a str,
+    ) -> BoxFut<'a, Result<crate::engine::InputBox, EngineError>> {
+        Box::pin(async {
+            Err(EngineError::new(
+                EngineErrorKind::Permanent,
+                "the in-memory engine runs no processes to write to",
+            ))
+        })
+    }
+
+    fn start_exec<'a>(
+        &'a self,
+        _id: &'a str,
+        _exec: &'a crate::engine::SessionExec,
+    ) -> BoxFut<'a, Result<crate::engine::StartedExec, EngineError>> {
+        Box::pin(async {
+            Err(EngineError::new(
+                EngineErrorKind::Permanent,
+                "the in-memory engine runs no commands",
+            ))
+        })
+    }
+
+    fn exec_state<'a>(
+        &'a self,
+        _exec_id: &'a str,
+    ) -> BoxFut<'a, Result<crate::engine::ExecState, EngineError>> {
+        Box::pin(async {
+            Err(EngineError::new(
+                EngineErrorKind::NotFound,
+                "the in-memory engine runs no commands",
+            ))
+        })
+    }
+
+    fn resize_exec<'a>(
+        &'a self,
+        _exec_id: &'a str,
+        _size: WindowSize,
+    ) -> BoxFut<'a, Result<(), EngineError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn resize_tty<'a>(
         &'a self,
         id: &'a str,
@@ -726,6 +779,38 @@ impl Engine for FakeEngine {
                 set(&mut h.memory_swap, update.memory_swap);
             }
             Ok(())
+        })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        exec: &'a ExecSpec,
+    ) -> BoxFut<'a, Result<ExecResult, EngineError>> {
+        Box::pin(async move {
+            self.gates.pass(Op::Exec).await;
+            self.record(Op::Exec, &format!("{id}:{}", exec.argv.join(" ")));
+            if let Some(e) = self.take_failure(Op::Exec) {
+                return Err(e);
+            }
+            let (_, life) = self.find(id)?;
+            if *life.borrow() != Life::Running {
+                return Err(EngineError::new(
+                    EngineErrorKind::Conflict,
+                    format!("container {id} is not running"),
+                ));
+            }
+            let exit_code = self
+                .state
+                .lock()
+                .unwrap()
+                .exec_codes
+                .pop_front()
+                .unwrap_or(0);
+            Ok(ExecResult {
+                exit_code,
+                output: format!("exit {exit_code}\n").into_bytes(),
+            })
         })
     }
 

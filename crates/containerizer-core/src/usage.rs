@@ -140,6 +140,8 @@ pub struct ContainerStatus {
     pub pid: Option<u32>,
     /// IP addresses of its networks (empty with host networking).
     pub ip_addresses: Vec<String>,
+    /// Its health, when it has a health check (Berth's or its image's Docker `HEALTHCHECK`).
+    pub health: Option<crate::health::Health>,
     /// The image pull's progress, while pulling.
     pub pull: Option<PullProgress>,
     /// While fetching: the latest progress of each URI (by index; at most a few, finished ones
@@ -147,6 +149,8 @@ pub struct ContainerStatus {
     pub fetch: Vec<FetchProgress>,
     /// The termination, once decided.
     pub termination: Option<Termination>,
+    /// The launch's resources as requested ([`LaunchSpec::reported_resources`](crate::LaunchSpec)).
+    pub requested_resources: Vec<serde_json::Value>,
 }
 
 #[cfg(test)]

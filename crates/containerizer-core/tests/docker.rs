@@ -721,6 +721,27 @@ async fn recover_reattaches_reports_exits_and_kills_orphans_only() {
         by_hand.push((name, c.id));
     }
 
+    // "gone" exits a second after its start, while no agent runs: wait for Docker to say so
+    // (the containers made by hand above may take less than that on a fast daemon).
+    let gone_name = by_name("gone");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let running = docker
+            .containers()
+            .inspect(&gone_name)
+            .await
+            .map(|i| i.state.running)
+            .unwrap_or(false);
+        if !running {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{gone_name} still runs 20 s later"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     let b = Agent::new(TEST, "recover-agent", root.path(), |_| {}).await;
     let report = b.cz.recover().await.unwrap();
     assert_eq!(

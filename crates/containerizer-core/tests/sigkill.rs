@@ -126,6 +126,13 @@ impl Engine for StalledVolumes {
     fn wait<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<i64, EngineError>> {
         self.0.wait(id)
     }
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        exec: &'a berth_containerizer::engine::ExecSpec,
+    ) -> BoxFut<'a, Result<berth_containerizer::engine::ExecResult, EngineError>> {
+        self.0.exec(id, exec)
+    }
     fn kill<'a>(&'a self, id: &'a str, signal: i32) -> BoxFut<'a, Result<(), EngineError>> {
         self.0.kill(id, signal)
     }
@@ -176,6 +183,32 @@ impl Engine for StalledVolumes {
         size: WindowSize,
     ) -> BoxFut<'a, Result<(), EngineError>> {
         self.0.resize_tty(id, size)
+    }
+    fn attach_input<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFut<'a, Result<berth_containerizer::engine::InputBox, EngineError>> {
+        self.0.attach_input(id)
+    }
+    fn start_exec<'a>(
+        &'a self,
+        id: &'a str,
+        exec: &'a berth_containerizer::SessionExec,
+    ) -> BoxFut<'a, Result<berth_containerizer::StartedExec, EngineError>> {
+        self.0.start_exec(id, exec)
+    }
+    fn exec_state<'a>(
+        &'a self,
+        exec_id: &'a str,
+    ) -> BoxFut<'a, Result<berth_containerizer::ExecState, EngineError>> {
+        self.0.exec_state(exec_id)
+    }
+    fn resize_exec<'a>(
+        &'a self,
+        exec_id: &'a str,
+        size: WindowSize,
+    ) -> BoxFut<'a, Result<(), EngineError>> {
+        self.0.resize_exec(exec_id, size)
     }
     fn volume<'a>(&'a self, _name: &'a str) -> BoxFut<'a, Result<Option<VolumeInfo>, EngineError>> {
         Box::pin(std::future::pending())

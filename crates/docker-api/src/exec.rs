@@ -177,6 +177,19 @@ impl Execs<'_> {
             .await
     }
 
+    /// Sets the window size of a running exec instance's TTY (`POST /exec/{id}/resize`).
+    pub async fn resize(&self, id: &str, size: crate::containers::TtySize) -> Result<()> {
+        let path = PathAndQuery::new("/exec")
+            .segment(id)
+            .literal("/resize")
+            .param("h", size.rows)
+            .param("w", size.columns)
+            .into_string();
+        self.docker
+            .unit(Call::post(path).target(Target::Exec(id.to_owned())))
+            .await
+    }
+
     /// An exec instance's state (exit code once done).
     pub async fn inspect(&self, id: &str) -> Result<ExecInspect> {
         let path = PathAndQuery::new("/exec")

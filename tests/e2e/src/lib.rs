@@ -145,6 +145,24 @@ impl Resp {
     }
 }
 
+/// An HTTP answer whose body is kept as bytes.
+#[derive(Debug, Clone)]
+pub struct BytesResp {
+    /// Status code.
+    pub status: u16,
+    /// Content type.
+    pub content_type: String,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl BytesResp {
+    /// The body as text (lossy), for messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
 /// A `berth serve` process.
 pub struct Agent {
     /// The test's label value for this run (`<test name>-<pid>`, see [`run_label`]).
@@ -344,6 +362,33 @@ impl Agent {
         self.send(self.authorize(r)).await
     }
 
+    /// Posts a raw body to `/api/v1` with these headers; the answer's body as bytes (for
+    /// binary protobuf answers).
+    pub async fn post_bytes(&self, headers: &[(&str, &str)], body: Vec<u8>) -> BytesResp {
+        let mut r = self.http.post(format!("{}/api/v1", self.url));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let resp = self
+            .authorize(r.body(body))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to the agent failed: {e}\n{}", self.logs()));
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = resp.bytes().await.expect("a response body").to_vec();
+        BytesResp {
+            status,
+            content_type,
+            body,
+        }
+    }
+
     /// Posts a `Call`.
     pub async fn call(&self, call: Value) -> Resp {
         self.post_raw("application/json", call.to_string()).await
@@ -541,4 +586,119 @@ pub async fn docker_inspect(kind: &str, name: &str) -> Option<Value> {
     }
     let v: Value = serde_json::from_slice(&out.stdout).expect("docker inspect prints JSON");
     Some(v[0].clone())
+}
+
+/// A real pseudo-terminal for CLI tests: a program runs with the terminal as its controlling
+/// terminal (`setsid -c`), as it would in a user's shell; the test types into it and reads
+/// what it shows.
+pub struct Terminal {
+    master: std::fs::File,
+    slave: std::fs::File,
+    shown: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    seen: Vec<u8>,
+}
+
+impl Terminal {
+    /// A terminal of `rows` x `columns`.
+    pub fn open(rows: u16, columns: u16) -> Terminal {
+        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+        use std::io::Read as _;
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("a pty");
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let path = ptsname(&master, Vec::new()).unwrap();
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(std::ffi::OsStr::new(
+                std::str::from_utf8(path.as_bytes()).unwrap(),
+            ))
+            .expect("the pty's slave");
+        let master = std::fs::File::from(master);
+        let t = Terminal {
+            master: master.try_clone().unwrap(),
+            slave,
+            shown: {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let mut reader = master;
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = reader.read(&mut buf) {
+                        if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                });
+                rx
+            },
+            seen: Vec::new(),
+        };
+        t.resize(rows, columns);
+        t
+    }
+
+    /// Runs `program args` on this terminal, as its controlling terminal.
+    pub fn spawn(&self, program: &Path, args: &[&str]) -> std::process::Child {
+        std::process::Command::new("setsid")
+            .arg("-c")
+            .arg(program)
+            .args(args)
+            .stdin(self.slave.try_clone().unwrap())
+            .stdout(self.slave.try_clone().unwrap())
+            .stderr(self.slave.try_clone().unwrap())
+            .spawn()
+            .expect("setsid (util-linux) runs")
+    }
+
+    /// Types `bytes`.
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write as _;
+        self.master.write_all(bytes).unwrap();
+        self.master.flush().unwrap();
+    }
+
+    /// Resizes the terminal (its foreground programs get SIGWINCH).
+    pub fn resize(&self, rows: u16, columns: u16) {
+        let size = rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: columns,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&self.master, size).unwrap();
+    }
+
+    /// Waits (20 s at most) until the terminal has shown `needle`; what came after it stays
+    /// for the next wait.
+    ///
+    /// # Panics
+    /// On timeout, with `what` and what the terminal showed.
+    pub async fn expect(&mut self, needle: &str, what: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&self.seen).contains(needle) {
+            match tokio::time::timeout_at(deadline, self.shown.recv()).await {
+                Ok(Some(b)) => self.seen.extend(b),
+                _ => panic!(
+                    "{what}: {needle:?} never came; the terminal showed {:?}",
+                    String::from_utf8_lossy(&self.seen)
+                ),
+            }
+        }
+        let text = String::from_utf8_lossy(&self.seen).into_owned();
+        let at = text.find(needle).unwrap() + needle.len();
+        self.seen = text.as_bytes()[at..].to_vec();
+    }
+
+    /// What the terminal showed since the last [`expect`](Self::expect).
+    pub fn since_last(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+
+    /// The terminal's local modes (echo, canonical, signals), to check a program restored them.
+    pub fn local_modes(&self) -> String {
+        format!(
+            "{:?}",
+            rustix::termios::tcgetattr(&self.slave).unwrap().local_modes
+        )
+    }
 }

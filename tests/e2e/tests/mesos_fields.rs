@@ -200,3 +200,76 @@ async fn mesos_tty_window_size_is_the_terminals_size_inside() {
 
     remove_test_containers(T).await;
 }
+
+/// Roles, reservations and revocability are kept with the container and reported back as given,
+/// across an agent restart; the allocation role is the container's `MESOS_ALLOCATION_ROLE`
+/// (oracles: the environment Docker holds and the one the container itself recorded).
+#[tokio::test(flavor = "multi_thread")]
+async fn mesos_roles_and_reservations_are_kept_and_reported() {
+    const T: &str = "e2e-mesos-roles";
+    remove_test_containers(T).await;
+    let mut agent = Agent::start(T, &[]).await;
+    let resources = json!([
+        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.25}, "role": "eng",
+         "allocation_info": {"role": "eng"},
+         "reservations": [{"type": "STATIC", "role": "eng"},
+                          {"type": "DYNAMIC", "role": "eng", "principal": "ops",
+                           "labels": {"labels": [{"key": "team", "value": "db"}]}}]},
+        {"name": "mem", "type": "SCALAR", "scalar": {"value": 64}, "allocation_info": {"role": "eng"},
+         "revocable": {}}
+    ]);
+    let mut body = agent.launch_body(
+        "roles",
+        json!({"value": "echo \"$MESOS_ALLOCATION_ROLE\" > $MESOS_SANDBOX/role; sleep 600"}),
+        None,
+    );
+    body["resources"] = resources.clone();
+    let r = agent
+        .call(json!({"type": "LAUNCH_CONTAINER", "launch_container": body}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let c = agent.container("roles").await.expect("listed");
+    assert_eq!(c["berth"]["resources"], resources, "{c}");
+    let env = inspect("container", &agent.docker_name("roles"))
+        .await
+        .expect("created")["Config"]["Env"]
+        .clone();
+    assert!(
+        env.as_array()
+            .unwrap()
+            .contains(&json!("MESOS_ALLOCATION_ROLE=eng")),
+        "{env}"
+    );
+    berth_e2e::eventually(Duration::from_secs(20), "the role file", || async {
+        let r = agent.read_file("/containers/roles/role").await;
+        (r.status == 200 && r.json()["read_file"]["size"].as_u64() > Some(0)).then_some(())
+    })
+    .await;
+    assert_eq!(agent.read_text("/containers/roles/role").await, "eng\n");
+
+    // Kept across a restart: the launch is checkpointed with them.
+    agent.sigkill().await;
+    agent.restart().await;
+    let c = agent.container("roles").await.expect("recovered");
+    assert_eq!(c["berth"]["resources"], resources, "{c}");
+
+    // Two allocation roles for one container: refused by name, nothing made.
+    let mut body = agent.launch_body("roles-2", json!({"value": "true"}), None);
+    body["resources"] = json!([
+        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.25}, "allocation_info": {"role": "a"}},
+        {"name": "mem", "type": "SCALAR", "scalar": {"value": 64}, "allocation_info": {"role": "b"}}]);
+    let r = agent
+        .call(json!({"type": "LAUNCH_CONTAINER", "launch_container": body}))
+        .await;
+    assert_refused(
+        &agent,
+        "roles-2",
+        &r,
+        &["resources[1].allocation_info.role", "one role"],
+    )
+    .await;
+
+    agent.kill("roles", Some(9)).await;
+    agent.wait("roles").await;
+    remove_test_containers(T).await;
+}

@@ -76,6 +76,16 @@ async fn every_answer_is_strictly_mesos_shaped() {
         "{state}"
     );
     assert_eq!(state["frameworks"], json!([]));
+    let version = strict(
+        "endpoint./version",
+        "/version",
+        &agent.get("/version").await,
+    );
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        version["berth"]["docker_version"],
+        v["berth"]["docker_version"]
+    );
     let flags = strict("endpoint./flags", "/flags", &agent.get("/flags").await);
     assert_eq!(flags["flags"], state["flags"]);
     assert_eq!(flags["flags"]["docker_remove_delay"], "6h", "{flags}");

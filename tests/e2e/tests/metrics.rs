@@ -128,7 +128,10 @@ async fn metrics_count_what_happened_in_both_formats() {
     );
     let v = agent.get("/version").await.json();
     assert!(
-        v["docker_version"].as_str().unwrap().starts_with("20.10"),
+        v["berth"]["docker_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("20.10"),
         "{v}"
     );
     assert_eq!(

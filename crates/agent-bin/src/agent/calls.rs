@@ -10,11 +10,12 @@ use serde_json::json;
 
 use super::convert;
 use super::Agent;
+use crate::api::negotiate::{self, media_types, Media};
 use crate::api::response::{self, typed};
-use crate::api::{parse_call, Call, ContainerType, LaunchRequest};
+use crate::api::{parse_call, proto, recordio, Call, ContainerType, LaunchRequest};
 use crate::error::ApiError;
 use crate::files::{self, SandboxPath};
-use crate::http::body::{empty, json as json_response, Body};
+use crate::http::body::{empty, json as json_response, Body, RequestBody};
 
 /// Signal numbers used by a graceful kill.
 const SIGTERM: i32 = 15;
@@ -36,6 +37,11 @@ pub(super) fn cz_error(e: CzError) -> ApiError {
         | CzError::Spec(_)
         | CzError::Id(_)) => ApiError::bad_request(e.to_string()),
         e @ CzError::ShuttingDown => ApiError::unavailable(e.to_string()),
+        e @ (CzError::SessionExists { .. }
+        | CzError::InputTaken { .. }
+        | CzError::NoStdin { .. }) => ApiError::conflict(e.to_string()),
+        e @ CzError::TooManySessions { .. } => ApiError::unavailable(e.to_string()),
+        e @ CzError::Config(_) => ApiError::bad_request(e.to_string()),
         CzError::DestroyedDuringLaunch { message, .. } => {
             ApiError::bad_request(format!("Failed to launch container: {message}"))
         }
@@ -53,21 +59,105 @@ pub(super) fn cz_error(e: CzError) -> ApiError {
     }
 }
 
+/// A JSON answer re-encoded as Mesos's binary `agent.Response` (an empty answer stays
+/// empty, as Mesos's are).
+async fn in_protobuf(answer: Response<Body>) -> Result<Response<Body>, ApiError> {
+    use http_body_util::BodyExt as _;
+    let is_json = answer
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == negotiate::JSON.as_bytes());
+    if !is_json {
+        return Ok(answer);
+    }
+    let (mut parts, body) = answer.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| ApiError::internal(format!("building the answer: {e}")))?
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::internal(format!("building the answer: {e}")))?;
+    let wire = proto::encode_response(&json).map_err(|e| ApiError::internal(e.to_string()))?;
+    parts.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(negotiate::PROTOBUF),
+    );
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, crate::http::body::full(wire)))
+}
+
 impl Agent {
     pub(super) async fn api(
         self: &Arc<Self>,
-        body: bytes::Bytes,
+        body: RequestBody,
         headers: &http::HeaderMap,
     ) -> Result<Response<Body>, ApiError> {
-        // The call is parsed before a streaming `Accept` is refused, as in Mesos: a malformed or
-        // unsupported call (the streaming ones included) gets its own answer, not 406.
-        let call = parse_call(&body)?;
-        if crate::api::negotiate::wants_stream_only(headers) {
-            return Err(crate::api::negotiate::refuse_stream(call.type_name()));
+        let media = media_types(headers)?;
+        let record_call = |record: &[u8]| match media.message_content {
+            Some(Media::Protobuf) => proto::parse_call(record),
+            _ => parse_call(record),
+        };
+        // The call is parsed before its media are judged against it, as in Mesos: a malformed
+        // or unsupported call (the streaming ones included) gets its own answer first.
+        let (call, rest) = match body {
+            RequestBody::Whole(bytes) => {
+                let call = match media.content {
+                    Media::Json => parse_call(&bytes)?,
+                    Media::Protobuf => proto::parse_call(&bytes)?,
+                    // A streaming request read whole (the server streams them; kept for
+                    // callers of `serve` that hand a whole body): its first record is the call.
+                    Media::RecordIo => {
+                        record_call(&recordio::first_record(&bytes).map_err(|e| {
+                            ApiError::bad_request(format!(
+                                "reading the request's RecordIO stream: {e}"
+                            ))
+                        })?)?
+                    }
+                };
+                // The body's share of the server's body-memory budget goes back now, not when
+                // a launch that pulls for minutes ends.
+                drop(bytes);
+                (call, None)
+            }
+            RequestBody::Records { first, rest } => (record_call(&first)?, Some(rest)),
+        };
+        negotiate::check_call(&media, call.type_name())?;
+        match call {
+            Call::Subscribe { heartbeat } => {
+                self.counters.call(call.type_name());
+                return Ok(self.subscribe(heartbeat, &media));
+            }
+            Call::LaunchSession(req) => {
+                self.counters.call("LAUNCH_NESTED_CONTAINER_SESSION");
+                return self.launch_session(&req, &media).await;
+            }
+            Call::AttachOutput { container_id } => {
+                self.counters.call("ATTACH_CONTAINER_OUTPUT");
+                return self.attach_output(&container_id, &media).await;
+            }
+            Call::AttachInput(target) => {
+                self.counters.call("ATTACH_CONTAINER_INPUT");
+                let Some(rest) = rest else {
+                    return Err(ApiError::internal(
+                        "ATTACH_CONTAINER_INPUT without its stream",
+                    ));
+                };
+                return self
+                    .attach_input(&target, rest, media.message_content)
+                    .await;
+            }
+            _ => {}
         }
-        // The body's share of the server's body-memory budget goes back now, not when a launch
-        // that pulls for minutes ends.
-        drop(body);
+        let answer = self.answer(call).await?;
+        if media.accept == Media::Protobuf {
+            return in_protobuf(answer).await;
+        }
+        Ok(answer)
+    }
+
+    /// Carries out one call; the answer is JSON (or empty).
+    async fn answer(self: &Arc<Self>, call: Call) -> Result<Response<Body>, ApiError> {
         self.counters.call(call.type_name());
         match call {
             Call::GetHealth => Ok(json_response(
@@ -138,6 +228,24 @@ impl Agent {
                 tracing::info!(container_id = %id, "container resources updated");
                 Ok(empty(StatusCode::OK))
             }
+            Call::WaitSession {
+                parent,
+                id,
+                nested_call,
+            } => self.wait_session(&parent, &id, nested_call).await,
+            Call::KillSession { parent, id, signal } => {
+                self.containerizer
+                    .kill_session(&parent, &id, signal)
+                    .map_err(cz_error)?;
+                Ok(empty(StatusCode::OK))
+            }
+            Call::LaunchSession(_) | Call::AttachInput(_) | Call::AttachOutput { .. } => Err(
+                ApiError::internal("a streaming call reached the non-streaming answers"),
+            ),
+            // Answered as a stream by `api`, which knows the media.
+            Call::Subscribe { .. } => Err(ApiError::internal(
+                "SUBSCRIBE reached the non-streaming answers",
+            )),
             Call::ListFiles { path } => {
                 let at = SandboxPath::parse(&path)?;
                 self.known(&at.container_id)?;

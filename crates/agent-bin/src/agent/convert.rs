@@ -9,13 +9,15 @@ use berth_containerizer::spec::{
     ContainerKind, EnvVar, Parameter, PortMapping, PortRange, VolumeMode, VolumeSource,
 };
 use berth_containerizer::{
-    CommandInfo, ContainerInfo, ContainerStatus, DockerInfo, FetchProgress, LaunchSpec, Limit,
-    Limits, Network, PullProgress, ResourceStatistics, Resources, Termination, Uri, Volume,
+    Check, CommandInfo, ContainerInfo, ContainerStatus, DockerInfo, FetchProgress, Health,
+    HealthCheck, HealthSource, LaunchSpec, Limit, Limits, Network, PullProgress,
+    ResourceStatistics, Resources, Termination, Uri, Volume,
 };
 use serde_json::{json, Map, Value};
 
 use crate::api::launch::{
-    Command, ContainerSpec, ContainerType, LimitSpec, LimitValue, NetworkMode, ResourceSpec,
+    Command, ContainerSpec, ContainerType, HealthCheckKind, HealthCheckSpec, LimitSpec, LimitValue,
+    NetworkMode, ResourceSpec,
 };
 use crate::api::response::{container_id, TerminationView};
 use crate::api::LaunchRequest;
@@ -139,6 +141,68 @@ fn container(c: &ContainerSpec) -> ContainerInfo {
     }
 }
 
+/// The containerizer's health check from the wire's.
+fn health_check(h: &HealthCheckSpec) -> HealthCheck {
+    HealthCheck {
+        check: match &h.kind {
+            HealthCheckKind::Command(c) => Check::Command(command(Some(c))),
+            HealthCheckKind::Http {
+                scheme,
+                port,
+                path,
+                statuses,
+                ipv6,
+            } => Check::Http {
+                scheme: scheme.clone(),
+                port: *port,
+                path: path.clone(),
+                statuses: statuses.clone(),
+                ipv6: *ipv6,
+            },
+            HealthCheckKind::Tcp { port, ipv6 } => Check::Tcp {
+                port: *port,
+                ipv6: *ipv6,
+            },
+            HealthCheckKind::Docker => Check::Docker,
+        },
+        delay: h.delay,
+        interval: h.interval,
+        timeout: h.timeout,
+        grace_period: h.grace_period,
+        consecutive_failures: h.consecutive_failures,
+        kill_on_unhealthy: h.kill_on_unhealthy,
+    }
+}
+
+/// The `berth.health` object of a container's entry (times in seconds since the epoch).
+pub fn health_json(h: &Health) -> Value {
+    let mut v = json!({
+        "source": h.source.as_str(),
+        "type": h.check_type,
+        "status": h.state.as_str(),
+        "consecutive_failures": h.consecutive_failures,
+    });
+    if h.source == HealthSource::Berth {
+        v["checks_passed"] = json!(h.checks_passed);
+        v["checks_failed"] = json!(h.checks_failed);
+        v["killed"] = json!(h.killed);
+    }
+    if let Some(t) = h.last_check {
+        let secs = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        v["last_check"] = json!(secs);
+    }
+    if let Some(o) = &h.last_output {
+        v["last_output"] = json!(o);
+    }
+    if let Some(e) = &h.last_error {
+        v["last_error"] = json!(e);
+    }
+    v
+}
+
 /// The launch spec for `req`, with its sandbox at `sandbox`.
 pub fn launch_spec(req: &LaunchRequest, sandbox: PathBuf) -> LaunchSpec {
     LaunchSpec {
@@ -146,10 +210,12 @@ pub fn launch_spec(req: &LaunchRequest, sandbox: PathBuf) -> LaunchSpec {
         container: req.container.as_ref().map(container),
         resources: resources(&req.resources),
         limits: limits(&req.limits),
+        health_check: req.health_check.as_ref().map(health_check),
         sandbox,
         user: None,
-        role: None,
+        role: req.resources.allocation_role.clone(),
         kill_grace: None,
+        reported_resources: req.resources.requested.clone(),
     }
 }
 
@@ -205,6 +271,34 @@ pub fn statistics_json(s: &ResourceStatistics) -> Value {
     v
 }
 
+/// The `berth.sessions` of a container's `GET_CONTAINERS` entry: each session's Mesos id (with
+/// its parent), Docker's exec id, and once it ended, its `exit_status` and message.
+pub fn sessions_json(
+    parent: &berth_containerizer::ContainerId,
+    sessions: &[berth_containerizer::SessionStatus],
+) -> Value {
+    Value::Array(
+        sessions
+            .iter()
+            .map(|s| {
+                let mut v = json!({
+                    "container_id": {"value": s.id.as_str(), "parent": {"value": parent.as_str()}},
+                    "exec_id": s.exec_id,
+                    "running": s.end.is_none(),
+                });
+                if let Some(end) = &s.end {
+                    if let Some(code) = end.exit_code {
+                        v["exit_status"] =
+                            json!(berth_containerizer::termination::wait_status(code));
+                    }
+                    v["message"] = json!(end.message);
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
 /// One `GET_CONTAINERS` entry: Mesos's fields plus the `berth` extension object.
 pub fn container_entry(
     status: &ContainerStatus,
@@ -243,8 +337,23 @@ pub fn container_entry(
             Value::Array(status.fetch.iter().map(fetch_json).collect()),
         );
     }
+    if let Some(h) = &status.health {
+        berth.insert("health".into(), health_json(h));
+    }
     if let Some(t) = &status.termination {
-        berth.insert("termination".into(), termination(t).to_json());
+        let mut view = termination(t).to_json();
+        // Mesos's `TaskStatus.healthy` of the terminal update; WAIT_CONTAINER's Mesos
+        // message has no such field, Berth's extension carries it.
+        if let Some(healthy) = t.healthy {
+            view["healthy"] = json!(healthy);
+        }
+        berth.insert("termination".into(), view);
+    }
+    if !status.requested_resources.is_empty() {
+        berth.insert(
+            "resources".into(),
+            Value::Array(status.requested_resources.clone()),
+        );
     }
     let mut entry = Map::new();
     entry.insert("container_id".into(), container_id(id));
@@ -331,6 +440,7 @@ mod tests {
             docker_id: None,
             pid: Some(42),
             ip_addresses: vec!["172.17.0.2".into()],
+            health: None,
             pull: Some(PullProgress {
                 layers: 2,
                 layers_done: 1,
@@ -347,6 +457,7 @@ mod tests {
                 elapsed: std::time::Duration::from_secs(3),
             }],
             termination: None,
+            requested_resources: vec![json!({"name": "cpus", "role": "web"})],
         };
         let e = container_entry(&status, Some("busybox:latest"), None);
         let f = &e["berth"]["fetch"][0];
@@ -366,6 +477,7 @@ mod tests {
         );
         assert_eq!(e["berth"]["state"], "PULLING");
         assert_eq!(e["berth"]["image"], "busybox:latest");
+        assert_eq!(e["berth"]["resources"][0]["role"], "web");
         assert_eq!(e["berth"]["pull"]["downloaded_bytes"], 10);
         assert!(e.get("resource_statistics").is_none());
         let stats = ResourceStatistics {
@@ -381,6 +493,74 @@ mod tests {
     }
 
     #[test]
+    fn health_is_in_the_berth_object_and_a_health_kill_in_its_termination() {
+        let mut health = Health::starting(HealthSource::Berth, "COMMAND");
+        health.state = berth_containerizer::HealthState::Unhealthy;
+        health.consecutive_failures = 3;
+        health.checks_passed = 1;
+        health.checks_failed = 3;
+        health.killed = true;
+        health.last_check = Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(10));
+        health.last_error = Some("the command exited with status 1".into());
+        let status = ContainerStatus {
+            requested_resources: Vec::new(),
+            container_id: ContainerId::new("c1").unwrap(),
+            phase: Phase::Terminated,
+            name: "berth-c1".into(),
+            image: None,
+            docker_id: None,
+            pid: None,
+            ip_addresses: Vec::new(),
+            pull: None,
+            fetch: Vec::new(),
+            termination: Some(Termination {
+                status: Some(137 << 8),
+                exit_code: Some(137),
+                state: TaskState::Killed,
+                reason: None,
+                message: "Container killed: unhealthy".into(),
+                limitation: None,
+                healthy: Some(false),
+            }),
+            health: Some(health),
+        };
+        let e = container_entry(&status, None, None);
+        assert_eq!(
+            e["berth"]["health"],
+            json!({"source": "berth", "type": "COMMAND", "status": "unhealthy",
+                   "consecutive_failures": 3, "checks_passed": 1, "checks_failed": 3,
+                   "killed": true, "last_check": 10.0,
+                   "last_error": "the command exited with status 1"})
+        );
+        assert_eq!(e["berth"]["termination"]["healthy"], false);
+        assert_eq!(e["berth"]["termination"]["state"], "TASK_KILLED");
+        // WAIT_CONTAINER's view keeps to Mesos's fields.
+        let wait = termination(status.termination.as_ref().unwrap()).to_json();
+        assert!(wait.get("healthy").is_none(), "{wait}");
+    }
+
+    #[test]
+    fn a_wire_health_check_becomes_the_containerizers() {
+        let r = req(json!({
+            "container_id": {"value": "c1"},
+            "container": {"type": "DOCKER", "docker": {"image": "busybox"}},
+            "health_check": {"type": "COMMAND", "command": {"value": "test -f /ok", "user": "nobody",
+                "environment": {"variables": [{"name": "A", "value": "1"}]}},
+                "delay_seconds": 1, "consecutive_failures": 2}}));
+        let spec = launch_spec(&r, PathBuf::from("/sb"));
+        let hc = spec.health_check.unwrap();
+        let Check::Command(c) = &hc.check else {
+            panic!("{hc:?}")
+        };
+        assert_eq!(c.value.as_deref(), Some("test -f /ok"));
+        assert_eq!(c.user.as_deref(), Some("nobody"));
+        assert_eq!(c.environment[0].name, "A");
+        assert_eq!(hc.delay, std::time::Duration::from_secs(1));
+        assert_eq!(hc.consecutive_failures, 2);
+        assert!(hc.kill_on_unhealthy);
+    }
+
+    #[test]
     fn terminations_map_to_wait_views() {
         let t = Termination {
             status: Some(137 << 8),
@@ -392,6 +572,7 @@ mod tests {
                 resource: "mem".into(),
                 message: "x".into(),
             }),
+            healthy: None,
         };
         let v = termination(&t);
         assert_eq!(v.exit_status, Some(137 << 8));

@@ -49,10 +49,14 @@ impl Agent {
     pub(super) fn version(&self) -> Response<Body> {
         json_response(
             StatusCode::OK,
+            // Mesos's shape (its build-info object: only `version` is Berth's to give), with
+            // the Docker daemon's versions under `berth`.
             &json!({
                 "version": VERSION,
-                "docker_version": self.docker_version,
-                "docker_api_version": self.docker_api_version,
+                "berth": {
+                    "docker_version": self.docker_version,
+                    "docker_api_version": self.docker_api_version,
+                },
             }),
         )
     }
@@ -219,6 +223,29 @@ impl Agent {
                 from_docker as f64,
             ),
         ]);
+        let health = self.containerizer.health_counts();
+        out.extend([
+            Sample::counter(
+                "containerizer/health/checks_passed",
+                "Health checks (launch health_check) that passed",
+                health.passed as f64,
+            ),
+            Sample::counter(
+                "containerizer/health/checks_failed",
+                "Health checks that failed, within the grace period or not",
+                health.failed as f64,
+            ),
+            Sample::counter(
+                "containerizer/health/containers_killed",
+                "Containers killed for failing consecutive_failures health checks in a row",
+                health.killed as f64,
+            ),
+            Sample::gauge(
+                "containerizer/health/checkers",
+                "Health checkers running: containers with a health_check, or a Docker HEALTHCHECK being reported",
+                health.checkers as f64,
+            ),
+        ]);
         let (durable, lazy) = self.containerizer.checkpoint_writes();
         out.extend([
             Sample::counter(
@@ -280,6 +307,21 @@ impl Agent {
 
     /// `GET_CONTAINERS` entries, sorted by id; with usage for running containers when asked,
     /// sampled for all of them at once (each sample is immediate from the cgroup files).
+    /// A container's `GET_CONTAINERS` entry (its sessions included), with `usage` as its
+    /// statistics when given.
+    pub(super) fn container_entry(
+        &self,
+        status: &berth_containerizer::ContainerStatus,
+        usage: Option<&berth_containerizer::ResourceStatistics>,
+    ) -> Value {
+        let mut entry = convert::container_entry(status, status.image.as_deref(), usage);
+        let sessions = self.containerizer.sessions(&status.container_id);
+        if !sessions.is_empty() {
+            entry["berth"]["sessions"] = convert::sessions_json(&status.container_id, &sessions);
+        }
+        entry
+    }
+
     pub(super) async fn container_entries(&self, with_usage: bool) -> Vec<Value> {
         let mut ids: Vec<_> = self.containerizer.containers().into_iter().collect();
         ids.sort();
@@ -299,11 +341,7 @@ impl Agent {
             } else {
                 None
             };
-            Some(convert::container_entry(
-                &status,
-                status.image.as_deref(),
-                usage.as_ref(),
-            ))
+            Some(self.container_entry(&status, usage.as_ref()))
         });
         futures_util::future::join_all(futures)
             .await

@@ -5,8 +5,10 @@ mod calls;
 pub mod convert;
 pub mod disk;
 mod endpoints;
+mod events;
 pub mod gc;
 mod mesos_endpoints;
+mod sessions;
 pub mod workdir;
 
 use std::path::PathBuf;
@@ -14,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_containerizer::{AgentId, ContainerId, Containerizer};
-use bytes::Bytes;
 use http::{HeaderMap, Response};
 
 use crate::config::Config;
@@ -67,6 +68,8 @@ pub struct Agent {
     started: SystemTime,
     observed: Observed,
     disk: disk::DiskState,
+    /// Ends the open `SUBSCRIBE` streams when the agent stops serving.
+    streams_end: tokio_util::sync::CancellationToken,
     _lock: WorkDirLock,
 }
 
@@ -94,8 +97,15 @@ impl Agent {
             started: SystemTime::now(),
             observed: parts.observed,
             disk,
+            streams_end: tokio_util::sync::CancellationToken::new(),
             _lock: parts.lock,
         })
+    }
+
+    /// Ends every open event stream (the agent is stopping: the server drains in-flight
+    /// requests, and a stream would otherwise hold it until the drain times out).
+    pub fn end_streams(&self) {
+        self.streams_end.cancel();
     }
 
     /// The settings.
@@ -160,7 +170,7 @@ impl Agent {
         self: &Arc<Self>,
         route: Route,
         headers: &HeaderMap,
-        body: Bytes,
+        body: crate::http::body::RequestBody,
     ) -> Response<Body> {
         let jsonp = route.jsonp().cloned();
         let result = match route {

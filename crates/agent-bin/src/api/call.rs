@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::json::Obj;
 use super::launch::{
-    parse_command, parse_container, parse_duration_info, parse_limits, parse_resources,
-    LaunchRequest, LimitSpec, ResourceSpec,
+    parse_command, parse_container, parse_duration_info, parse_health_check, parse_limits,
+    parse_resources, LaunchRequest, LimitSpec, ResourceSpec,
 };
 use berth_containerizer::ContainerId;
 
@@ -28,7 +28,20 @@ pub const SUPPORTED_CALLS: &[&str] = &[
     "UPDATE_CONTAINER",
     "LIST_FILES",
     "READ_FILE",
+    "SUBSCRIBE",
+    "LAUNCH_NESTED_CONTAINER_SESSION",
+    "WAIT_NESTED_CONTAINER",
+    "KILL_NESTED_CONTAINER",
+    "ATTACH_CONTAINER_INPUT",
+    "ATTACH_CONTAINER_OUTPUT",
 ];
+
+/// A `SUBSCRIBE` stream's heartbeat when the call names none (a Mesos master's).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+/// The shortest heartbeat a subscriber may ask for.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// The longest.
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
 
 /// Other Mesos agent call types: recognised, so the answer can say "not supported" instead of
 /// "unknown".
@@ -43,18 +56,40 @@ const MESOS_ONLY_CALLS: &[&str] = &[
     "GET_AGENT",
     "GET_RESOURCE_PROVIDERS",
     "LAUNCH_NESTED_CONTAINER",
-    "WAIT_NESTED_CONTAINER",
-    "KILL_NESTED_CONTAINER",
     "REMOVE_NESTED_CONTAINER",
-    "LAUNCH_NESTED_CONTAINER_SESSION",
-    "ATTACH_CONTAINER_INPUT",
-    "ATTACH_CONTAINER_OUTPUT",
     "ADD_RESOURCE_PROVIDER_CONFIG",
     "UPDATE_RESOURCE_PROVIDER_CONFIG",
     "REMOVE_RESOURCE_PROVIDER_CONFIG",
     "MARK_RESOURCE_PROVIDER_GONE",
     "PRUNE_IMAGES",
 ];
+
+/// What a `WAIT`/`KILL` call names: a container, or a session in one (`container_id.parent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A top-level container.
+    Container(ContainerId),
+    /// A session (a nested container) of a running container.
+    Session {
+        /// The container it runs in.
+        parent: ContainerId,
+        /// The session's own id.
+        id: ContainerId,
+    },
+}
+
+/// A parsed `LAUNCH_NESTED_CONTAINER_SESSION`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRequest {
+    /// The container the session runs in.
+    pub parent: ContainerId,
+    /// The session's id.
+    pub id: ContainerId,
+    /// The command (its `uris` are refused: a session fetches nothing).
+    pub command: super::launch::Command,
+    /// A TTY, with its window size when given (`container.tty_info`).
+    pub tty: Option<Option<berth_containerizer::WindowSize>>,
+}
 
 /// A parsed agent call.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +111,34 @@ pub enum Call {
         /// The container.
         container_id: ContainerId,
     },
+    /// `WAIT_CONTAINER` or `WAIT_NESTED_CONTAINER` of a session.
+    WaitSession {
+        /// The parent container.
+        parent: ContainerId,
+        /// The session.
+        id: ContainerId,
+        /// Sent as the deprecated `WAIT_NESTED_CONTAINER` (answered in its shape).
+        nested_call: bool,
+    },
+    /// `KILL_CONTAINER` or `KILL_NESTED_CONTAINER` of a session.
+    KillSession {
+        /// The parent container.
+        parent: ContainerId,
+        /// The session.
+        id: ContainerId,
+        /// The signal (SIGKILL when none is given, as Mesos).
+        signal: i32,
+    },
+    /// `LAUNCH_NESTED_CONTAINER_SESSION`.
+    LaunchSession(Box<SessionRequest>),
+    /// `ATTACH_CONTAINER_OUTPUT` of a top-level container.
+    AttachOutput {
+        /// The container.
+        container_id: ContainerId,
+    },
+    /// `ATTACH_CONTAINER_INPUT`'s first record: whose stdin the stream feeds (a session, or a
+    /// container launched with a TTY).
+    AttachInput(Target),
     /// `KILL_CONTAINER`.
     KillContainer {
         /// The container.
@@ -104,6 +167,11 @@ pub enum Call {
         /// Virtual path (`/containers/<id>/...`).
         path: String,
     },
+    /// `SUBSCRIBE` (Berth's): a stream of every container's changes.
+    Subscribe {
+        /// How often a heartbeat is sent while nothing changes.
+        heartbeat: Duration,
+    },
     /// `READ_FILE`.
     ReadFile {
         /// Virtual path.
@@ -131,6 +199,15 @@ impl Call {
             Call::UpdateContainer { .. } => "UPDATE_CONTAINER",
             Call::ListFiles { .. } => "LIST_FILES",
             Call::ReadFile { .. } => "READ_FILE",
+            Call::Subscribe { .. } => "SUBSCRIBE",
+            Call::WaitSession {
+                nested_call: true, ..
+            } => "WAIT_NESTED_CONTAINER",
+            Call::WaitSession { .. } => "WAIT_CONTAINER",
+            Call::KillSession { .. } => "KILL_CONTAINER",
+            Call::LaunchSession(_) => "LAUNCH_NESTED_CONTAINER_SESSION",
+            Call::AttachInput(_) => "ATTACH_CONTAINER_INPUT",
+            Call::AttachOutput { .. } => "ATTACH_CONTAINER_OUTPUT",
         }
     }
 }
@@ -144,7 +221,13 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
             e.column()
         ))
     })?;
-    let mut top = Obj::new("", &value)?;
+    parse_call_value(&value)
+}
+
+/// Parses a `Call` already read as protobuf-JSON (from a JSON body, or transcoded from
+/// protobuf by [`super::proto::parse_call`]); every failure is a 400 naming the field.
+pub fn parse_call_value(value: &Value) -> Result<Call, ApiError> {
+    let mut top = Obj::new("", value)?;
     let call_type = top.req_str("type")?;
     if !SUPPORTED_CALLS.contains(&call_type) {
         let supported = SUPPORTED_CALLS.join(", ");
@@ -180,15 +263,84 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
         "LAUNCH_CONTAINER" => {
             Call::LaunchContainer(Box::new(parse_launch(top.req_obj("launch_container")?)?))
         }
-        "WAIT_CONTAINER" => {
-            let mut w = top.req_obj("wait_container")?;
-            let container_id = container_id(&mut w)?;
+        "WAIT_CONTAINER" | "WAIT_NESTED_CONTAINER" => {
+            let nested_call = call_type == "WAIT_NESTED_CONTAINER";
+            let mut w = top.req_obj(if nested_call {
+                "wait_nested_container"
+            } else {
+                "wait_container"
+            })?;
+            let target = target(&mut w, nested_call)?;
             w.finish()?;
-            Call::WaitContainer { container_id }
+            match target {
+                Target::Container(container_id) => Call::WaitContainer { container_id },
+                Target::Session { parent, id } => Call::WaitSession {
+                    parent,
+                    id,
+                    nested_call,
+                },
+            }
         }
+        "KILL_NESTED_CONTAINER" => {
+            let mut k = top.req_obj("kill_nested_container")?;
+            let Target::Session { parent, id } = target(&mut k, true)? else {
+                unreachable!("target() requires a parent for nested calls")
+            };
+            let signal = k.opt_int("signal", 1, 64)?.map_or(SIGKILL, |s| s as i32);
+            k.finish()?;
+            Call::KillSession { parent, id, signal }
+        }
+        "ATTACH_CONTAINER_OUTPUT" => {
+            let mut a = top.req_obj("attach_container_output")?;
+            let container_id = match target(&mut a, false)? {
+                Target::Container(id) => id,
+                Target::Session { .. } => {
+                    return Err(ApiError::bad_request(format!(
+                        "field '{}': a session's output is the answer to its \
+                         LAUNCH_NESTED_CONTAINER_SESSION; attach to a top-level container",
+                        a.field_path("container_id.parent")
+                    )))
+                }
+            };
+            a.finish()?;
+            Call::AttachOutput { container_id }
+        }
+        "ATTACH_CONTAINER_INPUT" => {
+            let mut a = top.req_obj("attach_container_input")?;
+            let type_path = a.field_path("type");
+            match a.req_str("type")? {
+                "CONTAINER_ID" => {}
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "field '{type_path}': the stream's first record names the container \
+                         (CONTAINER_ID), not \"{other}\""
+                    )))
+                }
+            }
+            let target = target(&mut a, false)?;
+            a.finish()?;
+            Call::AttachInput(target)
+        }
+        "LAUNCH_NESTED_CONTAINER_SESSION" => Call::LaunchSession(Box::new(parse_session(
+            top.req_obj("launch_nested_container_session")?,
+        )?)),
         "KILL_CONTAINER" => {
             let mut k = top.req_obj("kill_container")?;
-            let container_id = container_id(&mut k)?;
+            let container_id = match target(&mut k, false)? {
+                Target::Container(id) => id,
+                Target::Session { parent, id } => {
+                    let signal = k.opt_int("signal", 1, 64)?.map_or(SIGKILL, |s| s as i32);
+                    if k.get("kill_policy").is_some() {
+                        return Err(ApiError::bad_request(format!(
+                            "field '{}': a session's command is signalled at once; kill_policy is for containers",
+                            k.field_path("kill_policy")
+                        )));
+                    }
+                    k.finish()?;
+                    top.finish()?;
+                    return Ok(Call::KillSession { parent, id, signal });
+                }
+            };
             let signal = k.opt_int("signal", 1, 64)?.map(|s| s as i32);
             let mut grace = None;
             if let Some(mut policy) = k.opt_obj("kill_policy")? {
@@ -228,6 +380,22 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
                 limits,
             }
         }
+        "SUBSCRIBE" => {
+            let mut heartbeat = DEFAULT_HEARTBEAT;
+            if let Some(mut sub) = top.opt_obj("subscribe")? {
+                let path = sub.field_path("heartbeat_interval");
+                if let Some(h) = sub.opt_obj("heartbeat_interval")? {
+                    heartbeat = parse_duration_info(h)?;
+                    if !(MIN_HEARTBEAT..=MAX_HEARTBEAT).contains(&heartbeat) {
+                        return Err(ApiError::bad_request(format!(
+                            "field '{path}': {heartbeat:?} is outside {MIN_HEARTBEAT:?}..={MAX_HEARTBEAT:?}"
+                        )));
+                    }
+                }
+                sub.finish()?;
+            }
+            Call::Subscribe { heartbeat }
+        }
         "LIST_FILES" => {
             let mut l = top.req_obj("list_files")?;
             let path = l.req_str("path")?.to_owned();
@@ -252,21 +420,133 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
     Ok(call)
 }
 
-/// Reads `container_id` (a Mesos `ContainerID`: `{"value": ..}`), validated by the
-/// containerizer's one id rule ([`ContainerId::new`]).
+/// SIGKILL, what Mesos sends when a kill names no signal.
+const SIGKILL: i32 = 9;
+
+/// Reads `container_id` (a Mesos `ContainerID`: `{"value": ..}`) of a call on top-level
+/// containers, validated by the containerizer's one id rule ([`ContainerId::new`]).
 fn container_id(o: &mut Obj<'_>) -> Result<ContainerId, ApiError> {
+    match target(o, false)? {
+        Target::Container(id) => Ok(id),
+        Target::Session { .. } => Err(ApiError::bad_request(format!(
+            "field '{}': this call is for top-level containers; a nested container (a session) \
+             is launched with LAUNCH_NESTED_CONTAINER_SESSION and waited for or killed with \
+             WAIT_CONTAINER / KILL_CONTAINER",
+            o.field_path("container_id.parent")
+        ))),
+    }
+}
+
+/// Reads `container_id`, which may name a session (`parent` = the container it runs in); a
+/// nested call requires the parent. Nesting goes one level deep: sessions run in top-level
+/// containers.
+fn target(o: &mut Obj<'_>, parent_required: bool) -> Result<Target, ApiError> {
     let mut id = o.req_obj("container_id")?;
     id.schema(&super::schema::CONTAINER_ID);
     let value_path = id.field_path("value");
     let value = id.req_str("value")?;
-    if id.get("parent").is_some() {
+    let value = ContainerId::new(value)
+        .map_err(|e| ApiError::bad_request(format!("field '{value_path}': {e}")))?;
+    let parent_path = id.field_path("parent");
+    let parent = match id.opt_obj("parent")? {
+        None if parent_required => {
+            return Err(ApiError::bad_request(format!(
+            "missing required field '{parent_path}': a nested container is named with its parent"
+        )))
+        }
+        None => None,
+        Some(mut p) => {
+            p.schema(&super::schema::CONTAINER_ID);
+            let pv_path = p.field_path("value");
+            let pv = p.req_str("value")?;
+            if p.get("parent").is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "field '{}': sessions run in top-level containers; Berth nests one level",
+                    p.field_path("parent")
+                )));
+            }
+            p.finish()?;
+            Some(
+                ContainerId::new(pv)
+                    .map_err(|e| ApiError::bad_request(format!("field '{pv_path}': {e}")))?,
+            )
+        }
+    };
+    id.finish()?;
+    Ok(match parent {
+        None => Target::Container(value),
+        Some(parent) => Target::Session { parent, id: value },
+    })
+}
+
+/// Reads `launch_nested_container_session`: the session's id (with its parent), the command,
+/// and of `container` only what a session in a running container can have: its type and a TTY.
+fn parse_session(mut o: Obj<'_>) -> Result<SessionRequest, ApiError> {
+    let Target::Session { parent, id } = target(&mut o, true)? else {
+        unreachable!("target() requires a parent for nested calls")
+    };
+    let command = match o.opt_obj("command")? {
+        Some(c) => super::launch::parse_command(c)?,
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "missing required field '{}': a session runs a command",
+                o.field_path("command")
+            )))
+        }
+    };
+    if !command.uris.is_empty() {
         return Err(ApiError::bad_request(format!(
-            "field '{}': nested containers are not supported",
-            id.field_path("parent")
+            "field '{}': a session runs in its parent's sandbox and fetches nothing",
+            o.field_path("command.uris")
         )));
     }
-    id.finish()?;
-    ContainerId::new(value).map_err(|e| ApiError::bad_request(format!("field '{value_path}': {e}")))
+    if command.value.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "missing required field '{}': the session's command",
+            o.field_path("command.value")
+        )));
+    }
+    let mut tty = None;
+    if let Some(mut c) = o.opt_obj("container")? {
+        c.schema(&super::schema::CONTAINER_INFO);
+        let type_path = c.field_path("type");
+        match c.opt_str("type")? {
+            None | Some("DOCKER" | "MESOS") => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "field '{type_path}': \"{other}\" is not a container type (DOCKER, MESOS)"
+                )))
+            }
+        }
+        if let Some(t) = c.opt_obj("tty_info")? {
+            tty = Some(super::launch::parse_tty_info(t)?);
+        }
+        // Everything else describes a container of its own; a session has its parent's.
+        for key in [
+            "volumes",
+            "hostname",
+            "docker",
+            "mesos",
+            "network_infos",
+            "linux_info",
+            "rlimit_info",
+        ] {
+            if c.get(key).is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "field '{}': a session runs in its parent's container; of ContainerInfo it takes only 'type' and 'tty_info'",
+                    c.field_path(key)
+                )));
+            }
+        }
+        c.finish()?;
+    }
+    o.finish()?;
+    Ok(SessionRequest {
+        parent,
+        id,
+        command,
+        tty,
+    })
 }
 
 fn parse_launch(mut o: Obj<'_>) -> Result<LaunchRequest, ApiError> {
@@ -283,6 +563,14 @@ fn parse_launch(mut o: Obj<'_>) -> Result<LaunchRequest, ApiError> {
         Some(c) => Some(parse_container(c)?),
         None => None,
     };
+    let network = container
+        .as_ref()
+        .and_then(|c| c.docker.as_ref())
+        .map(|d| &d.network);
+    let health_check = match o.opt_obj("health_check")? {
+        Some(h) => Some(parse_health_check(h, network)?),
+        None => None,
+    };
     o.finish()?;
     Ok(LaunchRequest {
         container_id,
@@ -290,6 +578,7 @@ fn parse_launch(mut o: Obj<'_>) -> Result<LaunchRequest, ApiError> {
         resources,
         limits,
         container,
+        health_check,
     })
 }
 
@@ -471,8 +760,8 @@ mod tests {
                 "129 bytes",
             ),
             (
-                json!({"type": "WAIT_CONTAINER", "wait_container": {"container_id": {"value": "x", "parent": {"value": "p"}}}}),
-                "nested containers",
+                json!({"type": "REMOVE_CONTAINER", "remove_container": {"container_id": {"value": "x", "parent": {"value": "p"}}}}),
+                "remove_container.container_id.parent': this call is for top-level containers",
             ),
             (
                 json!({"type": "KILL_CONTAINER", "kill_container": {"container_id": {"value": "x"}, "signal": 99}}),
@@ -631,5 +920,47 @@ mod tests {
         assert_eq!(l.container.unwrap().kind, ContainerType::Mesos);
         let l = launch(json!({"container_id": {"value": "c"}, "container": docker("b")})).unwrap();
         assert!(l.command.is_none());
+    }
+
+    #[test]
+    fn subscribe_takes_a_bounded_heartbeat() {
+        let parse = |v: serde_json::Value| parse_call(v.to_string().as_bytes());
+        assert_eq!(
+            parse(json!({"type": "SUBSCRIBE"})).unwrap(),
+            Call::Subscribe {
+                heartbeat: DEFAULT_HEARTBEAT
+            }
+        );
+        assert_eq!(
+            parse(json!({"type": "SUBSCRIBE", "subscribe": {"heartbeat_interval": {"nanoseconds": 500_000_000}}}))
+                .unwrap(),
+            Call::Subscribe {
+                heartbeat: Duration::from_millis(500)
+            }
+        );
+        for bad in [1_000u64, 7_200_000_000_000] {
+            let e = parse(json!({"type": "SUBSCRIBE", "subscribe": {"heartbeat_interval": {"nanoseconds": bad}}}))
+                .unwrap_err();
+            assert!(
+                e.message.contains("subscribe.heartbeat_interval"),
+                "{}",
+                e.message
+            );
+        }
+        let e = parse(json!({"type": "SUBSCRIBE", "subscribe": {"every": 1}})).unwrap_err();
+        assert!(e.message.contains("every"), "{}", e.message);
+    }
+
+    #[test]
+    fn every_supported_call_type_is_parsed_never_unreachable() {
+        for t in SUPPORTED_CALLS {
+            let r =
+                std::panic::catch_unwind(|| parse_call(json!({"type": t}).to_string().as_bytes()));
+            match r {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => assert_eq!(e.status, 400, "{t}: {}", e.message),
+                Err(_) => panic!("{t} has no arm in parse_call"),
+            }
+        }
     }
 }

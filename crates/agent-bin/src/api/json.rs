@@ -244,7 +244,7 @@ impl<'a> Obj<'a> {
                     Some(Disposition::Ignored(_)) => {}
                     Some(Disposition::Refused(why)) => return Err(self.unsupported(k, why)),
                     // Read only in some forms of the message (`ranges` of a SCALAR resource).
-                    Some(Disposition::Honoured) => {
+                    Some(Disposition::Honoured | Disposition::Kept(_)) => {
                         return Err(ApiError::bad_request(format!(
                             "field '{}': does not apply here (Mesos's {}.{k} is not used with \
                              the other fields given)",

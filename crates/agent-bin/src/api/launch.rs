@@ -7,6 +7,8 @@
 
 // Mesos's `RLimitInfo.RLimit.Type` names, lowercased and without `RLMT_`, are Docker's ulimit names.
 use berth_containerizer::mapping::ULIMITS as RLIMITS;
+use std::time::Duration;
+
 use berth_containerizer::WindowSize;
 use serde_json::Value;
 
@@ -140,6 +142,11 @@ pub struct ResourceSpec {
     pub disk_mb: Option<f64>,
     /// Port ranges `(begin, end)`, inclusive.
     pub ports: Vec<(u16, u16)>,
+    /// The role every resource is allocated to (`allocation_info.role`), exported to the
+    /// container as `MESOS_ALLOCATION_ROLE`.
+    pub allocation_role: Option<String>,
+    /// The resources as given (validated), kept and reported with the container.
+    pub requested: Vec<Value>,
 }
 
 /// A limit above the request: a value or infinity.
@@ -173,6 +180,231 @@ pub struct LaunchRequest {
     pub limits: LimitSpec,
     /// The container info; `None` is answered as unsupported, as Mesos does.
     pub container: Option<ContainerSpec>,
+    /// Berth's `health_check`: Mesos's `HealthCheck`, which Mesos carries in `TaskInfo`.
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+/// Mesos `HealthCheck`, with Berth's `kill_on_unhealthy`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheckSpec {
+    /// What is checked.
+    pub kind: HealthCheckKind,
+    /// `delay_seconds` (default 15).
+    pub delay: Duration,
+    /// `interval_seconds` (default 10).
+    pub interval: Duration,
+    /// `timeout_seconds` (default 20).
+    pub timeout: Duration,
+    /// `grace_period_seconds` (default 10).
+    pub grace_period: Duration,
+    /// `consecutive_failures` (default 3).
+    pub consecutive_failures: u32,
+    /// `kill_on_unhealthy` (Berth's; default true).
+    pub kill_on_unhealthy: bool,
+}
+
+/// Mesos `HealthCheck.Type` with its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthCheckKind {
+    /// `COMMAND`: the `command`.
+    Command(Command),
+    /// `HTTP`: the `http` settings.
+    Http {
+        /// `http` (default) or `https`.
+        scheme: String,
+        /// The container's port.
+        port: u16,
+        /// The path, beginning with `/` (default `/`).
+        path: String,
+        /// Passing statuses (empty: 200..=399).
+        statuses: Vec<u16>,
+        /// `protocol: IPv6`.
+        ipv6: bool,
+    },
+    /// `TCP`: the `tcp` settings.
+    Tcp {
+        /// The container's port.
+        port: u16,
+        /// `protocol: IPv6`.
+        ipv6: bool,
+    },
+    /// `DOCKER` (Berth's): the image's own Docker `HEALTHCHECK`, acted on.
+    Docker,
+}
+
+/// The `HealthCheck` fields a DOCKER check takes from the image's `HEALTHCHECK` instead.
+const DOCKER_OWN: &[&str] = &[
+    "delay_seconds",
+    "interval_seconds",
+    "timeout_seconds",
+    "grace_period_seconds",
+    "consecutive_failures",
+];
+
+/// The longest health-check duration accepted: a year (more is surely a unit mistake).
+const MAX_HEALTH_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// A `HealthCheck` `*_seconds` field: `default` when absent; finite, `>= 0` (`> 0` unless
+/// `zero_ok`: an interval or timeout of 0 would check without pause or fail every check).
+fn health_seconds(
+    o: &mut Obj<'_>,
+    key: &'static str,
+    default: f64,
+    zero_ok: bool,
+) -> Result<Duration, ApiError> {
+    let v = o.opt_f64(key)?.unwrap_or(default);
+    let ok = v.is_finite() && v <= MAX_HEALTH_SECONDS && if zero_ok { v >= 0.0 } else { v > 0.0 };
+    if !ok {
+        return Err(ApiError::bad_request(format!(
+            "field '{}': {v} is not a valid number of seconds (expected {} and at most {MAX_HEALTH_SECONDS})",
+            o.field_path(key),
+            if zero_ok { ">= 0" } else { "> 0" }
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// `NetworkInfo.Protocol` of an HTTP or TCP check: whether it is IPv6.
+fn health_protocol(o: &mut Obj<'_>) -> Result<bool, ApiError> {
+    let path = o.field_path("protocol");
+    Ok(match o.opt_str("protocol")? {
+        None => false,
+        Some(p) => enum_value(&path, p, &["IPv4", "IPv6"])? == "IPv6",
+    })
+}
+
+/// Parses a `HealthCheck` object (Mesos's validation: `validateHealthCheck`). `network` is the
+/// container's: an HTTP or TCP check needs one to reach it.
+pub fn parse_health_check(
+    mut o: Obj<'_>,
+    network: Option<&NetworkMode>,
+) -> Result<HealthCheckSpec, ApiError> {
+    o.schema(&schema::HEALTH_CHECK);
+    let type_path = o.field_path("type");
+    let kind = match o.opt_str("type")? {
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "missing required field '{type_path}' (COMMAND, HTTP or TCP)"
+            )))
+        }
+        Some(t) => enum_value(
+            &type_path,
+            t,
+            &["COMMAND", "HTTP", "TCP", "DOCKER", "UNKNOWN"],
+        )?,
+    };
+    let kind = match kind {
+        "COMMAND" => {
+            let c = o.req_obj("command")?;
+            let value_path = c.field_path("value");
+            let uris_path = c.field_path("uris");
+            let command = parse_command(c)?;
+            if command.value.is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "missing required field '{value_path}': a COMMAND health check runs it \
+                     (a shell command, or the executable with shell false)"
+                )));
+            }
+            if !command.uris.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "field '{uris_path}': a health check's command fetches nothing (it runs \
+                     in the container, whose sandbox has the launch's URIs)"
+                )));
+            }
+            HealthCheckKind::Command(command)
+        }
+        "HTTP" => {
+            let mut h = o.req_obj("http")?;
+            h.schema(&schema::HTTP_CHECK_INFO);
+            let port = h.req_int("port", 1, 65535)? as u16;
+            let scheme_path = h.field_path("scheme");
+            let scheme = match h.opt_str("scheme")? {
+                None => "http",
+                Some(s) => enum_value(&scheme_path, s, &["http", "https"])?,
+            }
+            .to_owned();
+            let path = h.opt_str("path")?.unwrap_or("/").to_owned();
+            if !path.starts_with('/') {
+                return Err(ApiError::bad_request(format!(
+                    "field '{}': \"{path}\" must begin with '/'",
+                    h.field_path("path")
+                )));
+            }
+            let mut statuses = Vec::new();
+            for (spath, v) in h.arr("statuses")? {
+                statuses.push(super::json::int_value(&spath, v, 100, 599)? as u16);
+            }
+            let ipv6 = health_protocol(&mut h)?;
+            h.finish()?;
+            HealthCheckKind::Http {
+                scheme,
+                port,
+                path,
+                statuses,
+                ipv6,
+            }
+        }
+        "TCP" => {
+            let mut t = o.req_obj("tcp")?;
+            t.schema(&schema::TCP_CHECK_INFO);
+            let port = t.req_int("port", 1, 65535)? as u16;
+            let ipv6 = health_protocol(&mut t)?;
+            t.finish()?;
+            HealthCheckKind::Tcp { port, ipv6 }
+        }
+        "DOCKER" => {
+            for key in DOCKER_OWN {
+                if o.get(key).is_some() {
+                    return Err(ApiError::bad_request(format!(
+                        "field '{}': a DOCKER health check runs on the image's own HEALTHCHECK \
+                         settings (--start-period, --interval, --timeout, --retries); set it there",
+                        o.field_path(key)
+                    )));
+                }
+            }
+            let kill_on_unhealthy = o.opt_bool("kill_on_unhealthy")?.unwrap_or(true);
+            o.finish()?;
+            // Docker keeps the schedule; these are unused.
+            return Ok(HealthCheckSpec {
+                kind: HealthCheckKind::Docker,
+                delay: Duration::ZERO,
+                interval: Duration::ZERO,
+                timeout: Duration::ZERO,
+                grace_period: Duration::ZERO,
+                consecutive_failures: 0,
+                kill_on_unhealthy,
+            });
+        }
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "field '{type_path}': UNKNOWN is not a valid health check type (COMMAND, HTTP, \
+                 TCP, or Berth's DOCKER)"
+            )))
+        }
+    };
+    if matches!(
+        kind,
+        HealthCheckKind::Http { .. } | HealthCheckKind::Tcp { .. }
+    ) && network == Some(&NetworkMode::None)
+    {
+        return Err(ApiError::bad_request(format!(
+            "field '{type_path}': an HTTP or TCP health check reaches the container over its \
+             network, and its network is NONE (use a COMMAND check)"
+        )));
+    }
+    let spec = HealthCheckSpec {
+        kind,
+        delay: health_seconds(&mut o, "delay_seconds", 15.0, true)?,
+        interval: health_seconds(&mut o, "interval_seconds", 10.0, false)?,
+        timeout: health_seconds(&mut o, "timeout_seconds", 20.0, false)?,
+        grace_period: health_seconds(&mut o, "grace_period_seconds", 10.0, true)?,
+        consecutive_failures: o
+            .opt_int("consecutive_failures", 0, i64::from(u32::MAX))?
+            .map_or(3, |n| n as u32),
+        kill_on_unhealthy: o.opt_bool("kill_on_unhealthy")?.unwrap_or(true),
+    };
+    o.finish()?;
+    Ok(spec)
 }
 
 fn enum_value<'a>(path: &str, v: &'a str, allowed: &[&'a str]) -> Result<&'a str, ApiError> {
@@ -322,21 +554,8 @@ pub fn parse_container(mut o: Obj<'_>) -> Result<ContainerSpec, ApiError> {
         extra.extend(parse_rlimit_info(r)?);
     }
     let mut tty_window_size = None;
-    if let Some(mut t) = o.opt_obj("tty_info")? {
-        t.schema(&schema::TTY_INFO);
-        if let Some(mut w) = t.opt_obj("window_size")? {
-            w.schema(&schema::WINDOW_SIZE);
-            // Linux keeps each dimension in 16 bits; 0 would be no terminal at all.
-            let mut dim = |key| {
-                w.req_int(key, 1, i64::from(u16::MAX))
-                    .map(|v| u16::try_from(v).expect("checked range"))
-            };
-            let rows = dim("rows")?;
-            let columns = dim("columns")?;
-            w.finish()?;
-            tty_window_size = Some(WindowSize { rows, columns });
-        }
-        t.finish()?;
+    if let Some(t) = o.opt_obj("tty_info")? {
+        tty_window_size = parse_tty_info(t)?;
         // Pushed after the caller's parameters, so the TTY the window size needs is always there.
         extra.push(("tty".to_owned(), "true".to_owned()));
     }
@@ -508,6 +727,8 @@ pub fn parse_resources(items: Vec<(String, &Value)>) -> Result<ResourceSpec, Api
         let name_path = r.field_path("name");
         let name = r.req_str("name")?;
         let kind = r.opt_str("type")?;
+        parse_accounting(&mut r, &mut out.allocation_role)?;
+        out.requested.push(v.clone());
         if let Some(mut disk) = r.opt_obj("disk")? {
             // An empty DiskInfo is the agent's own disk, which is what Berth has; its parts are
             // refused by the table.
@@ -568,6 +789,112 @@ pub fn parse_resources(items: Vec<(String, &Value)>) -> Result<ResourceSpec, Api
         r.finish()?;
     }
     Ok(out)
+}
+
+/// Reads a `TTYInfo`: the window size, if it gives one.
+pub fn parse_tty_info(mut t: Obj<'_>) -> Result<Option<WindowSize>, ApiError> {
+    t.schema(&schema::TTY_INFO);
+    let mut size = None;
+    if let Some(mut w) = t.opt_obj("window_size")? {
+        w.schema(&schema::WINDOW_SIZE);
+        // Linux keeps each dimension in 16 bits; 0 would be no terminal at all.
+        let mut dim = |key| {
+            w.req_int(key, 1, i64::from(u16::MAX))
+                .map(|v| u16::try_from(v).expect("checked range"))
+        };
+        let rows = dim("rows")?;
+        let columns = dim("columns")?;
+        w.finish()?;
+        size = Some(WindowSize { rows, columns });
+    }
+    t.finish()?;
+    Ok(size)
+}
+
+/// Reads a resource's accounting (deprecated `role`, `allocation_info`, `reservation(s)`,
+/// `revocable`): validated so that what is kept and reported is well-formed, and the
+/// allocation role checked to be one for the whole container, as Mesos allocates a task's
+/// resources to one role.
+fn parse_accounting(r: &mut Obj<'_>, allocation_role: &mut Option<String>) -> Result<(), ApiError> {
+    r.opt_str("role")?;
+    if let Some(mut a) = r.opt_obj("allocation_info")? {
+        a.schema(&schema::ALLOCATION_INFO);
+        let role_path = a.field_path("role");
+        if let Some(role) = a.opt_str("role")? {
+            check_role(&role_path, role)?;
+            match allocation_role {
+                Some(first) if first != role => {
+                    return Err(ApiError::bad_request(format!(
+                        "field '{role_path}': \"{role}\" differs from \"{first}\" of an earlier \
+                         resource; a container's resources are allocated to one role"
+                    )))
+                }
+                _ => *allocation_role = Some(role.to_owned()),
+            }
+        }
+        a.finish()?;
+    }
+    if let Some(mut legacy) = r.opt_obj("reservation")? {
+        legacy.schema(&schema::RESERVATION_INFO);
+        parse_reservation(legacy)?;
+    }
+    for (path, v) in r.arr("reservations")? {
+        parse_reservation(Obj::of(path, v, &schema::RESERVATION_INFO)?)?;
+    }
+    if let Some(mut revocable) = r.opt_obj("revocable")? {
+        revocable.schema(&schema::REVOCABLE_INFO);
+        revocable.finish()?;
+    }
+    Ok(())
+}
+
+fn parse_reservation(mut o: Obj<'_>) -> Result<(), ApiError> {
+    let type_path = o.field_path("type");
+    if let Some(t) = o.opt_str("type")? {
+        if !matches!(t, "UNKNOWN" | "STATIC" | "DYNAMIC") {
+            return Err(ApiError::bad_request(format!(
+                "field '{type_path}': \"{t}\" is not a reservation type (STATIC, DYNAMIC)"
+            )));
+        }
+    }
+    let role_path = o.field_path("role");
+    if let Some(role) = o.opt_str("role")? {
+        check_role(&role_path, role)?;
+    }
+    o.opt_str("principal")?;
+    if let Some(mut labels) = o.opt_obj("labels")? {
+        labels.schema(&schema::LABELS);
+        for (path, v) in labels.arr("labels")? {
+            let mut label = Obj::of(path, v, &schema::LABEL)?;
+            label.req_str("key")?;
+            label.opt_str("value")?;
+            label.finish()?;
+        }
+        labels.finish()?;
+    }
+    o.finish()
+}
+
+/// A Mesos role name: `*`, or path segments of printable characters that are not `.`, `..`,
+/// and do not start with `-` (Mesos's role validation).
+fn check_role(path: &str, role: &str) -> Result<(), ApiError> {
+    let bad_segment = |seg: &str| {
+        seg.is_empty()
+            || seg == "."
+            || seg == ".."
+            || seg.starts_with('-')
+            || seg
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    };
+    if role == "*" || (!role.split('/').any(bad_segment) && !role.contains('*')) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "field '{path}': \"{}\" is not a Mesos role (`*`, or '/'-separated names without \
+         whitespace, '*', '\\', '.' or '..' segments or a leading '-')",
+        role.escape_debug()
+    )))
 }
 
 /// Parses a `limits` map (`{"cpus": {"value": 2}, "mem": {"value": "Infinity"}}`).

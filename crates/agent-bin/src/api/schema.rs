@@ -1,7 +1,9 @@
 //! Every field Mesos defines in the request messages Berth reads, with what Berth does with it.
 //!
-//! One table per message, read by the strict walker ([`super::json::Obj::schema`]): a field the
-//! parser reads is honoured; a field marked [`Disposition::Ignored`] is accepted and dropped; a
+//! One table per message, read by the strict walker ([`super::json::Obj::schema`]). The
+//! message's names, numbers and types are its definition in `proto/mesos/v1/` (what the
+//! protobuf medium is built from); a table adds only Berth's disposition, and a test checks that
+//! each table names exactly the fields of its definition. A field the parser reads is honoured; a field marked [`Disposition::Ignored`] is accepted and dropped; a
 //! field marked [`Disposition::Refused`] is answered with a 400 naming it and giving the reason;
 //! anything else is an unknown field. `docs/api.md` carries the same table for people (a test
 //! keeps the two in step).
@@ -13,17 +15,19 @@ pub enum Disposition {
     Honoured,
     /// Accepted and dropped, for this reason.
     Ignored(&'static str),
+    /// Validated, kept with the container and reported back (GET_CONTAINERS' `berth.resources`),
+    /// but not enforced, for this reason.
+    Kept(&'static str),
     /// Refused with a 400, for this reason.
     Refused(&'static str),
 }
 
-/// One field of a Mesos message.
+/// One field of a Mesos message. Its number and type are in the definitions
+/// (`proto/mesos/v1/`, see [`Message::descriptor`]); a test keeps the two in step.
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
     /// The field's Mesos (protobuf-JSON) name.
     pub name: &'static str,
-    /// Its Mesos field number.
-    pub number: u32,
     /// What Berth does with it.
     pub disposition: Disposition,
 }
@@ -42,19 +46,19 @@ impl Message {
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
     }
-}
 
-use Disposition::{Honoured as H, Ignored, Refused};
-
-const fn f(name: &'static str, number: u32, disposition: Disposition) -> Field {
-    Field {
-        name,
-        number,
-        disposition,
+    /// The message's definition (names, numbers, types), from `proto/mesos/v1/`.
+    pub fn descriptor(&self) -> prost_reflect::MessageDescriptor {
+        super::proto::message(&format!("mesos.v1.{}", self.name))
     }
 }
 
-const NO_NESTED: &str = "nested containers are not supported";
+use Disposition::{Honoured as H, Ignored, Kept, Refused};
+
+const fn f(name: &'static str, disposition: Disposition) -> Field {
+    Field { name, disposition }
+}
+
 const NO_SECRETS: &str = "Berth has no secret resolver";
 const NO_MESOS_CONTAINERIZER: &str =
     "Berth is a Docker containerizer; the Mesos containerizer's settings have no Docker meaning";
@@ -62,18 +66,19 @@ const NO_MESOS_CONTAINERIZER: &str =
 /// `ContainerID`.
 pub static CONTAINER_ID: Message = Message {
     name: "ContainerID",
-    fields: &[f("value", 1, H), f("parent", 2, Refused(NO_NESTED))],
+    fields: &[f("value", H), f("parent", H)],
 };
 
 /// `agent.Call.LaunchContainer`.
 pub static LAUNCH_CONTAINER: Message = Message {
     name: "agent.Call.LaunchContainer",
     fields: &[
-        f("container_id", 1, H),
-        f("command", 2, H),
-        f("resources", 3, H),
-        f("container", 4, H),
-        f("limits", 5, H),
+        f("container_id", H),
+        f("command", H),
+        f("resources", H),
+        f("container", H),
+        f("limits", H),
+        f("health_check", H),
     ],
 };
 
@@ -81,12 +86,12 @@ pub static LAUNCH_CONTAINER: Message = Message {
 pub static COMMAND_INFO: Message = Message {
     name: "CommandInfo",
     fields: &[
-        f("uris", 1, H),
-        f("environment", 2, H),
-        f("shell", 6, H),
-        f("value", 3, H),
-        f("arguments", 7, H),
-        f("user", 5, H),
+        f("uris", H),
+        f("environment", H),
+        f("shell", H),
+        f("value", H),
+        f("arguments", H),
+        f("user", H),
     ],
 };
 
@@ -94,29 +99,29 @@ pub static COMMAND_INFO: Message = Message {
 pub static URI: Message = Message {
     name: "CommandInfo.URI",
     fields: &[
-        f("value", 1, H),
-        f("executable", 2, H),
-        f("extract", 3, H),
-        f("cache", 4, H),
-        f("output_file", 5, H),
-        f("checksum", 0, H),
+        f("value", H),
+        f("executable", H),
+        f("extract", H),
+        f("cache", H),
+        f("output_file", H),
+        f("checksum", H),
     ],
 };
 
 /// `Environment`.
 pub static ENVIRONMENT: Message = Message {
     name: "Environment",
-    fields: &[f("variables", 1, H)],
+    fields: &[f("variables", H)],
 };
 
 /// `Environment.Variable`.
 pub static VARIABLE: Message = Message {
     name: "Environment.Variable",
     fields: &[
-        f("name", 1, H),
-        f("type", 3, H),
-        f("value", 2, H),
-        f("secret", 4, Refused(NO_SECRETS)),
+        f("name", H),
+        f("type", H),
+        f("value", H),
+        f("secret", Refused(NO_SECRETS)),
     ],
 };
 
@@ -124,15 +129,15 @@ pub static VARIABLE: Message = Message {
 pub static CONTAINER_INFO: Message = Message {
     name: "ContainerInfo",
     fields: &[
-        f("type", 1, H),
-        f("volumes", 2, H),
-        f("hostname", 4, H),
-        f("docker", 3, H),
-        f("mesos", 5, Ignored(NO_MESOS_CONTAINERIZER)),
-        f("network_infos", 7, H),
-        f("linux_info", 8, H),
-        f("rlimit_info", 9, H),
-        f("tty_info", 10, H),
+        f("type", H),
+        f("volumes", H),
+        f("hostname", H),
+        f("docker", H),
+        f("mesos", Ignored(NO_MESOS_CONTAINERIZER)),
+        f("network_infos", H),
+        f("linux_info", H),
+        f("rlimit_info", H),
+        f("tty_info", H),
     ],
 };
 
@@ -140,36 +145,32 @@ pub static CONTAINER_INFO: Message = Message {
 pub static DOCKER_INFO: Message = Message {
     name: "ContainerInfo.DockerInfo",
     fields: &[
-        f("image", 1, H),
-        f("network", 2, H),
-        f("port_mappings", 3, H),
-        f("privileged", 4, H),
-        f("parameters", 5, H),
-        f("force_pull_image", 6, H),
-        f("volume_driver", 7, H),
+        f("image", H),
+        f("network", H),
+        f("port_mappings", H),
+        f("privileged", H),
+        f("parameters", H),
+        f("force_pull_image", H),
+        f("volume_driver", H),
     ],
 };
 
 /// `ContainerInfo.DockerInfo.PortMapping`.
 pub static DOCKER_PORT_MAPPING: Message = Message {
     name: "ContainerInfo.DockerInfo.PortMapping",
-    fields: &[
-        f("host_port", 1, H),
-        f("container_port", 2, H),
-        f("protocol", 3, H),
-    ],
+    fields: &[f("host_port", H), f("container_port", H), f("protocol", H)],
 };
 
 /// `Parameter`.
 pub static PARAMETER: Message = Message {
     name: "Parameter",
-    fields: &[f("key", 1, H), f("value", 2, H)],
+    fields: &[f("key", H), f("value", H)],
 };
 
 /// `Parameters`.
 pub static PARAMETERS: Message = Message {
     name: "Parameters",
-    fields: &[f("parameter", 1, H)],
+    fields: &[f("parameter", H)],
 };
 
 /// `NetworkInfo`.
@@ -178,23 +179,19 @@ pub static NETWORK_INFO: Message = Message {
     fields: &[
         f(
             "ip_addresses",
-            5,
             Ignored("Docker assigns addresses; Mesos's IP requests are for CNI"),
         ),
-        f("name", 6, H),
+        f("name", H),
         f(
             "groups",
-            3,
             Ignored("network groups are a Mesos network-isolator setting"),
         ),
         f(
             "labels",
-            4,
             Ignored("labels for CNI plugins; Docker networks take none"),
         ),
         f(
             "port_mappings",
-            7,
             Ignored("CNI port mappings; Docker's come from DockerInfo.port_mappings"),
         ),
     ],
@@ -204,15 +201,14 @@ pub static NETWORK_INFO: Message = Message {
 pub static VOLUME: Message = Message {
     name: "Volume",
     fields: &[
-        f("mode", 3, H),
-        f("container_path", 1, H),
-        f("host_path", 2, H),
+        f("mode", H),
+        f("container_path", H),
+        f("host_path", H),
         f(
             "image",
-            4,
             Refused("image volumes need the Mesos containerizer's provisioner"),
         ),
-        f("source", 5, H),
+        f("source", H),
     ],
 };
 
@@ -220,67 +216,51 @@ pub static VOLUME: Message = Message {
 pub static VOLUME_SOURCE: Message = Message {
     name: "Volume.Source",
     fields: &[
-        f("type", 1, H),
-        f("docker_volume", 2, H),
+        f("type", H),
+        f("docker_volume", H),
         f(
             "host_path",
-            5,
             Refused("only DOCKER_VOLUME sources are supported"),
         ),
         f(
             "sandbox_path",
-            3,
             Refused("only DOCKER_VOLUME sources are supported"),
         ),
-        f("secret", 4, Refused(NO_SECRETS)),
-        f("csi_volume", 6, Refused("Berth has no CSI support")),
+        f("secret", Refused(NO_SECRETS)),
+        f("csi_volume", Refused("Berth has no CSI support")),
     ],
 };
 
 /// `Volume.Source.DockerVolume`.
 pub static DOCKER_VOLUME: Message = Message {
     name: "Volume.Source.DockerVolume",
-    fields: &[
-        f("driver", 1, H),
-        f("name", 2, H),
-        f("driver_options", 3, H),
-    ],
+    fields: &[f("driver", H), f("name", H), f("driver_options", H)],
 };
 
 /// `LinuxInfo`.
 pub static LINUX_INFO: Message = Message {
     name: "LinuxInfo",
     fields: &[
-        f("capability_info", 1, H),
-        f("bounding_capabilities", 2, H),
-        f("effective_capabilities", 3, H),
-        f(
-            "share_pid_namespace",
-            4,
+        f("capability_info", H),
+        f("bounding_capabilities", H),
+        f("effective_capabilities", H),
+        f("share_pid_namespace",
             Refused(
                 "true is refused (false, the default, is accepted): for a top-level container \
                  it means the agent's PID namespace, which Berth does not give callers \
                  (Docker's --pid host is the host's, not a parent's)",
             ),
         ),
-        f(
-            "seccomp",
-            5,
+        f("seccomp",
             Refused("Mesos seccomp profiles name files of the agent's profile directory, which Berth does not have"),
         ),
-        f(
-            "ipc_mode",
-            6,
+        f("ipc_mode",
             Refused("Docker gives every container a private IPC namespace; sharing the agent's is not offered"),
         ),
-        f(
-            "shm_size",
-            7,
+        f("shm_size",
             Refused("it applies only with ipc_mode PRIVATE; use the shm-size docker parameter"),
         ),
-        f(
-            "share_cgroups",
-            8,
+        f("share_cgroups",
             Refused(
                 "false is refused (true, the default, is accepted): it concerns nested \
                  containers, which are not supported",
@@ -292,64 +272,57 @@ pub static LINUX_INFO: Message = Message {
 /// `CapabilityInfo`.
 pub static CAPABILITY_INFO: Message = Message {
     name: "CapabilityInfo",
-    fields: &[f("capabilities", 1, H)],
+    fields: &[f("capabilities", H)],
 };
 
 /// `RLimitInfo`.
 pub static RLIMIT_INFO: Message = Message {
     name: "RLimitInfo",
-    fields: &[f("rlimits", 1, H)],
+    fields: &[f("rlimits", H)],
 };
 
 /// `RLimitInfo.RLimit`.
 pub static RLIMIT: Message = Message {
     name: "RLimitInfo.RLimit",
-    fields: &[f("type", 1, H), f("hard", 2, H), f("soft", 3, H)],
+    fields: &[f("type", H), f("hard", H), f("soft", H)],
 };
 
 /// `TTYInfo`.
 pub static TTY_INFO: Message = Message {
     name: "TTYInfo",
-    fields: &[f("window_size", 1, H)],
+    fields: &[f("window_size", H)],
 };
 
 /// `TTYInfo.WindowSize`.
 pub static WINDOW_SIZE: Message = Message {
     name: "TTYInfo.WindowSize",
-    fields: &[f("rows", 1, H), f("columns", 2, H)],
+    fields: &[f("rows", H), f("columns", H)],
 };
 
 /// `Resource`.
 pub static RESOURCE: Message = Message {
     name: "Resource",
     fields: &[
-        f(
-            "provider_id",
-            12,
+        f("provider_id",
             Refused("Berth has no resource providers; resources come from the agent itself"),
         ),
-        f("name", 1, H),
-        f("type", 2, H),
-        f("scalar", 3, H),
-        f("ranges", 4, H),
-        f(
-            "set",
-            5,
+        f("name", H),
+        f("type", H),
+        f("scalar", H),
+        f("ranges", H),
+        f("set",
             Refused("no resource Berth supports (cpus, mem, disk, ports) is a SET"),
         ),
-        f("role", 6, Ignored(NO_ALLOCATION)),
-        f("allocation_info", 11, Ignored(NO_ALLOCATION)),
-        f("reservation", 8, Ignored(NO_ALLOCATION)),
-        f("reservations", 13, Ignored(NO_ALLOCATION)),
-        f("disk", 7, H),
+        f("role", Kept(NO_ALLOCATION)),
+        f("allocation_info", H),
+        f("reservation", Kept(NO_ALLOCATION)),
+        f("reservations", Kept(NO_ALLOCATION)),
+        f("disk", H),
         f(
             "revocable",
-            9,
-            Ignored("a standalone agent never revokes: the container runs as with any other resource"),
+            Kept("a standalone agent never revokes: the container runs as with any other resource"),
         ),
-        f(
-            "shared",
-            10,
+        f("shared",
             Refused("Mesos allows shared resources only for persistent volumes, which Berth does not support"),
         ),
     ],
@@ -358,23 +331,52 @@ pub static RESOURCE: Message = Message {
 const NO_ALLOCATION: &str = "roles and reservations are a Mesos master's allocation bookkeeping; \
      a standalone agent has no allocator to enforce them";
 
+/// `Resource.AllocationInfo`: its role is the container's `MESOS_ALLOCATION_ROLE`.
+pub static ALLOCATION_INFO: Message = Message {
+    name: "Resource.AllocationInfo",
+    fields: &[f("role", H)],
+};
+
+/// `Resource.ReservationInfo` (kept and reported).
+pub static RESERVATION_INFO: Message = Message {
+    name: "Resource.ReservationInfo",
+    fields: &[
+        f("type", H),
+        f("role", H),
+        f("principal", H),
+        f("labels", H),
+    ],
+};
+
+/// `Labels`.
+pub static LABELS: Message = Message {
+    name: "Labels",
+    fields: &[f("labels", H)],
+};
+
+/// `Label`.
+pub static LABEL: Message = Message {
+    name: "Label",
+    fields: &[f("key", H), f("value", H)],
+};
+
+/// `Resource.RevocableInfo` (no fields).
+pub static REVOCABLE_INFO: Message = Message {
+    name: "Resource.RevocableInfo",
+    fields: &[],
+};
+
 /// `Resource.DiskInfo`.
 pub static DISK_INFO: Message = Message {
     name: "Resource.DiskInfo",
     fields: &[
-        f(
-            "persistence",
-            1,
+        f("persistence",
             Refused("Berth has no persistent volumes"),
         ),
-        f(
-            "volume",
-            2,
+        f("volume",
             Refused("disk volumes belong to persistent volumes, which Berth does not have"),
         ),
-        f(
-            "source",
-            3,
+        f("source",
             Refused("Berth has one disk, the agent's; PATH/MOUNT/BLOCK/RAW sources come from resource providers"),
         ),
     ],
@@ -383,19 +385,55 @@ pub static DISK_INFO: Message = Message {
 /// `Value.Scalar`.
 pub static SCALAR: Message = Message {
     name: "Value.Scalar",
-    fields: &[f("value", 1, H)],
+    fields: &[f("value", H)],
 };
 
 /// `Value.Ranges`.
 pub static RANGES: Message = Message {
     name: "Value.Ranges",
-    fields: &[f("range", 1, H)],
+    fields: &[f("range", H)],
 };
 
 /// `Value.Range`.
 pub static RANGE: Message = Message {
     name: "Value.Range",
-    fields: &[f("begin", 1, H), f("end", 2, H)],
+    fields: &[f("begin", H), f("end", H)],
+};
+
+/// `HealthCheck` (Mesos carries it in `TaskInfo`; Berth in `LaunchContainer.health_check`),
+/// plus Berth's `kill_on_unhealthy`.
+pub static HEALTH_CHECK: Message = Message {
+    name: "HealthCheck",
+    fields: &[
+        f("http", H),
+        f("delay_seconds", H),
+        f("interval_seconds", H),
+        f("timeout_seconds", H),
+        f("consecutive_failures", H),
+        f("grace_period_seconds", H),
+        f("command", H),
+        f("type", H),
+        f("tcp", H),
+        f("kill_on_unhealthy", H),
+    ],
+};
+
+/// `HealthCheck.HTTPCheckInfo`.
+pub static HTTP_CHECK_INFO: Message = Message {
+    name: "HealthCheck.HTTPCheckInfo",
+    fields: &[
+        f("port", H),
+        f("path", H),
+        f("scheme", H),
+        f("statuses", H),
+        f("protocol", H),
+    ],
+};
+
+/// `HealthCheck.TCPCheckInfo`.
+pub static TCP_CHECK_INFO: Message = Message {
+    name: "HealthCheck.TCPCheckInfo",
+    fields: &[f("port", H), f("protocol", H)],
 };
 
 /// Every table, for the docs check.
@@ -422,10 +460,18 @@ pub static ALL: &[&Message] = &[
     &TTY_INFO,
     &WINDOW_SIZE,
     &RESOURCE,
+    &ALLOCATION_INFO,
+    &RESERVATION_INFO,
+    &LABELS,
+    &LABEL,
+    &REVOCABLE_INFO,
     &DISK_INFO,
     &SCALAR,
     &RANGES,
     &RANGE,
+    &HEALTH_CHECK,
+    &HTTP_CHECK_INFO,
+    &TCP_CHECK_INFO,
 ];
 
 #[cfg(test)]
@@ -579,6 +625,56 @@ mod tests {
         .unwrap();
         assert_eq!(l.resources.cpus, Some(0.5));
         assert!(params(&l).is_empty());
+        // Roles and reservations are kept as given, the allocation role taken for the container.
+        assert_eq!(l.resources.allocation_role.as_deref(), Some("eng"));
+        assert_eq!(l.resources.requested[0]["reservations"][0]["role"], "eng");
+        assert_eq!(l.resources.requested[0]["revocable"], json!({}));
+    }
+
+    #[test]
+    fn accounting_is_validated() {
+        let bad = |edit: fn(&mut Value), field: &str| {
+            let e = launch(edit).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        };
+        bad(
+            |l| l["resources"][0]["allocation_info"] = json!({"role": "a b"}),
+            "resources[0].allocation_info.role",
+        );
+        bad(
+            |l| l["resources"][0]["reservations"] = json!([{"type": "SOMETIMES"}]),
+            "resources[0].reservations[0].type",
+        );
+        bad(
+            |l| {
+                l["resources"][0]["reservations"] =
+                    json!([{"labels": {"labels": [{"value": "v"}]}}])
+            },
+            "labels[0].key",
+        );
+        bad(
+            |l| l["resources"][0]["revocable"] = json!({"x": 1}),
+            "revocable.x",
+        );
+        bad(
+            |l| {
+                l["resources"] = json!([
+                    {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}, "allocation_info": {"role": "a"}},
+                    {"name": "mem", "type": "SCALAR", "scalar": {"value": 64}, "allocation_info": {"role": "b"}}]);
+            },
+            "resources[1].allocation_info.role",
+        );
+        for role in ["*", "web", "eng/backend", "a-b_c.d"] {
+            let edit =
+                move |l: &mut Value| l["resources"][0]["allocation_info"] = json!({"role": role});
+            let l = launch(edit).unwrap_or_else(|e| panic!("{role}: {e}"));
+            assert_eq!(l.resources.allocation_role.as_deref(), Some(role));
+        }
+        for role in ["", "..", "a/./b", "-x", "a*"] {
+            let edit =
+                move |l: &mut Value| l["resources"][0]["allocation_info"] = json!({"role": role});
+            assert!(launch(edit).is_err(), "{role:?} is not a Mesos role");
+        }
     }
 
     #[test]
@@ -764,13 +860,215 @@ mod tests {
     }
 
     #[test]
+    fn health_checks_parse_with_mesos_defaults() {
+        use super::super::launch::{HealthCheckKind, HealthCheckSpec};
+        use std::time::Duration;
+        let hc = |l: &LaunchRequest| -> HealthCheckSpec { l.health_check.clone().unwrap() };
+        let l = launch(|l| {
+            l["health_check"] = json!({"type": "COMMAND", "command": {"value": "test -f /ok"}})
+        })
+        .unwrap();
+        let h = hc(&l);
+        assert!(
+            matches!(&h.kind, HealthCheckKind::Command(c) if c.value.as_deref() == Some("test -f /ok") && c.shell)
+        );
+        assert_eq!(
+            (h.delay, h.interval, h.timeout, h.grace_period),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(10),
+                Duration::from_secs(20),
+                Duration::from_secs(10)
+            )
+        );
+        assert_eq!((h.consecutive_failures, h.kill_on_unhealthy), (3, true));
+        let l = launch(|l| {
+            l["health_check"] = json!({"type": "HTTP",
+                "http": {"port": 8080, "path": "/health", "scheme": "https", "statuses": [200, 204], "protocol": "IPv6"},
+                "delay_seconds": 0, "interval_seconds": 0.5, "timeout_seconds": "2",
+                "grace_period_seconds": 0, "consecutive_failures": 1, "kill_on_unhealthy": false})
+        })
+        .unwrap();
+        let h = hc(&l);
+        assert_eq!(
+            h.kind,
+            HealthCheckKind::Http {
+                scheme: "https".into(),
+                port: 8080,
+                path: "/health".into(),
+                statuses: vec![200, 204],
+                ipv6: true
+            }
+        );
+        assert_eq!(h.interval, Duration::from_millis(500));
+        assert_eq!(h.timeout, Duration::from_secs(2));
+        assert_eq!((h.consecutive_failures, h.kill_on_unhealthy), (1, false));
+        let l =
+            launch(|l| l["health_check"] = json!({"type": "TCP", "tcp": {"port": 80}})).unwrap();
+        assert_eq!(
+            hc(&l).kind,
+            HealthCheckKind::Tcp {
+                port: 80,
+                ipv6: false
+            }
+        );
+        assert_eq!(launch(|_| {}).unwrap().health_check, None);
+        // Berth's DOCKER: the image's HEALTHCHECK, acted on unless told otherwise.
+        let l = launch(|l| l["health_check"] = json!({"type": "DOCKER"})).unwrap();
+        assert_eq!(
+            (hc(&l).kind, hc(&l).kill_on_unhealthy),
+            (HealthCheckKind::Docker, true)
+        );
+        let l =
+            launch(|l| l["health_check"] = json!({"type": "DOCKER", "kill_on_unhealthy": false}))
+                .unwrap();
+        assert!(!hc(&l).kill_on_unhealthy);
+    }
+
+    #[test]
+    fn bad_health_checks_are_400s_naming_the_field() {
+        let p = "launch_container.health_check";
+        let cases: Vec<(Value, String)> = vec![
+            (json!({}), format!("missing required field '{p}.type'")),
+            (json!({"type": "UNKNOWN"}), format!("field '{p}.type': UNKNOWN is not a valid")),
+            (json!({"type": "GRPC"}), format!("field '{p}.type': unknown value \"GRPC\"")),
+            (json!({"type": "COMMAND"}), format!("missing required field '{p}.command'")),
+            (json!({"type": "HTTP"}), format!("missing required field '{p}.http'")),
+            (json!({"type": "TCP"}), format!("missing required field '{p}.tcp'")),
+            (
+                json!({"type": "COMMAND", "command": {"shell": false}}),
+                format!("missing required field '{p}.command.value'"),
+            ),
+            (
+                json!({"type": "COMMAND", "command": {"value": "true", "uris": [{"value": "http://h/x"}]}}),
+                format!("field '{p}.command.uris': a health check's command fetches nothing"),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 0}}),
+                format!("field '{p}.tcp.port': 0 is out of range"),
+            ),
+            (
+                json!({"type": "HTTP", "http": {"port": 65536}}),
+                format!("field '{p}.http.port': 65536 is out of range"),
+            ),
+            (
+                json!({"type": "HTTP", "http": {"port": 80, "scheme": "ftp"}}),
+                format!("field '{p}.http.scheme': unknown value \"ftp\""),
+            ),
+            (
+                json!({"type": "HTTP", "http": {"port": 80, "path": "health"}}),
+                format!("field '{p}.http.path': \"health\" must begin with '/'"),
+            ),
+            (
+                json!({"type": "HTTP", "http": {"port": 80, "statuses": [99]}}),
+                format!("field '{p}.http.statuses[0]': 99 is out of range"),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 80, "protocol": "IPv5"}}),
+                format!("field '{p}.tcp.protocol': unknown value \"IPv5\""),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 80}, "delay_seconds": -1}),
+                format!("field '{p}.delay_seconds': -1 is not a valid number of seconds"),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 80}, "grace_period_seconds": -0.5}),
+                format!("field '{p}.grace_period_seconds': -0.5 is not a valid"),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 80}, "interval_seconds": 0}),
+                format!("field '{p}.interval_seconds': 0 is not a valid number of seconds (expected > 0"),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 80}, "timeout_seconds": "NaN"}),
+                format!("field '{p}.timeout_seconds': expected a number"),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 80}, "timeout_seconds": "Infinity"}),
+                format!("field '{p}.timeout_seconds': inf is not a valid"),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 80}, "consecutive_failures": -1}),
+                format!("field '{p}.consecutive_failures': -1 is out of range"),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 80}, "kill_on_unhealthy": "no"}),
+                format!("field '{p}.kill_on_unhealthy'"),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 80}, "http": {"port": 80}}),
+                format!("field '{p}.http': does not apply here"),
+            ),
+            (
+                json!({"type": "DOCKER", "interval_seconds": 1}),
+                format!("field '{p}.interval_seconds': a DOCKER health check runs on the image's own HEALTHCHECK"),
+            ),
+            (
+                json!({"type": "DOCKER", "command": {"value": "true"}}),
+                format!("field '{p}.command': does not apply here"),
+            ),
+            (
+                json!({"type": "TCP", "tcp": {"port": 80}, "intervall_seconds": 1}),
+                format!("unknown field '{p}.intervall_seconds'"),
+            ),
+        ];
+        for (hc, want) in cases {
+            let err = launch(|l| l["health_check"] = hc.clone()).unwrap_err();
+            assert!(err.contains(&want), "{hc}: want {want:?}, got {err:?}");
+        }
+        // Checks over the network need one.
+        let err = launch(|l| {
+            l["container"]["docker"]["network"] = json!("NONE");
+            l["health_check"] = json!({"type": "TCP", "tcp": {"port": 80}});
+        })
+        .unwrap_err();
+        assert!(
+            err.contains(&format!("field '{p}.type': an HTTP or TCP health check")),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn every_field_is_in_the_docs_table() {
         let docs = include_str!("../../../../docs/api.md");
+        let mut want = String::new();
         for m in ALL {
+            let desc = m.descriptor();
             for f in m.fields {
-                let row = format!("| `{}.{}` |", m.name, f.name);
-                assert!(docs.contains(&row), "docs/api.md lacks the row {row}");
+                let number = desc.get_field_by_name(f.name).unwrap().number();
+                let number = if number >= 1000 {
+                    format!("{number} (Berth's extension)")
+                } else {
+                    number.to_string()
+                };
+                let (what, why) = match f.disposition {
+                    Disposition::Honoured => ("honoured", ""),
+                    Disposition::Kept(why) => ("kept and reported, not enforced", why),
+                    Disposition::Ignored(why) => ("accepted, ignored", why),
+                    Disposition::Refused(why) => ("refused (400)", why),
+                };
+                want.push_str(&format!(
+                    "| `{}.{}` | {number} | {what} | {why} |\n",
+                    m.name, f.name
+                ));
             }
+        }
+        let missing: Vec<&str> = want.lines().filter(|row| !docs.contains(row)).collect();
+        assert!(
+            missing.is_empty(),
+            "docs/api.md's field table lacks {missing:#?}\nthe whole table is:\n{want}"
+        );
+    }
+
+    #[test]
+    fn every_table_names_exactly_the_fields_of_its_definition() {
+        for m in ALL {
+            let desc = m.descriptor();
+            let mut defined: Vec<String> = desc.fields().map(|f| f.name().to_owned()).collect();
+            let mut tabled: Vec<String> = m.fields.iter().map(|f| f.name.to_owned()).collect();
+            defined.sort_unstable();
+            tabled.sort_unstable();
+            assert_eq!(tabled, defined, "{}: table vs proto/ definition", m.name);
         }
     }
 }

@@ -54,6 +54,19 @@ pub enum Command {
         #[command(flatten)]
         agent: AgentArgs,
     },
+    /// Follow every container's changes live (the agent's SUBSCRIBE stream): a line per
+    /// change, until interrupted or the agent stops.
+    Events {
+        /// Print each event as one line of JSON (protobuf-JSON, as the API sends it).
+        #[arg(long)]
+        json: bool,
+        /// Also print the heartbeats (every 15 s while nothing changes).
+        #[arg(long)]
+        heartbeats: bool,
+        /// The agent to talk to.
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
     /// Wait for a container to end; prints how it ended and exits with its exit code.
     Wait {
         /// The container id.
@@ -83,6 +96,38 @@ pub enum Command {
         /// Kill it first if it is still running.
         #[arg(long, short)]
         force: bool,
+        /// The agent to talk to.
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+    /// Run a command inside a running container (a session, Docker's exec): its output as it
+    /// comes, then its exit code. Interrupting it ends the command.
+    Exec {
+        /// Feed our stdin to the command (else it reads end-of-file at once).
+        #[arg(short, long)]
+        interactive: bool,
+        /// Run it on a terminal the size of ours, resized with ours; with -i our terminal is
+        /// in raw mode meanwhile (Ctrl-C and Ctrl-D go to the command).
+        #[arg(short, long)]
+        tty: bool,
+        /// The container id.
+        id: String,
+        /// The command and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+        /// The agent to talk to.
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+    /// Follow a running container's output live (stdout and stderr apart) until it ends;
+    /// exits with its exit code.
+    Attach {
+        /// Send our keyboard to its stdin (a container launched with a TTY has one); our
+        /// terminal is in raw mode meanwhile.
+        #[arg(short, long)]
+        interactive: bool,
+        /// The container id.
+        id: String,
         /// The agent to talk to.
         #[command(flatten)]
         agent: AgentArgs,
@@ -195,6 +240,11 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Run(args) => run::run(*args).await,
         Command::Ps { json, agent } => cmds::ps(&agent.client()?, json).await,
         Command::Wait { id, agent } => cmds::wait(&agent.client()?, &id).await,
+        Command::Events {
+            json,
+            heartbeats,
+            agent,
+        } => cmds::events(&agent.client()?, json, heartbeats).await,
         Command::Kill {
             id,
             signal,
@@ -202,6 +252,18 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             agent,
         } => cmds::kill(&agent.client()?, &id, signal, grace).await,
         Command::Rm { id, force, agent } => cmds::rm(&agent.client()?, &id, force).await,
+        Command::Attach {
+            interactive,
+            id,
+            agent,
+        } => cmds::attach(&agent.client()?, &id, interactive).await,
+        Command::Exec {
+            interactive,
+            tty,
+            id,
+            command,
+            agent,
+        } => cmds::exec(&agent.client()?, &id, &command, interactive, tty).await,
         Command::Logs {
             id,
             stderr,

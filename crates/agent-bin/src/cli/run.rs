@@ -66,6 +66,12 @@ pub struct RunArgs {
     /// With --agent: remove the container when it has ended (the embedded agent always does).
     #[arg(long)]
     pub rm: bool,
+    /// Keep stdin open and send it our keyboard (with -t), as `docker run -i`.
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// Give the container a terminal the size of ours, as `docker run -t`.
+    #[arg(long, short = 't')]
+    pub tty: bool,
     /// An agent to run on (e.g. http://127.0.0.1:5051) instead of an embedded one.
     #[arg(long, env = "BERTH_AGENT", value_name = "URL")]
     pub agent: Option<String>,
@@ -197,6 +203,16 @@ pub fn launch_payload(args: &RunArgs, id: &str, image: &str) -> Result<Value, Er
         docker["parameters"] = Value::Array(params);
     }
     let mut container = json!({"type": "DOCKER", "docker": docker});
+    if args.interactive && !args.tty {
+        return Err(bad(
+            "--interactive",
+            "needs --tty: a container's stdin is open only with a terminal (use -it)",
+        ));
+    }
+    if args.tty {
+        let (rows, columns) = super::cmds::terminal_size().unwrap_or((24, 80));
+        container["tty_info"] = json!({"window_size": {"rows": rows, "columns": columns}});
+    }
     if network == "USER" {
         container["network_infos"] = json!([{"name": args.network}]);
     }
@@ -490,6 +506,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Error> {
         &id,
         payload,
         embedded.is_some() || args.rm,
+        args.interactive,
         &mut signals,
     )
     .await;
@@ -538,6 +555,7 @@ async fn run_on(
     id: &str,
     payload: Value,
     remove: bool,
+    interactive: bool,
     signals: &mut StopSignals,
 ) -> Result<i32, Error> {
     let display: Box<dyn Display> = if std::io::stderr().is_terminal() {
@@ -581,6 +599,34 @@ async fn run_on(
         // A stop that reached the agent before it knew the container found nothing to stop
         // (404): ask again now that it runs.
         request_stop(client, id, interrupts, "stop requested during the launch").await;
+    }
+    if interactive {
+        // What the container wrote before we attach (a shell's first prompt) is in its log,
+        // once the logger has it: wait for it a moment (a second at most: a program may well
+        // write nothing), then follow live. A byte written between the two is missed, not
+        // doubled.
+        let path = format!("/containers/{id}/stdout");
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            match client.read_file(&path, 0, None).await {
+                Ok((_, data)) if !data.is_empty() => {
+                    use std::io::Write as _;
+                    let mut o = std::io::stdout().lock();
+                    let _ = o.write_all(&data).and_then(|()| o.flush());
+                    break;
+                }
+                _ if tokio::time::Instant::now() >= until => break,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        let code = super::cmds::attach(client, id, true).await;
+        if remove {
+            let _ = client.wait(id).await;
+            if let Err(e) = client.remove(id).await {
+                eprintln!("berth: could not remove container {id}: {e}");
+            }
+        }
+        return code;
     }
     let mut out = Tail::new(id, "stdout");
     let mut err = Tail::new(id, "stderr");

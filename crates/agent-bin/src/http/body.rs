@@ -9,6 +9,32 @@ use crate::error::ApiError;
 /// The body type of every response: whole buffers or streamed files.
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
+/// The records of a streaming request after its first, as they arrive.
+pub type RecordStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<Bytes, crate::api::recordio::RecordIoError>> + Send>,
+>;
+
+/// An API request's body: read whole (within the body limits), or for a streaming request
+/// (`application/recordio`) its first record and the rest as they come.
+pub enum RequestBody {
+    /// The whole body.
+    Whole(Bytes),
+    /// A streaming request.
+    Records {
+        /// The first record (the call).
+        first: Bytes,
+        /// The records after it.
+        rest: RecordStream,
+    },
+}
+
+impl RequestBody {
+    /// No body (the plain endpoints).
+    pub fn empty() -> RequestBody {
+        RequestBody::Whole(Bytes::new())
+    }
+}
+
 /// A complete body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

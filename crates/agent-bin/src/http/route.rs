@@ -267,46 +267,11 @@ pub fn resolve(method: &Method, path: &str, query: Option<&str>) -> Result<Route
     Ok(route(&query_params(query))?)
 }
 
-/// Checks an API request's headers: JSON content type (415 otherwise), an acceptable answer
-/// type (406), and a declared length within [`MAX_BODY`] (413).
+/// Checks an API request's headers before its body is read: the media of the request and its
+/// answer, as Mesos decides them ([`crate::api::negotiate::media_types`]: 400, 415 or 406), and
+/// a declared length within [`MAX_BODY`] (413).
 pub fn check_api_headers(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media != "application/json" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            if content_type.is_empty() {
-                "missing Content-Type: send the Call as 'Content-Type: application/json'".to_owned()
-            } else {
-                format!("unsupported Content-Type '{content_type}': Berth accepts only application/json")
-            },
-        ));
-    }
-    if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
-        let ok = accept.split(',').any(|a| {
-            let m = a.split(';').next().unwrap_or("").trim();
-            m.is_empty()
-                || m == "*/*"
-                || m == "application/*"
-                || m.eq_ignore_ascii_case("application/json")
-                // Decided once the call is known (`api::negotiate`), as Mesos does.
-                || m.eq_ignore_ascii_case(crate::api::negotiate::RECORDIO)
-        });
-        if !ok {
-            return Err(ApiError::new(
-                StatusCode::NOT_ACCEPTABLE,
-                format!("cannot answer in '{accept}': Berth answers only application/json"),
-            ));
-        }
-    }
+    crate::api::negotiate::media_types(headers)?;
     if let Some(len) = headers.get(header::CONTENT_LENGTH) {
         let len = len.to_str().ok().and_then(|l| l.parse::<u64>().ok());
         match len {
@@ -488,13 +453,18 @@ mod tests {
             (header::ACCEPT, "*/*"),
         ]))
         .unwrap();
-        assert_eq!(check_api_headers(&h(&[])).unwrap_err().status, 415);
-        let e =
-            check_api_headers(&h(&[(header::CONTENT_TYPE, "application/x-protobuf")])).unwrap_err();
+        // As Mesos: a missing Content-Type is a bad request, an unknown one unsupported.
+        assert_eq!(check_api_headers(&h(&[])).unwrap_err().status, 400);
+        let e = check_api_headers(&h(&[(header::CONTENT_TYPE, "text/plain")])).unwrap_err();
         assert!(e.status == 415 && e.message.contains("application/x-protobuf"));
+        check_api_headers(&h(&[
+            (header::CONTENT_TYPE, "application/x-protobuf"),
+            (header::ACCEPT, "application/x-protobuf"),
+        ]))
+        .unwrap();
         let e = check_api_headers(&h(&[
             (header::CONTENT_TYPE, "application/json"),
-            (header::ACCEPT, "application/x-protobuf"),
+            (header::ACCEPT, "text/html"),
         ]))
         .unwrap_err();
         assert_eq!(e.status, 406);

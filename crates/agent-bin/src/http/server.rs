@@ -33,6 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use super::auth::Auth;
+use super::body::RequestBody;
 use super::body::{error, Body};
 use super::route::{check_api_headers, resolve, too_large, Route, MAX_BODY};
 use crate::agent::Agent;
@@ -194,31 +195,40 @@ async fn dispatch(
             }
             return error(&e);
         }
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let limit = gate.limits.body_timeout;
-        match tokio::time::timeout(limit, read_body(body, declared, gate)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return error(&e),
-            Err(_) => {
-                agent
-                    .counters()
-                    .http_body_timeouts
-                    .fetch_add(1, Ordering::Relaxed);
-                return error(&ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the request body did not arrive within {} (--http-body-timeout)",
-                        crate::units::format_duration(limit)
-                    ),
-                ));
+        if crate::api::negotiate::media_types(&parts.headers)
+            .is_ok_and(|m| m.content == crate::api::negotiate::Media::RecordIo)
+        {
+            match first_record(body, gate.limits.body_timeout).await {
+                Ok(b) => b,
+                Err(e) => return error(&e),
+            }
+        } else {
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            let limit = gate.limits.body_timeout;
+            match tokio::time::timeout(limit, read_body(body, declared, gate)).await {
+                Ok(Ok(b)) => RequestBody::Whole(b),
+                Ok(Err(e)) => return error(&e),
+                Err(_) => {
+                    agent
+                        .counters()
+                        .http_body_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                    return error(&ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body did not arrive within {} (--http-body-timeout)",
+                            crate::units::format_duration(limit)
+                        ),
+                    ));
+                }
             }
         }
     } else {
-        Bytes::new()
+        RequestBody::empty()
     };
     if matches!(route, Route::FilesDownload { .. }) {
         let Ok(permit) = gate.downloads.clone().try_acquire_owned() else {
@@ -237,6 +247,43 @@ async fn dispatch(
         });
     }
     agent.serve(route, &parts.headers, body).await
+}
+
+/// A streaming request's first record (its call), read within `limit`; the rest of the body
+/// stays unread, to be read as records by the call. A record is at most [`MAX_BODY`] bytes.
+async fn first_record(body: Incoming, limit: Duration) -> Result<RequestBody, ApiError> {
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    let frames = http_body_util::BodyStream::new(body)
+        // A trailers frame reads as no bytes.
+        .map_ok(|f| f.into_data().unwrap_or_default())
+        .map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(frames);
+    let mut records = tokio_util::codec::FramedRead::new(
+        reader,
+        crate::api::recordio::RecordIo::with_max_record(MAX_BODY),
+    );
+    let first = match tokio::time::timeout(limit, records.next()).await {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the streaming request's first record did not arrive within {} (--http-body-timeout)",
+                    crate::units::format_duration(limit)
+                ),
+            ))
+        }
+        Ok(None) => return Err(ApiError::bad_request("Received EOF while reading request body")),
+        Ok(Some(Err(e))) => {
+            return Err(ApiError::bad_request(format!(
+                "reading the request's RecordIO stream: {e}"
+            )))
+        }
+        Ok(Some(Ok(r))) => r,
+    };
+    Ok(RequestBody::Records {
+        first,
+        rest: Box::pin(records),
+    })
 }
 
 /// Reads a body of at most [`MAX_BODY`] bytes (413 beyond, whatever Content-Length said) into

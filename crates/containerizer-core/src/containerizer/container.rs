@@ -43,6 +43,15 @@ pub(crate) struct Runtime {
     /// Cancels the task waiting for `kill_deadline` (one per container: a sooner deadline
     /// replaces it, so repeated kills cannot pile up timers).
     pub kill_timer: Option<CancellationToken>,
+    /// The latest health, once a check (Berth's or Docker's) is known.
+    pub health: Option<crate::health::Health>,
+    /// Fired when the process stops running (any event out of started): the health checker
+    /// ends with it. Set only while started.
+    pub health_stop: Option<CancellationToken>,
+    /// Set while a client holds the container's stdin (`ATTACH_CONTAINER_INPUT`).
+    pub stdin_attached: Arc<std::sync::atomic::AtomicBool>,
+    /// Why the health checker is killing the container; the termination says it.
+    pub health_kill: Option<String>,
 }
 
 /// What is on disk of a container's checkpoint, as far as this agent wrote it.
@@ -139,6 +148,10 @@ impl Container {
                 docker_id: None,
                 kill_deadline: None,
                 kill_timer: None,
+                health: None,
+                health_stop: None,
+                stdin_attached: Arc::default(),
+                health_kill: None,
             }),
             cancel: CancellationToken::new(),
             launched: watch::channel(launched).0,
@@ -183,8 +196,29 @@ impl Container {
                 rt.docker_id = Some(d.to_owned());
             }
         }
+        if !rt.state.is_started() {
+            // Out of started (exited, being destroyed): nothing is left to check.
+            if let Some(stop) = rt.health_stop.take() {
+                stop.cancel();
+            }
+        }
         match result {
-            Ok(action) => {
+            Ok(mut action) => {
+                if let Action::Resolved(t) = &action {
+                    if let Some(why) = rt.health_kill.take() {
+                        if t.state == crate::termination::TaskState::Killed {
+                            // Mesos's Docker executor reports such a task TASK_KILLED with
+                            // `healthy: false`; the message says why it was killed.
+                            let t = Arc::new(Termination {
+                                message: format!("{}: {why}", t.message),
+                                healthy: Some(false),
+                                ..(**t).clone()
+                            });
+                            rt.state = State::Terminated(t.clone());
+                            action = Action::Resolved(t);
+                        }
+                    }
+                }
                 if let Action::Resolved(t) = &action {
                     // Counted before anyone can see the termination.
                     resolutions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -272,5 +306,14 @@ impl Container {
                 .kill_deadline
                 .filter(|_| rt.state.termination().is_none()),
         }
+    }
+}
+
+/// Aborts a task when dropped (a reader that lives as long as its consumer).
+pub(crate) struct AbortOnDrop(pub JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -6,8 +6,10 @@
 //! answers "unsupported".
 
 mod container;
+mod health;
 mod pipeline;
 mod recovery;
+mod sessions;
 #[cfg(test)]
 mod tests;
 
@@ -21,7 +23,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use recovery::{OrphanAction, OrphanOutcome, RecoveryReport};
+pub use sessions::{
+    AttachedOutput, SessionEnd, SessionInput, SessionIo, SessionOutput, SessionStatus,
+    LIVE_OUTPUT_BUFFER, MAX_SESSIONS, MAX_SESSIONS_PER_CONTAINER,
+};
 
+use crate::changes::{Change, ChangeKind};
 use crate::checkpoint::{Durability, Store};
 use crate::config::{host_totals, Config};
 use crate::engine::Engine;
@@ -86,6 +93,10 @@ pub(crate) struct Inner {
     pub containers: Mutex<HashMap<ContainerId, Arc<Container>>>,
     /// Events the state machine refused (bugs); tests assert it stays zero.
     pub illegal: AtomicUsize,
+    /// Sessions by (parent, session id).
+    pub sessions: Mutex<HashMap<(ContainerId, ContainerId), Arc<sessions::Session>>>,
+    /// Where changes are announced to subscribers ([`Containerizer::subscribe`]).
+    pub changes: tokio::sync::broadcast::Sender<Change>,
     /// Terminations decided (one per container, ever).
     pub resolutions: AtomicUsize,
     /// Fired by `shutdown`: background tasks end, loggers flush, launches are refused.
@@ -100,6 +111,8 @@ pub(crate) struct Inner {
     pub roots: crate::hostpath::HostRoots,
     /// Where host paths are pinned for Docker.
     pub pins: crate::hostpath::Pins,
+    /// The health checkers' counters.
+    pub health: crate::health::Counters,
     /// Lets unit tests hold the MOUNTING stage and checkpoint writes, which otherwise only touch
     /// local files.
     #[cfg(test)]
@@ -145,6 +158,8 @@ impl Containerizer {
                 store,
                 containers: Mutex::new(HashMap::new()),
                 illegal: AtomicUsize::new(0),
+                changes: tokio::sync::broadcast::channel(crate::changes::CHANNEL_CAPACITY).0,
+                sessions: Mutex::new(HashMap::new()),
                 resolutions: AtomicUsize::new(0),
                 stopping: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -152,6 +167,7 @@ impl Containerizer {
                 usage_samples: Default::default(),
                 roots,
                 pins,
+                health: Default::default(),
                 #[cfg(test)]
                 mount_gate: std::sync::OnceLock::new(),
             }),
@@ -198,6 +214,7 @@ impl Containerizer {
             map.insert(id.clone(), c.clone());
             c
         };
+        self.inner.announce(id, ChangeKind::Added);
         tracing::info!(container_id = %id, "launching container");
         pipeline::spawn_launch(self.inner.clone(), c.clone());
         let status = tokio::select! {
@@ -449,6 +466,12 @@ impl Containerizer {
         )
     }
 
+    /// The health checks' counters since start (checks passed and failed, containers killed
+    /// for failing them, checkers running now).
+    pub fn health_counts(&self) -> crate::health::HealthCounts {
+        self.inner.health.snapshot()
+    }
+
     /// The container's status; unknown ids are an error.
     pub fn status(&self, id: &ContainerId) -> Result<ContainerStatus> {
         let c = self
@@ -468,6 +491,7 @@ impl Containerizer {
                 .or_else(|| rt.docker_id.clone()),
             pid: rt.pid,
             ip_addresses: rt.ips.clone(),
+            health: rt.health.clone(),
             pull: (rt.state.phase() == Phase::Pulling)
                 .then(|| rt.pull.clone())
                 .flatten(),
@@ -477,7 +501,15 @@ impl Containerizer {
                 Vec::new()
             },
             termination: rt.state.termination().map(|t| (**t).clone()),
+            requested_resources: rt.spec.reported_resources.clone(),
         })
+    }
+
+    /// Follows every change of every container from now on (see [`crate::changes`]): a
+    /// subscriber reads the state it starts from with [`status`](Self::status), then applies
+    /// the changes as they come, and reads everything afresh if it is told it lagged.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.inner.changes.subscribe()
     }
 
     /// Every known container, launching, running or terminated-but-not-removed.
@@ -622,11 +654,24 @@ impl Inner {
     }
 
     pub fn apply(&self, c: &Container, event: Event) -> Action {
+        let before = c.phase();
         let (action, illegal) = c.apply(event, &self.resolutions);
         if illegal {
             self.illegal.fetch_add(1, Ordering::SeqCst);
         }
+        let after = c.phase();
+        if after != before {
+            self.announce(&c.id, ChangeKind::Phase(after));
+        }
         action
+    }
+
+    /// Tells subscribers about a change (nothing happens without subscribers).
+    pub fn announce(&self, id: &ContainerId, kind: ChangeKind) {
+        let _no_subscribers = self.changes.send(Change {
+            container_id: id.clone(),
+            kind,
+        });
     }
 
     /// Carries out an action an API call got back.
@@ -787,6 +832,9 @@ impl Inner {
         {
             map.remove(&c.id);
         }
+        drop(map);
+        self.forget_sessions(&c.id);
+        self.announce(&c.id, ChangeKind::Removed);
         tracing::info!(container_id = %c.id, "container removed");
         Ok(())
     }

@@ -300,7 +300,14 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         }
         let progress: FetchProgressFn = {
             let c = c.clone();
-            Arc::new(move |p| c.rt().fetch.update(p))
+            let changes = inner.changes.clone();
+            Arc::new(move |p| {
+                c.rt().fetch.update(p);
+                let _no_subscribers = changes.send(crate::changes::Change {
+                    container_id: c.id.clone(),
+                    kind: crate::changes::ChangeKind::Progress,
+                });
+            })
         };
         inner
             .fetcher
@@ -318,9 +325,10 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         let docker = rt.spec.docker_info().expect("checked by launch");
         (docker.image.clone(), docker.force_pull_image)
     };
-    let pull = inner
-        .puller
-        .ensure(&image, force, |p| c.rt().pull = Some(p.clone()));
+    let pull = inner.puller.ensure(&image, force, |p| {
+        c.rt().pull = Some(p.clone());
+        inner.announce(&c.id, crate::changes::ChangeKind::Progress);
+    });
     if !stage(inner, c, pull).await {
         return rollback(inner, c, false).await;
     }
@@ -418,6 +426,8 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         // runc has its own (privately propagated) copy now, or never will.
         inner.pins.release(&c.id);
     }
+    // Mesos's health checker counts its delay and grace period from here.
+    let started_at = std::time::SystemTime::now();
     let proceed = match started {
         Ok(()) => inner.apply(c, Event::Started) == Action::Proceed,
         Err(cause) => {
@@ -437,16 +447,16 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
         }
     }
 
-    let tty = match inner.engine.inspect(&docker_id).await {
+    let (tty, docker_health) = match inner.engine.inspect(&docker_id).await {
         Ok(info) => {
             let mut rt = c.rt();
             rt.pid = info.pid;
             rt.ips = info.ip_addresses;
-            info.tty
+            (info.tty, info.health)
         }
         Err(e) => {
             tracing::warn!(container_id = %c.id, error = %e, "failed to inspect the started container");
-            false
+            (false, None)
         }
     };
     attach_logger(inner, c, &docker_id, tty, target, false, live);
@@ -455,6 +465,7 @@ async fn launch(inner: &Arc<Inner>, c: &Arc<Container>) -> Option<ExitInfo> {
     inner.persist(c, Durability::Durable).await;
     c.set_running();
     tracing::info!(container_id = %c.id, docker_id = %docker_id, "container running");
+    super::health::spawn(inner, c, &docker_id, started_at, docker_health.as_ref());
     watch_exit(inner, c, &docker_id).await
 }
 

@@ -242,6 +242,12 @@ async fn recover_one(
                 }
                 inner.clone().escalate_at_deadline(&c);
             }
+            if info.running {
+                // The checks go on where the last agent left them; the delay and the grace
+                // period count from the container's creation (its start is a moment later).
+                let started_at = info.created.unwrap_or_else(SystemTime::now);
+                super::health::spawn(inner, &c, &info.id, started_at, info.health.as_ref());
+            }
             let (inner2, c2, docker_id) = (inner.clone(), c.clone(), info.id.clone());
             pipeline::spawn_supervised(inner.clone(), c, async move {
                 let exit = pipeline::watch_exit(&inner2, &c2, &docker_id).await;

@@ -113,6 +113,262 @@ fn transient(msg: &str) -> EngineError {
     EngineError::new(EngineErrorKind::Transient, msg)
 }
 
+/// A COMMAND health check of `sh -c true` with no delay and no grace, every second.
+fn health_check(consecutive_failures: u32) -> crate::health::HealthCheck {
+    crate::health::HealthCheck {
+        delay: Duration::ZERO,
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(5),
+        grace_period: Duration::ZERO,
+        consecutive_failures,
+        ..crate::health::HealthCheck::new(crate::health::Check::Command(CommandInfo::shell("true")))
+    }
+}
+
+/// Lets the runtime run every task that can run (the paused clock does not move).
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[test]
+fn health_check_kills_after_exactly_consecutive_failures() {
+    paused_rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("hc");
+        h.engine
+            .state
+            .lock()
+            .unwrap()
+            .exec_codes
+            .extend([0, 1, 1, 1, 0, 0]);
+        let mut spec = h.spec("hc");
+        spec.health_check = Some(health_check(3));
+        h.cz.launch(&id, spec).await.unwrap();
+        let t = tokio::time::timeout(Duration::from_secs(60), h.cz.wait(&id))
+            .await
+            .expect("killed for its health")
+            .unwrap();
+        assert_eq!(t.state, TaskState::Killed);
+        assert_eq!(t.healthy, Some(false));
+        assert!(
+            t.message.starts_with(
+                "Container killed: unhealthy: COMMAND health check failed 3 consecutive times"
+            ),
+            "{}",
+            t.message
+        );
+        // One pass, then exactly three failures: the kill came with the third.
+        assert_eq!(h.engine.calls(Op::Exec).len(), 4);
+        assert_eq!(h.engine.calls(Op::Exec)[0], "d0:sh -c true");
+        let health = h.cz.status(&id).unwrap().health.unwrap();
+        assert_eq!(health.state, crate::health::HealthState::Unhealthy);
+        assert_eq!(health.consecutive_failures, 3);
+        assert_eq!((health.checks_passed, health.checks_failed), (1, 3));
+        assert!(health.killed);
+        settle().await;
+        let counts = h.cz.health_counts();
+        assert_eq!((counts.passed, counts.failed, counts.killed), (1, 3, 1));
+        assert_eq!(counts.checkers, 0, "the checker ended with the container");
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn failures_within_the_grace_period_do_not_kill() {
+    paused_rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("grace");
+        h.engine.state.lock().unwrap().exec_codes.extend([1; 20]);
+        let mut spec = h.spec("grace");
+        spec.health_check = Some(crate::health::HealthCheck {
+            grace_period: Duration::from_millis(5500),
+            ..health_check(1)
+        });
+        h.cz.launch(&id, spec).await.unwrap();
+        // Checks at 0..=5 s fail within the grace period: not counted.
+        tokio::time::sleep(Duration::from_millis(5200)).await;
+        let health = h.cz.status(&id).unwrap().health.unwrap();
+        assert_eq!(health.state, crate::health::HealthState::Starting);
+        assert_eq!(health.checks_failed, 6);
+        assert_eq!(health.consecutive_failures, 0);
+        assert_eq!(h.cz.status(&id).unwrap().phase, Phase::Running);
+        // The one at 6 s counts, and one is the limit.
+        let t = tokio::time::timeout(Duration::from_secs(5), h.cz.wait(&id))
+            .await
+            .expect("killed after the grace period")
+            .unwrap();
+        assert_eq!(t.state, TaskState::Killed);
+        assert_eq!(h.engine.calls(Op::Exec).len(), 7);
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn without_kill_on_unhealthy_the_container_keeps_running_unhealthy() {
+    paused_rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("keep");
+        h.engine.state.lock().unwrap().exec_codes.extend([1; 10]);
+        let mut spec = h.spec("keep");
+        spec.health_check = Some(crate::health::HealthCheck {
+            kill_on_unhealthy: false,
+            ..health_check(2)
+        });
+        h.cz.launch(&id, spec).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        let st = h.cz.status(&id).unwrap();
+        assert_eq!(st.phase, Phase::Running);
+        let health = st.health.unwrap();
+        assert_eq!(health.state, crate::health::HealthState::Unhealthy);
+        assert_eq!(health.consecutive_failures, 5);
+        assert!(!health.killed);
+        assert_eq!(h.cz.health_counts().killed, 0);
+        h.cz.destroy(&id).await.unwrap();
+    });
+}
+
+#[test]
+fn the_health_checker_ends_when_the_container_stops_and_never_outlives_it() {
+    paused_rt().block_on(async {
+        let h = Harness::new();
+        for (name, end_by_destroy) in [("by-destroy", true), ("by-exit", false)] {
+            let id = Harness::id(name);
+            let mut spec = h.spec(name);
+            spec.health_check = Some(health_check(3));
+            h.cz.launch(&id, spec).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            assert_eq!(h.cz.health_counts().checkers, 1, "{name}");
+            let health = h.cz.status(&id).unwrap().health.unwrap();
+            assert_eq!(health.state, crate::health::HealthState::Healthy, "{name}");
+            if end_by_destroy {
+                h.cz.destroy(&id).await.unwrap();
+            } else {
+                h.engine.exit(&format!("berth-{name}"), 0, false);
+                h.cz.wait(&id).await.unwrap();
+            }
+            settle().await;
+            assert_eq!(
+                h.cz.health_counts().checkers,
+                0,
+                "{name}: the checker ended"
+            );
+            // No check runs after the end, however long the agent goes on.
+            let execs = h.engine.calls(Op::Exec).len();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert_eq!(h.engine.calls(Op::Exec).len(), execs, "{name}");
+        }
+        // A container without a health check (and no Docker one) gets no checker at all.
+        let id = Harness::id("none");
+        h.cz.launch(&id, h.spec("none")).await.unwrap();
+        settle().await;
+        assert_eq!(h.cz.health_counts().checkers, 0);
+        assert!(h.cz.status(&id).unwrap().health.is_none());
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn a_check_that_hangs_is_a_failure_after_its_timeout() {
+    paused_rt().block_on(async {
+        let h = Harness::new();
+        let id = Harness::id("hang");
+        h.engine.gates.hold(Op::Exec);
+        let mut spec = h.spec("hang");
+        spec.health_check = Some(crate::health::HealthCheck {
+            timeout: Duration::from_secs(2),
+            ..health_check(2)
+        });
+        h.cz.launch(&id, spec).await.unwrap();
+        // Two checks of 2 s each, a second apart: killed after about 5 s.
+        let t = tokio::time::timeout(Duration::from_secs(30), h.cz.wait(&id))
+            .await
+            .expect("a hung check does not hang the checker")
+            .unwrap();
+        assert_eq!(t.state, TaskState::Killed);
+        let health = h.cz.status(&id).unwrap().health.unwrap();
+        assert!(
+            health
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("did not finish within its timeout of 2s")),
+            "{health:?}"
+        );
+        h.engine.gates.release_all();
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn dockers_own_health_is_reported_and_acted_on_only_when_asked() {
+    paused_rt().block_on(async {
+        let h = Harness::new();
+        let docker = |status: &str, streak| crate::engine::DockerHealth {
+            status: status.into(),
+            failing_streak: streak,
+            last_output: Some("out".into()),
+            last_exit_code: Some(if streak > 0 { 1 } else { 0 }),
+            last_end: None,
+        };
+        for name in ["reported", "asked"] {
+            h.engine
+                .state
+                .lock()
+                .unwrap()
+                .docker_health
+                .insert(format!("berth-{name}"), docker("starting", 0));
+        }
+        h.cz.launch(&Harness::id("reported"), h.spec("reported"))
+            .await
+            .unwrap();
+        let mut spec = h.spec("asked");
+        spec.health_check = Some(crate::health::HealthCheck::new(
+            crate::health::Check::Docker,
+        ));
+        h.cz.launch(&Harness::id("asked"), spec).await.unwrap();
+        for name in ["reported", "asked"] {
+            let health = h.cz.status(&Harness::id(name)).unwrap().health.unwrap();
+            assert_eq!(health.source, crate::health::HealthSource::Docker);
+            assert_eq!(health.state, crate::health::HealthState::Starting);
+            h.engine
+                .state
+                .lock()
+                .unwrap()
+                .docker_health
+                .insert(format!("berth-{name}"), docker("unhealthy", 3));
+        }
+        // The one that asked is killed at Docker's verdict; the other is only told about it.
+        let t = tokio::time::timeout(Duration::from_secs(10), h.cz.wait(&Harness::id("asked")))
+            .await
+            .expect("killed for Docker's verdict")
+            .unwrap();
+        assert_eq!(t.state, TaskState::Killed);
+        assert_eq!(t.healthy, Some(false));
+        assert!(
+            t.message.contains(
+                "Docker HEALTHCHECK failed 3 consecutive times (last: exited with status 1)"
+            ),
+            "{}",
+            t.message
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let st = h.cz.status(&Harness::id("reported")).unwrap();
+        assert_eq!(st.phase, Phase::Running);
+        let health = st.health.unwrap();
+        assert_eq!(health.state, crate::health::HealthState::Unhealthy);
+        assert_eq!(health.consecutive_failures, 3);
+        assert!(!health.killed);
+        assert_eq!(h.cz.health_counts().killed, 1);
+        // No Berth check ran for either.
+        assert!(h.engine.calls(Op::Exec).is_empty());
+        h.cz.destroy(&Harness::id("reported")).await.unwrap();
+        settle().await;
+        assert_eq!(h.cz.health_counts().checkers, 0);
+        h.assert_clean();
+    });
+}
+
 #[test]
 fn launch_runs_then_natural_exit_terminates_after_logs_drain() {
     rt().block_on(async {
@@ -2485,5 +2741,56 @@ fn an_unknown_user_is_refused_before_anything_exists() {
         assert!(h.cz.status(&id).is_err(), "no container record");
         assert!(!sandbox.exists(), "no sandbox");
         assert!(h.engine.state.lock().unwrap().containers.is_empty());
+    });
+}
+
+#[test]
+fn subscribers_see_every_phase_in_order_and_the_removal() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let mut changes = h.cz.subscribe();
+        let id = Harness::id("c1");
+        h.cz.launch(&id, h.spec("c1")).await.unwrap();
+        h.engine.exit("berth-c1", 3, false);
+        h.cz.wait(&id).await.unwrap();
+        h.cz.remove(&id).await.unwrap();
+        let mut seen = Vec::new();
+        while let Ok(c) = changes.try_recv() {
+            assert_eq!(c.container_id, id);
+            if c.kind != ChangeKind::Progress {
+                seen.push(c.kind);
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                ChangeKind::Added,
+                ChangeKind::Phase(Phase::Pulling),
+                ChangeKind::Phase(Phase::Mounting),
+                ChangeKind::Phase(Phase::Running),
+                // A natural exit tears down too (the logs drain) before the termination.
+                ChangeKind::Phase(Phase::Destroying),
+                ChangeKind::Phase(Phase::Terminated),
+                ChangeKind::Removed,
+            ]
+        );
+        h.assert_clean();
+    });
+}
+
+#[test]
+fn a_lagging_subscriber_is_told_so_and_the_containerizer_holds_no_more() {
+    rt().block_on(async {
+        let h = Harness::new();
+        let mut changes = h.cz.subscribe();
+        let id = Harness::id("c1");
+        for _ in 0..crate::changes::CHANNEL_CAPACITY + 10 {
+            h.cz.inner.announce(&id, ChangeKind::Progress);
+        }
+        assert!(matches!(
+            changes.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(10))
+        ));
+        assert_eq!(h.cz.inner.changes.len(), crate::changes::CHANNEL_CAPACITY);
     });
 }
