@@ -8,6 +8,7 @@ use berth_docker_api as api;
 use futures_util::StreamExt;
 
 use crate::engine::*;
+use crate::exec_process;
 use crate::mapping::{CreateSpec, MountKind, MountSpec};
 use crate::spec::WindowSize;
 
@@ -275,6 +276,20 @@ impl DockerEngine {
             .await
             .map_err(|e| convert(&format!("starting {what}"), e))?;
         Ok((exec_id, attached))
+    }
+
+    /// Kills exec `exec_id`'s process (through a pidfd, never a pid that may have been reused);
+    /// one that already ended is left alone.
+    async fn kill_exec(&self, exec_id: &str) -> Result<(), EngineError> {
+        let Some(fd) = exec_process::pidfd(self, exec_id).await else {
+            return Ok(());
+        };
+        exec_process::signal(&fd, rustix::process::Signal::KILL).map_err(|e| {
+            EngineError::new(
+                EngineErrorKind::Permanent,
+                format!("killing the process of exec {exec_id}: {e}"),
+            )
+        })
     }
 }
 
@@ -739,26 +754,45 @@ impl Engine for DockerEngine {
             let (exec_id, mut attached) = self
                 .create_and_start_exec(id, &config, "the health check's exec")
                 .await?;
-            let execs = self.docker.exec();
             drop(attached.input);
             // Only the tail is kept, so a check printing without end costs a bounded buffer.
             let mut output = Vec::new();
-            while let Some(frame) = attached.output.next().await {
-                let frame = frame.map_err(|e| convert("reading the health check's output", e))?;
-                if frame.stream != api::LogStream::Stdin {
-                    push_tail(&mut output, &frame.data, EXEC_OUTPUT_LIMIT);
+            let read = async {
+                while let Some(frame) = attached.output.next().await {
+                    let frame =
+                        frame.map_err(|e| convert("reading the health check's output", e))?;
+                    if frame.stream != api::LogStream::Stdin {
+                        push_tail(&mut output, &frame.data, EXEC_OUTPUT_LIMIT);
+                    }
                 }
-            }
-            // The output can end a moment before the daemon records the exit code.
-            loop {
-                let state = execs
-                    .inspect(&exec_id)
-                    .await
-                    .map_err(|e| convert("inspecting the health check's exec", e))?;
-                if let (false, Some(exit_code)) = (state.running, state.exit_code) {
-                    return Ok(ExecResult { exit_code, output });
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok::<_, EngineError>(())
+            };
+            let timed_out = match exec.timeout {
+                None => read.await.map(|()| false)?,
+                Some(limit) => match tokio::time::timeout(limit, read).await {
+                    Ok(read) => read.map(|()| false)?,
+                    Err(_) => {
+                        self.kill_exec(&exec_id).await?;
+                        true
+                    }
+                },
+            };
+            match exec_process::ended(self, &exec_id).await? {
+                Some(ExecState {
+                    exit_code: Some(exit_code),
+                    ..
+                }) => Ok(ExecResult {
+                    exit_code,
+                    timed_out,
+                    output,
+                }),
+                _ => Err(EngineError::new(
+                    EngineErrorKind::Transient,
+                    format!(
+                        "the health check's exec {exec_id} ended its output, \
+                         but Docker reports no exit code for it"
+                    ),
+                )),
             }
         })
     }

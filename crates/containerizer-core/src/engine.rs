@@ -128,13 +128,18 @@ pub struct ExecSpec {
     /// The user to run as (Docker's `--user`, resolved in the container); the container's own
     /// user when `None`.
     pub user: Option<String>,
+    /// How long it may run once started: then its process is killed (SIGKILL), so a hung
+    /// command does not stay behind in the container. Unbounded when `None`.
+    pub timeout: Option<Duration>,
 }
 
 /// How an exec ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExecResult {
-    /// Its exit code.
+    /// Its exit code (137 when it was killed for its timeout).
     pub exit_code: i64,
+    /// Whether it ran past its [`ExecSpec::timeout`] and was killed.
+    pub timed_out: bool,
     /// The last [`EXEC_OUTPUT_LIMIT`] bytes of its stdout and stderr, interleaved as received.
     pub output: Vec<u8>,
 }
@@ -373,8 +378,9 @@ pub trait Engine: Send + Sync + 'static {
     /// Number of processes in the container.
     fn processes<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<u64, EngineError>>;
     /// Runs `exec` in the running container `id` to its end: its exit code and the tail of its
-    /// output. Unbounded in time: the caller bounds it (dropping the future detaches from it;
-    /// Docker has no way to kill an exec, so a hung command keeps running in the container).
+    /// output. Bounded by `exec.timeout`, after which the process is killed (Docker has no call
+    /// to kill an exec: dropping the future instead leaves the command running in the
+    /// container).
     fn exec<'a>(
         &'a self,
         id: &'a str,

@@ -410,6 +410,7 @@ pub fn exec_spec(command: &CommandInfo, container_user: Option<&str>) -> ExecSpe
             .user
             .clone()
             .or_else(|| container_user.map(str::to_owned)),
+        timeout: None,
     }
 }
 
@@ -425,30 +426,52 @@ fn tail_text(s: &str) -> String {
     s[start..].to_owned()
 }
 
-/// Runs one check of `check` against `target`. Not bounded in time: the caller bounds it with
-/// the check's timeout.
+/// Runs one check of `check` against `target`, bounded by `timeout`: a command still running
+/// then is killed, so hung checks do not pile up in the container.
 pub async fn run_check(
     engine: &dyn Engine,
     http: &reqwest::Client,
     check: &Check,
     target: &Target,
+    timeout: Duration,
 ) -> Outcome {
-    match check {
-        Check::Command(command) => {
-            let spec = exec_spec(command, target.user.as_deref());
-            match engine.exec(&target.docker_id, &spec).await {
-                Ok(r) => {
-                    let output = tail_text(&String::from_utf8_lossy(&r.output));
-                    Outcome {
-                        passed: r.exit_code == 0,
-                        error: (r.exit_code != 0)
-                            .then(|| format!("the command exited with status {}", r.exit_code)),
-                        output: Some(output),
-                    }
-                }
-                Err(e) => Outcome::failed(format!("the command could not run: {e}")),
+    let Check::Command(command) = check else {
+        return tokio::time::timeout(timeout, reach(http, check, target))
+            .await
+            .unwrap_or_else(|_| Outcome::failed(timed_out(timeout)));
+    };
+    let spec = ExecSpec {
+        timeout: Some(timeout),
+        ..exec_spec(command, target.user.as_deref())
+    };
+    match engine.exec(&target.docker_id, &spec).await {
+        Ok(r) => {
+            let output = Some(tail_text(&String::from_utf8_lossy(&r.output)));
+            let error = if r.timed_out {
+                Some(format!("{}; it was killed", timed_out(timeout)))
+            } else {
+                (r.exit_code != 0)
+                    .then(|| format!("the command exited with status {}", r.exit_code))
+            };
+            Outcome {
+                passed: r.exit_code == 0 && !r.timed_out,
+                error,
+                output,
             }
         }
+        Err(e) => Outcome::failed(format!("the command could not run: {e}")),
+    }
+}
+
+/// Why a check that ran past its `timeout` failed.
+pub fn timed_out(timeout: Duration) -> String {
+    format!("the check did not finish within its timeout of {timeout:?}")
+}
+
+/// An HTTP or TCP check (the network ones); not bounded in time.
+async fn reach(http: &reqwest::Client, check: &Check, target: &Target) -> Outcome {
+    match check {
+        Check::Command(_) => Outcome::failed("a COMMAND check runs in the container"),
         Check::Http {
             scheme,
             port,

@@ -53,6 +53,7 @@ mod containerizer;
 mod docker_engine;
 pub mod engine;
 mod error;
+mod exec_process;
 pub mod health;
 mod hostpath;
 mod id;

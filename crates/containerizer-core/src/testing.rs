@@ -788,8 +788,24 @@ impl Engine for FakeEngine {
         exec: &'a ExecSpec,
     ) -> BoxFut<'a, Result<ExecResult, EngineError>> {
         Box::pin(async move {
-            self.gates.pass(Op::Exec).await;
+            // A held gate is a hung command: killed at its timeout, as the daemon's is.
+            let passed = match exec.timeout {
+                Some(limit) => tokio::time::timeout(limit, self.gates.pass(Op::Exec))
+                    .await
+                    .is_ok(),
+                None => {
+                    self.gates.pass(Op::Exec).await;
+                    true
+                }
+            };
             self.record(Op::Exec, &format!("{id}:{}", exec.argv.join(" ")));
+            if !passed {
+                return Ok(ExecResult {
+                    exit_code: 137,
+                    timed_out: true,
+                    output: Vec::new(),
+                });
+            }
             if let Some(e) = self.take_failure(Op::Exec) {
                 return Err(e);
             }
@@ -809,6 +825,7 @@ impl Engine for FakeEngine {
                 .unwrap_or(0);
             Ok(ExecResult {
                 exit_code,
+                timed_out: false,
                 output: format!("exit {exit_code}\n").into_bytes(),
             })
         })

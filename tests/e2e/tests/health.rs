@@ -295,9 +295,18 @@ async fn a_chatty_check_keeps_its_tail_and_a_hung_one_times_out() {
     );
     assert_eq!(h["status"], "unhealthy", "{h}");
     assert_eq!(
-        h["last_error"], "the check did not finish within its timeout of 1s",
+        h["last_error"], "the check did not finish within its timeout of 1s; it was killed",
         "{h}"
     );
+    assert_eq!(h["last_output"], "started\n", "{h}");
+    // Each timed-out command was killed: Docker lists at most the one check in flight, not
+    // one left behind per check (Docker has no call to kill an exec).
+    let top = docker(&["top", &agent.docker_name("hung"), "-o", "pid,args"]).await;
+    let hung: Vec<&str> = top
+        .lines()
+        .filter(|l| l.trim_end().ends_with("sleep 30"))
+        .collect();
+    assert!(hung.len() <= 1, "hung checks left running:\n{top}");
     // The agent answers meanwhile, and destroys both at once.
     for id in ["chatty", "hung"] {
         assert_eq!(agent.kill(id, Some(9)).await.status, 200);

@@ -25,6 +25,9 @@ use crate::state::Event;
 /// How often Docker's own health state is read while a container runs.
 const DOCKER_POLL: Duration = Duration::from_secs(1);
 
+/// How long past its timeout a check may take to kill its command and learn its end.
+const KILL_ALLOWANCE: Duration = Duration::from_secs(15);
+
 /// Counts a live checker task for as long as it lives.
 struct Live(Arc<Inner>);
 
@@ -141,18 +144,16 @@ async fn check_loop(
                 user: rt.spec.effective_user().map(str::to_owned),
             }
         };
+        // The check bounds itself (and kills a hung command); this bounds a hung daemon.
         let outcome = tokio::time::timeout(
-            hc.timeout,
-            run_check(&*inner.engine, &http, &hc.check, &target),
+            hc.timeout + KILL_ALLOWANCE,
+            run_check(&*inner.engine, &http, &hc.check, &target, hc.timeout),
         )
         .await
         .unwrap_or_else(|_| Outcome {
             passed: false,
             output: None,
-            error: Some(format!(
-                "the check did not finish within its timeout of {:?}",
-                hc.timeout
-            )),
+            error: Some(crate::health::timed_out(hc.timeout)),
         });
         let verdict = tracker.record(outcome.passed, since_start());
         let counter = if outcome.passed {

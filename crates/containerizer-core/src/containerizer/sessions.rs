@@ -18,8 +18,9 @@ use futures_core::Stream;
 use tokio::sync::watch;
 
 use super::Inner;
-use crate::engine::{ExecState, OutputChunk, OutputStreamBox, SessionExec};
+use crate::engine::{OutputChunk, OutputStreamBox, SessionExec};
 use crate::error::{Error, Result};
+use crate::exec_process;
 use crate::id::ContainerId;
 use crate::spec::WindowSize;
 use crate::state::Phase;
@@ -110,15 +111,11 @@ impl Session {
             .ok_or_else(|| Error::Config(format!("signal {signal} is not a signal Berth sends")))?;
         let pidfd = self.pidfd.lock().unwrap_or_else(|p| p.into_inner());
         match pidfd.as_ref() {
-            Some(fd) => match rustix::process::pidfd_send_signal(fd, sig) {
-                // ESRCH: it has just exited; the end follows.
-                Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
-                Err(e) => Err(Error::Io {
-                    action: "signalling the session's process",
-                    path: format!("exec {}", self.exec_id).into(),
-                    source: e.into(),
-                }),
-            },
+            Some(fd) => exec_process::signal(fd, sig).map_err(|source| Error::Io {
+                action: "signalling the session's process",
+                path: format!("exec {}", self.exec_id).into(),
+                source,
+            }),
             None => Ok(()),
         }
     }
@@ -202,58 +199,6 @@ impl Finisher {
     }
 }
 
-/// The exec's process, for signals: a pidfd opened while Docker reports it running, so the pid
-/// is still its own. Docker reports an exec running (and then its pid) only a moment after its
-/// start returns; `None` if it ended first, or never started within about a second.
-async fn process_of(inner: &Inner, exec_id: &str) -> Option<OwnedFd> {
-    let mut delay = Duration::from_millis(2);
-    for _ in 0..20 {
-        let state = inner.engine.exec_state(exec_id).await;
-        tracing::trace!(exec_id, ?state, "the session's exec");
-        match state {
-            // Docker reads "running" a moment before it knows the pid.
-            Ok(ExecState {
-                running: true,
-                pid: Some(raw_pid),
-                ..
-            }) => {
-                let s_pid = Some(raw_pid);
-                let pid = rustix::process::Pid::from_raw(raw_pid as i32)?;
-                let fd = match rustix::process::pidfd_open(
-                    pid,
-                    rustix::process::PidfdFlags::empty(),
-                ) {
-                    Ok(fd) => fd,
-                    Err(e) => {
-                        tracing::debug!(exec_id, pid = ?pid, error = %e, "cannot open the session's process");
-                        return None;
-                    }
-                };
-                // Still running after the open: the pid was not reused in between.
-                return match inner.engine.exec_state(exec_id).await {
-                    Ok(again) if again.running && again.pid == s_pid => Some(fd),
-                    _ => None,
-                };
-            }
-            // Started and already ended.
-            Ok(ExecState {
-                running: false,
-                pid: Some(_),
-                ..
-            }) => return None,
-            // Not started yet (or its start failed: its output says so and ends).
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(exec_id, error = %e, "cannot inspect the session's exec");
-                return None;
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(100));
-    }
-    None
-}
-
 /// Ends `session` once it has been idle (no byte either way) for `idle`.
 async fn watch_idle(session: Arc<Session>, idle: Duration) {
     let mut ended = session.ended.subscribe();
@@ -278,37 +223,27 @@ async fn watch_idle(session: Arc<Session>, idle: Duration) {
 
 /// Asks Docker how the exec ended: its output ended, but Docker may not have reaped it yet.
 async fn settle(inner: &Inner, session: &Session) -> SessionEnd {
-    let mut delay = Duration::from_millis(10);
-    for _ in 0..50 {
-        match inner.engine.exec_state(&session.exec_id).await {
-            Ok(s) if !s.running => {
-                return SessionEnd {
-                    exit_code: s.exit_code,
-                    message: match s.exit_code {
-                        Some(0) => "Command exited with status 0".to_owned(),
-                        Some(c) if c > 128 => format!(
-                            "Command exited with status {c} (killed by signal {})",
-                            c - 128
-                        ),
-                        Some(c) => format!("Command exited with status {c}"),
-                        None => "Command ended".to_owned(),
-                    },
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return SessionEnd {
-                    exit_code: None,
-                    message: format!("Command ended; Docker could not say how: {e}"),
-                }
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(200));
-    }
-    SessionEnd {
-        exit_code: None,
-        message: "Command's output ended but Docker still reports it running".to_owned(),
+    match exec_process::ended(&*inner.engine, &session.exec_id).await {
+        Ok(Some(s)) => SessionEnd {
+            exit_code: s.exit_code,
+            message: match s.exit_code {
+                Some(0) => "Command exited with status 0".to_owned(),
+                Some(c) if c > 128 => format!(
+                    "Command exited with status {c} (killed by signal {})",
+                    c - 128
+                ),
+                Some(c) => format!("Command exited with status {c}"),
+                None => "Command ended".to_owned(),
+            },
+        },
+        Ok(None) => SessionEnd {
+            exit_code: None,
+            message: "Command's output ended but Docker still reports it running".to_owned(),
+        },
+        Err(e) => SessionEnd {
+            exit_code: None,
+            message: format!("Command ended; Docker could not say how: {e}"),
+        },
     }
 }
 
@@ -416,7 +351,7 @@ impl super::Containerizer {
                     e,
                 )
             })?;
-        let pidfd = process_of(inner, &started.exec_id).await;
+        let pidfd = exec_process::pidfd(&*inner.engine, &started.exec_id).await;
         if pidfd.is_none() {
             tracing::debug!(container_id = %parent, session = %id, "the session's process was not seen running; it cannot be signalled");
         }
