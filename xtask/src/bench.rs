@@ -62,6 +62,13 @@ const BENCHES: &[Bench] = &[
         target: "agent",
         needs_testbed: true,
     },
+    Bench {
+        name: "exec",
+        package: "berth",
+        dir: "crates/agent-bin",
+        target: "exec",
+        needs_testbed: true,
+    },
 ];
 
 /// The environment variable that tells a benchmark to run its short mode.

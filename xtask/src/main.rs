@@ -4,7 +4,7 @@
 //! cargo xtask testbed up|down|status   prepare / remove / show the test bed (daemon, images, registries)
 //! cargo xtask ci                       everything CI checks: fmt, clippy, test bed, all tests
 //! cargo xtask e2e [filter]             the real `berth` binary against the test bed
-//! cargo xtask bench <name>             a benchmark against its baseline: docker-api, journal, fetcher, logger
+//! cargo xtask bench <name>             a benchmark against its baseline: docker-api, journal, fetcher, logger, ...
 //! cargo xtask bench --short all        every benchmark, small and quick, checking its outputs (CI)
 //! ```
 
@@ -26,7 +26,8 @@ commands:
                    every benchmark in its short mode
   e2e [filter]     the end-to-end suite: the real `berth` binary against the test bed
   bench <name>     run a benchmark against its baseline;
-                   names: docker-api, journal, fetcher, logger, containerizer, agent, or all
+                   names: docker-api, journal, fetcher, logger, containerizer, agent, exec,
+                   or all
   bench --short <name>
                    the same with small sizes and few rounds, in the test profile: checks that
                    it still works and its outputs are right, not its timing targets (CI runs all)";

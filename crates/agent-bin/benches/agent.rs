@@ -22,22 +22,16 @@
 //! Needs the Docker daemon and its `docker` CLI; the image is Berth's offline default image.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use berth::metrics::{cpu_ticks, status_kb};
 use serde_json::json;
 use tokio::process::Command;
 
-const LABEL: &str = "io.berth.bench=agent";
+mod support;
+use support::{call, env_usize, median, start_agent, AgentProcess};
 
-/// `name` from the environment, else `full` (or `small` with `BERTH_BENCH_SHORT=1`).
-fn env_usize(name: &str, full: usize, small: usize) -> usize {
-    let short = std::env::var("BERTH_BENCH_SHORT").is_ok_and(|v| v == "1");
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if short { small } else { full })
-}
+const LABEL: &str = "io.berth.bench=agent";
 
 /// CPU seconds of this process (all threads, user + system), to the nanosecond.
 fn own_cpu_secs() -> f64 {
@@ -195,67 +189,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
     status_kb(&status, "VmHWM:").expect("VmHWM")
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
-}
-
-struct AgentProcess {
-    child: tokio::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_agent(binary: &str) -> AgentProcess {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("agent.log");
-    let child = Command::new(binary)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn,berth::runtime=info",
-            "--work-dir",
-        ])
-        .arg(dir.path().join("work"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start berth serve");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(at) = text.find("serving the v1 API at http://") {
-            let rest = &text[at + "serving the v1 API at ".len()..];
-            let url = rest[..rest.find("/api/v1").expect("API path")].to_owned();
-            return AgentProcess {
-                child,
-                url,
-                _dir: dir,
-            };
-        }
-        assert!(
-            Instant::now() < deadline,
-            "berth serve did not start:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn call(client: &reqwest::Client, url: &str, body: serde_json::Value) -> (u16, String) {
-    let r = client
-        .post(format!("{url}/api/v1"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("agent request");
-    (r.status().as_u16(), r.text().await.expect("agent answer"))
-}
-
 /// One container's whole life through the API: launch, wait, remove.
 async fn lifecycle(client: reqwest::Client, url: String, id: String, image: String) {
     let launch = json!({"type": "LAUNCH_CONTAINER", "launch_container": {
@@ -336,35 +269,6 @@ async fn docker_round(n: usize, image: &str) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// The benchmark's containers in Docker, running or not.
-async fn leftovers() -> Vec<String> {
-    let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label={LABEL}")])
-        .output()
-        .await;
-    match out {
-        Ok(out) => String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-async fn cleanup() {
-    {
-        let ids = leftovers().await;
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rm")
-                .arg("-f")
-                .args(&ids)
-                .output()
-                .await;
-        }
-    }
-}
-
 /// One agent's rounds: wall time, CPU and context switches per container.
 #[derive(Default)]
 struct Measured {
@@ -427,26 +331,13 @@ impl Measured {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // `cargo bench` passes `--bench`; a filter that does not name us means "not this one".
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if !args.is_empty() && !args.iter().any(|a| "agent".contains(a.as_str())) {
+    if !support::selected("agent") {
         return;
     }
     let n = env_usize("BERTH_BENCH_CONTAINERS", 50, 5);
     let rounds = env_usize("BERTH_BENCH_ROUNDS", 3, 2);
-    cleanup().await;
-    let docker = berth::runtime::connect_docker(
-        &std::env::var("DOCKER_HOST")
-            .unwrap_or_else(|_| berth_docker_api::DEFAULT_SOCKET.to_owned()),
-    )
-    .await
-    .expect("the Docker daemon");
-    let image = berth::image::ensure_default_image(&docker)
-        .await
-        .expect("the default image");
+    support::cleanup(LABEL).await;
+    let image = support::default_image().await;
     let mut agent = start_agent(env!("CARGO_BIN_EXE_berth")).await;
     let mut baseline = match std::env::var("BERTH_BENCH_BASELINE") {
         Ok(binary) => Some(start_agent(&binary).await),
@@ -570,7 +461,7 @@ async fn main() {
         Some(0),
         "containers the agent still knows after every REMOVE: {text}"
     );
-    let left = leftovers().await;
+    let left = support::leftovers(LABEL).await;
     assert!(left.is_empty(), "Docker still holds {left:?}");
     if let Some(a) = baseline.as_mut() {
         let _ = a.child.kill().await;
@@ -580,5 +471,5 @@ async fn main() {
     tokio::task::spawn_blocking(move || drop(bollard))
         .await
         .expect("drop bollard's runtime");
-    cleanup().await;
+    support::cleanup(LABEL).await;
 }

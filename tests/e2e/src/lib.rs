@@ -571,6 +571,22 @@ pub async fn docker_container_exists(name: &str) -> bool {
     }
 }
 
+/// `docker <args>` through the docker CLI (the oracle outside Berth); asserts that it
+/// succeeded and returns its stdout.
+pub async fn docker_cli(args: &[&str]) -> String {
+    let o = tokio::process::Command::new("docker")
+        .args(args)
+        .output()
+        .await
+        .expect("the docker CLI runs");
+    assert!(
+        o.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("UTF-8 output")
+}
+
 /// `docker inspect --type <kind> <name>` through the docker CLI (the oracle outside Berth) as
 /// JSON; `None` when there is no such object.
 pub async fn docker_inspect(kind: &str, name: &str) -> Option<Value> {

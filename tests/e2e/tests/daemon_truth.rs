@@ -15,28 +15,15 @@
 
 use std::time::{Duration, Instant};
 
-use berth_e2e::{eventually, remove_test_containers, test_label, testbed, Agent, ThrottledProxy};
+use berth_e2e::{
+    docker_cli, eventually, remove_test_containers, test_label, testbed, Agent, ThrottledProxy,
+};
 use serde_json::{json, Value};
 
 /// The Berth state (`PULLING`, `RUNNING`, ...) of container `id`, if the agent knows it.
 async fn state(agent: &Agent, id: &str) -> Option<String> {
     let c = agent.container(id).await?;
     c["berth"]["state"].as_str().map(str::to_owned)
-}
-
-/// `docker <args>`; asserts success and returns stdout.
-async fn docker_cli(args: &[&str]) -> String {
-    let o = tokio::process::Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .expect("the docker CLI runs");
-    assert!(
-        o.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("UTF-8 output")
 }
 
 /// `docker inspect` of a container that must exist, as JSON.

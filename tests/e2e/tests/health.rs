@@ -11,23 +11,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use berth_e2e::{docker_inspect, eventually, remove_test_containers, testbed, Agent, TEST_LABEL};
+use berth_e2e::{
+    docker_cli, docker_inspect, eventually, remove_test_containers, testbed, Agent, TEST_LABEL,
+};
 use serde_json::{json, Value};
-
-/// `docker <args>` (the CLI, outside Berth); asserts success and returns stdout.
-async fn docker(args: &[&str]) -> String {
-    let o = tokio::process::Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .expect("the docker CLI runs");
-    assert!(
-        o.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("UTF-8 output")
-}
 
 /// Launches `sh -c <line>` in the test bed's busybox with `health_check`, on `network`
 /// (`HOST` when `None`); returns the answer.
@@ -152,7 +139,7 @@ async fn command_check_starting_healthy_then_killed_after_exactly_consecutive_fa
 
     // The container's check starts failing: three failures in a row and it is killed.
     let name = agent.docker_name("c");
-    docker(&["exec", &name, "rm", "/tmp/ok"]).await;
+    docker_cli(&["exec", &name, "rm", "/tmp/ok"]).await;
     let w = agent.wait("c").await;
     assert_eq!(w["state"], "TASK_KILLED", "{w}");
     assert!(
@@ -242,7 +229,7 @@ async fn checks_go_on_after_an_agent_restart_and_stop_while_it_is_down() {
     agent.restart().await;
     health_becomes(&agent, "r", "healthy", Duration::from_secs(20)).await;
     assert!(recorded(&agent, "r").len() > before);
-    docker(&["exec", &agent.docker_name("r"), "rm", "/tmp/ok"]).await;
+    docker_cli(&["exec", &agent.docker_name("r"), "rm", "/tmp/ok"]).await;
     let w = agent.wait("r").await;
     assert_eq!(w["state"], "TASK_KILLED", "{w}");
     let checks = recorded(&agent, "r");
@@ -301,7 +288,7 @@ async fn a_chatty_check_keeps_its_tail_and_a_hung_one_times_out() {
     assert_eq!(h["last_output"], "started\n", "{h}");
     // Each timed-out command was killed: Docker lists at most the one check in flight, not
     // one left behind per check (Docker has no call to kill an exec).
-    let top = docker(&["top", &agent.docker_name("hung"), "-o", "pid,args"]).await;
+    let top = docker_cli(&["top", &agent.docker_name("hung"), "-o", "pid,args"]).await;
     let hung: Vec<&str> = top
         .lines()
         .filter(|l| l.trim_end().ends_with("sleep 30"))
@@ -406,7 +393,7 @@ async fn http_and_tcp_checks_reach_the_container_on_its_network() {
     }
     // The servers die: the checks fail, and the containers run on (no kill asked for).
     for (id, _) in &checks {
-        docker(&["exec", &agent.docker_name(id), "killall", "httpd", "nc"]).await;
+        docker_cli(&["exec", &agent.docker_name(id), "killall", "httpd", "nc"]).await;
     }
     for (id, _) in &checks {
         let h = eventually(
@@ -440,7 +427,7 @@ async fn an_images_docker_healthcheck_is_reported_and_acted_on_only_when_asked()
     const T: &str = "e2e-health-docker";
     remove_test_containers(T).await;
     // Images an earlier run made and could not remove (it died): their process is gone.
-    for stale in docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+    for stale in docker_cli(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
         .await
         .lines()
         .filter(|i| {
@@ -450,18 +437,18 @@ async fn an_images_docker_healthcheck_is_reported_and_acted_on_only_when_asked()
                 .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
         })
     {
-        docker(&["image", "rm", "--force", stale]).await;
+        docker_cli(&["image", "rm", "--force", stale]).await;
     }
     // An image with its own HEALTHCHECK, made from the test bed's busybox with `docker commit`.
     let image = format!("berth-test/health-{}:latest", std::process::id());
-    let base = docker(&[
+    let base = docker_cli(&[
         "create",
         "--label",
         &format!("{TEST_LABEL}={T}-{}", std::process::id()),
         &testbed().images.busybox,
     ])
     .await;
-    docker(&[
+    docker_cli(&[
         "commit",
         "--change",
         "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD test -f /tmp/ok",
@@ -469,7 +456,7 @@ async fn an_images_docker_healthcheck_is_reported_and_acted_on_only_when_asked()
         &image,
     ])
     .await;
-    docker(&["rm", base.trim()]).await;
+    docker_cli(&["rm", base.trim()]).await;
     let agent = Agent::start(T, &["--docker-stop-timeout", "1s"]).await;
     // "d" only reports Docker's verdict; "k" asks Berth to act on it (Berth's DOCKER type).
     for (id, hc) in [("d", None), ("k", Some(json!({"type": "DOCKER"})))] {
@@ -492,7 +479,7 @@ async fn an_images_docker_healthcheck_is_reported_and_acted_on_only_when_asked()
             (Some("docker"), Some("CMD")),
             "{h}"
         );
-        docker(&["exec", &agent.docker_name(id), "rm", "/tmp/ok"]).await;
+        docker_cli(&["exec", &agent.docker_name(id), "rm", "/tmp/ok"]).await;
     }
     // Asked for: killed once Docker says unhealthy (after its --retries=2 failures).
     let w = agent.wait("k").await;

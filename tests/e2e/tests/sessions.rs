@@ -535,6 +535,59 @@ async fn berth_exec_tty_in_a_real_terminal() {
     remove_test_containers(T).await;
 }
 
+/// The answer's headers come before Docker knows the command's pid (its output does not wait
+/// for it): a kill sent at once, or a client gone at once, must still reach the command.
+/// Raced many times; the oracle is the exit status Docker recorded for the exec.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_or_a_drop_right_after_the_start_reaches_the_command() {
+    const T: &str = "e2e-sessions-race";
+    remove_test_containers(T).await;
+    let agent = Agent::start(T, &[]).await;
+    assert_eq!(agent.launch_shell("web", "sleep 600").await.status, 200);
+    for i in 0..8 {
+        let (killed, dropped) = (format!("k{i}"), format!("d{i}"));
+        let r = start(
+            &agent,
+            &session_call("web", &killed, "exec sleep 700", None),
+            "application/json",
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let k = agent
+            .call(json!({"type": "KILL_CONTAINER", "kill_container": {
+                "container_id": {"value": killed, "parent": {"value": "web"}}, "signal": 15}}))
+            .await;
+        assert_eq!(k.status, 200, "{k:?}");
+        tokio::time::timeout(Duration::from_secs(10), r.bytes())
+            .await
+            .expect("the stream ends with the command")
+            .unwrap();
+        assert_eq!(
+            wait_session(&agent, "web", &killed).await["exit_status"],
+            (128 + 15) << 8,
+            "round {i}"
+        );
+
+        let r = start(
+            &agent,
+            &session_call("web", &dropped, "exec sleep 700", None),
+            "application/json",
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        drop(r);
+        let end = tokio::time::timeout(
+            Duration::from_secs(10),
+            wait_session(&agent, "web", &dropped),
+        )
+        .await
+        .expect("the dropped session ends");
+        assert_eq!(end["exit_status"], (128 + 9) << 8, "round {i}: {end}");
+    }
+    assert!(!runs(&agent.docker_name("web"), "sleep 700").await);
+    remove_test_containers(T).await;
+}
+
 /// `--session-idle-timeout`: a session with neither output nor input for that long is ended;
 /// one that keeps writing lives on.
 #[tokio::test(flavor = "multi_thread")]

@@ -236,6 +236,7 @@ impl Agent {
             Call::KillSession { parent, id, signal } => {
                 self.containerizer
                     .kill_session(&parent, &id, signal)
+                    .await
                     .map_err(cz_error)?;
                 Ok(empty(StatusCode::OK))
             }

@@ -6,7 +6,8 @@
 //! is forgotten when the parent is removed. Its output is the stream the caller reads; when the
 //! caller stops reading before the end (the client went away), the session's process is killed,
 //! as Mesos destroys a session whose connection closed. Signals reach the process through a
-//! pidfd opened when it started, so a signal can never hit a later process that reused its pid.
+//! pidfd, opened once Docker reports its pid (the output does not wait for that), so a signal
+//! can never hit a later process that reused its pid.
 
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
@@ -55,8 +56,8 @@ pub(crate) struct Session {
     pub parent: ContainerId,
     pub id: ContainerId,
     pub exec_id: String,
-    /// Signals go here; `None` once the process is gone (or was never seen).
-    pidfd: Mutex<Option<OwnedFd>>,
+    /// Where signals go.
+    process: watch::Sender<Process>,
     /// The command's stdin, until a client attaches to it (`ATTACH_CONTAINER_INPUT`).
     input: Mutex<Option<SessionInput>>,
     /// When a byte last went either way, in milliseconds since [`epoch`]: the idle timeout's
@@ -101,22 +102,40 @@ impl tokio::io::AsyncWrite for ActiveInput {
     }
 }
 
+/// A session's process, for signals.
+#[derive(Debug, Clone)]
+enum Process {
+    /// Its pidfd is being looked up: Docker knows an exec's pid only some time after its
+    /// start (tens of milliseconds), and the output does not wait for it.
+    Looking,
+    /// Signals go to this pidfd (of the process itself: a reused pid cannot be hit).
+    Found(Arc<OwnedFd>),
+    /// It ended, or was never seen running: signals have nowhere to go.
+    Gone,
+}
+
 impl Session {
     fn end(&self) -> Option<SessionEnd> {
         self.ended.borrow().clone()
     }
 
-    fn signal(&self, signal: i32) -> Result<()> {
+    /// Sends `signal` to the command, once its process is known (nothing once it is gone).
+    async fn signal(&self, signal: i32) -> Result<()> {
         let sig = rustix::process::Signal::from_named_raw(signal)
             .ok_or_else(|| Error::Config(format!("signal {signal} is not a signal Berth sends")))?;
-        let pidfd = self.pidfd.lock().unwrap_or_else(|p| p.into_inner());
-        match pidfd.as_ref() {
-            Some(fd) => exec_process::signal(fd, sig).map_err(|source| Error::Io {
+        let process = self
+            .process
+            .subscribe()
+            .wait_for(|p| !matches!(p, Process::Looking))
+            .await
+            .map_or(Process::Gone, |p| p.clone());
+        match process {
+            Process::Found(fd) => exec_process::signal(&fd, sig).map_err(|source| Error::Io {
                 action: "signalling the session's process",
                 path: format!("exec {}", self.exec_id).into(),
                 source,
             }),
-            None => Ok(()),
+            Process::Looking | Process::Gone => Ok(()),
         }
     }
 }
@@ -182,14 +201,32 @@ impl Finisher {
         let Finisher { inner, session } = self;
         if kill {
             tracing::info!(container_id = %session.parent, session = %session.id, "session's client went away; killing its command");
-            if let Err(e) = session.signal(9) {
-                tracing::warn!(container_id = %session.parent, session = %session.id, error = %e, "could not kill the session's command");
-            }
         }
+        // Killed here when its process is known: the runtime may be going (the stream was
+        // dropped with its task) and the task below never run.
+        let kill_later = kill
+            && {
+                let process = session.process.borrow().clone();
+                match process {
+                    Process::Found(fd) => {
+                        if let Err(e) = exec_process::signal(&fd, rustix::process::Signal::KILL) {
+                            tracing::warn!(container_id = %session.parent, session = %session.id, error = %e, "could not kill the session's command");
+                        }
+                        false
+                    }
+                    Process::Looking => true,
+                    Process::Gone => false,
+                }
+            };
         let task = async move {
+            if kill_later {
+                if let Err(e) = session.signal(9).await {
+                    tracing::warn!(container_id = %session.parent, session = %session.id, error = %e, "could not kill the session's command");
+                }
+            }
             let end = settle(&inner, &session).await;
             tracing::info!(container_id = %session.parent, session = %session.id, exit_code = ?end.exit_code, "session ended");
-            *session.pidfd.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            session.process.send_replace(Process::Gone);
             session.ended.send_replace(Some(end));
         };
         // The runtime may be shutting down (a dropped stream in a dropped task).
@@ -213,7 +250,7 @@ async fn watch_idle(session: Arc<Session>, idle: Duration) {
             .load(std::sync::atomic::Ordering::Relaxed);
         if now_ms().saturating_sub(last) >= idle.as_millis() as u64 {
             tracing::info!(container_id = %session.parent, session = %session.id, idle = ?idle, "session idle for its timeout; killing its command");
-            if let Err(e) = session.signal(9) {
+            if let Err(e) = session.signal(9).await {
                 tracing::warn!(container_id = %session.parent, session = %session.id, error = %e, "could not kill the idle session's command");
             }
             return;
@@ -351,10 +388,6 @@ impl super::Containerizer {
                     e,
                 )
             })?;
-        let pidfd = exec_process::pidfd(&*inner.engine, &started.exec_id).await;
-        if pidfd.is_none() {
-            tracing::debug!(container_id = %parent, session = %id, "the session's process was not seen running; it cannot be signalled");
-        }
         if let (Some(size), true) = (window, exec.tty) {
             if let Err(e) = inner.engine.resize_exec(&started.exec_id, size).await {
                 tracing::warn!(container_id = %parent, session = %id, error = %e, "could not set the session's window size");
@@ -371,11 +404,28 @@ impl super::Containerizer {
             parent: parent.clone(),
             id: id.clone(),
             exec_id: started.exec_id.clone(),
-            pidfd: Mutex::new(pidfd),
+            process: watch::channel(Process::Looking).0,
             input: Mutex::new(input),
             last_activity,
             ended: watch::channel(None).0,
         });
+        {
+            let (inner, session) = (inner.clone(), session.clone());
+            inner.clone().spawn(async move {
+                let found = exec_process::pidfd(&*inner.engine, &session.exec_id).await;
+                if found.is_none() {
+                    tracing::debug!(container_id = %session.parent, session = %session.id, "the session's process was not seen running; it cannot be signalled");
+                }
+                // Unless it has ended meanwhile.
+                session.process.send_if_modified(|p| {
+                    let looking = matches!(p, Process::Looking);
+                    if looking {
+                        *p = found.map_or(Process::Gone, |fd| Process::Found(Arc::new(fd)));
+                    }
+                    looking
+                });
+            });
+        }
         let idle = inner.config.session_idle_timeout;
         if !idle.is_zero() {
             inner.spawn(watch_idle(session.clone(), idle));
@@ -441,10 +491,15 @@ impl super::Containerizer {
     }
 
     /// Sends `signal` to session `id`'s command (nothing once it has ended).
-    pub fn kill_session(&self, parent: &ContainerId, id: &ContainerId, signal: i32) -> Result<()> {
+    pub async fn kill_session(
+        &self,
+        parent: &ContainerId,
+        id: &ContainerId,
+        signal: i32,
+    ) -> Result<()> {
         let session = self.inner.session(parent, id)?;
         tracing::info!(container_id = %parent, session = %id, signal, "signalling the session's command");
-        session.signal(signal)
+        session.signal(signal).await
     }
 
     /// Resizes session `id`'s TTY.
