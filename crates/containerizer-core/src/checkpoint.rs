@@ -69,6 +69,11 @@ pub struct Record {
     /// A graceful kill in progress: a restarted agent still sends SIGKILL at its deadline.
     #[serde(default)]
     pub kill_deadline: Option<KillDeadline>,
+    /// The health Berth's own checker found (written lazily when it changes), so a restarted
+    /// agent goes on counting where the last one stopped, as Mesos's checker, which lives in
+    /// the executor, does across agent restarts. Docker's own health is read from Docker.
+    #[serde(default)]
+    pub health: Option<crate::health::Health>,
 }
 
 /// A graceful kill's intent: the first signal, its grace, and the wall-clock moment SIGKILL is
@@ -421,6 +426,7 @@ mod tests {
             termination: None,
             terminated_at: None,
             kill_deadline: None,
+            health: None,
         }
     }
 

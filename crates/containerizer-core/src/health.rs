@@ -291,6 +291,16 @@ impl Tracker {
         }
     }
 
+    /// A tracker for `check`'s thresholds that goes on from `health`, what an earlier checker
+    /// of the same check found (before an agent restart).
+    pub fn resume(check: &HealthCheck, health: &Health) -> Tracker {
+        Tracker {
+            initializing: health.checks_passed == 0,
+            failures: health.consecutive_failures,
+            ..Tracker::new(check)
+        }
+    }
+
     /// Records a check that `passed` or not, `since_start` after the container started.
     pub fn record(&mut self, passed: bool, since_start: Duration) -> Verdict {
         if passed {
@@ -633,6 +643,28 @@ mod tests {
             t.record(false, Duration::from_secs(2)),
             Verdict::Unhealthy { consecutive: 1 }
         );
+    }
+
+    #[test]
+    fn a_resumed_tracker_goes_on_counting_where_the_last_stopped() {
+        // Two counted failures before an agent restart: the third kills, not a fifth.
+        let found = Health {
+            state: HealthState::Unhealthy,
+            consecutive_failures: 2,
+            checks_passed: 7,
+            ..Health::starting(HealthSource::Berth, "COMMAND")
+        };
+        let mut t = Tracker::resume(&check(3, 10), &found);
+        assert_eq!(t.state(), HealthState::Unhealthy);
+        // It had passed before: the grace period no longer forgives.
+        assert_eq!(
+            t.record(false, Duration::from_secs(1)),
+            Verdict::Kill { consecutive: 3 }
+        );
+        // Never passed and within the grace period: still forgiven after the restart.
+        let mut t = Tracker::resume(&check(3, 10), &Health::starting(HealthSource::Berth, "TCP"));
+        assert_eq!(t.state(), HealthState::Starting);
+        assert_eq!(t.record(false, Duration::from_secs(1)), Verdict::InGrace);
     }
 
     #[test]

@@ -305,6 +305,10 @@ impl Container {
             kill_deadline: rt
                 .kill_deadline
                 .filter(|_| rt.state.termination().is_none()),
+            health: rt
+                .health
+                .clone()
+                .filter(|h| h.source == crate::health::HealthSource::Berth),
         }
     }
 }

@@ -75,7 +75,12 @@ pub(super) fn spawn(
                 });
             }
             (Some(hc), _) => {
-                rt.health = Some(Health::starting(HealthSource::Berth, hc.check.type_name()));
+                // Checked before an agent restart: go on from there (see `check_loop`).
+                let type_name = hc.check.type_name();
+                rt.health = Some(match rt.health.take() {
+                    Some(h) if h.source == HealthSource::Berth && h.check_type == type_name => h,
+                    _ => Health::starting(HealthSource::Berth, type_name),
+                });
             }
             (None, Some(h)) => rt.health = Some(Health::from_docker(h)),
             (None, None) => return,
@@ -126,9 +131,22 @@ async fn check_loop(
         tokio::time::Instant::now(),
     );
     let since_start = || already + base.elapsed();
-    // After an agent restart the delay may have passed already.
-    tokio::time::sleep(hc.delay.saturating_sub(since_start())).await;
-    let mut tracker = Tracker::new(hc);
+    // After an agent restart the delay may have passed already, and the checks go on from
+    // what the last agent found, on their schedule: the next one an interval after the last.
+    let resumed = c.rt().health.clone().filter(|h| h.last_check.is_some());
+    let mut tracker = match &resumed {
+        Some(h) => Tracker::resume(hc, h),
+        None => Tracker::new(hc),
+    };
+    let next = resumed
+        .and_then(|h| h.last_check)
+        .map(|last| {
+            (last + hc.interval)
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    tokio::time::sleep(hc.delay.saturating_sub(since_start()).max(next)).await;
     let http = crate::health::http_client(hc.timeout);
     loop {
         let target = {
@@ -186,6 +204,8 @@ async fn check_loop(
         };
         if changed {
             inner.announce(&c.id, ChangeKind::Health);
+            // For a restarted agent to go on from here. (A kill below writes its own.)
+            inner.persist_soon(c, Durability::Lazy);
         }
         match verdict {
             Verdict::Healthy if before != HealthState::Healthy => {

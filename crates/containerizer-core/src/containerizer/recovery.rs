@@ -219,6 +219,7 @@ async fn recover_one(
             let c = insert(inner, &record, state);
             c.rt().pid = info.pid;
             c.rt().ips = info.ip_addresses.clone();
+            c.rt().health = record.health.clone();
             if info.running {
                 report.reattached.push(id.clone());
             } else {

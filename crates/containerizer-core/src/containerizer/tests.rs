@@ -1793,6 +1793,7 @@ fn orphans_foreign_and_malformed_containers() {
             termination: None,
             terminated_at: None,
             kill_deadline: None,
+            health: None,
         };
         h.cz.inner
             .store
