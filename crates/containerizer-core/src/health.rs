@@ -13,6 +13,8 @@
 //! each [`run_check`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -64,9 +66,10 @@ pub enum Check {
     /// command runs as `sh -c <value>`; otherwise `value` followed by `arguments`. It runs as
     /// the command's `user`, else the container's.
     Command(CommandInfo),
-    /// `GET <scheme>://<address>:<port><path>`, following redirects and accepting any TLS
-    /// certificate (as Mesos's `curl -L -k`); passes when the final status is in `statuses`, or
-    /// within 200..=399 when none are given.
+    /// `GET <scheme>://127.0.0.1:<port><path>` from inside the container's network namespace
+    /// (see [`Vantage`]), following redirects and accepting any TLS certificate (as Mesos's
+    /// `curl -L -k`); passes when the final status is in `statuses`, or within 200..=399 when
+    /// none are given.
     Http {
         /// `http` or `https`.
         scheme: String,
@@ -79,7 +82,8 @@ pub enum Check {
         /// Check over IPv6 (Mesos `protocol: IPv6`).
         ipv6: bool,
     },
-    /// A TCP connection to the port that is accepted passes.
+    /// A TCP connection to `127.0.0.1:<port>` in the container's network namespace that is
+    /// accepted passes.
     Tcp {
         /// The container's port.
         port: u16,
@@ -368,35 +372,83 @@ impl Outcome {
 pub struct Target {
     /// Docker's id of the container (for exec).
     pub docker_id: String,
-    /// Its network (host: checks go to the loopback address).
-    pub network: Network,
-    /// Its addresses on its Docker networks.
-    pub ips: Vec<String>,
+    /// Where HTTP and TCP checks connect from.
+    pub vantage: Vantage,
     /// The container's user (a command check's default).
     pub user: Option<String>,
 }
 
-/// The address HTTP and TCP checks connect to: the loopback address with host networking (the
-/// container's ports are the host's), else the container's address on its network.
-pub fn address(target: &Target, ipv6: bool) -> Result<IpAddr, String> {
-    if target.network == Network::Host {
-        return Ok(if ipv6 {
-            IpAddr::V6(Ipv6Addr::LOCALHOST)
-        } else {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        });
+/// Where HTTP and TCP checks connect from; they dial the loopback address there, as Mesos's
+/// checker does from inside the container's network namespace.
+#[derive(Debug, Clone)]
+pub enum Vantage {
+    /// The host's network, which the container shares (`HOST` networking).
+    Host,
+    /// The network namespace of the container's process, entered through this pidfd of it
+    /// (a pidfd, not a pid: it cannot come to name another process).
+    Namespace(Arc<OwnedFd>),
+    /// The namespace cannot be entered: why.
+    Unreachable(String),
+}
+
+impl Vantage {
+    /// The vantage of a container on `network` whose process is `pid`.
+    pub fn of(network: &Network, pid: Option<u32>) -> Vantage {
+        if *network == Network::Host {
+            return Vantage::Host;
+        }
+        let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) else {
+            return Vantage::Unreachable("the container's process is not known".to_owned());
+        };
+        match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => Vantage::Namespace(Arc::new(fd)),
+            Err(e) => Vantage::Unreachable(format!(
+                "cannot open the container's process {}: {e}",
+                pid.as_raw_nonzero()
+            )),
+        }
     }
-    target
-        .ips
-        .iter()
-        .filter_map(|ip| ip.parse::<IpAddr>().ok())
-        .find(|ip| ip.is_ipv6() == ipv6)
-        .ok_or_else(|| {
-            format!(
-                "the container has no {} address on its network to check",
-                if ipv6 { "IPv6" } else { "IPv4" }
+}
+
+/// Runs `work` on a thread of its own that has entered the network namespace of the process
+/// behind `pidfd`, on a runtime of that thread: every socket it opens, and every name it
+/// resolves, is the namespace's. The rest of the agent stays in the host's.
+async fn in_namespace<F, Fut>(pidfd: Arc<OwnedFd>, work: F) -> std::io::Result<Outcome>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("berth-check".to_owned())
+        .spawn(move || {
+            let result = rustix::thread::move_into_thread_name_spaces(
+                pidfd.as_fd(),
+                rustix::thread::ThreadNameSpaceType::NETWORK,
             )
-        })
+            .map_err(std::io::Error::from)
+            .and_then(|()| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            })
+            .map(|runtime| runtime.block_on(work()));
+            let _ = tx.send(result);
+        })?;
+    rx.await.unwrap_or_else(|_| {
+        Err(std::io::Error::other(
+            "the check's thread ended without an answer",
+        ))
+    })
+}
+
+/// The loopback address HTTP and TCP checks dial.
+fn loopback(ipv6: bool) -> IpAddr {
+    if ipv6 {
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
 }
 
 /// The exec a command check runs.
@@ -440,13 +492,27 @@ fn tail_text(s: &str) -> String {
 /// then is killed, so hung checks do not pile up in the container.
 pub async fn run_check(
     engine: &dyn Engine,
-    http: &reqwest::Client,
     check: &Check,
     target: &Target,
     timeout: Duration,
 ) -> Outcome {
     let Check::Command(command) = check else {
-        return tokio::time::timeout(timeout, reach(http, check, target))
+        let check = check.clone();
+        let work = move || async move { reach(&http_client(timeout), &check).await };
+        let run = async {
+            match &target.vantage {
+                Vantage::Host => work().await,
+                Vantage::Namespace(pidfd) => {
+                    in_namespace(pidfd.clone(), work).await.unwrap_or_else(|e| {
+                        Outcome::failed(format!(
+                            "cannot enter the container's network namespace: {e}"
+                        ))
+                    })
+                }
+                Vantage::Unreachable(why) => Outcome::failed(why.clone()),
+            }
+        };
+        return tokio::time::timeout(timeout, run)
             .await
             .unwrap_or_else(|_| Outcome::failed(timed_out(timeout)));
     };
@@ -478,8 +544,9 @@ pub fn timed_out(timeout: Duration) -> String {
     format!("the check did not finish within its timeout of {timeout:?}")
 }
 
-/// An HTTP or TCP check (the network ones); not bounded in time.
-async fn reach(http: &reqwest::Client, check: &Check, target: &Target) -> Outcome {
+/// An HTTP or TCP check (the network ones) against the loopback address of wherever it runs;
+/// not bounded in time.
+async fn reach(http: &reqwest::Client, check: &Check) -> Outcome {
     match check {
         Check::Command(_) => Outcome::failed("a COMMAND check runs in the container"),
         Check::Http {
@@ -489,10 +556,7 @@ async fn reach(http: &reqwest::Client, check: &Check, target: &Target) -> Outcom
             statuses,
             ipv6,
         } => {
-            let ip = match address(target, *ipv6) {
-                Ok(ip) => ip,
-                Err(e) => return Outcome::failed(e),
-            };
+            let ip = loopback(*ipv6);
             let url = format!("{scheme}://{}{path}", SocketAddr::new(ip, *port));
             match http.get(&url).send().await {
                 Ok(r) => {
@@ -516,10 +580,7 @@ async fn reach(http: &reqwest::Client, check: &Check, target: &Target) -> Outcom
         // Docker runs it; the checker reads Docker's verdict instead (see `Health::from_docker`).
         Check::Docker => Outcome::failed("a DOCKER health check is run by Docker, not by Berth"),
         Check::Tcp { port, ipv6 } => {
-            let ip = match address(target, *ipv6) {
-                Ok(ip) => ip,
-                Err(e) => return Outcome::failed(e),
-            };
+            let ip = loopback(*ipv6);
             let addr = SocketAddr::new(ip, *port);
             match tokio::net::TcpStream::connect(addr).await {
                 Ok(_) => Outcome {
@@ -690,28 +751,17 @@ mod tests {
     }
 
     #[test]
-    fn addresses_follow_the_network() {
-        let target = |network, ips: &[&str]| Target {
-            docker_id: "d".into(),
-            network,
-            ips: ips.iter().map(|s| (*s).to_owned()).collect(),
-            user: None,
+    fn checks_connect_from_the_host_only_with_host_networking() {
+        assert!(matches!(Vantage::of(&Network::Host, None), Vantage::Host));
+        // Any other network: from inside the namespace of the container's process.
+        let own = Some(std::process::id());
+        for network in [Network::Bridge, Network::None] {
+            assert!(matches!(Vantage::of(&network, own), Vantage::Namespace(_)));
+        }
+        let Vantage::Unreachable(why) = Vantage::of(&Network::Bridge, None) else {
+            panic!("a namespace without a process");
         };
-        assert_eq!(
-            address(&target(Network::Host, &[]), false).unwrap(),
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        );
-        assert_eq!(
-            address(&target(Network::Host, &[]), true).unwrap(),
-            IpAddr::V6(Ipv6Addr::LOCALHOST)
-        );
-        assert_eq!(
-            address(&target(Network::Bridge, &["172.17.0.3"]), false).unwrap(),
-            "172.17.0.3".parse::<IpAddr>().unwrap()
-        );
-        let err = address(&target(Network::Bridge, &["172.17.0.3"]), true).unwrap_err();
-        assert!(err.contains("no IPv6 address"), "{err}");
-        assert!(address(&target(Network::None, &[]), false).is_err());
+        assert!(why.contains("not known"), "{why}");
     }
 
     #[test]

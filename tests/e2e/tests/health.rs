@@ -398,7 +398,7 @@ async fn failures_within_the_grace_period_do_not_kill() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn http_and_tcp_checks_reach_the_container_on_its_network() {
+async fn http_and_tcp_checks_reach_the_container_on_the_bridge_network() {
     const T: &str = "e2e-health-network";
     remove_test_containers(T).await;
     let agent = Agent::start(T, &["--docker-stop-timeout", "1s"]).await;
@@ -435,17 +435,12 @@ async fn http_and_tcp_checks_reach_the_container_on_its_network() {
     }
     for (id, _) in &checks {
         let h = health_becomes(&agent, id, "healthy", Duration::from_secs(20)).await;
-        let ip = docker_inspect("container", &agent.docker_name(id))
-            .await
-            .expect("running")["NetworkSettings"]["IPAddress"]
-            .as_str()
-            .expect("a bridge address")
-            .to_owned();
+        // Dialled from inside the container's network namespace, as Mesos does.
         let out = h["last_output"].as_str().unwrap_or("");
         let want = match *id {
-            "web" => format!("GET http://{ip}:8080/index.html: 200 OK"),
-            "tcp" => format!("connected to {ip}:9000"),
-            _ => format!("GET http://{ip}:8080/nope: 404 Not Found"),
+            "web" => "GET http://127.0.0.1:8080/index.html: 200 OK",
+            "tcp" => "connected to 127.0.0.1:9000",
+            _ => "GET http://127.0.0.1:8080/nope: 404 Not Found",
         };
         assert_eq!(out, want, "{id}: {h}");
     }
@@ -473,6 +468,103 @@ async fn http_and_tcp_checks_reach_the_container_on_its_network() {
         assert_eq!(c["berth"]["state"], "RUNNING", "{id}: {c}");
     }
     for (id, _) in &checks {
+        assert_eq!(agent.kill(id, Some(9)).await.status, 200);
+        assert_eq!(agent.wait(id).await["state"], "TASK_KILLED");
+        assert_eq!(agent.remove(id).await.status, 200);
+    }
+    remove_test_containers(T).await;
+}
+
+/// HTTP and TCP checks run inside the container's network namespace against its loopback
+/// address, as Mesos's checker does (it enters the namespace; `curl` and `mesos-tcp-connect`
+/// dial 127.0.0.1). So the agent, root on the host, reaches no further than the container
+/// itself could: a health endpoint redirecting to a server on the host's loopback address
+/// (the agent's own API, a local admin port) leads the check nowhere. And a server listening
+/// only on the container's loopback address, or in a container with no network, is checked.
+/// Oracles: the host server's count of connections, and the servers the container runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_and_tcp_checks_run_in_the_containers_network_namespace() {
+    const T: &str = "e2e-health-netns";
+    remove_test_containers(T).await;
+    let agent = Agent::start(T, &["--docker-stop-timeout", "1s"]).await;
+    // The host-only server a hostile redirect aims at.
+    let canary = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let canary_port = canary.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let hits = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((_conn, _)) = canary.accept().await {
+                hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    let redirect = format!(
+        "mkdir -p /www/cgi-bin && echo '#!/bin/sh' > /www/cgi-bin/go \
+         && echo 'printf \"HTTP/1.0 302 Found\\r\\nLocation: http://127.0.0.1:{canary_port}/\\r\\n\\r\\n\"' \
+            >> /www/cgi-bin/go && chmod +x /www/cgi-bin/go && httpd -p 8080 -h /www \
+         && exec sleep 3600"
+    );
+    let local_only =
+        "mkdir -p /www && echo hi > /www/index.html && httpd -p 127.0.0.1:8080 -h /www \
+                      && httpd -p 127.0.0.1:9000 -h /www && exec sleep 3600";
+    let report = |check: Value| {
+        let mut hc = check;
+        for (k, v) in [
+            ("delay_seconds", json!(0)),
+            ("interval_seconds", json!(0.3)),
+            ("timeout_seconds", json!(2)),
+            ("grace_period_seconds", json!(0)),
+            ("kill_on_unhealthy", json!(false)),
+        ] {
+            hc[k] = v;
+        }
+        hc
+    };
+    let http = |path: &str| report(json!({"type": "HTTP", "http": {"port": 8080, "path": path}}));
+    let tcp = report(json!({"type": "TCP", "tcp": {"port": 9000}}));
+    let launches = [
+        ("redirect", redirect.as_str(), "BRIDGE", http("/cgi-bin/go")),
+        ("local-http", local_only, "BRIDGE", http("/index.html")),
+        ("local-tcp", local_only, "BRIDGE", tcp.clone()),
+        ("none-http", local_only, "NONE", http("/index.html")),
+        ("none-tcp", local_only, "NONE", tcp),
+    ];
+    for (id, line, network, hc) in &launches {
+        let r = launch(&agent, id, line, Some(network), None, Some(hc.clone())).await;
+        assert_eq!(r.status, 200, "{id}: {r:?}\n{}", agent.logs());
+    }
+    for id in ["local-http", "none-http"] {
+        let h = health_becomes(&agent, id, "healthy", Duration::from_secs(20)).await;
+        assert_eq!(
+            h["last_output"], "GET http://127.0.0.1:8080/index.html: 200 OK",
+            "{id}: {h}"
+        );
+    }
+    for id in ["local-tcp", "none-tcp"] {
+        let h = health_becomes(&agent, id, "healthy", Duration::from_secs(20)).await;
+        assert_eq!(h["last_output"], "connected to 127.0.0.1:9000", "{id}: {h}");
+    }
+    // The redirect is followed inside the container, where nothing listens on that port.
+    let h = eventually(
+        Duration::from_secs(20),
+        "failed redirected checks",
+        || async {
+            let h = health(&agent, "redirect").await;
+            (h["consecutive_failures"].as_u64() >= Some(3)).then_some(h)
+        },
+    )
+    .await;
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the check followed the redirect to the host's loopback server: {h}"
+    );
+    assert!(
+        h["last_error"].as_str().unwrap_or("").contains("refused"),
+        "{h}"
+    );
+    for (id, ..) in &launches {
         assert_eq!(agent.kill(id, Some(9)).await.status, 200);
         assert_eq!(agent.wait(id).await["state"], "TASK_KILLED");
         assert_eq!(agent.remove(id).await.status, 200);

@@ -563,12 +563,8 @@ fn parse_launch(mut o: Obj<'_>) -> Result<LaunchRequest, ApiError> {
         Some(c) => Some(parse_container(c)?),
         None => None,
     };
-    let network = container
-        .as_ref()
-        .and_then(|c| c.docker.as_ref())
-        .map(|d| &d.network);
     let health_check = match o.opt_obj("health_check")? {
-        Some(h) => Some(parse_health_check(h, network)?),
+        Some(h) => Some(parse_health_check(h)?),
         None => None,
     };
     o.finish()?;

@@ -273,12 +273,8 @@ fn health_protocol(o: &mut Obj<'_>) -> Result<bool, ApiError> {
     })
 }
 
-/// Parses a `HealthCheck` object (Mesos's validation: `validateHealthCheck`). `network` is the
-/// container's: an HTTP or TCP check needs one to reach it.
-pub fn parse_health_check(
-    mut o: Obj<'_>,
-    network: Option<&NetworkMode>,
-) -> Result<HealthCheckSpec, ApiError> {
+/// Parses a `HealthCheck` object (Mesos's validation: `validateHealthCheck`).
+pub fn parse_health_check(mut o: Obj<'_>) -> Result<HealthCheckSpec, ApiError> {
     o.schema(&schema::HEALTH_CHECK);
     let type_path = o.field_path("type");
     let kind = match o.opt_str("type")? {
@@ -382,16 +378,6 @@ pub fn parse_health_check(
             )))
         }
     };
-    if matches!(
-        kind,
-        HealthCheckKind::Http { .. } | HealthCheckKind::Tcp { .. }
-    ) && network == Some(&NetworkMode::None)
-    {
-        return Err(ApiError::bad_request(format!(
-            "field '{type_path}': an HTTP or TCP health check reaches the container over its \
-             network, and its network is NONE (use a COMMAND check)"
-        )));
-    }
     let spec = HealthCheckSpec {
         kind,
         delay: health_seconds(&mut o, "delay_seconds", 15.0, true)?,

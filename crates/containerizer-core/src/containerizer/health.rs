@@ -18,7 +18,7 @@ use crate::changes::ChangeKind;
 use crate::checkpoint::Durability;
 use crate::health::{
     run_check, Check, Health, HealthCheck, HealthSource, HealthState, Outcome, Target, Tracker,
-    Verdict,
+    Vantage, Verdict,
 };
 use crate::state::Event;
 
@@ -147,25 +147,28 @@ async fn check_loop(
         })
         .unwrap_or_default();
     tokio::time::sleep(hc.delay.saturating_sub(since_start()).max(next)).await;
-    let http = crate::health::http_client(hc.timeout);
+    // Opened once: the process is the container's for as long as this checker runs.
+    let target = {
+        let rt = c.rt();
+        let network = rt
+            .spec
+            .docker_info()
+            .map(|d| d.network.clone())
+            .unwrap_or_default();
+        Target {
+            docker_id: docker_id.to_owned(),
+            vantage: match hc.check {
+                Check::Http { .. } | Check::Tcp { .. } => Vantage::of(&network, rt.pid),
+                Check::Command(_) | Check::Docker => Vantage::Host,
+            },
+            user: rt.spec.effective_user().map(str::to_owned),
+        }
+    };
     loop {
-        let target = {
-            let rt = c.rt();
-            Target {
-                docker_id: docker_id.to_owned(),
-                network: rt
-                    .spec
-                    .docker_info()
-                    .map(|d| d.network.clone())
-                    .unwrap_or_default(),
-                ips: rt.ips.clone(),
-                user: rt.spec.effective_user().map(str::to_owned),
-            }
-        };
         // The check bounds itself (and kills a hung command); this bounds a hung daemon.
         let outcome = tokio::time::timeout(
             hc.timeout + KILL_ALLOWANCE,
-            run_check(&*inner.engine, &http, &hc.check, &target, hc.timeout),
+            run_check(&*inner.engine, &hc.check, &target, hc.timeout),
         )
         .await
         .unwrap_or_else(|_| Outcome {

@@ -539,7 +539,7 @@ impl super::Containerizer {
 pub const LIVE_OUTPUT_BUFFER: usize = 64;
 
 /// A running container's live output for an attached client
-/// ([`Containerizer::attach_output`]).
+/// ([`Containerizer::attach_output`](crate::Containerizer::attach_output)).
 pub struct AttachedOutput {
     rx: tokio::sync::mpsc::Receiver<std::result::Result<OutputChunk, crate::engine::EngineError>>,
     dropped: Arc<std::sync::atomic::AtomicU64>,
