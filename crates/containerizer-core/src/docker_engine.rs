@@ -278,13 +278,13 @@ impl DockerEngine {
         Ok((exec_id, attached))
     }
 
-    /// Kills exec `exec_id`'s process (through a pidfd, never a pid that may have been reused);
-    /// one that already ended is left alone.
+    /// Kills exec `exec_id`'s process and its process group (through pidfds, never a pid that
+    /// may have been reused); one that already ended is left alone.
     async fn kill_exec(&self, exec_id: &str) -> Result<(), EngineError> {
-        let Some(fd) = exec_process::pidfd(self, exec_id).await else {
+        let Some(process) = exec_process::find(self, exec_id).await else {
             return Ok(());
         };
-        exec_process::signal(&fd, rustix::process::Signal::KILL).map_err(|e| {
+        process.kill_group().map_err(|e| {
             EngineError::new(
                 EngineErrorKind::Permanent,
                 format!("killing the process of exec {exec_id}: {e}"),

@@ -312,8 +312,9 @@ async fn a_chatty_check_keeps_its_tail_and_a_hung_one_times_out() {
     };
     // A megabyte of output: only its last 512 bytes are kept.
     let chatty = report_only("head -c 1000000 /dev/zero | tr '\\0' x; echo END", 10.0);
-    // A check that never ends within its timeout.
-    let hung = report_only("echo started; exec sleep 30", 1.0);
+    // A check that never ends within its timeout: a shell with children (a check's usual
+    // `sh -c 'curl ... || exit 1'`), all of which must go when it is killed.
+    let hung = report_only("echo started; sleep 31 & sleep 32; echo never", 1.0);
     for (id, hc) in [("chatty", chatty), ("hung", hung)] {
         let r = launch(&agent, id, "exec sleep 3600", None, None, Some(hc)).await;
         assert_eq!(r.status, 200, "{id}: {r:?}\n{}", agent.logs());
@@ -344,14 +345,16 @@ async fn a_chatty_check_keeps_its_tail_and_a_hung_one_times_out() {
         "{h}"
     );
     assert_eq!(h["last_output"], "started\n", "{h}");
-    // Each timed-out command was killed: Docker lists at most the one check in flight, not
-    // one left behind per check (Docker has no call to kill an exec).
+    // Each timed-out command was killed with its children: Docker lists at most the one check
+    // in flight, not one left behind per check (Docker has no call to kill an exec).
     let top = docker_cli(&["top", &agent.docker_name("hung"), "-o", "pid,args"]).await;
-    let hung: Vec<&str> = top
-        .lines()
-        .filter(|l| l.trim_end().ends_with("sleep 30"))
-        .collect();
-    assert!(hung.len() <= 1, "hung checks left running:\n{top}");
+    for child in ["sleep 31", "sleep 32"] {
+        let left = top
+            .lines()
+            .filter(|l| l.trim_end().ends_with(child))
+            .count();
+        assert!(left <= 1, "hung checks left running:\n{top}");
+    }
     // The agent answers meanwhile, and destroys both at once.
     for id in ["chatty", "hung"] {
         assert_eq!(agent.kill(id, Some(9)).await.status, 200);

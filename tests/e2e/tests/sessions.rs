@@ -207,6 +207,26 @@ async fn sessions_stream_output_end_with_their_command_and_obey_kills() {
         wait_session(&agent, "web", "s3").await["exit_status"],
         (128 + 9) << 8
     );
+    // And all of it: a shell's children too, as Mesos destroys a nested container whole.
+    let r = start(
+        &agent,
+        &session_call("web", "s3b", "sleep 604 & sleep 605; true", None),
+        "application/json",
+    )
+    .await;
+    eventually(Duration::from_secs(10), "sleep 604 and 605 run", || async {
+        (runs(&name, "sleep 604").await && runs(&name, "sleep 605").await).then_some(())
+    })
+    .await;
+    drop(r);
+    eventually(
+        Duration::from_secs(10),
+        "the session's processes killed",
+        || async {
+            (!runs(&name, "sleep 604").await && !runs(&name, "sleep 605").await).then_some(())
+        },
+    )
+    .await;
 
     // Refusals: an unknown parent, a taken id, a session that fetches, a nested call with no
     // parent, a session of a session.

@@ -9,7 +9,6 @@
 //! pidfd, opened once Docker reports its pid (the output does not wait for that), so a signal
 //! can never hit a later process that reused its pid.
 
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -21,7 +20,7 @@ use tokio::sync::watch;
 use super::Inner;
 use crate::engine::{OutputChunk, OutputStreamBox, SessionExec};
 use crate::error::{Error, Result};
-use crate::exec_process;
+use crate::exec_process::{self, ExecProcess};
 use crate::id::ContainerId;
 use crate::spec::WindowSize;
 use crate::state::Phase;
@@ -108,8 +107,8 @@ enum Process {
     /// Its pidfd is being looked up: Docker knows an exec's pid only some time after its
     /// start (tens of milliseconds), and the output does not wait for it.
     Looking,
-    /// Signals go to this pidfd (of the process itself: a reused pid cannot be hit).
-    Found(Arc<OwnedFd>),
+    /// Signals go to this process (through its pidfd: a reused pid cannot be hit).
+    Found(Arc<ExecProcess>),
     /// It ended, or was never seen running: signals have nowhere to go.
     Gone,
 }
@@ -119,10 +118,8 @@ impl Session {
         self.ended.borrow().clone()
     }
 
-    /// Sends `signal` to the command, once its process is known (nothing once it is gone).
-    async fn signal(&self, signal: i32) -> Result<()> {
-        let sig = rustix::process::Signal::from_named_raw(signal)
-            .ok_or_else(|| Error::Config(format!("signal {signal} is not a signal Berth sends")))?;
+    /// The command's process once its lookup is over; `None` once it is gone.
+    async fn process(&self) -> Option<Arc<ExecProcess>> {
         let process = self
             .process
             .subscribe()
@@ -130,12 +127,36 @@ impl Session {
             .await
             .map_or(Process::Gone, |p| p.clone());
         match process {
-            Process::Found(fd) => exec_process::signal(&fd, sig).map_err(|source| Error::Io {
-                action: "signalling the session's process",
-                path: format!("exec {}", self.exec_id).into(),
-                source,
-            }),
-            Process::Looking | Process::Gone => Ok(()),
+            Process::Found(p) => Some(p),
+            Process::Looking | Process::Gone => None,
+        }
+    }
+
+    /// Sends `signal` to the command's process (a client's kill), once it is known; nothing
+    /// once it is gone.
+    async fn signal(&self, signal: i32) -> Result<()> {
+        let sig = rustix::process::Signal::from_named_raw(signal)
+            .ok_or_else(|| Error::Config(format!("signal {signal} is not a signal Berth sends")))?;
+        match self.process().await {
+            Some(p) => p.signal(sig).map_err(|e| self.io_error(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Kills the command and every process of its group: the session ends as Mesos destroys
+    /// a nested container, all of it (its client went away, or it sat idle too long).
+    async fn kill_all(&self) -> Result<()> {
+        match self.process().await {
+            Some(p) => p.kill_group().map_err(|e| self.io_error(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn io_error(&self, source: std::io::Error) -> Error {
+        Error::Io {
+            action: "signalling the session's process",
+            path: format!("exec {}", self.exec_id).into(),
+            source,
         }
     }
 }
@@ -208,8 +229,8 @@ impl Finisher {
             && {
                 let process = session.process.borrow().clone();
                 match process {
-                    Process::Found(fd) => {
-                        if let Err(e) = exec_process::signal(&fd, rustix::process::Signal::KILL) {
+                    Process::Found(p) => {
+                        if let Err(e) = p.kill_group() {
                             tracing::warn!(container_id = %session.parent, session = %session.id, error = %e, "could not kill the session's command");
                         }
                         false
@@ -220,7 +241,7 @@ impl Finisher {
             };
         let task = async move {
             if kill_later {
-                if let Err(e) = session.signal(9).await {
+                if let Err(e) = session.kill_all().await {
                     tracing::warn!(container_id = %session.parent, session = %session.id, error = %e, "could not kill the session's command");
                 }
             }
@@ -250,7 +271,7 @@ async fn watch_idle(session: Arc<Session>, idle: Duration) {
             .load(std::sync::atomic::Ordering::Relaxed);
         if now_ms().saturating_sub(last) >= idle.as_millis() as u64 {
             tracing::info!(container_id = %session.parent, session = %session.id, idle = ?idle, "session idle for its timeout; killing its command");
-            if let Err(e) = session.signal(9).await {
+            if let Err(e) = session.kill_all().await {
                 tracing::warn!(container_id = %session.parent, session = %session.id, error = %e, "could not kill the idle session's command");
             }
             return;
@@ -412,7 +433,7 @@ impl super::Containerizer {
         {
             let (inner, session) = (inner.clone(), session.clone());
             inner.clone().spawn(async move {
-                let found = exec_process::pidfd(&*inner.engine, &session.exec_id).await;
+                let found = exec_process::find(&*inner.engine, &session.exec_id).await;
                 if found.is_none() {
                     tracing::debug!(container_id = %session.parent, session = %session.id, "the session's process was not seen running; it cannot be signalled");
                 }
@@ -420,7 +441,7 @@ impl super::Containerizer {
                 session.process.send_if_modified(|p| {
                     let looking = matches!(p, Process::Looking);
                     if looking {
-                        *p = found.map_or(Process::Gone, |fd| Process::Found(Arc::new(fd)));
+                        *p = found.map_or(Process::Gone, |f| Process::Found(Arc::new(f)));
                     }
                     looking
                 });
