@@ -79,6 +79,19 @@ fn file_check() -> Value {
          else echo fail >> \"$MESOS_SANDBOX/checks\"; echo missing >&2; exit 1; fi"}})
 }
 
+/// Launches `id`, whose [`file_check`] passes at first, checked every `interval` seconds from
+/// its start, killed after `consecutive_failures` (no grace period).
+async fn launch_file_checked(agent: &Agent, id: &str, interval: f64, consecutive_failures: u32) {
+    let mut hc = file_check();
+    hc["delay_seconds"] = json!(0);
+    hc["interval_seconds"] = json!(interval);
+    hc["grace_period_seconds"] = json!(0);
+    hc["consecutive_failures"] = json!(consecutive_failures);
+    let line = "touch /tmp/ok; exec sleep 3600";
+    let r = launch(agent, id, line, None, None, Some(hc)).await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", agent.logs());
+}
+
 /// The agent's metric `name`.
 async fn metric(agent: &Agent, name: &str) -> f64 {
     let r = agent.call(json!({"type": "GET_METRICS"})).await;
@@ -197,21 +210,7 @@ async fn checks_go_on_after_an_agent_restart_and_stop_while_it_is_down() {
     const T: &str = "e2e-health-restart";
     remove_test_containers(T).await;
     let mut agent = Agent::start(T, &["--docker-stop-timeout", "1s"]).await;
-    let mut hc = file_check();
-    hc["delay_seconds"] = json!(0);
-    hc["interval_seconds"] = json!(0.3);
-    hc["grace_period_seconds"] = json!(0);
-    hc["consecutive_failures"] = json!(2);
-    let r = launch(
-        &agent,
-        "r",
-        "touch /tmp/ok; exec sleep 3600",
-        None,
-        None,
-        Some(hc),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{r:?}\n{}", agent.logs());
+    launch_file_checked(&agent, "r", 0.3, 2).await;
     health_becomes(&agent, "r", "healthy", Duration::from_secs(20)).await;
     // A killed agent checks nothing: no check runs while it is down (the checker is the
     // agent's, it does not outlive it).
@@ -258,21 +257,7 @@ async fn a_restarted_agent_goes_on_counting_failures_where_the_last_one_stopped(
     const T: &str = "e2e-health-resume";
     remove_test_containers(T).await;
     let mut agent = Agent::start(T, &["--docker-stop-timeout", "1s"]).await;
-    let mut hc = file_check();
-    hc["delay_seconds"] = json!(0);
-    hc["interval_seconds"] = json!(0.5);
-    hc["grace_period_seconds"] = json!(0);
-    hc["consecutive_failures"] = json!(4);
-    let r = launch(
-        &agent,
-        "r",
-        "touch /tmp/ok; exec sleep 3600",
-        None,
-        None,
-        Some(hc),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{r:?}\n{}", agent.logs());
+    launch_file_checked(&agent, "r", 0.5, 4).await;
     let healthy = health_becomes(&agent, "r", "healthy", Duration::from_secs(20)).await;
     docker_cli(&["exec", &agent.docker_name("r"), "rm", "/tmp/ok"]).await;
     eventually(Duration::from_secs(20), "two counted failures", || async {
