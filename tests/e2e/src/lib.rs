@@ -337,13 +337,7 @@ impl Agent {
             .send()
             .await
             .unwrap_or_else(|e| panic!("request to the agent failed: {e}\n{}", self.logs()));
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let (status, content_type) = status_and_type(&resp);
         let body = resp.text().await.expect("a response body");
         Resp {
             status,
@@ -374,13 +368,7 @@ impl Agent {
             .send()
             .await
             .unwrap_or_else(|e| panic!("request to the agent failed: {e}\n{}", self.logs()));
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let (status, content_type) = status_and_type(&resp);
         let body = resp.bytes().await.expect("a response body").to_vec();
         BytesResp {
             status,
@@ -569,6 +557,17 @@ pub async fn docker_container_exists(name: &str) -> bool {
         Err(e) if e.is_not_found() => false,
         Err(e) => panic!("inspect {name}: {e}"),
     }
+}
+
+/// An answer's status code and `Content-Type` (empty when it has none).
+fn status_and_type(resp: &reqwest::Response) -> (u16, String) {
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (resp.status().as_u16(), content_type)
 }
 
 /// `docker <args>` through the docker CLI (the oracle outside Berth); asserts that it
